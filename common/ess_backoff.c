@@ -1,0 +1,1 @@
+/* ess_backoff -- not yet written */

@@ -1,0 +1,1 @@
+/* ess_breaker -- not yet written */

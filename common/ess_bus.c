@@ -1,0 +1,1 @@
+/* ess_bus -- not yet written */

@@ -1,0 +1,1 @@
+/* ess_event -- not yet written */

@@ -1,0 +1,1 @@
+/* ess_keyq -- not yet written */

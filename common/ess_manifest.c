@@ -1,0 +1,1 @@
+/* ess_manifest -- not yet written */

@@ -1,0 +1,131 @@
+/*
+ * ess_manifest -- the connector manifest (YAML), parsed by libyaml into a
+ * typed struct, driven by ONE declarative key table.
+ *
+ * DESIGN
+ * The table (ess_manifest_keys()) lists every key: name, type, default, flags
+ * (required, secret-env), where it lands in struct ess_manifest (offsetof) and a
+ * one-line doc. Parsing, validation, defaults and `hms ess explain` all walk that
+ * table, so the docs cannot drift from the parser (model: Fluent Bit's
+ * flb_config_map). Every error is positioned "file:line:column: key: message"
+ * and ALL errors are reported in one pass (model: OpenBSD parse.y).
+ *
+ * Ownership: ess_manifest_load/parse return a heap object the caller frees
+ * with ess_manifest_free (NULL is a no-op). On failure *out is NULL and the
+ * diags hold every error (caller-owned; ess_diags_fini).
+ */
+#ifndef ESS_MANIFEST_H
+#define ESS_MANIFEST_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "ess_err.h"
+
+enum ess_format {
+    ESS_FORMAT_JSON = 0,
+    ESS_FORMAT_SOAP,
+    ESS_FORMAT_XML,
+    ESS_FORMAT_CSV,
+    ESS_FORMAT_FIXED,
+    ESS_FORMAT_FORM
+};
+
+enum ess_auth_type { ESS_AUTH_NONE = 0, ESS_AUTH_BASIC, ESS_AUTH_BEARER, ESS_AUTH_HMAC };
+
+struct ess_strlist {
+    char **v;
+    size_t n;
+};
+
+struct ess_strmap { /* ordered as written in the manifest */
+    char **keys;
+    char **vals;
+    size_t n;
+};
+
+struct ess_valuemap { /* values: {field: {FROM: TO, ...}} */
+    char *field;
+    struct ess_strmap map;
+};
+
+struct ess_auth {
+    enum ess_auth_type type;
+    char *secret_env;   /* hmac: env var holding "whsec_<base64>" (or raw secret) */
+    char *token_env;    /* bearer */
+    char *user_env;     /* basic */
+    char *password_env; /* basic */
+};
+
+struct ess_manifest {
+    char *path; /* file it was loaded from ("<string>" for parse) */
+    char *sha256; /* hex digest of the manifest text: its version */
+    char *id;
+    char *kind;                 /* push | pull | webhook */
+    struct ess_strlist topics;  /* listen_topic or listen_topics, >= 1 for push */
+    char *key;                  /* record key field (dotted path allowed) */
+    char *target_url;           /* http(s)://, ftp(s)://, sftp:// */
+    enum ess_format format;
+    struct ess_strlist fields;  /* include filter, dotted paths; n == 0: all */
+    struct ess_strlist drop;    /* exclude filter, after include */
+    struct ess_strmap rename;   /* source field -> partner field */
+    struct ess_valuemap *values;
+    size_t n_values;
+    json_t *transforms; /* owned; object field -> transform spec, or NULL */
+    int debounce_sec;
+    int heartbeat_sec;
+    int max_retry;
+    int timeout_ms;
+    long replay_window_sec; /* from "7d", "12h", "30m", "45s" */
+    int prefetch;           /* AMQP prefetch window */
+    int max_in_flight;      /* concurrent partner transfers */
+    struct ess_auth auth;
+};
+
+enum ess_key_type {
+    ESS_KEY_STRING = 0,
+    ESS_KEY_INT,
+    ESS_KEY_DURATION,
+    ESS_KEY_ENUM,
+    ESS_KEY_STRLIST,   /* a sequence of strings (or one string where noted) */
+    ESS_KEY_STRMAP,    /* a mapping string -> string */
+    ESS_KEY_VALUEMAP,  /* mapping field -> mapping */
+    ESS_KEY_ANYMAP,    /* free-form mapping kept as JSON */
+    ESS_KEY_AUTH       /* the auth block */
+};
+
+struct ess_manifest_key {
+    const char *name;
+    enum ess_key_type type;
+    const char *def;  /* default as text, NULL when none */
+    int required;     /* 1: missing is an error (for push) */
+    const char *choices; /* "json|soap|..." for enums, else NULL */
+    const char *doc;
+};
+
+/* The key table; *n receives its length. Static storage. */
+const struct ess_manifest_key *ess_manifest_keys(size_t *n);
+
+/* Load and validate a manifest file. See ownership above. Returns ESS_OK,
+ * ESS_EMANIFEST (content invalid) or ESS_ECONFIG (file unreadable). */
+int ess_manifest_load(const char *path, struct ess_manifest **out, struct ess_diags *diags);
+
+/* The same from text in memory; name is used in error positions. */
+int ess_manifest_parse(const char *text, size_t len, const char *name,
+                       struct ess_manifest **out, struct ess_diags *diags);
+
+void ess_manifest_free(struct ess_manifest *m);
+
+/* Check that every *_env key names a variable that is set. Returns ESS_OK
+ * or ESS_ECONFIG with the variable NAME (never its value) in err. */
+int ess_manifest_check_env(const struct ess_manifest *m, struct ess_err *err);
+
+/* Print every key with type, default and meaning (hms ess explain). */
+void ess_manifest_explain(FILE *out);
+
+/* "json" ... for a format; "none"... for auth. Static strings. */
+const char *ess_manifest_format_name(enum ess_format f);
+
+#endif

@@ -1,0 +1,1 @@
+/* ess_partner -- not yet written */

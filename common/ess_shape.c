@@ -1,0 +1,1 @@
+/* ess_shape -- not yet written */

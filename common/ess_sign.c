@@ -1,0 +1,1 @@
+/* ess_sign -- not yet written */

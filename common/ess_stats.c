@@ -1,0 +1,1 @@
+/* ess_stats -- not yet written */

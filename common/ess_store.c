@@ -1,0 +1,1 @@
+/* ess_store -- not yet written */
