@@ -1,0 +1,845 @@
+/*
+ * ess_push -- the push pipeline; see ess_push.h for the design.
+ *
+ * Ownership: the pipeline owns the manifest, the bus, the store, the partner
+ * and the window. A burst holds copies of what it will journal until COMMIT.
+ * An in-flight delivery is identified by its window item (the transfer token);
+ * the item stays valid until ess_keyq_done/retry.
+ */
+#include "ess_push.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "ess_backoff.h"
+#include "ess_breaker.h"
+#include "ess_bus.h"
+#include "ess_event.h"
+#include "ess_keyq.h"
+#include "ess_log.h"
+#include "ess_partner.h"
+#include "ess_shape.h"
+#include "ess_sign.h"
+#include "ess_stats.h"
+#include "ess_store.h"
+#include "ess_version.h"
+
+#define PUSH_BREAKER_THRESHOLD 5
+#define PUSH_PROBE_MIN_MS 500
+#define PUSH_PROBE_MAX_MS 5000
+#define PUSH_RETRY_BASE_MS 200
+#define PUSH_RETRY_CAP_MS 30000
+#define PUSH_OFFSET_EVERY_MS 200
+#define PUSH_RETAIN_EVERY_MS 60000
+#define PUSH_DRAIN_MAX_MS 15000
+
+struct burst_msg { /* a consumed message waiting for its journal COMMIT */
+    char *event_id;
+    char *key;
+    char *topic;
+    char *body;
+    long long received_ms;
+};
+
+struct push_burst {
+    struct burst_msg *v;
+    size_t n;
+    size_t cap;
+    uint64_t last_tag; /* ack up to this once journaled */
+    int has_tag;
+};
+
+struct ess_push {
+    struct ess_manifest *m;
+    struct ess_worker_env env;
+    char queue[80];
+    struct ess_bus *bus;
+    struct ess_store *store;
+    struct ess_partner *partner;
+    struct ess_keyq *window;
+    struct ess_breaker breaker;
+    struct ess_stats stats;
+    struct push_burst burst;
+    struct ess_worker_retry bus_retry;
+    struct ess_worker_retry store_retry;
+    uint64_t rng;
+    size_t window_max;
+    int journal_more;      /* the journal may hold rows past the window */
+    int offset_known;      /* the stored offset was read into the window */
+    long long offset_saved;
+    long long next_offset_ms;
+    long long next_heartbeat_ms;
+    long long next_retain_ms;
+    long long started_ms;
+    long long last_error_ms;
+    char last_error[256];
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void push_error(struct ess_push *p, const char *what, const struct ess_err *e)
+{
+    char line[600];
+
+    ess_err_format(e, line, sizeof(line));
+    snprintf(p->last_error, sizeof(p->last_error), "%s: %s", what, line);
+    p->last_error_ms = ess_worker_mono_ms();
+}
+
+static void burst_clear(struct push_burst *b)
+{
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        free(b->v[i].event_id);
+        free(b->v[i].key);
+        free(b->v[i].topic);
+        free(b->v[i].body);
+    }
+    b->n = 0;
+    b->has_tag = 0;
+}
+
+static void push_bus_lost(struct ess_push *p, const struct ess_err *e)
+{
+    char line[600];
+
+    ess_log_warn("bus lost: %s; reconnecting", ess_err_format(e, line, sizeof(line)));
+    push_error(p, "bus", e);
+    ess_bus_free(p->bus);
+    p->bus = NULL;
+    /* Unacked messages come back from the broker; the journal dedupes them. */
+    burst_clear(&p->burst);
+    ess_worker_retry_failed(&p->bus_retry, ess_worker_mono_ms());
+}
+
+static void push_store_lost(struct ess_push *p, const struct ess_err *e)
+{
+    char line[600];
+
+    ess_log_warn("journal store lost: %s; reconnecting", ess_err_format(e, line, sizeof(line)));
+    push_error(p, "store", e);
+    ess_store_free(p->store);
+    p->store = NULL;
+    ess_worker_retry_failed(&p->store_retry, ess_worker_mono_ms());
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+static int push_bus_open(struct ess_push *p)
+{
+    struct ess_err err;
+    struct ess_bus *bus;
+
+    ess_err_clear(&err);
+    bus = ess_bus_new(p->env.amqp_url, &err);
+    if (bus == NULL ||
+        ess_bus_declare_push(bus, p->env.events_exchange, p->env.ops_exchange, p->m->id,
+                             &p->m->topics, &err) != ESS_OK ||
+        ess_bus_consume(bus, p->queue, p->m->prefetch, &err) != ESS_OK) {
+        ess_bus_free(bus);
+        ess_log_warn("bus connect attempt %d failed: %s", p->bus_retry.attempt + 1, err.msg);
+        push_error(p, "bus", &err);
+        ess_worker_retry_failed(&p->bus_retry, ess_worker_mono_ms());
+        return ESS_EBUS;
+    }
+    ess_log_info("bus connected; consuming %s (prefetch %d)", p->queue, p->m->prefetch);
+    p->bus = bus;
+    ess_worker_retry_ok(&p->bus_retry);
+    return ESS_OK;
+}
+
+static int push_store_open(struct ess_push *p)
+{
+    struct ess_err err;
+    struct ess_store *store;
+    long long offset = 0;
+
+    ess_err_clear(&err);
+    store = ess_store_new(p->env.pg_url, &err);
+    if (store == NULL || ess_store_migrate(store, &err) != ESS_OK ||
+        ess_store_offset_get(store, p->m->id, &offset, &err) != ESS_OK) {
+        ess_store_free(store);
+        ess_log_warn("journal store connect attempt %d failed: %s", p->store_retry.attempt + 1,
+                     err.msg);
+        push_error(p, "store", &err);
+        ess_worker_retry_failed(&p->store_retry, ess_worker_mono_ms());
+        return ESS_ESTORE;
+    }
+    p->store = store;
+    ess_worker_retry_ok(&p->store_retry);
+    if (!p->offset_known) {
+        ess_keyq_set_floor(p->window, offset);
+        p->offset_saved = offset;
+        p->offset_known = 1;
+        ess_log_info("journal store connected; resuming after offset %lld", offset);
+    } else {
+        ess_log_info("journal store reconnected");
+    }
+    p->journal_more = 1;
+    return ESS_OK;
+}
+
+static void push_connect(struct ess_push *p, long long now)
+{
+    if (p->store == NULL && ess_worker_retry_due(&p->store_retry, now)) {
+        push_store_open(p);
+    }
+    if (p->bus == NULL && ess_worker_retry_due(&p->bus_retry, now)) {
+        push_bus_open(p);
+    }
+}
+
+/* ---- take: broker -> journal ----------------------------------------------- */
+
+static int burst_add(struct push_burst *b, struct ess_event *ev, const struct ess_bus_msg *msg)
+{
+    struct burst_msg *grown;
+    struct burst_msg *bm;
+    size_t cap;
+
+    if (b->n == b->cap) {
+        cap = b->cap ? b->cap * 2 : 256;
+        grown = realloc(b->v, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return ESS_ENOMEM;
+        }
+        b->v = grown;
+        b->cap = cap;
+    }
+    bm = &b->v[b->n];
+    /* A plain object is journaled as received; a CloudEvent as its data. */
+    bm->body = ev->cloudevent ? json_dumps(ev->data, JSON_COMPACT) : strndup(msg->body, msg->len);
+    bm->topic = strdup(msg->routing_key);
+    bm->event_id = ev->id;
+    bm->key = ev->key;
+    ev->id = NULL;
+    ev->key = NULL;
+    bm->received_ms = ess_worker_wall_ms();
+    if (bm->body == NULL || bm->topic == NULL) {
+        free(bm->body);
+        free(bm->topic);
+        free(bm->event_id);
+        free(bm->key);
+        return ESS_ENOMEM;
+    }
+    b->n++;
+    return ESS_OK;
+}
+
+/* One delivery from the broker: into the burst, or dead-lettered. */
+static int push_take_one(struct ess_push *p, const struct ess_bus_msg *msg,
+                         struct ess_err *bus_err)
+{
+    struct ess_event ev;
+    struct ess_err err;
+    int rc;
+
+    ess_err_clear(&err);
+    p->stats.consumed++;
+    rc = ess_event_parse(msg->body, msg->len, msg->message_id, p->m->key, &ev, &err);
+    if (rc != ESS_OK) {
+        p->stats.dead++;
+        ess_log_warn("message %llu on %s dead-lettered to %s.dead: %s",
+                     (unsigned long long)msg->tag, msg->routing_key, p->queue, err.msg);
+        return ess_bus_reject(p->bus, msg->tag, bus_err) == ESS_OK ? ESS_OK : ESS_EBUS;
+    }
+    rc = burst_add(&p->burst, &ev, msg);
+    ess_event_fini(&ev);
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    p->burst.last_tag = msg->tag;
+    p->burst.has_tag = 1;
+    return ESS_OK;
+}
+
+/* Journal the burst in one transaction, then ack it with one multiple-ack. */
+static void push_flush(struct ess_push *p)
+{
+    struct ess_store_event *ev;
+    struct ess_err err;
+    size_t inserted = 0;
+    size_t i;
+
+    if (p->burst.n == 0 && !p->burst.has_tag) {
+        return;
+    }
+    ess_err_clear(&err);
+    ev = calloc(p->burst.n ? p->burst.n : 1, sizeof(*ev));
+    if (ev == NULL) {
+        return; /* try again next turn; nothing is acked */
+    }
+    for (i = 0; i < p->burst.n; i++) {
+        ev[i] = (struct ess_store_event){p->burst.v[i].event_id, p->burst.v[i].key,
+                                         p->burst.v[i].topic, p->burst.v[i].body,
+                                         p->burst.v[i].received_ms};
+    }
+    if (p->burst.n > 0 &&
+        ess_store_journal_append(p->store, p->m->id, ev, p->burst.n, &inserted, &err) != ESS_OK) {
+        free(ev);
+        push_store_lost(p, &err);
+        return;
+    }
+    free(ev);
+    if (inserted > 0) {
+        p->journal_more = 1;
+    }
+    if (p->burst.has_tag && ess_bus_ack_upto(p->bus, p->burst.last_tag, &err) != ESS_OK) {
+        push_bus_lost(p, &err);
+        return;
+    }
+    burst_clear(&p->burst);
+}
+
+static void push_take(struct ess_push *p)
+{
+    struct ess_bus_msg msg;
+    struct ess_err err;
+    size_t limit = (size_t)p->m->prefetch;
+    int rc;
+
+    if (p->bus == NULL || p->store == NULL) {
+        return;
+    }
+    ess_err_clear(&err);
+    while (p->burst.n < limit) {
+        rc = ess_bus_next(p->bus, 0, &msg, &err);
+        if (rc < 0) {
+            push_bus_lost(p, &err);
+            return;
+        }
+        if (rc == 0) {
+            break;
+        }
+        if (push_take_one(p, &msg, &err) == ESS_EBUS) {
+            push_bus_lost(p, &err);
+            return;
+        }
+    }
+    push_flush(p);
+}
+
+/* ---- refill: journal -> window ------------------------------------------ */
+
+static void push_refill(struct ess_push *p)
+{
+    struct ess_store_rows rows = {0};
+    struct ess_err err;
+    size_t pending = ess_keyq_pending(p->window);
+    size_t i;
+    int want;
+
+    if (p->store == NULL || !p->offset_known || !p->journal_more || pending >= p->window_max / 2) {
+        return;
+    }
+    ess_err_clear(&err);
+    want = (int)(p->window_max - pending);
+    if (ess_store_journal_read(p->store, p->m->id, ess_keyq_last_seq(p->window), want, &rows,
+                               &err) != ESS_OK) {
+        ess_store_rows_fini(&rows);
+        push_store_lost(p, &err);
+        return;
+    }
+    for (i = 0; i < rows.n; i++) {
+        /* The window takes the strings over. */
+        ess_keyq_push(p->window, rows.v[i].seq, rows.v[i].key, rows.v[i].event_id,
+                      rows.v[i].body, rows.v[i].received_ms);
+        rows.v[i].key = NULL;
+        rows.v[i].event_id = NULL;
+        rows.v[i].body = NULL;
+    }
+    p->journal_more = rows.n == (size_t)want;
+    ess_store_rows_fini(&rows);
+}
+
+/* ---- dispatch: window -> partner ----------------------------------------- */
+
+/* A header value from event data: printable ASCII only, so an event id can
+ * never inject a header line. */
+static void header_safe(char *dst, size_t len, const char *src)
+{
+    size_t o = 0;
+
+    for (; *src != '\0' && o + 1 < len; src++) {
+        dst[o++] = (*src >= 0x20 && *src < 0x7f && *src != '"' && *src != '\\') ? *src : '_';
+    }
+    dst[o] = '\0';
+}
+
+static struct curl_slist *push_headers(struct ess_push *p, const struct ess_keyq_item *it,
+                                       const char *content_type, const char *body, size_t len,
+                                       struct ess_err *err)
+{
+    struct curl_slist *h = NULL;
+    char id[300];
+    char line[400];
+
+    header_safe(id, sizeof(id), it->event_id);
+    snprintf(line, sizeof(line), "Content-Type: %s", content_type);
+    h = curl_slist_append(h, line);
+    /* IETF draft: the value is a Structured Field string, hence the quotes. */
+    snprintf(line, sizeof(line), "Idempotency-Key: \"%s:%s\"", p->m->id, id);
+    h = curl_slist_append(h, line);
+    snprintf(line, sizeof(line), "X-ESS-Connector: %s", p->m->id);
+    h = curl_slist_append(h, line);
+    snprintf(line, sizeof(line), "X-ESS-Event-Id: %s", id);
+    h = curl_slist_append(h, line);
+    h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
+    if (h == NULL ||
+        ess_sign_headers(&p->m->auth, id, ess_worker_wall_ms() / 1000, body, len, &h, err) !=
+            ESS_OK) {
+        curl_slist_free_all(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* Shape and render an event's body. ESS_ESHAPE (parks) when it cannot be. */
+static int push_render(struct ess_push *p, const struct ess_keyq_item *it, char **body,
+                       size_t *len, const char **ctype, struct ess_err *err)
+{
+    json_error_t jerr;
+    json_t *data;
+    json_t *shaped = NULL;
+    int rc;
+
+    data = json_loads(it->body, 0, &jerr);
+    if (data == NULL) {
+        return ess_err_set(err, ESS_ESHAPE, "journaled body is not JSON: %s", jerr.text);
+    }
+    rc = ess_shape_apply(p->m, data, &shaped, err);
+    if (rc == ESS_OK) {
+        rc = ess_shape_render(p->m, shaped, body, len, ctype, err);
+    }
+    json_decref(shaped);
+    json_decref(data);
+    return rc == ESS_OK ? ESS_OK : ess_err_set(err, ESS_ESHAPE, "cannot shape");
+}
+
+static void push_park(struct ess_push *p, struct ess_keyq_item *it, const char *reason)
+{
+    struct ess_store_row row = {it->seq, it->event_id, it->key, it->body, it->received_ms};
+    struct ess_err err;
+
+    ess_err_clear(&err);
+    if (p->store == NULL || ess_store_park(p->store, p->m->id, &row, reason, it->attempts,
+                                           &err) != ESS_OK) {
+        if (p->store != NULL) {
+            push_store_lost(p, &err);
+        }
+        /* Not parked yet: keep it, the offset must not pass it. */
+        ess_keyq_retry(p->window, it, ess_worker_mono_ms() + 1000);
+        return;
+    }
+    p->stats.parked++;
+    ess_log_warn("event %s (key %s) parked after %d attempt(s): %s", it->event_id, it->key,
+                 it->attempts, reason);
+    ess_keyq_done(p->window, it);
+}
+
+static int push_send(struct ess_push *p, struct ess_keyq_item *it)
+{
+    struct ess_err err;
+    struct curl_slist *h;
+    const char *ctype = "application/json";
+    char *body = NULL;
+    size_t len = 0;
+
+    ess_err_clear(&err);
+    if (push_render(p, it, &body, &len, &ctype, &err) != ESS_OK) {
+        push_park(p, it, err.msg);
+        return ESS_OK;
+    }
+    h = push_headers(p, it, ctype, body, len, &err);
+    if (h == NULL) {
+        free(body);
+        push_error(p, "auth", &err);
+        ess_keyq_retry(p->window, it, ess_worker_mono_ms() + 1000);
+        return ESS_ECONFIG;
+    }
+    if (ess_partner_send(p->partner, (uint64_t)(uintptr_t)it, p->m->target_url, h, body, len,
+                         &err) != ESS_OK) {
+        push_error(p, "partner", &err);
+        ess_keyq_retry(p->window, it, ess_worker_mono_ms() + 1000);
+        return ESS_EPARTNER;
+    }
+    return ESS_OK;
+}
+
+static void push_dispatch(struct ess_push *p, long long now)
+{
+    struct ess_keyq_item *it;
+
+    while (ess_partner_room(p->partner) > 0 && ess_keyq_next_due(p->window, now) == 0) {
+        /* Asked only when something is due: an open breaker hands out its
+         * single probe slot here, and it must not be wasted. */
+        if (!ess_breaker_allow(&p->breaker, now)) {
+            return;
+        }
+        it = ess_keyq_take(p->window, now);
+        if (it == NULL || push_send(p, it) != ESS_OK) {
+            return;
+        }
+    }
+}
+
+/* ---- collect: partner results -------------------------------------------- */
+
+static void push_retry_later(struct ess_push *p, struct ess_keyq_item *it,
+                             const struct ess_partner_result *r, long long now)
+{
+    long delay;
+
+    p->stats.retried++;
+    if (ess_breaker_open(&p->breaker)) {
+        /* An outage: nothing counts towards max_retry, the probe decides. */
+        delay = ess_breaker_wait_ms(&p->breaker, now);
+    } else if (r->status == 429 && r->retry_after_ms >= 0) {
+        delay = r->retry_after_ms;
+    } else {
+        delay = ess_backoff_delay_ms(it->attempts - 1, PUSH_RETRY_BASE_MS, PUSH_RETRY_CAP_MS,
+                                     &p->rng);
+    }
+    ess_keyq_retry(p->window, it, now + (delay > 0 ? delay : 0));
+}
+
+static void push_result(struct ess_push *p, const struct ess_partner_result *r, long long now)
+{
+    struct ess_keyq_item *it = (struct ess_keyq_item *)(uintptr_t)r->token;
+    enum ess_outcome outcome = ess_backoff_classify(r->status, r->transport_failed);
+    int was_open = ess_breaker_open(&p->breaker);
+
+    if (outcome == ESS_OUTCOME_OK) {
+        p->stats.delivered++;
+        ess_stats_lag_add(&p->stats, (long)(ess_worker_wall_ms() - it->received_ms));
+        ess_breaker_success(&p->breaker);
+        ess_keyq_done(p->window, it);
+        return;
+    }
+    p->stats.failed++;
+    snprintf(p->last_error, sizeof(p->last_error), "%s", r->error);
+    p->last_error_ms = now;
+    if (outcome == ESS_OUTCOME_DROP) {
+        ess_breaker_success(&p->breaker); /* it answered: the partner is up */
+        it->attempts++;
+        push_park(p, it, r->error);
+        return;
+    }
+    ess_breaker_failure(&p->breaker, now);
+    if (!was_open && ess_breaker_open(&p->breaker)) {
+        ess_log_warn("partner down after %d consecutive failures (%s); probing",
+                     PUSH_BREAKER_THRESHOLD, r->error);
+    }
+    if (!was_open && !ess_breaker_open(&p->breaker)) {
+        it->attempts++;
+    }
+    if (it->attempts > p->m->max_retry) {
+        push_park(p, it, r->error);
+        return;
+    }
+    push_retry_later(p, it, r, now);
+}
+
+static void push_collect(struct ess_push *p)
+{
+    struct ess_partner_result r;
+    long long now = ess_worker_mono_ms();
+    int was_open = ess_breaker_open(&p->breaker);
+
+    ess_partner_perform(p->partner);
+    while (ess_partner_next_result(p->partner, &r) == 1) {
+        push_result(p, &r, now);
+    }
+    if (was_open && !ess_breaker_open(&p->breaker)) {
+        ess_log_info("partner is back; draining the backlog in order");
+    }
+}
+
+/* ---- cron: offsets, heartbeats, retention -------------------------------- */
+
+static void push_save_offset(struct ess_push *p)
+{
+    struct ess_err err;
+    long long mark = ess_keyq_low_water(p->window);
+
+    if (p->store == NULL || mark == p->offset_saved) {
+        return;
+    }
+    ess_err_clear(&err);
+    if (ess_store_offset_set(p->store, p->m->id, mark, &err) != ESS_OK) {
+        push_store_lost(p, &err);
+        return;
+    }
+    p->offset_saved = mark;
+}
+
+static const char *push_state(const struct ess_push *p, long long now)
+{
+    if (ess_breaker_open(&p->breaker)) {
+        return "partner_down";
+    }
+    if (p->store == NULL || p->bus == NULL ||
+        (p->last_error_ms != 0 && now - p->last_error_ms < (long long)p->m->heartbeat_sec * 1000)) {
+        return "degraded";
+    }
+    return "ok";
+}
+
+static void push_heartbeat(struct ess_push *p, long long now)
+{
+    struct ess_heartbeat hb;
+    struct ess_err err;
+    long long backlog = (long long)ess_keyq_pending(p->window);
+    char rk[128];
+    char *text;
+
+    ess_err_clear(&err);
+    if (p->store != NULL &&
+        ess_store_backlog(p->store, p->m->id, p->offset_saved, &backlog, &err) != ESS_OK) {
+        push_store_lost(p, &err);
+        ess_err_clear(&err);
+    }
+    hb = (struct ess_heartbeat){p->m->id, ess_worker_instance(), ess_worker_host(), ESS_VERSION,
+                                push_state(p, now), p->last_error, (long)getpid(),
+                                ess_worker_wall_ms(), (now - p->started_ms) / 1000, backlog};
+    text = ess_stats_heartbeat_json(&p->stats, &hb);
+    snprintf(rk, sizeof(rk), "ess.heartbeat.%s", p->m->id);
+    if (text != NULL && p->bus != NULL &&
+        ess_bus_publish(p->bus, p->env.ops_exchange, rk, text, strlen(text), NULL, &err) !=
+            ESS_OK) {
+        push_bus_lost(p, &err);
+    }
+    free(text);
+}
+
+static void push_cron(struct ess_push *p, long long now)
+{
+    struct ess_err err;
+
+    if (now >= p->next_offset_ms) {
+        push_save_offset(p);
+        p->next_offset_ms = now + PUSH_OFFSET_EVERY_MS;
+    }
+    if (now >= p->next_heartbeat_ms) {
+        push_heartbeat(p, now);
+        p->next_heartbeat_ms = now + (long long)p->m->heartbeat_sec * 1000;
+    }
+    if (now >= p->next_retain_ms && p->store != NULL) {
+        ess_err_clear(&err);
+        if (ess_store_retain(p->store, p->m->id, p->offset_saved, p->m->replay_window_sec,
+                             &err) != ESS_OK) {
+            push_store_lost(p, &err);
+        }
+        p->next_retain_ms = now + PUSH_RETAIN_EVERY_MS;
+    }
+}
+
+/* ---- the loop -------------------------------------------------------------- */
+
+static long long min_positive(long long a, long long b)
+{
+    if (a < 0) {
+        return b;
+    }
+    if (b < 0) {
+        return a;
+    }
+    return a < b ? a : b;
+}
+
+/* How long the loop may sleep: until the earliest timer, and not at all when
+ * the bus already buffered a frame that poll() cannot see. */
+static int push_timeout(struct ess_push *p, long long now)
+{
+    long long t = p->next_offset_ms - now;
+    long long due = -1;
+
+    if (p->bus != NULL && ess_bus_buffered(p->bus)) {
+        return 0;
+    }
+    if (ess_partner_room(p->partner) > 0) {
+        due = ess_keyq_next_due(p->window, now);
+        if (due >= 0 && ess_breaker_open(&p->breaker)) {
+            due = min_positive(ess_breaker_wait_ms(&p->breaker, now), 250);
+        }
+    }
+    t = min_positive(t, due);
+    t = min_positive(t, p->next_heartbeat_ms - now);
+    if (p->bus == NULL) {
+        t = min_positive(t, p->bus_retry.next_ms - now);
+    }
+    if (p->store == NULL) {
+        t = min_positive(t, p->store_retry.next_ms - now);
+    }
+    if (p->journal_more && ess_keyq_pending(p->window) < p->window_max / 2) {
+        t = 0;
+    }
+    if (t < 0) {
+        t = 0;
+    }
+    return (int)(t > 1000 ? 1000 : t);
+}
+
+static void push_reload(struct ess_push *p)
+{
+    struct ess_manifest *m = NULL;
+    struct ess_diags diags;
+    struct ess_err err;
+    char line[700];
+    size_t i;
+
+    ess_diags_init(&diags);
+    ess_err_clear(&err);
+    if (ess_manifest_load(p->m->path, &m, &diags) != ESS_OK) {
+        for (i = 0; i < diags.n; i++) {
+            ess_log_error("reload refused: %s", ess_err_format(&diags.v[i], line, sizeof(line)));
+        }
+    } else if (strcmp(m->id, p->m->id) != 0) {
+        ess_log_error("reload refused: id changed from %s to %s (deploy a new connector)",
+                      p->m->id, m->id);
+    } else if (ess_manifest_check_env(m, &err) != ESS_OK) {
+        ess_log_error("reload refused: %s", err.msg);
+    } else {
+        /* Window items hold journaled bodies and are shaped at send time, so
+         * the new mapping applies to everything not yet delivered. */
+        ess_log_info("manifest reloaded (version %.12s)", m->sha256);
+        ess_partner_set_timeout(p->partner, m->timeout_ms);
+        ess_manifest_free(p->m);
+        p->m = m;
+        m = NULL;
+        if (p->bus != NULL &&
+            ess_bus_declare_push(p->bus, p->env.events_exchange, p->env.ops_exchange, p->m->id,
+                                 &p->m->topics, &err) != ESS_OK) {
+            push_bus_lost(p, &err);
+        }
+    }
+    ess_manifest_free(m);
+    ess_diags_fini(&diags);
+}
+
+static void push_turn(struct ess_push *p)
+{
+    long long now = ess_worker_mono_ms();
+    int bus_ready = 0;
+
+    push_connect(p, now);
+    ess_partner_wait(p->partner, p->bus != NULL ? ess_bus_fd(p->bus) : -1, push_timeout(p, now),
+                     &bus_ready);
+    push_take(p);
+    push_refill(p);
+    now = ess_worker_mono_ms();
+    push_collect(p);
+    push_dispatch(p, now);
+    push_cron(p, now);
+}
+
+/* SIGTERM: stop consuming, journal what was taken, let in-flight deliveries
+ * finish (bounded), save the offset. Undelivered events stay in the journal. */
+static void push_drain(struct ess_push *p)
+{
+    struct ess_err err;
+    long long deadline = ess_worker_mono_ms() + PUSH_DRAIN_MAX_MS;
+    long long now;
+    int ready = 0;
+
+    ess_err_clear(&err);
+    ess_log_info("stopping: draining %d in-flight deliveries", ess_partner_in_flight(p->partner));
+    if (p->bus != NULL) {
+        ess_worker_publish_lifecycle(p->bus, p->env.ops_exchange, p->m->id, "stopping", "",
+                                     &err);
+        ess_bus_cancel(p->bus, &err);
+    }
+    if (p->bus != NULL && p->store != NULL) {
+        push_flush(p);
+    }
+    now = ess_worker_mono_ms();
+    while (ess_partner_in_flight(p->partner) > 0 && now < deadline) {
+        ess_partner_wait(p->partner, -1, 100, &ready);
+        push_collect(p);
+        now = ess_worker_mono_ms();
+    }
+    push_save_offset(p);
+    ess_err_clear(&err);
+    if (p->bus != NULL) {
+        ess_worker_publish_lifecycle(p->bus, p->env.ops_exchange, p->m->id, "stopped", "", &err);
+    }
+    ess_log_info("stopped; delivered offset %lld", p->offset_saved);
+}
+
+int ess_push_run(struct ess_push *p)
+{
+    struct ess_err err;
+    int announced = 0;
+
+    ess_log_info("starting ess-push %s for %s -> %s (manifest %.12s)", ESS_VERSION, p->m->id,
+                 p->m->target_url, p->m->sha256);
+    while (!ess_worker_quit()) {
+        if (ess_worker_take_reload()) {
+            push_reload(p);
+        }
+        push_turn(p);
+        if (!announced && p->bus != NULL) {
+            ess_err_clear(&err);
+            ess_worker_publish_lifecycle(p->bus, p->env.ops_exchange, p->m->id, "started",
+                                         p->m->sha256, &err);
+            announced = 1;
+        }
+    }
+    push_drain(p);
+    return ESS_OK;
+}
+
+struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_env *env,
+                              struct ess_err *err)
+{
+    struct ess_push *p = calloc(1, sizeof(*p));
+
+    if (p == NULL) {
+        ess_manifest_free(m);
+        ess_err_set(err, ESS_ENOMEM, "out of memory");
+        return NULL;
+    }
+    p->m = m;
+    p->env = *env;
+    snprintf(p->queue, sizeof(p->queue), "ess.%s", m->id);
+    p->window = ess_keyq_new();
+    p->partner = ess_partner_new(m->timeout_ms, m->max_in_flight, err);
+    if (p->window == NULL || p->partner == NULL) {
+        ess_err_set(err, ESS_ENOMEM, "cannot set up the delivery window");
+        ess_push_free(p);
+        return NULL;
+    }
+    /* Enough waiting events to keep every transfer slot busy across keys,
+     * small enough that the backlog stays in Postgres, not in memory. */
+    p->window_max = (size_t)m->max_in_flight * 16 < 1024 ? 1024 : (size_t)m->max_in_flight * 16;
+    ess_breaker_init(&p->breaker, PUSH_BREAKER_THRESHOLD, PUSH_PROBE_MIN_MS, PUSH_PROBE_MAX_MS);
+    ess_stats_init(&p->stats);
+    ess_worker_retry_init(&p->bus_retry);
+    ess_worker_retry_init(&p->store_retry);
+    p->rng = p->bus_retry.rng | 1;
+    p->started_ms = ess_worker_mono_ms();
+    p->next_heartbeat_ms = p->started_ms;
+    return p;
+}
+
+void ess_push_free(struct ess_push *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    burst_clear(&p->burst);
+    free(p->burst.v);
+    ess_partner_free(p->partner);
+    ess_keyq_free(p->window);
+    ess_bus_free(p->bus);
+    ess_store_free(p->store);
+    ess_manifest_free(p->m);
+    free(p);
+}

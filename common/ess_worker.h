@@ -1,0 +1,62 @@
+/*
+ * ess_worker -- what every ESS binary shares around its pipeline: argument
+ * handling (--help, --version, --manifest), the environment (ESS_AMQP_URL,
+ * ESS_PG_URL, exchanges), signal flags, clocks, its instance identity, and
+ * the ops messages (heartbeat, lifecycle, alert) it publishes on hms.ops.
+ *
+ * Signal handlers only set flags (SIGTERM/SIGINT: quit; SIGHUP: reload); the
+ * loop reads them with ess_worker_quit()/ess_worker_take_reload().
+ */
+#ifndef ESS_WORKER_H
+#define ESS_WORKER_H
+
+#include "ess_bus.h"
+#include "ess_err.h"
+
+struct ess_worker_env { /* borrowed from the environment or static defaults */
+    const char *amqp_url;
+    const char *pg_url;
+    const char *events_exchange;
+    const char *ops_exchange;
+};
+
+void ess_worker_env_load(struct ess_worker_env *env);
+
+/* Parse argv: --manifest FILE (or a lone FILE), --check (validate only),
+ * --help, --version. Returns -1 to go on, or an exit code (0 after help or
+ * version, 64 on a usage error with a message on stderr). */
+int ess_worker_args(int argc, char **argv, const char *prog, const char *summary,
+                    const char **manifest_path, int *check_only);
+
+void ess_worker_signals_install(void);
+int ess_worker_quit(void);
+int ess_worker_take_reload(void); /* 1 once per SIGHUP received */
+
+long long ess_worker_mono_ms(void); /* monotonic clock */
+long long ess_worker_wall_ms(void); /* epoch ms */
+
+/* "host:pid" unless ESS_INSTANCE is set; hostname in host. Static storage. */
+const char *ess_worker_instance(void);
+const char *ess_worker_host(void);
+
+/* Publish {"connector","instance","host","pid","version","event","ts","detail"}
+ * on ops exchange with routing key ess.lifecycle.<id> (event: started, stopping,
+ * stopped) or ess.alert.<id> (event: the alert name). */
+int ess_worker_publish_lifecycle(struct ess_bus *bus, const char *ops_exchange, const char *id,
+                                 const char *event, const char *detail, struct ess_err *err);
+int ess_worker_publish_alert(struct ess_bus *bus, const char *ops_exchange, const char *id,
+                             const char *alert, const char *detail, struct ess_err *err);
+
+/* Reconnect pacing: capped exponential with full jitter, logged once per attempt. */
+struct ess_worker_retry {
+    int attempt;
+    long long next_ms; /* monotonic time of the next attempt; 0 = now */
+    uint64_t rng;
+};
+
+void ess_worker_retry_init(struct ess_worker_retry *r);
+int ess_worker_retry_due(const struct ess_worker_retry *r, long long now_ms);
+void ess_worker_retry_failed(struct ess_worker_retry *r, long long now_ms);
+void ess_worker_retry_ok(struct ess_worker_retry *r);
+
+#endif
