@@ -1,0 +1,274 @@
+"""esslib -- the integration tests' toolbox: a real partner stub, the real
+ess-push binary, real RabbitMQ (pika, publisher confirms) and real Postgres
+(psycopg2), with bounded waits that fail with a clear message.
+
+Runs under Debian's /usr/bin/python3 (python3-pika, python3-psycopg2).
+Environment (set by with_stack.sh and ctest): ESS_AMQP_URL, ESS_PG_URL,
+ESS_BIN_DIR, ESS_SRC_DIR, ESS_STACK_DIR.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+import uuid
+
+import pika
+import psycopg2
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("ESS_SRC_DIR", os.path.abspath(os.path.join(HERE, "..", "..")))
+BIN = os.environ.get("ESS_BIN_DIR", os.path.join(SRC, "build"))
+AMQP_URL = os.environ.get("ESS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG_URL = os.environ.get("ESS_PG_URL", "")
+STACK_DIR = os.environ.get("ESS_STACK_DIR", "")
+EVENTS = "hms.events"
+OPS = "hms.ops"
+
+
+class Failure(AssertionError):
+    pass
+
+
+def wait_until(cond, timeout, what, interval=0.05):
+    """Poll cond() until it is truthy; fail naming `what` after timeout s."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(interval)
+    raise Failure("timed out after %.0f s waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def unique_id(prefix):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:8])
+
+
+# ---------------------------------------------------------------- partner --
+
+class Partner:
+    """tests/integration/partner_stub.py on a free loopback port."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(HERE, "partner_stub.py"), "--port", "0",
+             "--bind", "127.0.0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline().strip()
+        check(line.startswith("PORT "), "partner stub did not announce its port: %r" % line)
+        self.port = int(line.split()[1])
+        self.base = "http://127.0.0.1:%d" % self.port
+
+    def url(self, path="/partner"):
+        return self.base + path
+
+    def _call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"null")
+
+    def received(self):
+        return self._call("GET", "/_received")
+
+    def count(self):
+        return self._call("GET", "/_count")["count"]
+
+    def mode(self, **kw):
+        return self._call("POST", "/_mode", kw)
+
+    def reset(self):
+        return self._call("POST", "/_reset", {})
+
+    def bodies(self):
+        return [json.loads(r["body"]) for r in self.received()]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ----------------------------------------------------------------- worker --
+
+class Worker:
+    """The real ess-push binary with a manifest written to a temp file."""
+
+    def __init__(self, manifest_text, env=None, binary="ess-push"):
+        self.dir = tempfile.mkdtemp(prefix="ess-it-")
+        self.manifest = os.path.join(self.dir, "manifest.yml")
+        self.log = os.path.join(self.dir, "worker.log")
+        self.write_manifest(manifest_text)
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.binary = os.path.join(BIN, "workers", "push", binary)
+        self.proc = None
+
+    def write_manifest(self, text):
+        with open(self.manifest, "w") as f:
+            f.write(text)
+
+    def start(self):
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([self.binary, "--manifest", self.manifest],
+                                     stdout=logf, stderr=logf, env=self.env)
+        logf.close()
+        return self
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise Failure("ess-push did not exit within %d s of SIGTERM" % timeout)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def wait_log(self, needle, timeout=30):
+        return wait_until(lambda: needle in self.log_text(), timeout,
+                          "worker log line containing %r" % needle)
+
+
+def manifest(cid, target_url, extra=""):
+    """A minimal push manifest for connector cid; extra YAML lines appended."""
+    return ("id: %s\nkind: push\nlisten_topic: it.%s.changed\nkey: permit_id\n"
+            "target_url: %s\nheartbeat_sec: 1\nmax_retry: 3\ntimeout_ms: 2000\n%s"
+            % (cid, cid, target_url, extra))
+
+
+# -------------------------------------------------------------------- bus --
+
+class Bus:
+    """A pika connection with publisher confirms, for publishing test events
+    and listening on hms.ops / dead-letter queues."""
+
+    def __init__(self):
+        self.conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        self.ch = self.conn.channel()
+        self.ch.exchange_declare(EVENTS, "topic", durable=True)
+        self.ch.exchange_declare(OPS, "topic", durable=True)
+        self.ch.confirm_delivery()
+
+    def publish(self, topic, body, message_id=None, headers=None):
+        if not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        props = pika.BasicProperties(delivery_mode=2, content_type="application/json",
+                                     message_id=message_id, headers=headers)
+        self.ch.basic_publish(EVENTS, topic, body, props, mandatory=False)
+
+    def listen(self, exchange, pattern):
+        q = self.ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        self.ch.queue_bind(q, exchange, pattern)
+        return q
+
+    def drain(self, queue, limit=10000):
+        """Every message waiting in queue now, as (routing_key, body) pairs."""
+        out = []
+        while len(out) < limit:
+            m, props, body = self.ch.basic_get(queue, auto_ack=True)
+            if m is None:
+                break
+            out.append((m.routing_key, body))
+        return out
+
+    def queue_count(self, queue):
+        return self.ch.queue_declare(queue, passive=True).method.message_count
+
+    def close(self):
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+
+def wait_for_queue(cid, timeout=30):
+    """The worker declares ess.<cid>; wait until it exists (passive declare)."""
+    def exists():
+        try:
+            c = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        except Exception:
+            return False
+        try:
+            c.channel().queue_declare("ess." + cid, passive=True)
+            return True
+        except Exception:
+            return False
+        finally:
+            try:
+                c.close()
+            except Exception:
+                pass
+    return wait_until(exists, timeout, "queue ess.%s to be declared" % cid, 0.1)
+
+
+# --------------------------------------------------------------------- db --
+
+def sql(query, *args):
+    with psycopg2.connect(PG_URL) as conn:
+        with conn.cursor() as cur:
+            cur.execute(query, args)
+            try:
+                return cur.fetchall()
+            except psycopg2.ProgrammingError:
+                return None
+
+
+def stack(cmd):
+    """stack.sh restart-rabbit / restart-pg / ... on the test stack."""
+    subprocess.run([os.path.join(HERE, "stack.sh"), cmd, STACK_DIR], check=True,
+                   stdout=sys.stderr, stderr=sys.stderr, timeout=180)
+
+
+# ----------------------------------------------------------------- runner --
+
+def run(tests):
+    """Run test functions in order; print a ctest-readable summary."""
+    passed = failed = 0
+    for t in tests:
+        start = time.monotonic()
+        try:
+            t()
+            passed += 1
+            print("PASS %s (%.1f s)" % (t.__name__, time.monotonic() - start), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %s (%.1f s)" % (t.__name__, time.monotonic() - start), flush=True)
+            traceback.print_exc()
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
