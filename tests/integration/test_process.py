@@ -52,7 +52,8 @@ def test_missing_file_and_secret_env_exit_78():
     path = write("id: city2dmv\nkind: push\nlisten_topic: a.b\nkey: k\n"
                  "target_url: http://127.0.0.1:1/x\n"
                  "auth: {type: hmac, secret_env: ESS_IT_NOT_SET_SECRET}\n")
-    code, _, err = push("--manifest", path, env={"ESS_IT_NOT_SET_SECRET": ""})
+    os.environ.pop("ESS_IT_NOT_SET_SECRET", None)
+    code, _, err = push("--manifest", path)
     check(code == 78 and "ESS_IT_NOT_SET_SECRET" in err, "unset secret: %d %s" % (code, err))
 
 
