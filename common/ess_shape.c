@@ -1,1 +1,316 @@
-/* ess_shape -- not yet written */
+/*
+ * ess_shape -- the manifest's fields/drop/values/rename, then render.
+ *
+ * It runs once per delivered event (~10k/s), and the input is the journal's or
+ * the event's JSON, which must stay untouched (it is reused for retries and
+ * replays). So the result shares the input's sub-trees and copies on write.
+ *
+ * DESIGN
+ * - Copy on write: the result root is always ours. Before a nested object is
+ *   modified, every object on the path whose refcount is above 1 (that is, also
+ *   referenced by the input or elsewhere in the result) is replaced by a shallow
+ *   json_copy. An object with refcount 1 is reachable only from our result.
+ * - fields: a new object holding each selected path with its nesting; missing
+ *   paths are simply absent. n == 0 keeps everything.
+ * - values: the map is keyed by the SOURCE field name and looked up by the
+ *   value's text (strings as is, integers in decimal, booleans true/false);
+ *   null and unmapped values are left as they are; arrays, objects and reals
+ *   cannot be code-mapped and are ESS_ESHAPE (the event is parked).
+ * - rename: all sources are read first, then removed, then set at top level, so
+ *   a swap {a: b, b: a} works and a renamed value wins over an existing key.
+ * - No manifest shaping at all: the result is the input, incref'd.
+ */
+#include "ess_shape.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ess_event.h"
+
+static int shape_nomem(struct ess_err *err)
+{
+    return ess_err_set(err, ESS_ENOMEM, "out of memory while shaping");
+}
+
+/* Walk to the object holding the last segment of path, making every object on
+ * the way exclusively ours (copy on write). create: make missing levels.
+ * Returns the parent (borrowed) and its last segment in *leaf, or NULL when
+ * the path does not exist (or on allocation failure, with *nomem set). */
+static json_t *shape_own_parent(json_t *root, const char *path, int create, const char **leaf,
+                                int *nomem)
+{
+    const char *seg = path;
+    const char *dot = strchr(seg, '.');
+    json_t *cur = root;
+    json_t *child;
+    size_t n;
+
+    while (dot != NULL) {
+        n = (size_t)(dot - seg);
+        child = json_object_getn(cur, seg, n);
+        if ((child == NULL && !create) || (child != NULL && !json_is_object(child))) {
+            return NULL;
+        }
+        if (child == NULL || child->refcount > 1) {
+            child = child == NULL ? json_object() : json_copy(child);
+            if (child == NULL || json_object_setn_new(cur, seg, n, child) != 0) {
+                *nomem = 1;
+                return NULL;
+            }
+        }
+        cur = child;
+        seg = dot + 1;
+        dot = strchr(seg, '.');
+    }
+    *leaf = seg;
+    return cur;
+}
+
+static int shape_fields(const struct ess_manifest *m, json_t *data, json_t **res,
+                        struct ess_err *err)
+{
+    json_t *out;
+    json_t *v;
+    json_t *parent;
+    const char *leaf = NULL;
+    int nomem = 0;
+    size_t i;
+
+    out = json_object();
+    if (out == NULL) {
+        return shape_nomem(err);
+    }
+    for (i = 0; i < m->fields.n; i++) {
+        v = ess_event_path_get(data, m->fields.v[i]);
+        if (v == NULL) {
+            continue;
+        }
+        parent = shape_own_parent(out, m->fields.v[i], 1, &leaf, &nomem);
+        if (parent == NULL && !nomem) {
+            continue; /* a scalar already sits where the path needs an object */
+        }
+        if (parent == NULL || json_object_set(parent, leaf, v) != 0) {
+            json_decref(out);
+            return shape_nomem(err);
+        }
+    }
+    *res = out;
+    return ESS_OK;
+}
+
+static int shape_drop(const struct ess_manifest *m, json_t *res, struct ess_err *err)
+{
+    json_t *parent;
+    const char *leaf = NULL;
+    int nomem = 0;
+    size_t i;
+
+    for (i = 0; i < m->drop.n; i++) {
+        if (ess_event_path_get(res, m->drop.v[i]) == NULL) {
+            continue;
+        }
+        parent = shape_own_parent(res, m->drop.v[i], 0, &leaf, &nomem);
+        if (parent == NULL) {
+            return shape_nomem(err);
+        }
+        json_object_del(parent, leaf);
+    }
+    return ESS_OK;
+}
+
+static const char *shape_kind(const json_t *v)
+{
+    if (json_is_array(v)) {
+        return "an array";
+    }
+    return json_is_object(v) ? "an object" : "a real number";
+}
+
+/* The lookup text of a value, in buf; NULL when it is left alone (null) and
+ * ESS_ESHAPE in *rc when it cannot be code-mapped. */
+static const char *shape_value_text(const json_t *v, char *buf, size_t len, int *rc)
+{
+    *rc = ESS_OK;
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return json_string_value(v);
+    case JSON_INTEGER:
+        snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+        return buf;
+    case JSON_TRUE:
+        return "true";
+    case JSON_FALSE:
+        return "false";
+    case JSON_NULL:
+        return NULL;
+    default:
+        *rc = ESS_ESHAPE;
+        return NULL;
+    }
+}
+
+static const char *shape_map_lookup(const struct ess_strmap *map, const char *text)
+{
+    size_t i;
+
+    for (i = 0; i < map->n; i++) {
+        if (strcmp(map->keys[i], text) == 0) {
+            return map->vals[i];
+        }
+    }
+    return NULL;
+}
+
+static int shape_one_value(const struct ess_valuemap *vm, json_t *res, struct ess_err *err)
+{
+    char buf[32];
+    const char *text;
+    const char *to;
+    const char *leaf = NULL;
+    json_t *v;
+    json_t *parent;
+    int nomem = 0;
+    int rc;
+
+    v = ess_event_path_get(res, vm->field);
+    if (v == NULL) {
+        return ESS_OK;
+    }
+    text = shape_value_text(v, buf, sizeof(buf), &rc);
+    if (rc != ESS_OK) {
+        return ess_err_set(err, ESS_ESHAPE,
+                           "values: field '%s' is %s; code maps apply to strings, integers "
+                           "and booleans",
+                           vm->field, shape_kind(v));
+    }
+    to = text != NULL ? shape_map_lookup(&vm->map, text) : NULL;
+    if (to == NULL) {
+        return ESS_OK;
+    }
+    parent = shape_own_parent(res, vm->field, 0, &leaf, &nomem);
+    if (parent == NULL || json_object_set_new(parent, leaf, json_string(to)) != 0) {
+        return shape_nomem(err);
+    }
+    return ESS_OK;
+}
+
+static int shape_values(const struct ess_manifest *m, json_t *res, struct ess_err *err)
+{
+    size_t i;
+    int rc;
+
+    for (i = 0; i < m->n_values; i++) {
+        rc = shape_one_value(&m->values[i], res, err);
+        if (rc != ESS_OK) {
+            return rc;
+        }
+    }
+    return ESS_OK;
+}
+
+static int shape_rename(const struct ess_manifest *m, json_t *res, struct ess_err *err)
+{
+    const struct ess_strmap *rn = &m->rename;
+    json_t **vals;
+    json_t *parent;
+    const char *leaf = NULL;
+    int nomem = 0;
+    int rc = ESS_OK;
+    size_t i;
+
+    if (rn->n == 0) {
+        return ESS_OK;
+    }
+    vals = calloc(rn->n, sizeof(*vals));
+    if (vals == NULL) {
+        return shape_nomem(err);
+    }
+    for (i = 0; i < rn->n; i++) {
+        vals[i] = json_incref(ess_event_path_get(res, rn->keys[i]));
+    }
+    for (i = 0; i < rn->n; i++) {
+        parent = vals[i] != NULL ? shape_own_parent(res, rn->keys[i], 0, &leaf, &nomem) : NULL;
+        if (parent != NULL) {
+            json_object_del(parent, leaf);
+        }
+    }
+    for (i = 0; i < rn->n; i++) {
+        if (vals[i] != NULL && json_object_set(res, rn->vals[i], vals[i]) != 0) {
+            rc = shape_nomem(err);
+        }
+        json_decref(vals[i]);
+    }
+    free(vals);
+    return nomem ? shape_nomem(err) : rc;
+}
+
+static int shape_is_identity(const struct ess_manifest *m)
+{
+    return m->fields.n == 0 && m->drop.n == 0 && m->n_values == 0 && m->rename.n == 0;
+}
+
+int ess_shape_apply(const struct ess_manifest *m, json_t *data, json_t **out, struct ess_err *err)
+{
+    json_t *res = NULL;
+    int rc;
+
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (m == NULL || out == NULL || !json_is_object(data)) {
+        return ess_err_set(err, ESS_EINVAL, "shape: need a manifest and an object to shape");
+    }
+    if (shape_is_identity(m)) {
+        *out = json_incref(data);
+        return ESS_OK;
+    }
+    if (m->fields.n > 0) {
+        rc = shape_fields(m, data, &res, err);
+    } else {
+        res = json_copy(data);
+        rc = res != NULL ? ESS_OK : shape_nomem(err);
+    }
+    if (rc == ESS_OK) {
+        rc = shape_drop(m, res, err);
+    }
+    if (rc == ESS_OK) {
+        rc = shape_values(m, res, err);
+    }
+    if (rc == ESS_OK) {
+        rc = shape_rename(m, res, err);
+    }
+    if (rc != ESS_OK) {
+        goto fail;
+    }
+    *out = res;
+    return ESS_OK;
+fail:
+    json_decref(res);
+    return rc;
+}
+
+int ess_shape_render(const struct ess_manifest *m, json_t *shaped, char **body, size_t *len,
+                     const char **content_type, struct ess_err *err)
+{
+    char *text;
+
+    if (m == NULL || shaped == NULL || body == NULL || len == NULL || content_type == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "render: missing argument");
+    }
+    *body = NULL;
+    *len = 0;
+    *content_type = NULL;
+    if (m->format != ESS_FORMAT_JSON) {
+        return ess_err_set(err, ESS_EINVAL, "format %s is not implemented yet",
+                           ess_manifest_format_name(m->format));
+    }
+    text = json_dumps(shaped, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (text == NULL) {
+        return ess_err_set(err, ESS_ENOMEM, "render: cannot encode JSON");
+    }
+    *body = text;
+    *len = strlen(text);
+    *content_type = "application/json";
+    return ESS_OK;
+}
