@@ -391,7 +391,6 @@ static struct curl_slist *push_headers(struct ess_push *p, const struct ess_keyq
     h = curl_slist_append(h, line);
     snprintf(line, sizeof(line), "X-ESS-Event-Id: %s", id);
     h = curl_slist_append(h, line);
-    h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
     if (h == NULL ||
         ess_sign_headers(&p->m->auth, id, ess_worker_wall_ms() / 1000, body, len, &h, err) !=
             ESS_OK) {

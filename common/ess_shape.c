@@ -209,6 +209,41 @@ static int shape_values(const struct ess_manifest *m, json_t *res, struct ess_er
     return ESS_OK;
 }
 
+/* After a nested field moved out ("owner.name" -> OWNER), remove the objects on
+ * its path that it left empty, so the partner gets no "owner": {} husk. The
+ * path's parents are already ours (shape_own_parent copied them). */
+static void shape_prune_empty(json_t *res, const char *path)
+{
+    char buf[512];
+    char *dot;
+    json_t *parent;
+    json_t *obj;
+
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (;;) {
+        dot = strrchr(buf, '.');
+        if (dot == NULL) {
+            return;
+        }
+        *dot = '\0';
+        obj = ess_event_path_get(res, buf);
+        if (obj == NULL || !json_is_object(obj) || json_object_size(obj) != 0) {
+            return;
+        }
+        dot = strrchr(buf, '.');
+        parent = dot != NULL ? NULL : res;
+        if (dot != NULL) {
+            *dot = '\0';
+            parent = ess_event_path_get(res, buf);
+            *dot = '.';
+        }
+        if (parent == NULL) {
+            return;
+        }
+        json_object_del(parent, dot != NULL ? dot + 1 : buf);
+    }
+}
+
 static int shape_rename(const struct ess_manifest *m, json_t *res, struct ess_err *err)
 {
     const struct ess_strmap *rn = &m->rename;
@@ -233,6 +268,7 @@ static int shape_rename(const struct ess_manifest *m, json_t *res, struct ess_er
         parent = vals[i] != NULL ? shape_own_parent(res, rn->keys[i], 0, &leaf, &nomem) : NULL;
         if (parent != NULL) {
             json_object_del(parent, leaf);
+            shape_prune_empty(res, rn->keys[i]);
         }
     }
     for (i = 0; i < rn->n; i++) {
