@@ -1,1 +1,699 @@
-/* ess_store -- not yet written */
+/*
+ * ess_store -- Postgres through libpq: journal, offsets, dead letters and the
+ * schema migrations that create them.
+ *
+ * DESIGN
+ * Every value travels as a libpq parameter; the only SQL text built here is the
+ * "($1,$2,...),(...)" placeholder list of the multi-row journal INSERT.
+ * Statements run often (read, offsets, backlog, the full-chunk INSERT) are
+ * prepared once per session; a session that is reset forgets them, so the
+ * prepared set is cleared on reset.
+ *
+ * journal_append sends a burst as INSERT ... VALUES (...),(...) ON CONFLICT
+ * (connector, event_id) DO NOTHING in chunks of APPEND_CHUNK rows (5 parameters
+ * a row, well under the protocol's 65535), one round trip per chunk. A burst
+ * that fits in one chunk is one statement, hence atomic without BEGIN/COMMIT;
+ * a larger one is wrapped in BEGIN/COMMIT so the caller's ack still covers a
+ * single transaction.
+ *
+ * The session carries connect_timeout, TCP keepalives and a statement_timeout
+ * so that a dead or stuck server turns into ESS_ESTORE, never a hang. Values
+ * from the caller's conninfo win over these defaults.
+ */
+#include "ess_store.h"
+
+#include "ess_log.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define APPEND_CHUNK 1000
+#define APPEND_COLS 5      /* event_id, key, topic, body, received_ms ($1 is connector) */
+#define NUM_MAX 24         /* a long long in decimal, with sign and NUL */
+#define MIGRATE_LOCK "4539501" /* pg_advisory_lock key: "ESS" schema migrations */
+
+/* ------------------------------------------------------------ migrations -- */
+
+struct migration {
+    int version;
+    const char *sql;
+};
+
+static const struct migration migrations[] = {
+    {1, "CREATE TABLE ess_journal ("
+        "  seq bigserial PRIMARY KEY,"
+        "  connector text NOT NULL,"
+        "  event_id text NOT NULL,"
+        "  key text NOT NULL,"
+        "  topic text,"
+        "  body text NOT NULL,"
+        "  received_ms bigint NOT NULL,"
+        "  journaled_at timestamptz NOT NULL DEFAULT now(),"
+        "  UNIQUE (connector, event_id));"
+        "CREATE INDEX ess_journal_connector_seq ON ess_journal (connector, seq);"
+        "CREATE INDEX ess_journal_connector_key_seq ON ess_journal (connector, key, seq);"
+        "CREATE TABLE ess_offsets ("
+        "  connector text PRIMARY KEY,"
+        "  delivered_seq bigint NOT NULL,"
+        "  updated_at timestamptz NOT NULL DEFAULT now());"
+        "CREATE TABLE ess_dead_letters ("
+        "  id bigserial PRIMARY KEY,"
+        "  connector text NOT NULL,"
+        "  seq bigint NOT NULL,"
+        "  event_id text NOT NULL,"
+        "  key text NOT NULL,"
+        "  body text NOT NULL,"
+        "  reason text,"
+        "  attempts int NOT NULL DEFAULT 0,"
+        "  parked_at timestamptz NOT NULL DEFAULT now(),"
+        "  UNIQUE (connector, seq));"
+        "CREATE TABLE ess_manifests ("
+        "  connector text NOT NULL,"
+        "  version text,"
+        "  sha text NOT NULL,"
+        "  body text NOT NULL,"
+        "  deployed_at timestamptz NOT NULL DEFAULT now(),"
+        "  PRIMARY KEY (connector, sha));"
+        "CREATE TABLE ess_controls ("
+        "  connector text PRIMARY KEY,"
+        "  paused boolean NOT NULL DEFAULT false,"
+        "  replay_from_seq bigint,"
+        "  updated_at timestamptz NOT NULL DEFAULT now());"},
+};
+
+#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+/* ---------------------------------------------------- prepared statements -- */
+
+enum stmt_id {
+    ST_APPEND_CHUNK, /* SQL built at run time: APPEND_CHUNK rows */
+    ST_READ,
+    ST_OFFSET_GET,
+    ST_OFFSET_SET,
+    ST_PARK,
+    ST_BACKLOG,
+    ST_RETAIN,
+    ST__COUNT
+};
+
+static const char *const stmt_sql[ST__COUNT] = {
+    [ST_APPEND_CHUNK] = NULL,
+    [ST_READ] = "SELECT seq, event_id, key, body, received_ms FROM ess_journal"
+                " WHERE connector = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int",
+    [ST_OFFSET_GET] = "SELECT delivered_seq FROM ess_offsets WHERE connector = $1",
+    [ST_OFFSET_SET] = "INSERT INTO ess_offsets (connector, delivered_seq, updated_at)"
+                      " VALUES ($1, $2::bigint, now()) ON CONFLICT (connector) DO UPDATE"
+                      " SET delivered_seq = EXCLUDED.delivered_seq, updated_at = now()",
+    [ST_PARK] = "INSERT INTO ess_dead_letters (connector, seq, event_id, key, body, reason,"
+                " attempts) VALUES ($1, $2::bigint, $3, $4, $5, $6, $7::int)"
+                " ON CONFLICT (connector, seq) DO NOTHING",
+    [ST_BACKLOG] = "SELECT count(*) FROM ess_journal WHERE connector = $1 AND seq > $2::bigint",
+    [ST_RETAIN] = "DELETE FROM ess_journal WHERE connector = $1 AND seq <= $2::bigint"
+                  " AND journaled_at < now() - $3::bigint * interval '1 second'",
+};
+
+struct ess_store {
+    PGconn *conn;
+    bool prepared[ST__COUNT];
+    /* journal_append scratch, reused across calls (sized for one chunk) */
+    const char **vals;     /* 1 + APPEND_COLS * APPEND_CHUNK parameter values */
+    char (*nums)[NUM_MAX]; /* received_ms as text, one per row */
+    char *sql;             /* INSERT text for up to APPEND_CHUNK rows */
+    size_t sql_cap;
+};
+
+/* -------------------------------------------------------------- helpers -- */
+
+/* The first line of a libpq message, without the trailing newline. */
+static int first_line(const char *msg)
+{
+    size_t len;
+
+    if (msg == NULL) {
+        return 0;
+    }
+    len = strcspn(msg, "\r\n");
+    return len > (size_t)ESS_ERR_MSG_MAX ? ESS_ERR_MSG_MAX : (int)len;
+}
+
+/* ESS_ESTORE with the server's primary message (and SQLSTATE) or, when there is
+ * no result or the session is gone, libpq's own message. */
+static int store_fail(struct ess_store *s, const PGresult *res, const char *what,
+                      struct ess_err *err)
+{
+    const char *msg = NULL;
+    const char *state = NULL;
+
+    if (res != NULL && PQstatus(s->conn) == CONNECTION_OK) {
+        msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    }
+    if (msg != NULL && state != NULL) {
+        return ess_err_set(err, ESS_ESTORE, "postgres: %s: %.*s (SQLSTATE %s)", what,
+                           first_line(msg), msg, state);
+    }
+    msg = PQerrorMessage(s->conn);
+    if (msg == NULL || msg[0] == '\0') {
+        msg = PQstatus(s->conn) == CONNECTION_OK ? "unknown error" : "connection lost";
+    }
+    return ess_err_set(err, ESS_ESTORE, "postgres: %s: %.*s", what, first_line(msg), msg);
+}
+
+/* Check a result against the expected status; clears *res on failure. */
+static int check_result(struct ess_store *s, PGresult **res, ExecStatusType want,
+                        const char *what, struct ess_err *err)
+{
+    int rc;
+
+    if (*res != NULL && PQresultStatus(*res) == want) {
+        return ESS_OK;
+    }
+    rc = store_fail(s, *res, what, err);
+    PQclear(*res);
+    *res = NULL;
+    return rc;
+}
+
+/* Run a parameterless command (BEGIN, COMMIT, a migration script). */
+static int exec_simple(struct ess_store *s, const char *sql, const char *what,
+                       struct ess_err *err)
+{
+    PGresult *res = PQexec(s->conn, sql);
+    int rc = check_result(s, &res, PGRES_COMMAND_OK, what, err);
+
+    PQclear(res);
+    return rc;
+}
+
+/* Best effort: leave the session out of any failed transaction. */
+static void rollback_quietly(struct ess_store *s)
+{
+    if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+    }
+}
+
+static int prepare(struct ess_store *s, enum stmt_id id, const char *sql, int nparams,
+                   struct ess_err *err)
+{
+    char name[32];
+    PGresult *res;
+    int rc;
+
+    if (s->prepared[id]) {
+        return ESS_OK;
+    }
+    snprintf(name, sizeof(name), "ess_st%d", (int)id);
+    res = PQprepare(s->conn, name, sql, nparams, NULL);
+    rc = check_result(s, &res, PGRES_COMMAND_OK, "prepare", err);
+    PQclear(res);
+    if (rc == ESS_OK) {
+        s->prepared[id] = true;
+    }
+    return rc;
+}
+
+/* Execute prepared statement id (preparing it on first use in this session).
+ * On ESS_OK *res holds a result with status want; the caller PQclear()s it. */
+static int exec_prepared(struct ess_store *s, enum stmt_id id, const char *sql, int nparams,
+                         const char *const *vals, ExecStatusType want, const char *what,
+                         PGresult **res, struct ess_err *err)
+{
+    char name[32];
+    int rc;
+
+    rc = prepare(s, id, sql != NULL ? sql : stmt_sql[id], nparams, err);
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    snprintf(name, sizeof(name), "ess_st%d", (int)id);
+    *res = PQexecPrepared(s->conn, name, nparams, vals, NULL, NULL, 0);
+    return check_result(s, res, want, what, err);
+}
+
+static int exec_params(struct ess_store *s, const char *sql, int nparams,
+                       const char *const *vals, ExecStatusType want, const char *what,
+                       PGresult **res, struct ess_err *err)
+{
+    *res = PQexecParams(s->conn, sql, nparams, NULL, vals, NULL, NULL, 0);
+    return check_result(s, res, want, what, err);
+}
+
+static int check_args(const struct ess_store *s, const char *connector, struct ess_err *err)
+{
+    if (s == NULL || s->conn == NULL || connector == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "store: NULL store or connector");
+    }
+    return ESS_OK;
+}
+
+static int parse_ll(const char *text, long long *out)
+{
+    char *end = NULL;
+
+    *out = strtoll(text, &end, 10);
+    return end != text && *end == '\0' ? ESS_OK : ESS_ESTORE;
+}
+
+/* ------------------------------------------------------------ lifecycle -- */
+
+/* Server notices (client_min_messages=warning keeps them rare) become log
+ * lines: libpq's default would print raw text on stderr between our logfmt lines. */
+static void on_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    ess_log_warn("postgres: %.*s", first_line(msg), msg);
+}
+
+static int alloc_scratch(struct ess_store *s)
+{
+    s->vals = calloc(1 + (size_t)APPEND_COLS * APPEND_CHUNK, sizeof(*s->vals));
+    s->nums = calloc(APPEND_CHUNK, sizeof(*s->nums));
+    /* "($1,$nnnnn,$nnnnn,$nnnnn,$nnnnn,$nnnnn::bigint)," is < 64 chars a row */
+    s->sql_cap = 256 + (size_t)APPEND_CHUNK * 64;
+    s->sql = malloc(s->sql_cap);
+    return s->vals != NULL && s->nums != NULL && s->sql != NULL ? ESS_OK : ESS_ENOMEM;
+}
+
+struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err)
+{
+    /* Defaults first, dbname (expanded) last: the caller's conninfo wins. */
+    const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                          "keepalives_interval", "keepalives_count", "application_name",
+                          "client_encoding", "options", "dbname", NULL};
+    const char *vals[] = {"5", "1", "30", "10", "3", "ess", "UTF8",
+                          "-c statement_timeout=30000 -c client_min_messages=warning", conninfo,
+                          NULL};
+    struct ess_store *s;
+
+    if (conninfo == NULL) {
+        ess_err_set(err, ESS_EINVAL, "store: NULL conninfo");
+        return NULL;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL || alloc_scratch(s) != ESS_OK) {
+        ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+        ess_store_free(s);
+        return NULL;
+    }
+    s->conn = PQconnectdbParams(keys, vals, 1);
+    if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
+        const char *msg = s->conn != NULL ? PQerrorMessage(s->conn) : "out of memory";
+
+        ess_err_set(err, ESS_ESTORE, "postgres: connect: %.*s", first_line(msg), msg);
+        ess_store_free(s);
+        return NULL;
+    }
+    PQsetNoticeProcessor(s->conn, on_notice, NULL);
+    return s;
+}
+
+void ess_store_free(struct ess_store *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->conn != NULL) {
+        PQfinish(s->conn);
+    }
+    free(s->vals);
+    free(s->nums);
+    free(s->sql);
+    free(s);
+}
+
+int ess_store_reset(struct ess_store *s, struct ess_err *err)
+{
+    if (s == NULL || s->conn == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "store: NULL store");
+    }
+    /* A new session has no prepared statements. */
+    memset(s->prepared, 0, sizeof(s->prepared));
+    PQreset(s->conn);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        return store_fail(s, NULL, "reconnect", err);
+    }
+    return ESS_OK;
+}
+
+/* ------------------------------------------------------------- migrate -- */
+
+/* Apply one version in its own transaction unless it is recorded already. */
+static int migrate_one(struct ess_store *s, const struct migration *m, struct ess_err *err)
+{
+    char ver[NUM_MAX];
+    const char *vals[1] = {ver};
+    PGresult *res = NULL;
+    int rc;
+
+    snprintf(ver, sizeof(ver), "%d", m->version);
+    rc = exec_simple(s, "BEGIN", "migrate: begin", err);
+    if (rc == ESS_OK) {
+        rc = exec_params(s, "SELECT 1 FROM ess_schema_migrations WHERE version = $1::int", 1,
+                         vals, PGRES_TUPLES_OK, "migrate: check", &res, err);
+    }
+    if (rc == ESS_OK && PQntuples(res) == 0) {
+        rc = exec_simple(s, m->sql, "migrate: apply", err);
+        PQclear(res);
+        res = NULL;
+        if (rc == ESS_OK) {
+            rc = exec_params(s, "INSERT INTO ess_schema_migrations (version, applied_at)"
+                                " VALUES ($1::int, now())",
+                             1, vals, PGRES_COMMAND_OK, "migrate: record", &res, err);
+        }
+    }
+    PQclear(res);
+    if (rc == ESS_OK) {
+        rc = exec_simple(s, "COMMIT", "migrate: commit", err);
+    }
+    if (rc != ESS_OK) {
+        rollback_quietly(s);
+    }
+    return rc;
+}
+
+int ess_store_migrate(struct ess_store *s, struct ess_err *err)
+{
+    const char *lock[1] = {MIGRATE_LOCK};
+    PGresult *res = NULL;
+    size_t i;
+    int rc;
+
+    if (s == NULL || s->conn == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "store: NULL store");
+    }
+    /* Serialises concurrent starters: the loser waits, then finds all applied. */
+    rc = exec_params(s, "SELECT pg_advisory_lock($1::bigint)", 1, lock, PGRES_TUPLES_OK,
+                     "migrate: lock", &res, err);
+    PQclear(res);
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    rc = exec_simple(s, "CREATE TABLE IF NOT EXISTS ess_schema_migrations ("
+                        " version int PRIMARY KEY, applied_at timestamptz NOT NULL)",
+                     "migrate: create ess_schema_migrations", err);
+    for (i = 0; rc == ESS_OK && i < N_MIGRATIONS; i++) {
+        rc = migrate_one(s, &migrations[i], err);
+    }
+    res = PQexecParams(s->conn, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, lock, NULL,
+                       NULL, 0);
+    PQclear(res);
+    return rc;
+}
+
+/* ------------------------------------------------------------- journal -- */
+
+/* INSERT text for rows rows into s->sql. */
+static void build_append_sql(struct ess_store *s, size_t rows)
+{
+    size_t off, i;
+    int p = 2;
+
+    off = (size_t)snprintf(s->sql, s->sql_cap,
+                           "INSERT INTO ess_journal (connector, event_id, key, topic, body,"
+                           " received_ms) VALUES ");
+    for (i = 0; i < rows; i++, p += APPEND_COLS) {
+        off += (size_t)snprintf(s->sql + off, s->sql_cap - off,
+                                "%s($1,$%d,$%d,$%d,$%d,$%d::bigint)", i > 0 ? "," : "", p,
+                                p + 1, p + 2, p + 3, p + 4);
+    }
+    snprintf(s->sql + off, s->sql_cap - off, " ON CONFLICT (connector, event_id) DO NOTHING");
+}
+
+static int fill_append_params(struct ess_store *s, const char *connector,
+                              const struct ess_store_event *ev, size_t rows,
+                              struct ess_err *err)
+{
+    size_t i;
+    const char **v = s->vals + 1;
+
+    s->vals[0] = connector;
+    for (i = 0; i < rows; i++, v += APPEND_COLS) {
+        if (ev[i].event_id == NULL || ev[i].key == NULL || ev[i].body == NULL) {
+            return ess_err_set(err, ESS_EINVAL, "store: event %zu has no event_id, key or body",
+                               i);
+        }
+        snprintf(s->nums[i], NUM_MAX, "%lld", ev[i].received_ms);
+        v[0] = ev[i].event_id;
+        v[1] = ev[i].key;
+        v[2] = ev[i].topic; /* NULL is SQL NULL */
+        v[3] = ev[i].body;
+        v[4] = s->nums[i];
+    }
+    return ESS_OK;
+}
+
+/* One INSERT for up to APPEND_CHUNK rows; adds the rows it inserted to *count. */
+static int append_chunk(struct ess_store *s, const char *connector,
+                        const struct ess_store_event *ev, size_t rows, size_t *count,
+                        struct ess_err *err)
+{
+    int nparams = 1 + APPEND_COLS * (int)rows;
+    PGresult *res = NULL;
+    int rc;
+
+    rc = fill_append_params(s, connector, ev, rows, err);
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    if (rows == APPEND_CHUNK) {
+        if (!s->prepared[ST_APPEND_CHUNK]) {
+            build_append_sql(s, rows);
+        }
+        rc = exec_prepared(s, ST_APPEND_CHUNK, s->sql, nparams, s->vals, PGRES_COMMAND_OK,
+                           "journal insert", &res, err);
+    } else {
+        build_append_sql(s, rows);
+        rc = exec_params(s, s->sql, nparams, s->vals, PGRES_COMMAND_OK, "journal insert", &res,
+                         err);
+    }
+    if (rc == ESS_OK) {
+        *count += strtoul(PQcmdTuples(res), NULL, 10);
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_journal_append(struct ess_store *s, const char *connector,
+                             const struct ess_store_event *ev, size_t n, size_t *inserted,
+                             struct ess_err *err)
+{
+    size_t done, count = 0;
+    bool txn = n > APPEND_CHUNK; /* one chunk is one statement: atomic by itself */
+    int rc = check_args(s, connector, err);
+
+    if (rc == ESS_OK && n > 0 && ev == NULL) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: NULL events");
+    }
+    if (rc == ESS_OK && txn) {
+        rc = exec_simple(s, "BEGIN", "journal begin", err);
+    }
+    for (done = 0; rc == ESS_OK && done < n; done += APPEND_CHUNK) {
+        size_t rows = n - done < APPEND_CHUNK ? n - done : APPEND_CHUNK;
+
+        rc = append_chunk(s, connector, ev + done, rows, &count, err);
+    }
+    if (rc == ESS_OK && txn) {
+        rc = exec_simple(s, "COMMIT", "journal commit", err);
+    }
+    if (rc != ESS_OK && s != NULL && s->conn != NULL) {
+        rollback_quietly(s);
+        count = 0;
+    }
+    if (inserted != NULL) {
+        *inserted = count;
+    }
+    return rc;
+}
+
+void ess_store_rows_fini(struct ess_store_rows *rows)
+{
+    size_t i;
+
+    if (rows == NULL) {
+        return;
+    }
+    for (i = 0; i < rows->n; i++) {
+        free(rows->v[i].event_id);
+        free(rows->v[i].key);
+        free(rows->v[i].body);
+    }
+    free(rows->v);
+    rows->v = NULL;
+    rows->n = 0;
+}
+
+static int copy_rows(const PGresult *res, struct ess_store_rows *rows, struct ess_err *err)
+{
+    int i, n = PQntuples(res);
+
+    if (n == 0) {
+        return ESS_OK;
+    }
+    rows->v = calloc((size_t)n, sizeof(*rows->v));
+    if (rows->v == NULL) {
+        return ess_err_set(err, ESS_ENOMEM, "store: out of memory reading %d rows", n);
+    }
+    for (i = 0; i < n; i++) {
+        struct ess_store_row *r = &rows->v[i];
+
+        rows->n++;
+        r->event_id = strdup(PQgetvalue(res, i, 1));
+        r->key = strdup(PQgetvalue(res, i, 2));
+        r->body = strdup(PQgetvalue(res, i, 3));
+        if (r->event_id == NULL || r->key == NULL || r->body == NULL ||
+            parse_ll(PQgetvalue(res, i, 0), &r->seq) != ESS_OK ||
+            parse_ll(PQgetvalue(res, i, 4), &r->received_ms) != ESS_OK) {
+            return ess_err_set(err, ESS_ENOMEM, "store: out of memory copying row %d", i);
+        }
+    }
+    return ESS_OK;
+}
+
+int ess_store_journal_read(struct ess_store *s, const char *connector, long long after_seq,
+                           int limit, struct ess_store_rows *rows, struct ess_err *err)
+{
+    char after[NUM_MAX], lim[NUM_MAX];
+    const char *vals[3] = {connector, after, lim};
+    PGresult *res = NULL;
+    int rc;
+
+    if (rows == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "store: NULL rows");
+    }
+    rows->v = NULL;
+    rows->n = 0;
+    rc = check_args(s, connector, err);
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    snprintf(after, sizeof(after), "%lld", after_seq);
+    snprintf(lim, sizeof(lim), "%d", limit > 0 ? limit : 0);
+    rc = exec_prepared(s, ST_READ, NULL, 3, vals, PGRES_TUPLES_OK, "journal read", &res, err);
+    if (rc == ESS_OK) {
+        rc = copy_rows(res, rows, err);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* ------------------------------------------------ offsets, dead letters -- */
+
+/* Run a prepared single-value query; *out = the value, or dflt without a row. */
+static int query_ll(struct ess_store *s, enum stmt_id id, int nparams, const char *const *vals,
+                    long long dflt, long long *out, const char *what, struct ess_err *err)
+{
+    PGresult *res = NULL;
+    int rc;
+
+    rc = exec_prepared(s, id, NULL, nparams, vals, PGRES_TUPLES_OK, what, &res, err);
+    if (rc == ESS_OK) {
+        *out = dflt;
+        if (PQntuples(res) > 0 && parse_ll(PQgetvalue(res, 0, 0), out) != ESS_OK) {
+            rc = ess_err_set(err, ESS_ESTORE, "postgres: %s: not a number", what);
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int command(struct ess_store *s, enum stmt_id id, int nparams, const char *const *vals,
+                   const char *what, struct ess_err *err)
+{
+    PGresult *res = NULL;
+    int rc;
+
+    rc = exec_prepared(s, id, NULL, nparams, vals, PGRES_COMMAND_OK, what, &res, err);
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_offset_get(struct ess_store *s, const char *connector, long long *seq,
+                         struct ess_err *err)
+{
+    const char *vals[1] = {connector};
+    int rc = check_args(s, connector, err);
+
+    if (rc == ESS_OK && seq == NULL) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: NULL seq");
+    }
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    return query_ll(s, ST_OFFSET_GET, 1, vals, 0, seq, "offset get", err);
+}
+
+int ess_store_offset_set(struct ess_store *s, const char *connector, long long seq,
+                         struct ess_err *err)
+{
+    char num[NUM_MAX];
+    const char *vals[2] = {connector, num};
+    int rc = check_args(s, connector, err);
+
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    snprintf(num, sizeof(num), "%lld", seq);
+    return command(s, ST_OFFSET_SET, 2, vals, "offset set", err);
+}
+
+int ess_store_park(struct ess_store *s, const char *connector, const struct ess_store_row *row,
+                   const char *reason, int attempts, struct ess_err *err)
+{
+    char seq[NUM_MAX], att[NUM_MAX];
+    const char *vals[7];
+    int rc = check_args(s, connector, err);
+
+    if (rc == ESS_OK &&
+        (row == NULL || row->event_id == NULL || row->key == NULL || row->body == NULL)) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: park: NULL row or row field");
+    }
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    snprintf(seq, sizeof(seq), "%lld", row->seq);
+    snprintf(att, sizeof(att), "%d", attempts);
+    vals[0] = connector;
+    vals[1] = seq;
+    vals[2] = row->event_id;
+    vals[3] = row->key;
+    vals[4] = row->body;
+    vals[5] = reason;
+    vals[6] = att;
+    return command(s, ST_PARK, 7, vals, "park", err);
+}
+
+int ess_store_backlog(struct ess_store *s, const char *connector, long long after_seq,
+                      long long *count, struct ess_err *err)
+{
+    char after[NUM_MAX];
+    const char *vals[2] = {connector, after};
+    int rc = check_args(s, connector, err);
+
+    if (rc == ESS_OK && count == NULL) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: NULL count");
+    }
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    snprintf(after, sizeof(after), "%lld", after_seq);
+    return query_ll(s, ST_BACKLOG, 2, vals, 0, count, "backlog", err);
+}
+
+int ess_store_retain(struct ess_store *s, const char *connector, long long upto_seq,
+                     long window_sec, struct ess_err *err)
+{
+    char upto[NUM_MAX], win[NUM_MAX];
+    const char *vals[3] = {connector, upto, win};
+    int rc = check_args(s, connector, err);
+
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    snprintf(upto, sizeof(upto), "%lld", upto_seq);
+    snprintf(win, sizeof(win), "%ld", window_sec < 0 ? 0L : window_sec);
+    return command(s, ST_RETAIN, 3, vals, "retain", err);
+}

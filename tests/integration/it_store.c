@@ -1,0 +1,483 @@
+/*
+ * it_store -- ess_store against the stack's real Postgres (ESS_PG_URL):
+ * migrations (idempotent, concurrent), journal append/dedupe/read, offsets,
+ * dead letters, backlog, retention, connection loss + reset, append rate.
+ *
+ * Connector names carry the pid so a rerun against the same stack starts clean.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ess_store.h"
+
+#define BODY_FMT "{\"permit_id\":\"P-%06d\",\"street\":\"1 Main St\",\"truck_limit\":%d," \
+                 "\"status\":\"PENDING\",\"issued_on\":\"2026-11-26\",\"note\":\"%s\"}"
+
+struct fixture {
+    const char *url;
+    struct ess_store *store;
+    PGconn *check; /* a second session to look at the tables directly */
+};
+
+/* ------------------------------------------------------------- helpers -- */
+
+static void name(char *buf, size_t len, const char *what)
+{
+    snprintf(buf, len, "it-%ld-%s", (long)getpid(), what);
+}
+
+/* One bigint from a parameterised query on the checking session. */
+static long long sql_ll(struct fixture *f, const char *sql, const char *p1, const char *p2)
+{
+    const char *vals[2] = {p1, p2};
+    int n = p1 == NULL ? 0 : p2 == NULL ? 1 : 2;
+    PGresult *res = PQexecParams(f->check, sql, n, NULL, vals, NULL, NULL, 0);
+    long long v;
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        fail_msg("%s: %s", sql, PQerrorMessage(f->check));
+    }
+    v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return v;
+}
+
+/* n events e<first>..e<first+n-1> for key k<i % keys>; strings owned by the caller. */
+static struct ess_store_event *make_events(int first, int n, int keys)
+{
+    struct ess_store_event *ev = calloc((size_t)n, sizeof(*ev));
+    int i;
+
+    assert_non_null(ev);
+    for (i = 0; i < n; i++) {
+        char buf[512];
+
+        snprintf(buf, sizeof(buf), "e%d", first + i);
+        ev[i].event_id = strdup(buf);
+        snprintf(buf, sizeof(buf), "k%d", i % keys);
+        ev[i].key = strdup(buf);
+        ev[i].topic = "permits.changed";
+        snprintf(buf, sizeof(buf), BODY_FMT, first + i, i % 40, "quote \" and 'tick' and \\");
+        ev[i].body = strdup(buf);
+        ev[i].received_ms = 1700000000000LL + first + i;
+    }
+    return ev;
+}
+
+static void free_events(struct ess_store_event *ev, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        free((char *)ev[i].event_id);
+        free((char *)ev[i].key);
+        free((char *)ev[i].body);
+    }
+    free(ev);
+}
+
+static size_t append(struct fixture *f, const char *conn, struct ess_store_event *ev, size_t n)
+{
+    struct ess_err err = {0};
+    size_t inserted = 12345;
+    int rc = ess_store_journal_append(f->store, conn, ev, n, &inserted, &err);
+
+    if (rc != ESS_OK) {
+        fail_msg("append: %s", err.msg);
+    }
+    return inserted;
+}
+
+static long long backlog(struct fixture *f, const char *conn, long long after)
+{
+    struct ess_err err = {0};
+    long long count = -1;
+
+    if (ess_store_backlog(f->store, conn, after, &count, &err) != ESS_OK) {
+        fail_msg("backlog: %s", err.msg);
+    }
+    return count;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ------------------------------------------------------------- fixture -- */
+
+static int setup(void **state)
+{
+    static struct fixture f;
+    struct ess_err err = {0};
+
+    f.url = getenv("ESS_PG_URL");
+    if (f.url == NULL) {
+        fprintf(stderr, "ESS_PG_URL not set (run through with_stack.sh)\n");
+        return -1;
+    }
+    f.store = ess_store_new(f.url, &err);
+    if (f.store == NULL || ess_store_migrate(f.store, &err) != ESS_OK) {
+        fprintf(stderr, "store: %s\n", err.msg);
+        return -1;
+    }
+    f.check = PQconnectdb(f.url);
+    if (PQstatus(f.check) != CONNECTION_OK) {
+        fprintf(stderr, "check session: %s", PQerrorMessage(f.check));
+        return -1;
+    }
+    PQclear(PQexec(f.check, "SET application_name = 'ess-it-store'"));
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    ess_store_free(f->store);
+    PQfinish(f->check);
+    return 0;
+}
+
+/* ---------------------------------------------------------- migrations -- */
+
+static void test_migrate_idempotent(void **state)
+{
+    struct fixture *f = *state;
+    struct ess_err err = {0};
+
+    assert_int_equal(ess_store_migrate(f->store, &err), ESS_OK);
+    assert_int_equal(ess_store_migrate(f->store, &err), ESS_OK);
+    /* every version once, 1..max */
+    assert_int_equal(sql_ll(f, "SELECT count(*) FROM ess_schema_migrations", NULL, NULL),
+                     sql_ll(f, "SELECT max(version) FROM ess_schema_migrations", NULL, NULL));
+    assert_int_equal(sql_ll(f, "SELECT count(*) FROM pg_tables WHERE tablename = ANY($1::text[])",
+                            "{ess_journal,ess_offsets,ess_dead_letters,ess_manifests,ess_controls}",
+                            NULL),
+                     5);
+}
+
+/* conninfo for database db on the stack's server, from ESS_PG_URL. */
+static void scratch_conninfo(const char *url, const char *db, char *buf, size_t len)
+{
+    PQconninfoOption *opts = PQconninfoParse(url, NULL);
+    PQconninfoOption *o;
+    size_t off = 0;
+
+    assert_non_null(opts);
+    for (o = opts; o->keyword != NULL; o++) {
+        if (o->val != NULL && strcmp(o->keyword, "dbname") != 0) {
+            off += (size_t)snprintf(buf + off, len - off, "%s='%s' ", o->keyword, o->val);
+        }
+    }
+    snprintf(buf + off, len - off, "dbname='%s'", db);
+    PQconninfoFree(opts);
+}
+
+static int migrate_child(const char *conninfo)
+{
+    struct ess_err err = {0};
+    struct ess_store *s = ess_store_new(conninfo, &err);
+    int rc = s != NULL ? ess_store_migrate(s, &err) : err.code;
+
+    if (rc != ESS_OK) {
+        fprintf(stderr, "child %ld: %s\n", (long)getpid(), err.msg);
+    }
+    ess_store_free(s);
+    return rc == ESS_OK ? 0 : 1;
+}
+
+/* Several processes migrate a brand-new database at once. */
+static void test_migrate_concurrent(void **state)
+{
+    struct fixture *f = *state;
+    char db[64], sql[128], conninfo[1024];
+    pid_t pids[4];
+    int i, status;
+
+    snprintf(db, sizeof(db), "ess_it_mig_%ld", (long)getpid());
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db); /* identifier: our own digits */
+    PQclear(PQexec(f->check, sql));
+    scratch_conninfo(f->url, db, conninfo, sizeof(conninfo));
+    for (i = 0; i < 4; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            _exit(migrate_child(conninfo));
+        }
+    }
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    snprintf(sql, sizeof(sql), "DROP DATABASE %s", db);
+    PQclear(PQexec(f->check, sql));
+}
+
+/* ------------------------------------------------------------- journal -- */
+
+static void test_append_dedupe(void **state)
+{
+    struct fixture *f = *state;
+    char a[64], b[64];
+    struct ess_store_event *ev = make_events(1, 6, 3);
+    const char *e3 = ev[2].event_id;
+
+    name(a, sizeof(a), "dedupe-a");
+    name(b, sizeof(b), "dedupe-b");
+    ev[2].event_id = ev[0].event_id; /* a duplicate inside one burst */
+    assert_int_equal(append(f, a, ev, 5), 4);
+    ev[2].event_id = e3;
+    assert_int_equal(append(f, a, ev, 6), 2);     /* e3 and e6 are new */
+    assert_int_equal(append(f, a, ev, 6), 0);     /* all seen */
+    assert_int_equal(append(f, b, ev, 1), 1);     /* same id, other connector */
+    assert_int_equal(append(f, a, ev, 0), 0);     /* nothing to do */
+    assert_int_equal(backlog(f, a, 0), 6);
+    assert_int_equal(backlog(f, b, 0), 1);
+    free_events(ev, 6);
+}
+
+static void test_append_chunks_atomic(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    size_t inserted = 99;
+    struct ess_store_event *ev = make_events(0, 2500, 50);
+    const char *body;
+
+    name(c, sizeof(c), "chunks");
+    /* a bad row in the third chunk: the first two must be rolled back */
+    body = ev[2100].body;
+    ev[2100].body = NULL;
+    assert_int_equal(ess_store_journal_append(f->store, c, ev, 2500, &inserted, &err),
+                     ESS_EINVAL);
+    assert_int_equal(inserted, 0);
+    assert_int_equal(backlog(f, c, 0), 0);
+    ev[2100].body = body;
+    assert_int_equal(append(f, c, ev, 2500), 2500);
+    assert_int_equal(append(f, c, ev, 2500), 0);
+    assert_int_equal(backlog(f, c, 0), 2500);
+    free_events(ev, 2500);
+}
+
+static void test_read_order_limit(void **state)
+{
+    struct fixture *f = *state;
+    char c[64], want[32];
+    struct ess_err err = {0};
+    struct ess_store_rows rows = {0};
+    struct ess_store_event *ev = make_events(0, 10, 3);
+    long long last;
+    size_t i;
+
+    name(c, sizeof(c), "read");
+    ev[4].topic = NULL;
+    assert_int_equal(append(f, c, ev, 10), 10);
+    assert_int_equal(ess_store_journal_read(f->store, c, 0, 4, &rows, &err), ESS_OK);
+    assert_int_equal(rows.n, 4);
+    for (i = 0; i < rows.n; i++) {
+        snprintf(want, sizeof(want), "e%zu", i);
+        assert_string_equal(rows.v[i].event_id, want);
+        assert_string_equal(rows.v[i].key, ev[i].key);
+        assert_string_equal(rows.v[i].body, ev[i].body);
+        assert_int_equal(rows.v[i].received_ms, ev[i].received_ms);
+        assert_true(i == 0 || rows.v[i].seq > rows.v[i - 1].seq);
+    }
+    last = rows.v[3].seq;
+    ess_store_rows_fini(&rows);
+    assert_int_equal(ess_store_journal_read(f->store, c, last, 100, &rows, &err), ESS_OK);
+    assert_int_equal(rows.n, 6);
+    assert_string_equal(rows.v[0].event_id, "e4");
+    assert_string_equal(rows.v[5].event_id, "e9");
+    last = rows.v[5].seq;
+    ess_store_rows_fini(&rows);
+    assert_int_equal(ess_store_journal_read(f->store, c, last, 100, &rows, &err), ESS_OK);
+    assert_int_equal(rows.n, 0);
+    assert_null(rows.v);
+    ess_store_rows_fini(&rows);
+    free_events(ev, 10);
+}
+
+/* ------------------------------------------- offsets, dead letters, ... -- */
+
+static void test_offsets(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    long long seq = -1;
+
+    name(c, sizeof(c), "offsets");
+    assert_int_equal(ess_store_offset_get(f->store, c, &seq, &err), ESS_OK);
+    assert_int_equal(seq, 0);
+    assert_int_equal(ess_store_offset_set(f->store, c, 42, &err), ESS_OK);
+    assert_int_equal(ess_store_offset_get(f->store, c, &seq, &err), ESS_OK);
+    assert_int_equal(seq, 42);
+    assert_int_equal(ess_store_offset_set(f->store, c, 7, &err), ESS_OK); /* replay moves back */
+    assert_int_equal(ess_store_offset_get(f->store, c, &seq, &err), ESS_OK);
+    assert_int_equal(seq, 7);
+}
+
+static void test_park(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    struct ess_store_row row = {17, "ev-17", "k1", "{\"a\":1}", 1700000000000LL};
+
+    name(c, sizeof(c), "park");
+    assert_int_equal(ess_store_park(f->store, c, &row, "HTTP 400: bad request", 1, &err), ESS_OK);
+    assert_int_equal(ess_store_park(f->store, c, &row, "again", 2, &err), ESS_OK); /* no dup */
+    assert_int_equal(sql_ll(f, "SELECT count(*) FROM ess_dead_letters WHERE connector = $1", c,
+                            NULL),
+                     1);
+    assert_int_equal(sql_ll(f,
+                            "SELECT attempts FROM ess_dead_letters WHERE connector = $1"
+                            " AND reason = $2",
+                            c, "HTTP 400: bad request"),
+                     1);
+    assert_int_equal(ess_store_park(f->store, c, NULL, "x", 1, &err), ESS_EINVAL);
+}
+
+static void test_backlog_and_retain(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    struct ess_store_rows rows = {0};
+    struct ess_store_event *ev = make_events(0, 5, 2);
+
+    name(c, sizeof(c), "retain");
+    assert_int_equal(append(f, c, ev, 5), 5);
+    assert_int_equal(ess_store_journal_read(f->store, c, 0, 5, &rows, &err), ESS_OK);
+    assert_int_equal(backlog(f, c, rows.v[1].seq), 3);
+    assert_int_equal(backlog(f, c, rows.v[4].seq), 0);
+    /* inside the window: nothing goes */
+    assert_int_equal(ess_store_retain(f->store, c, rows.v[2].seq, 3600, &err), ESS_OK);
+    assert_int_equal(backlog(f, c, 0), 5);
+    /* window 0: everything at or below the offset goes, nothing above it */
+    assert_int_equal(ess_store_retain(f->store, c, rows.v[2].seq, 0, &err), ESS_OK);
+    assert_int_equal(backlog(f, c, 0), 2);
+    assert_int_equal(backlog(f, c, rows.v[2].seq), 2);
+    ess_store_rows_fini(&rows);
+    free_events(ev, 5);
+}
+
+/* ------------------------------------------------------------- failures -- */
+
+static void test_connect_failure(void **state)
+{
+    struct ess_err err = {0};
+    struct ess_store *s = ess_store_new("postgresql://ess@127.0.0.1:1/ess", &err);
+
+    (void)state;
+    assert_null(s);
+    assert_int_equal(err.code, ESS_ESTORE);
+    assert_non_null(strstr(err.msg, "connect"));
+    assert_null(strchr(err.msg, '\n'));
+}
+
+static void test_connection_loss_and_reset(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    long long seq = -1;
+
+    name(c, sizeof(c), "reset");
+    assert_int_equal(ess_store_offset_set(f->store, c, 5, &err), ESS_OK); /* prepared */
+    assert_true(sql_ll(f,
+                       "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                       " WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                       "ess", NULL) >= 1);
+    assert_int_equal(ess_store_offset_get(f->store, c, &seq, &err), ESS_ESTORE);
+    assert_null(strchr(err.msg, '\n'));
+    print_message("# after terminate: %s\n", err.msg);
+    ess_err_clear(&err);
+    assert_int_equal(ess_store_reset(f->store, &err), ESS_OK);
+    assert_int_equal(ess_store_offset_get(f->store, c, &seq, &err), ESS_OK); /* re-prepared */
+    assert_int_equal(seq, 5);
+}
+
+static void test_einval(void **state)
+{
+    struct fixture *f = *state;
+    struct ess_err err = {0};
+    struct ess_store_rows rows = {0};
+    long long n;
+
+    assert_int_equal(ess_store_offset_get(f->store, NULL, &n, &err), ESS_EINVAL);
+    assert_int_equal(ess_store_journal_read(f->store, NULL, 0, 1, &rows, &err), ESS_EINVAL);
+    assert_int_equal(ess_store_journal_append(NULL, "x", NULL, 0, NULL, &err), ESS_EINVAL);
+    assert_int_equal(ess_store_reset(NULL, NULL), ESS_EINVAL);
+    ess_store_free(NULL);
+}
+
+/* -------------------------------------------------------------- timing -- */
+
+static void time_append(struct fixture *f, const char *what, int total, int burst)
+{
+    char c[64];
+    struct ess_store_event *ev = make_events(0, total, 500);
+    double t0, dt;
+    size_t n = 0;
+    int i;
+
+    name(c, sizeof(c), what);
+    t0 = now_s();
+    for (i = 0; i < total; i += burst) {
+        n += append(f, c, ev + i, (size_t)(total - i < burst ? total - i : burst));
+    }
+    dt = now_s() - t0;
+    assert_int_equal(n, (size_t)total);
+    print_message("# append %d events in bursts of %d: %.3f s, %.0f events/s\n", total, burst,
+                  dt, total / dt);
+    free_events(ev, total);
+}
+
+static void test_append_rate(void **state)
+{
+    struct fixture *f = *state;
+
+    time_append(f, "rate-10000", 10000, 10000);
+    time_append(f, "rate-256", 10000, 256);
+    time_append(f, "rate-50", 10000, 50);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_migrate_idempotent),
+        cmocka_unit_test(test_migrate_concurrent),
+        cmocka_unit_test(test_append_dedupe),
+        cmocka_unit_test(test_append_chunks_atomic),
+        cmocka_unit_test(test_read_order_limit),
+        cmocka_unit_test(test_offsets),
+        cmocka_unit_test(test_park),
+        cmocka_unit_test(test_backlog_and_retain),
+        cmocka_unit_test(test_connect_failure),
+        cmocka_unit_test(test_connection_loss_and_reset),
+        cmocka_unit_test(test_einval),
+        cmocka_unit_test(test_append_rate),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
