@@ -38,7 +38,7 @@ def main():
     bus = Bus()
     ops = bus.listen("hms.ops", "ess.#")
     try:
-        wait_for_queue("city2dmv")
+        wait_for_queue("city2dmv", worker=worker)
         print("== publishing %d events to hms.events (permits.changed) + 1 garbage message"
               % len(EVENTS))
         for i, ev in enumerate(EVENTS):

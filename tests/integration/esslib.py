@@ -166,10 +166,14 @@ class Worker:
 
 
 def manifest(cid, target_url, extra=""):
-    """A minimal push manifest for connector cid; extra YAML lines appended."""
-    return ("id: %s\nkind: push\nlisten_topic: it.%s.changed\nkey: permit_id\n"
-            "target_url: %s\nheartbeat_sec: 1\nmax_retry: 3\ntimeout_ms: 2000\n%s"
-            % (cid, cid, target_url, extra))
+    """A minimal push manifest for connector cid. extra: YAML lines appended;
+    a top-level key in extra replaces the default line for that key."""
+    base = ("id: %s\nkind: push\nlisten_topic: it.%s.changed\nkey: permit_id\n"
+            "target_url: %s\nheartbeat_sec: 1\nmax_retry: 3\ntimeout_ms: 2000\n"
+            % (cid, cid, target_url))
+    overridden = {ln.split(":")[0] for ln in extra.splitlines() if ln and ln[0].isalpha()}
+    kept = [ln for ln in base.splitlines() if ln.split(":")[0] not in overridden]
+    return "\n".join(kept) + "\n" + extra
 
 
 # -------------------------------------------------------------------- bus --
@@ -217,9 +221,13 @@ class Bus:
             pass
 
 
-def wait_for_queue(cid, timeout=30):
-    """The worker declares ess.<cid>; wait until it exists (passive declare)."""
+def wait_for_queue(cid, timeout=30, worker=None):
+    """The worker declares ess.<cid>; wait until it exists (passive declare).
+    With worker given, fail at once (with its log) if it exits meanwhile."""
     def exists():
+        if worker is not None and not worker.alive():
+            raise Failure("ess-push exited with %r before declaring its queue:\n%s"
+                          % (worker.proc.returncode, worker.log_text()))
         try:
             c = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         except Exception:
@@ -260,7 +268,10 @@ def stack(cmd):
 def run(tests):
     """Run test functions in order; print a ctest-readable summary."""
     passed = failed = 0
+    only = sys.argv[1:]  # run some tests by name: test_x.py test_a test_b
     for t in tests:
+        if only and t.__name__ not in only:
+            continue
         start = time.monotonic()
         try:
             t()

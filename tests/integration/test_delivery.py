@@ -23,7 +23,7 @@ def with_worker(extra, body):
     worker = Worker(manifest(cid, partner.url("/dmv/permits"), extra)).start()
     bus = Bus()
     try:
-        wait_for_queue(cid)
+        wait_for_queue(cid, worker=worker)
         body(cid, "it.%s.changed" % cid, partner, bus, worker)
         code = worker.stop()
         check(code == 0, "SIGTERM exit code %r, want 0\n%s" % (code, worker.log_text()))
@@ -134,7 +134,7 @@ def test_heartbeats_and_lifecycle():
     ops = bus.listen("hms.ops", "ess.*.%s" % cid)
     worker = Worker(manifest(cid, partner.url())).start()
     try:
-        wait_for_queue(cid)
+        wait_for_queue(cid, worker=worker)
         bus.publish("it.%s.changed" % cid, {"permit_id": "H1"}, message_id="hb-1")
         wait_until(lambda: partner.count() >= 1, 20, "one delivery")
         seen = []

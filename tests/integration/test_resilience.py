@@ -58,7 +58,7 @@ def test_partner_outage_drains_in_order_nothing_parked():
     ops = bus.listen("hms.ops", "ess.heartbeat." + cid)
     worker.start()
     try:
-        wait_for_queue(cid)
+        wait_for_queue(cid, worker=worker)
         partner.mode(mode="fail", status=503)
         outage_start = time.monotonic()
         publish_range(bus, topic, 0, 300, 30)
@@ -91,7 +91,7 @@ def test_sigkill_mid_stream_loses_nothing():
     bus = Bus()
     worker.start()
     try:
-        wait_for_queue(cid)
+        wait_for_queue(cid, worker=worker)
         publish_range(bus, topic, 0, 2000, 100)
         wait_until(lambda: len(delivered(partner)) >= 300, 60, "300 deliveries before the kill")
         worker.kill9()
@@ -113,7 +113,7 @@ def restart_mid_stream(prefix, what):
     bus = Bus()
     worker.start()
     try:
-        wait_for_queue(cid)
+        wait_for_queue(cid, worker=worker)
         publish_range(bus, topic, 0, 500, 50)
         wait_until(lambda: len(delivered(partner)) >= 50, 60, "deliveries before the restart")
         bus.close()
