@@ -222,19 +222,21 @@ class Bus:
 
 
 def wait_for_queue(cid, timeout=30, worker=None):
-    """The worker declares ess.<cid>; wait until it exists (passive declare).
-    With worker given, fail at once (with its log) if it exits meanwhile."""
-    def exists():
+    """Wait until the worker consumes ess.<cid>. It binds the queue before it
+    starts consuming, so a consumer on the queue means events published from
+    now on are routed to it (the queue merely existing does not). With worker
+    given, fail at once (with its log) if it exits meanwhile."""
+    def consuming():
         if worker is not None and not worker.alive():
-            raise Failure("ess-push exited with %r before declaring its queue:\n%s"
+            raise Failure("ess-push exited with %r before consuming its queue:\n%s"
                           % (worker.proc.returncode, worker.log_text()))
         try:
             c = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         except Exception:
             return False
         try:
-            c.channel().queue_declare("ess." + cid, passive=True)
-            return True
+            q = c.channel().queue_declare("ess." + cid, passive=True)
+            return q.method.consumer_count > 0
         except Exception:
             return False
         finally:
@@ -242,7 +244,7 @@ def wait_for_queue(cid, timeout=30, worker=None):
                 c.close()
             except Exception:
                 pass
-    return wait_until(exists, timeout, "queue ess.%s to be declared" % cid, 0.1)
+    return wait_until(consuming, timeout, "a consumer on queue ess.%s" % cid, 0.1)
 
 
 # --------------------------------------------------------------------- db --

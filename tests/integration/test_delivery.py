@@ -24,7 +24,11 @@ def with_worker(extra, body):
     bus = Bus()
     try:
         wait_for_queue(cid, worker=worker)
-        body(cid, "it.%s.changed" % cid, partner, bus, worker)
+        try:
+            body(cid, "it.%s.changed" % cid, partner, bus, worker)
+        except Exception:
+            print("--- worker log (%s):\n%s" % (worker.log, worker.log_text()), file=sys.stderr)
+            raise
         code = worker.stop()
         check(code == 0, "SIGTERM exit code %r, want 0\n%s" % (code, worker.log_text()))
     finally:
