@@ -43,6 +43,11 @@ int ess_breaker_allow(struct ess_breaker *b, long now_ms)
     return 1;
 }
 
+void ess_breaker_release(struct ess_breaker *b)
+{
+    b->probe_in_flight = 0;
+}
+
 void ess_breaker_success(struct ess_breaker *b)
 {
     b->state = ESS_BREAKER_CLOSED;

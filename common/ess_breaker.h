@@ -31,6 +31,10 @@ void ess_breaker_init(struct ess_breaker *b, int threshold, long probe_min_ms, l
  * caller must then send exactly one delivery, the probe), else 0. */
 int ess_breaker_allow(struct ess_breaker *b, long now_ms);
 
+/* The slot allow() granted was not used (the event was parked before any
+ * transfer started): OPEN gives the next probe slot at once. No-op when CLOSED. */
+void ess_breaker_release(struct ess_breaker *b);
+
 /* Report the outcome of a finished delivery that was RETRY-class (failure) or OK. */
 void ess_breaker_success(struct ess_breaker *b);
 void ess_breaker_failure(struct ess_breaker *b, long now_ms);

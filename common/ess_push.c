@@ -475,6 +475,8 @@ static int push_send(struct ess_push *p, struct ess_keyq_item *it)
 static void push_dispatch(struct ess_push *p, long long now)
 {
     struct ess_keyq_item *it;
+    int sent_before;
+    int rc;
 
     while (ess_partner_room(p->partner) > 0 && ess_keyq_next_due(p->window, now) == 0) {
         /* Asked only when something is due: an open breaker hands out its
@@ -483,7 +485,16 @@ static void push_dispatch(struct ess_push *p, long long now)
             return;
         }
         it = ess_keyq_take(p->window, now);
-        if (it == NULL || push_send(p, it) != ESS_OK) {
+        if (it == NULL) {
+            ess_breaker_release(&p->breaker);
+            return;
+        }
+        sent_before = ess_partner_in_flight(p->partner);
+        rc = push_send(p, it);
+        if (ess_partner_in_flight(p->partner) == sent_before) {
+            ess_breaker_release(&p->breaker); /* parked or not sent: no probe went out */
+        }
+        if (rc != ESS_OK) {
             return;
         }
     }
@@ -539,7 +550,7 @@ static void push_result(struct ess_push *p, const struct ess_partner_result *r, 
     if (!was_open && !ess_breaker_open(&p->breaker)) {
         it->attempts++;
     }
-    if (it->attempts > p->m->max_retry) {
+    if (it->attempts >= p->m->max_retry) {
         push_park(p, it, r->error);
         return;
     }

@@ -131,6 +131,22 @@ def test_400_parks_that_event_rest_delivered():
     with_worker("", body)
 
 
+def test_max_retry_exhausted_parks():
+    def body(cid, topic, partner, bus, worker):
+        partner.mode(mode="ok", for_key={"field": "permit_id", "value": "FLAKY", "status": 503})
+        bus.publish(topic, {"permit_id": "FLAKY", "n": 1}, message_id="f-1")
+        bus.publish(topic, {"permit_id": "FINE", "n": 2}, message_id="f-2")
+        parked = wait_until(lambda: sql(
+            "SELECT event_id, reason, attempts FROM ess_dead_letters WHERE connector=%s", cid),
+            30, "the always-503 event parked after max_retry attempts")
+        check(parked[0][0] == "f-1" and "503" in parked[0][1], "parked: %r" % parked)
+        tries = sum(1 for b in partner.bodies() if b["permit_id"] == "FLAKY")
+        check(tries == 3, "max_retry: 3 means 3 attempts, saw %d" % tries)
+        check(parked[0][2] == 3, "attempts recorded: %r" % parked)
+        check(any(b["permit_id"] == "FINE" for b in partner.bodies()), "other key delivered")
+    with_worker("max_retry: 3\n", body)
+
+
 def test_heartbeats_and_lifecycle():
     cid = unique_id("it-hb")
     partner = Partner()
@@ -194,5 +210,6 @@ def test_sighup_reloads_mapping():
 if __name__ == "__main__":
     run([test_shaped_delivery_with_headers, test_cloudevent_shapes_data_and_uses_its_id,
          test_same_message_id_delivered_once, test_bad_messages_dead_lettered_and_next_delivered,
-         test_400_parks_that_event_rest_delivered, test_heartbeats_and_lifecycle,
+         test_400_parks_that_event_rest_delivered, test_max_retry_exhausted_parks,
+         test_heartbeats_and_lifecycle,
          test_sighup_reloads_mapping])

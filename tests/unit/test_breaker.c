@@ -72,6 +72,25 @@ static void test_one_probe_at_a_time(void **state)
     assert_true(ess_breaker_wait_ms(&b, 50000) > 0); /* never 0 while the probe is out */
 }
 
+/* A granted slot that sent nothing (the event was parked) must not leave the
+ * breaker waiting forever for a probe that never went out. */
+static void test_release_unused_probe(void **state)
+{
+    struct ess_breaker b;
+
+    (void)state;
+    ess_breaker_init(&b, 1, 1000, 60000);
+    ess_breaker_failure(&b, 0);
+    assert_true(ess_breaker_allow(&b, 1000));
+    ess_breaker_release(&b);
+    assert_int_equal(ess_breaker_wait_ms(&b, 1000), 0);
+    assert_true(ess_breaker_allow(&b, 1000)); /* the next probe may go now */
+    ess_breaker_success(&b);
+    ess_breaker_release(&b); /* closed: no effect */
+    assert_false(ess_breaker_open(&b));
+    assert_true(ess_breaker_allow(&b, 1000));
+}
+
 struct probe_step {
     long fail_at;   /* probe sent and failed at this time */
     long want_wait; /* wait_ms right after the failure */
@@ -155,6 +174,7 @@ int main(void)
         cmocka_unit_test(test_opens_after_threshold),
         cmocka_unit_test(test_success_resets_count),
         cmocka_unit_test(test_one_probe_at_a_time),
+        cmocka_unit_test(test_release_unused_probe),
         cmocka_unit_test(test_probe_interval_doubles_to_cap),
         cmocka_unit_test(test_probe_success_closes),
         cmocka_unit_test(test_straggler_failure_keeps_schedule),
