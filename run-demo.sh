@@ -9,8 +9,8 @@ deploy/dev/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc)" --target ess-push >/dev/null
 stack_dir=$(mktemp -d /tmp/ess-demo.XXXXXX)
-trap 'tests/integration/stack.sh down "$stack_dir" >/dev/null 2>&1 || true' EXIT
+trap 'deploy/dev/stack.sh down "$stack_dir" >/dev/null 2>&1 || true' EXIT
 echo "== starting RabbitMQ + Postgres in $stack_dir (loopback only)"
-tests/integration/stack.sh up "$stack_dir" >/dev/null
+deploy/dev/stack.sh up "$stack_dir" >/dev/null
 ESS_STACK_DIR=$stack_dir ESS_BIN_DIR=$PWD/build ESS_SRC_DIR=$PWD \
   tests/integration/with_stack.sh /usr/bin/python3 deploy/dev/demo.py

@@ -2,7 +2,7 @@
 # bench/run.sh -- the ess-push benchmark, one command, rerunnable.
 #
 # Builds a Release tree in build-bench/, starts a private RabbitMQ + Postgres
-# (tests/integration/stack.sh, loopback, free ports), runs bench/bench.py
+# (deploy/dev/stack.sh, loopback, free ports), runs bench/bench.py
 # (drain, latency, outage, limits), writes bench/results/YYYY-MM-DD-HHMM.md and
 # bench/results/latest.md, and stops everything it started.
 #
@@ -16,7 +16,7 @@ set -euo pipefail
 
 SRC=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 BUILD=$SRC/build-bench
-STACK_SH=$SRC/tests/integration/stack.sh
+STACK_SH=$SRC/deploy/dev/stack.sh
 WITH_STACK=$SRC/tests/integration/with_stack.sh
 RESULTS=$SRC/bench/results
 STAMP=$(date +%Y-%m-%d-%H%M)

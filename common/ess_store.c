@@ -24,6 +24,7 @@
 
 #include "ess_log.h"
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -82,6 +83,49 @@ static const struct migration migrations[] = {
         "  paused boolean NOT NULL DEFAULT false,"
         "  replay_from_seq bigint,"
         "  updated_at timestamptz NOT NULL DEFAULT now());"},
+    /* 2: the operator's surface -- replay requests, the dead-letter workflow
+     * (parked -> retry | dropped; later events of a parked key held behind it),
+     * per-change delivery tickets, heartbeats for `hms ess ps`, deploy history. */
+    {2, "ALTER TABLE ess_controls"
+        "  ADD COLUMN replay_to_seq bigint,"
+        "  ADD COLUMN replay_key text,"
+        "  ADD COLUMN replay_id bigint NOT NULL DEFAULT 0,"
+        "  ADD COLUMN replay_requested_at timestamptz;"
+        "ALTER TABLE ess_dead_letters"
+        "  ADD COLUMN status text NOT NULL DEFAULT 'parked'"
+        "    CHECK (status IN ('parked', 'held', 'retry', 'dropped', 'delivered')),"
+        "  ADD COLUMN last_status int,"
+        "  ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();"
+        "CREATE INDEX ess_dead_letters_open ON ess_dead_letters (connector, key, seq)"
+        "  WHERE status IN ('parked', 'held', 'retry');"
+        "CREATE TABLE ess_tickets ("
+        "  id bigserial PRIMARY KEY,"
+        "  connector text NOT NULL,"
+        "  seq bigint NOT NULL,"
+        "  event_id text NOT NULL,"
+        "  key text NOT NULL,"
+        "  outcome text NOT NULL,"
+        "  attempts int NOT NULL,"
+        "  last_status int,"
+        "  last_error text,"
+        "  first_at timestamptz,"
+        "  done_at timestamptz NOT NULL DEFAULT now());"
+        "CREATE INDEX ess_tickets_key ON ess_tickets (connector, key, seq);"
+        "CREATE TABLE ess_heartbeats ("
+        "  connector text NOT NULL,"
+        "  instance text NOT NULL,"
+        "  state text NOT NULL,"
+        "  heartbeat_sec int NOT NULL,"
+        "  body text NOT NULL,"
+        "  ts timestamptz NOT NULL DEFAULT now(),"
+        "  PRIMARY KEY (connector, instance));"
+        "CREATE TABLE ess_deploys ("
+        "  id bigserial PRIMARY KEY,"
+        "  connector text NOT NULL,"
+        "  sha text NOT NULL,"
+        "  target text NOT NULL,"
+        "  note text,"
+        "  deployed_at timestamptz NOT NULL DEFAULT now());"},
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -696,4 +740,62 @@ int ess_store_retain(struct ess_store *s, const char *connector, long long upto_
     snprintf(upto, sizeof(upto), "%lld", upto_seq);
     snprintf(win, sizeof(win), "%ld", window_sec < 0 ? 0L : window_sec);
     return command(s, ST_RETAIN, 3, vals, "retain", err);
+}
+
+/* ----------------------------------------------- generic (operator side) -- */
+
+/* One row as a JSON object: column name -> text value, or null. */
+static json_t *row_json(const PGresult *res, int row)
+{
+    json_t *o = json_object();
+    int c;
+
+    for (c = 0; o != NULL && c < PQnfields(res); c++) {
+        json_object_set_new(o, PQfname(res, c),
+                            PQgetisnull(res, row, c) ? json_null()
+                                                     : json_string(PQgetvalue(res, row, c)));
+    }
+    return o;
+}
+
+int ess_store_query_json(struct ess_store *s, const char *sql, int nparams,
+                         const char *const *params, json_t **rows, struct ess_err *err)
+{
+    PGresult *res = NULL;
+    int rc;
+    int r;
+
+    *rows = NULL;
+    if (s == NULL || s->conn == NULL || sql == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "store: NULL store or statement");
+    }
+    rc = exec_params(s, sql, nparams, params, PGRES_TUPLES_OK, "query", &res, err);
+    if (rc == ESS_OK) {
+        *rows = json_array();
+        for (r = 0; *rows != NULL && r < PQntuples(res); r++) {
+            json_array_append_new(*rows, row_json(res, r));
+        }
+        rc = *rows != NULL ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_exec(struct ess_store *s, const char *sql, int nparams, const char *const *params,
+                   long long *affected, struct ess_err *err)
+{
+    PGresult *res = NULL;
+    long long n = 0;
+    int rc;
+
+    if (s == NULL || s->conn == NULL || sql == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "store: NULL store or statement");
+    }
+    rc = exec_params(s, sql, nparams, params, PGRES_COMMAND_OK, "exec", &res, err);
+    if (rc == ESS_OK && affected != NULL) {
+        parse_ll(PQcmdTuples(res), &n);
+        *affected = n;
+    }
+    PQclear(res);
+    return rc;
 }

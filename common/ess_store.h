@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "ess_err.h"
 
 struct ess_store;
@@ -90,5 +92,14 @@ int ess_store_backlog(struct ess_store *s, const char *connector, long long afte
 /* Delete journal rows older than window_sec that are at or below the offset. */
 int ess_store_retain(struct ess_store *s, const char *connector, long long upto_seq,
                      long window_sec, struct ess_err *err);
+
+/* Generic parameterized statements for the operator side (hms): never on a
+ * worker's hot path. query_json returns the rows as a JSON array of objects
+ * (column -> text or null), a new reference the caller json_decref()s.
+ * exec runs a command; *affected (may be NULL) gets the row count. */
+int ess_store_query_json(struct ess_store *s, const char *sql, int nparams,
+                         const char *const *params, json_t **rows, struct ess_err *err);
+int ess_store_exec(struct ess_store *s, const char *sql, int nparams, const char *const *params,
+                   long long *affected, struct ess_err *err);
 
 #endif

@@ -19,6 +19,57 @@
 static volatile sig_atomic_t quit_flag;
 static volatile sig_atomic_t reload_flag;
 
+const char *ess_worker_state_dir(void)
+{
+    static char dir[1024];
+    const char *hms = getenv("HMS_STATE_DIR");
+    const char *xdg = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+
+    if (hms != NULL && hms[0] != '\0') {
+        snprintf(dir, sizeof(dir), "%s", hms);
+    } else if (xdg != NULL && xdg[0] != '\0') {
+        snprintf(dir, sizeof(dir), "%s/hms", xdg);
+    } else {
+        snprintf(dir, sizeof(dir), "%s/.local/state/hms",
+                 home != NULL && home[0] != '\0' ? home : "/tmp");
+    }
+    return dir;
+}
+
+/* KEY=VALUE (shell-quoted with '' or not) from the dev stack's env file, into
+ * buf; NULL when the file or key is absent. */
+static const char *dev_env_value(const char *key, char *buf, size_t len)
+{
+    char path[1200];
+    char line[1024];
+    size_t klen = strlen(key);
+    const char *found = NULL;
+    FILE *f;
+    char *v;
+
+    snprintf(path, sizeof(path), "%s/dev/env", ess_worker_state_dir());
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return NULL;
+    }
+    while (found == NULL && fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, key, klen) != 0 || line[klen] != '=') {
+            continue;
+        }
+        v = line + klen + 1;
+        v[strcspn(v, "\r\n")] = '\0';
+        if (v[0] == '\'' && strlen(v) >= 2 && v[strlen(v) - 1] == '\'') {
+            v[strlen(v) - 1] = '\0';
+            v++;
+        }
+        snprintf(buf, len, "%s", v);
+        found = buf;
+    }
+    fclose(f);
+    return found;
+}
+
 static const char *env_or(const char *name, const char *def)
 {
     const char *v = getenv(name);
@@ -28,8 +79,14 @@ static const char *env_or(const char *name, const char *def)
 
 void ess_worker_env_load(struct ess_worker_env *env)
 {
-    env->amqp_url = env_or("ESS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/");
-    env->pg_url = env_or("ESS_PG_URL", "");
+    static char amqp[1024];
+    static char pg[1024];
+    const char *dev_amqp = dev_env_value("ESS_AMQP_URL", amqp, sizeof(amqp));
+    const char *dev_pg = dev_env_value("ESS_PG_URL", pg, sizeof(pg));
+
+    env->amqp_url = env_or("ESS_AMQP_URL", dev_amqp != NULL ? dev_amqp
+                                                            : "amqp://guest:guest@127.0.0.1:5672/");
+    env->pg_url = env_or("ESS_PG_URL", dev_pg != NULL ? dev_pg : "");
     env->events_exchange = env_or("ESS_EVENTS_EXCHANGE", "hms.events");
     env->ops_exchange = env_or("ESS_OPS_EXCHANGE", "hms.ops");
 }

@@ -20,7 +20,14 @@ struct ess_worker_env { /* borrowed from the environment or static defaults */
     const char *ops_exchange;
 };
 
+/* From the environment; where ESS_AMQP_URL / ESS_PG_URL are unset, from the
+ * local stack's env file (<state dir>/dev/env, written by `hms dev up`), so a
+ * worker or hms started on a developer machine finds the local stack. */
 void ess_worker_env_load(struct ess_worker_env *env);
+
+/* The operator state dir: $HMS_STATE_DIR, else $XDG_STATE_HOME/hms, else
+ * $HOME/.local/state/hms. Static storage; not created here. */
+const char *ess_worker_state_dir(void);
 
 /* Parse argv: --manifest FILE (or a lone FILE), --check (validate only),
  * --help, --version. Returns -1 to go on, or an exit code (0 after help or

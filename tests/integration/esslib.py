@@ -261,7 +261,7 @@ def sql(query, *args):
 
 def stack(cmd):
     """stack.sh restart-rabbit / restart-pg / ... on the test stack."""
-    subprocess.run([os.path.join(HERE, "stack.sh"), cmd, STACK_DIR], check=True,
+    subprocess.run([os.path.join(SRC, "deploy", "dev", "stack.sh"), cmd, STACK_DIR], check=True,
                    stdout=sys.stderr, stderr=sys.stderr, timeout=180)
 
 
