@@ -354,6 +354,25 @@ fail_nomem:
     return ESS_ENOMEM;
 }
 
+int ess_keyq_skip(struct ess_keyq *q, long long seq)
+{
+    struct kq_item *it;
+
+    if (seq <= q->last_seq) {
+        return ESS_EINVAL;
+    }
+    it = calloc(1, sizeof(*it));
+    if (it == NULL || kq_ring_push(q, it) != ESS_OK) {
+        free(it);
+        return ESS_ENOMEM;
+    }
+    it->pub.seq = seq;
+    it->done = 1;
+    q->last_seq = seq;
+    kq_ring_advance(q);
+    return ESS_OK;
+}
+
 struct ess_keyq_item *ess_keyq_take(struct ess_keyq *q, long long now_ms)
 {
     struct kq_item *it;

@@ -33,6 +33,8 @@ struct ess_keyq_item {
     long long received_ms;
     int attempts;      /* failed attempts that counted towards max_retry */
     long long due_ms;  /* earliest time it may be sent */
+    long long first_ms;/* wall-clock ms of its first attempt, 0 before */
+    long last_status;  /* HTTP status of the last attempt, 0 when none */
 };
 
 struct ess_keyq *ess_keyq_new(void);
@@ -42,6 +44,10 @@ void ess_keyq_free(struct ess_keyq *q);
  * Takes ownership of key, event_id and body (malloc'd). ESS_OK/ESS_ENOMEM/ESS_EINVAL. */
 int ess_keyq_push(struct ess_keyq *q, long long seq, char *key, char *event_id, char *body,
                   long long received_ms);
+
+/* Record seq as done without an event (a replay skips it): the low-water
+ * mark may pass it. seq must be greater than every seq pushed before. */
+int ess_keyq_skip(struct ess_keyq *q, long long seq);
 
 /* The oldest due head not in flight, marked in flight; NULL when none is due. */
 struct ess_keyq_item *ess_keyq_take(struct ess_keyq *q, long long now_ms);

@@ -33,6 +33,10 @@ enum ess_format {
     ESS_FORMAT_FORM
 };
 
+enum ess_on_park { ESS_ON_PARK_HOLD_KEY = 0, ESS_ON_PARK_SKIP_EVENT };
+
+enum ess_tickets { ESS_TICKETS_ALL = 0, ESS_TICKETS_FAILURES, ESS_TICKETS_NONE };
+
 enum ess_auth_type { ESS_AUTH_NONE = 0, ESS_AUTH_BASIC, ESS_AUTH_BEARER, ESS_AUTH_HMAC };
 
 struct ess_strlist {
@@ -81,6 +85,8 @@ struct ess_manifest {
     long replay_window_sec; /* from "7d", "12h", "30m", "45s" */
     int prefetch;           /* AMQP prefetch window */
     int max_in_flight;      /* concurrent partner transfers */
+    enum ess_on_park on_park;
+    enum ess_tickets tickets;
     struct ess_auth auth;
 };
 

@@ -55,6 +55,34 @@ struct push_burst {
     int has_tag;
 };
 
+#define PUSH_CONTROL_EVERY_MS 1000
+#define PUSH_REDELIVER_MAX 8
+
+struct push_replay { /* events at or below resume_seq outside [.., to_seq] / key are skipped */
+    int active;
+    long long to_seq; /* -1: open-ended */
+    long long resume_seq;
+    int has_key;
+    char key[256];
+};
+
+struct push_redelivery { /* a dead letter being re-sent (dlq retry / held behind it) */
+    int in_use;
+    struct ess_store_row row;
+    long long first_ms;
+};
+
+struct push_ticket { /* owned copies */
+    long long seq;
+    char *event_id;
+    char *key;
+    const char *outcome;
+    int attempts;
+    long last_status;
+    char *last_error;
+    long long first_ms;
+};
+
 struct ess_push {
     struct ess_manifest *m;
     struct ess_worker_env env;
@@ -79,7 +107,26 @@ struct ess_push {
     long long started_ms;
     long long last_error_ms;
     char last_error[256];
+    /* the operator's controls (deploy/hms.h), polled every PUSH_CONTROL_EVERY_MS */
+    struct ess_store_controls ctl;
+    long long next_control_ms;
+    int replay_pending;       /* a replay request waits for in-flight to finish */
+    struct push_replay replay; /* the filter of an applied replay */
+    /* dead-letter workflow */
+    json_t *quarantine;       /* keys held behind a parked event (a set) */
+    int quarantine_known;     /* loaded from the store since it (re)connected */
+    struct push_redelivery redeliveries[PUSH_REDELIVER_MAX];
+    /* tickets waiting for the next offset save */
+    struct push_ticket *tickets;
+    size_t n_tickets;
+    size_t cap_tickets;
 };
+
+/* The operator's side, defined further down. */
+static void push_controls(struct ess_push *p);
+static void push_redeliver(struct ess_push *p, long long now);
+static void push_replay_filter(struct ess_push *p, const struct ess_store_controls *c,
+                               long long offset);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -174,10 +221,13 @@ static int push_store_open(struct ess_push *p)
     }
     p->store = store;
     ess_worker_retry_ok(&p->store_retry);
+    push_controls(p);
+    push_redeliver(p, ess_worker_mono_ms());
     if (!p->offset_known) {
         ess_keyq_set_floor(p->window, offset);
         p->offset_saved = offset;
         p->offset_known = 1;
+        push_replay_filter(p, &p->ctl, offset); /* a replay that was under way */
         ess_log_info("journal store connected; resuming after offset %lld", offset);
     } else {
         ess_log_info("journal store reconnected");
@@ -328,6 +378,21 @@ static void push_take(struct ess_push *p)
 
 /* ---- refill: journal -> window ------------------------------------------ */
 
+/* During a replay, events the partner already had that are outside the
+ * requested window or key are not sent again. */
+static int push_replay_skips(struct ess_push *p, const struct ess_store_row *row)
+{
+    if (!p->replay.active) {
+        return 0;
+    }
+    if (row->seq > p->replay.resume_seq) {
+        p->replay.active = 0; /* past where it was: live delivery again */
+        return 0;
+    }
+    return (p->replay.to_seq >= 0 && row->seq > p->replay.to_seq) ||
+           (p->replay.has_key && strcmp(row->key, p->replay.key) != 0);
+}
+
 static void push_refill(struct ess_push *p)
 {
     struct ess_store_rows rows = {0};
@@ -348,6 +413,10 @@ static void push_refill(struct ess_push *p)
         return;
     }
     for (i = 0; i < rows.n; i++) {
+        if (push_replay_skips(p, &rows.v[i])) {
+            ess_keyq_skip(p->window, rows.v[i].seq);
+            continue;
+        }
         /* The window takes the strings over. */
         ess_keyq_push(p->window, rows.v[i].seq, rows.v[i].key, rows.v[i].event_id,
                       rows.v[i].body, rows.v[i].received_ms);
@@ -373,7 +442,7 @@ static void header_safe(char *dst, size_t len, const char *src)
     dst[o] = '\0';
 }
 
-static struct curl_slist *push_headers(struct ess_push *p, const struct ess_keyq_item *it,
+static struct curl_slist *push_headers(struct ess_push *p, const char *event_id,
                                        const char *content_type, const char *body, size_t len,
                                        struct ess_err *err)
 {
@@ -381,7 +450,7 @@ static struct curl_slist *push_headers(struct ess_push *p, const struct ess_keyq
     char id[300];
     char line[400];
 
-    header_safe(id, sizeof(id), it->event_id);
+    header_safe(id, sizeof(id), event_id);
     snprintf(line, sizeof(line), "Content-Type: %s", content_type);
     h = curl_slist_append(h, line);
     /* IETF draft: the value is a Structured Field string, hence the quotes. */
@@ -401,15 +470,15 @@ static struct curl_slist *push_headers(struct ess_push *p, const struct ess_keyq
 }
 
 /* Shape and render an event's body. ESS_ESHAPE (parks) when it cannot be. */
-static int push_render(struct ess_push *p, const struct ess_keyq_item *it, char **body,
-                       size_t *len, const char **ctype, struct ess_err *err)
+static int push_render(struct ess_push *p, const char *journaled, char **body, size_t *len,
+                       const char **ctype, struct ess_err *err)
 {
     json_error_t jerr;
     json_t *data;
     json_t *shaped = NULL;
     int rc;
 
-    data = json_loads(it->body, 0, &jerr);
+    data = json_loads(journaled, 0, &jerr);
     if (data == NULL) {
         return ess_err_set(err, ESS_ESHAPE, "journaled body is not JSON: %s", jerr.text);
     }
@@ -422,14 +491,99 @@ static int push_render(struct ess_push *p, const struct ess_keyq_item *it, char 
     return rc == ESS_OK ? ESS_OK : ess_err_set(err, ESS_ESHAPE, "cannot shape");
 }
 
-static void push_park(struct ess_push *p, struct ess_keyq_item *it, const char *reason)
+/* ---- tickets: one per final outcome, written with the next offset save ---- */
+
+static void push_ticket(struct ess_push *p, long long seq, const char *event_id, const char *key,
+                        const char *outcome, int attempts, long last_status, const char *error,
+                        long long first_ms)
+{
+    struct push_ticket *grown;
+    struct push_ticket *t;
+    size_t cap;
+
+    if (p->m->tickets == ESS_TICKETS_NONE ||
+        (p->m->tickets == ESS_TICKETS_FAILURES && strcmp(outcome, "delivered") == 0 &&
+         attempts <= 1)) {
+        return;
+    }
+    if (p->n_tickets == p->cap_tickets) {
+        cap = p->cap_tickets ? p->cap_tickets * 2 : 256;
+        grown = realloc(p->tickets, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return; /* a ticket is a record, not the delivery: never worth stalling for */
+        }
+        p->tickets = grown;
+        p->cap_tickets = cap;
+    }
+    t = &p->tickets[p->n_tickets];
+    *t = (struct push_ticket){seq, strdup(event_id), strdup(key), outcome, attempts, last_status,
+                              error != NULL && error[0] != '\0' ? strdup(error) : NULL, first_ms};
+    p->n_tickets++;
+}
+
+static void push_tickets_clear(struct ess_push *p)
+{
+    size_t i;
+
+    for (i = 0; i < p->n_tickets; i++) {
+        free(p->tickets[i].event_id);
+        free(p->tickets[i].key);
+        free(p->tickets[i].last_error);
+    }
+    p->n_tickets = 0;
+}
+
+static int push_tickets_flush(struct ess_push *p)
+{
+    struct ess_store_ticket *t;
+    struct ess_err err;
+    size_t i;
+    int rc;
+
+    if (p->n_tickets == 0 || p->store == NULL) {
+        return p->store == NULL ? ESS_ESTORE : ESS_OK;
+    }
+    t = calloc(p->n_tickets, sizeof(*t));
+    if (t == NULL) {
+        return ESS_ENOMEM;
+    }
+    for (i = 0; i < p->n_tickets; i++) {
+        const struct push_ticket *pt = &p->tickets[i];
+
+        t[i] = (struct ess_store_ticket){pt->seq, pt->event_id, pt->key, pt->outcome,
+                                         pt->attempts, pt->last_status, pt->last_error,
+                                         pt->first_ms};
+    }
+    ess_err_clear(&err);
+    rc = ess_store_tickets_append(p->store, p->m->id, t, p->n_tickets, &err);
+    free(t);
+    if (rc != ESS_OK) {
+        push_store_lost(p, &err);
+        return rc;
+    }
+    push_tickets_clear(p);
+    return ESS_OK;
+}
+
+/* ---- parking and the quarantine of a parked event's key ---------------- */
+
+static int push_quarantined(const struct ess_push *p, const char *key)
+{
+    return p->quarantine != NULL && json_object_get(p->quarantine, key) != NULL;
+}
+
+/* Park (status "parked") or hold (status "held": behind a parked event of its
+ * key). Until the store has it, the event stays in the window. */
+static void push_park(struct ess_push *p, struct ess_keyq_item *it, const char *reason,
+                      const char *status)
 {
     struct ess_store_row row = {it->seq, it->event_id, it->key, it->body, it->received_ms};
+    int held = status != NULL && strcmp(status, "held") == 0;
     struct ess_err err;
 
     ess_err_clear(&err);
     if (p->store == NULL || ess_store_park(p->store, p->m->id, &row, reason, it->attempts,
-                                           &err) != ESS_OK) {
+                                           status, it->last_status, &err) != ESS_OK) {
         if (p->store != NULL) {
             push_store_lost(p, &err);
         }
@@ -438,8 +592,18 @@ static void push_park(struct ess_push *p, struct ess_keyq_item *it, const char *
         return;
     }
     p->stats.parked++;
-    ess_log_warn("event %s (key %s) parked after %d attempt(s): %s", it->event_id, it->key,
-                 it->attempts, reason);
+    if (p->m->on_park == ESS_ON_PARK_HOLD_KEY && p->quarantine != NULL) {
+        json_object_set_new(p->quarantine, it->key, json_true());
+    }
+    if (held) {
+        ess_log_info("event %s held: key %s waits for a parked event (hms ess dlq)",
+                     it->event_id, it->key);
+    } else {
+        ess_log_warn("event %s (key %s) parked after %d attempt(s): %s", it->event_id, it->key,
+                     it->attempts, reason);
+    }
+    push_ticket(p, it->seq, it->event_id, it->key, held ? "held" : "parked", it->attempts,
+                it->last_status, reason, it->first_ms);
     ess_keyq_done(p->window, it);
 }
 
@@ -452,11 +616,18 @@ static int push_send(struct ess_push *p, struct ess_keyq_item *it)
     size_t len = 0;
 
     ess_err_clear(&err);
-    if (push_render(p, it, &body, &len, &ctype, &err) != ESS_OK) {
-        push_park(p, it, err.msg);
+    if (p->m->on_park == ESS_ON_PARK_HOLD_KEY && push_quarantined(p, it->key)) {
+        push_park(p, it, "held behind a parked event of its key", "held");
         return ESS_OK;
     }
-    h = push_headers(p, it, ctype, body, len, &err);
+    if (push_render(p, it->body, &body, &len, &ctype, &err) != ESS_OK) {
+        push_park(p, it, err.msg, NULL);
+        return ESS_OK;
+    }
+    if (it->first_ms == 0) {
+        it->first_ms = ess_worker_wall_ms();
+    }
+    h = push_headers(p, it->event_id, ctype, body, len, &err);
     if (h == NULL) {
         free(body);
         push_error(p, "auth", &err);
@@ -478,6 +649,12 @@ static void push_dispatch(struct ess_push *p, long long now)
     int sent_before;
     int rc;
 
+    /* Paused: journal, deliver nothing. A replay waits for in-flight to end.
+     * Holding keys needs the quarantine known first. */
+    if (p->ctl.paused || p->replay_pending ||
+        (p->m->on_park == ESS_ON_PARK_HOLD_KEY && !p->quarantine_known)) {
+        return;
+    }
     while (ess_partner_room(p->partner) > 0 && ess_keyq_next_due(p->window, now) == 0) {
         /* Asked only when something is due: an open breaker hands out its
          * single probe slot here, and it must not be wasted. */
@@ -520,16 +697,39 @@ static void push_retry_later(struct ess_push *p, struct ess_keyq_item *it,
     ess_keyq_retry(p->window, it, now + (delay > 0 ? delay : 0));
 }
 
+static void push_redelivery_result(struct ess_push *p, struct push_redelivery *rd,
+                                   const struct ess_partner_result *r);
+
+static struct push_redelivery *push_redelivery_of(struct ess_push *p, uint64_t token)
+{
+    size_t i;
+
+    for (i = 0; i < PUSH_REDELIVER_MAX; i++) {
+        if (p->redeliveries[i].in_use && (uint64_t)(uintptr_t)&p->redeliveries[i] == token) {
+            return &p->redeliveries[i];
+        }
+    }
+    return NULL;
+}
+
 static void push_result(struct ess_push *p, const struct ess_partner_result *r, long long now)
 {
     struct ess_keyq_item *it = (struct ess_keyq_item *)(uintptr_t)r->token;
     enum ess_outcome outcome = ess_backoff_classify(r->status, r->transport_failed);
+    struct push_redelivery *rd = push_redelivery_of(p, r->token);
     int was_open = ess_breaker_open(&p->breaker);
 
+    if (rd != NULL) {
+        push_redelivery_result(p, rd, r);
+        return;
+    }
+    it->last_status = r->status;
     if (outcome == ESS_OUTCOME_OK) {
         p->stats.delivered++;
         ess_stats_lag_add(&p->stats, (long)(ess_worker_wall_ms() - it->received_ms));
         ess_breaker_success(&p->breaker);
+        push_ticket(p, it->seq, it->event_id, it->key, "delivered", it->attempts + 1, r->status,
+                    it->attempts > 0 ? p->last_error : NULL, it->first_ms);
         ess_keyq_done(p->window, it);
         return;
     }
@@ -539,7 +739,7 @@ static void push_result(struct ess_push *p, const struct ess_partner_result *r, 
     if (outcome == ESS_OUTCOME_DROP) {
         ess_breaker_success(&p->breaker); /* it answered: the partner is up */
         it->attempts++;
-        push_park(p, it, r->error);
+        push_park(p, it, r->error, NULL);
         return;
     }
     ess_breaker_failure(&p->breaker, now);
@@ -551,7 +751,7 @@ static void push_result(struct ess_push *p, const struct ess_partner_result *r, 
         it->attempts++;
     }
     if (it->attempts >= p->m->max_retry) {
-        push_park(p, it, r->error);
+        push_park(p, it, r->error, NULL);
         return;
     }
     push_retry_later(p, it, r, now);
@@ -570,6 +770,218 @@ static void push_collect(struct ess_push *p)
     if (was_open && !ess_breaker_open(&p->breaker)) {
         ess_log_info("partner is back; draining the backlog in order");
     }
+}
+
+/* ---- the dead-letter workflow: re-send what `hms ess dlq` released ------ */
+
+static void push_redelivery_end(struct push_redelivery *rd)
+{
+    free(rd->row.event_id);
+    free(rd->row.key);
+    free(rd->row.body);
+    memset(rd, 0, sizeof(*rd));
+}
+
+static void push_redelivery_result(struct ess_push *p, struct push_redelivery *rd,
+                                   const struct ess_partner_result *r)
+{
+    enum ess_outcome outcome = ess_backoff_classify(r->status, r->transport_failed);
+    const char *status = outcome == ESS_OUTCOME_OK ? "delivered" : "parked";
+    struct ess_err err;
+
+    ess_err_clear(&err);
+    if (outcome == ESS_OUTCOME_RETRY) {
+        /* Left as it is: the next poll sends it again (the breaker paces it). */
+        ess_breaker_failure(&p->breaker, ess_worker_mono_ms());
+        snprintf(p->last_error, sizeof(p->last_error), "%s", r->error);
+        push_redelivery_end(rd);
+        return;
+    }
+    ess_breaker_success(&p->breaker);
+    if (p->store == NULL || ess_store_dlq_set(p->store, p->m->id, rd->row.seq, status,
+                                              outcome == ESS_OUTCOME_OK ? NULL : r->error,
+                                              r->status, &err) != ESS_OK) {
+        if (p->store != NULL) {
+            push_store_lost(p, &err);
+        }
+        push_redelivery_end(rd); /* still open in the store: sent again later */
+        return;
+    }
+    if (outcome == ESS_OUTCOME_OK) {
+        p->stats.delivered++;
+    }
+    ess_log_info("dead letter %s (key %s) re-sent: %s", rd->row.event_id, rd->row.key,
+                 outcome == ESS_OUTCOME_OK ? "delivered" : r->error);
+    push_ticket(p, rd->row.seq, rd->row.event_id, rd->row.key, status, 1, r->status,
+                outcome == ESS_OUTCOME_OK ? NULL : r->error, rd->first_ms);
+    push_redelivery_end(rd);
+}
+
+static int push_redelivering(const struct ess_push *p, const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < PUSH_REDELIVER_MAX; i++) {
+        if (p->redeliveries[i].in_use && strcmp(p->redeliveries[i].row.key, key) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static struct push_redelivery *push_redelivery_slot(struct ess_push *p)
+{
+    size_t i;
+
+    for (i = 0; i < PUSH_REDELIVER_MAX; i++) {
+        if (!p->redeliveries[i].in_use) {
+            return &p->redeliveries[i];
+        }
+    }
+    return NULL;
+}
+
+/* Start one dead letter's transfer; takes the row's strings over. */
+static void push_redeliver_one(struct ess_push *p, struct ess_store_row *row)
+{
+    struct push_redelivery *rd = push_redelivery_slot(p);
+    const char *ctype = "application/json";
+    struct curl_slist *h = NULL;
+    struct ess_err err;
+    char *body = NULL;
+    size_t len = 0;
+
+    ess_err_clear(&err);
+    if (rd == NULL || push_redelivering(p, row->key) || ess_partner_room(p->partner) == 0) {
+        return;
+    }
+    rd->row = *row;
+    memset(row, 0, sizeof(*row));
+    rd->in_use = 1;
+    rd->first_ms = ess_worker_wall_ms();
+    if (push_render(p, rd->row.body, &body, &len, &ctype, &err) == ESS_OK) {
+        h = push_headers(p, rd->row.event_id, ctype, body, len, &err);
+    }
+    if (h == NULL) {
+        free(body);
+        push_error(p, "dlq", &err);
+        push_redelivery_end(rd);
+        return;
+    }
+    if (ess_partner_send(p->partner, (uint64_t)(uintptr_t)rd, p->m->target_url, h, body, len,
+                         &err) != ESS_OK) {
+        push_error(p, "partner", &err);
+        push_redelivery_end(rd);
+    }
+}
+
+/* Once a second: send each released key's oldest open dead letter, and lift
+ * the quarantine of keys that have none left. */
+static void push_redeliver(struct ess_push *p, long long now)
+{
+    struct ess_store_rows rows = {0};
+    json_t *open_keys = NULL;
+    struct ess_err err;
+    size_t i;
+
+    ess_err_clear(&err);
+    if (p->store == NULL || p->ctl.paused || ess_breaker_open(&p->breaker) ||
+        ess_store_dlq_next(p->store, p->m->id, PUSH_REDELIVER_MAX, &rows, &err) != ESS_OK ||
+        ess_store_dlq_open_keys(p->store, p->m->id, &open_keys, &err) != ESS_OK) {
+        if (err.code != ESS_OK) {
+            push_store_lost(p, &err);
+        }
+        ess_store_rows_fini(&rows);
+        return;
+    }
+    for (i = 0; i < rows.n; i++) {
+        push_redeliver_one(p, &rows.v[i]);
+    }
+    ess_store_rows_fini(&rows);
+    /* The store's open keys are the quarantine; keys being re-sent stay in it. */
+    for (i = 0; i < PUSH_REDELIVER_MAX; i++) {
+        if (p->redeliveries[i].in_use) {
+            json_object_set_new(open_keys, p->redeliveries[i].row.key, json_true());
+        }
+    }
+    json_decref(p->quarantine);
+    p->quarantine = open_keys;
+    p->quarantine_known = 1;
+    (void)now;
+}
+
+/* ---- the operator's controls: pause and replay ------------------------ */
+
+static void push_replay_filter(struct ess_push *p, const struct ess_store_controls *c,
+                               long long offset)
+{
+    memset(&p->replay, 0, sizeof(p->replay));
+    if (c->replay_resume_seq < 0 || offset >= c->replay_resume_seq) {
+        return;
+    }
+    p->replay.active = 1;
+    p->replay.to_seq = c->replay_to_seq;
+    p->replay.resume_seq = c->replay_resume_seq;
+    p->replay.has_key = c->has_replay_key;
+    snprintf(p->replay.key, sizeof(p->replay.key), "%s", c->replay_key);
+}
+
+/* In-flight deliveries have finished: rewind the window to the replay's start. */
+static void push_replay_apply(struct ess_push *p)
+{
+    long long resume = ess_keyq_low_water(p->window);
+    long long from = p->ctl.replay_from_seq > 0 ? p->ctl.replay_from_seq - 1 : 0;
+    struct ess_keyq *fresh = ess_keyq_new();
+    struct ess_err err;
+
+    ess_err_clear(&err);
+    if (fresh == NULL || p->store == NULL ||
+        ess_store_replay_apply(p->store, p->m->id, p->ctl.replay_id, from, resume, &err) !=
+            ESS_OK) {
+        ess_keyq_free(fresh);
+        if (err.code != ESS_OK) {
+            push_store_lost(p, &err);
+        }
+        return; /* tried again on the next turn */
+    }
+    ess_keyq_free(p->window);
+    p->window = fresh;
+    ess_keyq_set_floor(p->window, from);
+    p->offset_saved = from;
+    p->journal_more = 1;
+    p->replay_pending = 0;
+    p->ctl.replay_done_id = p->ctl.replay_id;
+    p->ctl.replay_resume_seq = resume;
+    push_replay_filter(p, &p->ctl, from);
+    ess_log_info("replay #%lld: re-sending from seq %lld up to %lld%s%s (then live again)",
+                 p->ctl.replay_id, from + 1,
+                 p->ctl.replay_to_seq >= 0 && p->ctl.replay_to_seq < resume ? p->ctl.replay_to_seq
+                                                                            : resume,
+                 p->ctl.has_replay_key ? ", key " : "",
+                 p->ctl.has_replay_key ? p->ctl.replay_key : "");
+}
+
+static void push_controls(struct ess_push *p)
+{
+    struct ess_store_controls c;
+    struct ess_err err;
+
+    ess_err_clear(&err);
+    if (p->store == NULL) {
+        return;
+    }
+    if (ess_store_controls_get(p->store, p->m->id, &c, &err) != ESS_OK) {
+        push_store_lost(p, &err);
+        return;
+    }
+    if (c.paused != p->ctl.paused) {
+        ess_log_info("%s by the operator", c.paused ? "paused" : "resumed");
+    }
+    if (c.replay_id > c.replay_done_id && !p->replay_pending) {
+        ess_log_info("replay #%lld requested: finishing in-flight deliveries first", c.replay_id);
+        p->replay_pending = 1;
+    }
+    p->ctl = c;
 }
 
 /* ---- cron: offsets, heartbeats, retention -------------------------------- */
@@ -592,6 +1004,9 @@ static void push_save_offset(struct ess_push *p)
 
 static const char *push_state(const struct ess_push *p, long long now)
 {
+    if (p->ctl.paused) {
+        return "paused";
+    }
     if (ess_breaker_open(&p->breaker)) {
         return "partner_down";
     }
@@ -602,7 +1017,9 @@ static const char *push_state(const struct ess_push *p, long long now)
     return "ok";
 }
 
-static void push_heartbeat(struct ess_push *p, long long now)
+/* Publish on hms.ops and record in Postgres (for `hms ess ps`); state NULL
+ * means the current one ("stopped" is passed on the way out). */
+static void push_heartbeat(struct ess_push *p, long long now, const char *state)
 {
     struct ess_heartbeat hb;
     struct ess_err err;
@@ -617,9 +1034,16 @@ static void push_heartbeat(struct ess_push *p, long long now)
         ess_err_clear(&err);
     }
     hb = (struct ess_heartbeat){p->m->id, ess_worker_instance(), ess_worker_host(), ESS_VERSION,
-                                push_state(p, now), p->last_error, (long)getpid(),
+                                state != NULL ? state : push_state(p, now), p->last_error,
+                                (long)getpid(),
                                 ess_worker_wall_ms(), (now - p->started_ms) / 1000, backlog};
     text = ess_stats_heartbeat_json(&p->stats, &hb);
+    if (text != NULL && p->store != NULL &&
+        ess_store_heartbeat_put(p->store, p->m->id, hb.instance, hb.state, p->m->heartbeat_sec,
+                                text, &err) != ESS_OK) {
+        push_store_lost(p, &err);
+        ess_err_clear(&err);
+    }
     snprintf(rk, sizeof(rk), "ess.heartbeat.%s", p->m->id);
     if (text != NULL && p->bus != NULL &&
         ess_bus_publish(p->bus, p->env.ops_exchange, rk, text, strlen(text), NULL, &err) !=
@@ -633,12 +1057,23 @@ static void push_cron(struct ess_push *p, long long now)
 {
     struct ess_err err;
 
+    if (now >= p->next_control_ms) {
+        push_controls(p);
+        push_redeliver(p, now);
+        p->next_control_ms = now + PUSH_CONTROL_EVERY_MS;
+    }
+    if (p->replay_pending && ess_partner_in_flight(p->partner) == 0) {
+        push_replay_apply(p);
+    }
     if (now >= p->next_offset_ms) {
-        push_save_offset(p);
+        /* Tickets first: an event the offset passed always has its record. */
+        if (push_tickets_flush(p) == ESS_OK) {
+            push_save_offset(p);
+        }
         p->next_offset_ms = now + PUSH_OFFSET_EVERY_MS;
     }
     if (now >= p->next_heartbeat_ms) {
-        push_heartbeat(p, now);
+        push_heartbeat(p, now, NULL);
         p->next_heartbeat_ms = now + (long long)p->m->heartbeat_sec * 1000;
     }
     if (now >= p->next_retain_ms && p->store != NULL) {
@@ -775,7 +1210,10 @@ static void push_drain(struct ess_push *p)
         push_collect(p);
         now = ess_worker_mono_ms();
     }
-    push_save_offset(p);
+    if (push_tickets_flush(p) == ESS_OK) {
+        push_save_offset(p);
+    }
+    push_heartbeat(p, ess_worker_mono_ms(), "stopped");
     ess_err_clear(&err);
     if (p->bus != NULL) {
         ess_worker_publish_lifecycle(p->bus, p->env.ops_exchange, p->m->id, "stopped", "", &err);
@@ -841,11 +1279,21 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
 
 void ess_push_free(struct ess_push *p)
 {
+    size_t i;
+
     if (p == NULL) {
         return;
     }
     burst_clear(&p->burst);
     free(p->burst.v);
+    push_tickets_clear(p);
+    free(p->tickets);
+    for (i = 0; i < PUSH_REDELIVER_MAX; i++) {
+        if (p->redeliveries[i].in_use) {
+            push_redelivery_end(&p->redeliveries[i]);
+        }
+    }
+    json_decref(p->quarantine);
     ess_partner_free(p->partner);
     ess_keyq_free(p->window);
     ess_bus_free(p->bus);

@@ -155,9 +155,12 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_OFFSET_SET] = "INSERT INTO ess_offsets (connector, delivered_seq, updated_at)"
                       " VALUES ($1, $2::bigint, now()) ON CONFLICT (connector) DO UPDATE"
                       " SET delivered_seq = EXCLUDED.delivered_seq, updated_at = now()",
+    /* A row parked again (a replayed event, a failed retry) is open again. */
     [ST_PARK] = "INSERT INTO ess_dead_letters (connector, seq, event_id, key, body, reason,"
-                " attempts) VALUES ($1, $2::bigint, $3, $4, $5, $6, $7::int)"
-                " ON CONFLICT (connector, seq) DO NOTHING",
+                " attempts, status, last_status) VALUES ($1, $2::bigint, $3, $4, $5, $6, $7::int,"
+                " $8, $9::int) ON CONFLICT (connector, seq) DO UPDATE SET status ="
+                " EXCLUDED.status, reason = EXCLUDED.reason, attempts = EXCLUDED.attempts,"
+                " last_status = EXCLUDED.last_status, updated_at = now()",
     [ST_BACKLOG] = "SELECT count(*) FROM ess_journal WHERE connector = $1 AND seq > $2::bigint",
     [ST_RETAIN] = "DELETE FROM ess_journal WHERE connector = $1 AND seq <= $2::bigint"
                   " AND journaled_at < now() - $3::bigint * interval '1 second'",
@@ -689,10 +692,11 @@ int ess_store_offset_set(struct ess_store *s, const char *connector, long long s
 }
 
 int ess_store_park(struct ess_store *s, const char *connector, const struct ess_store_row *row,
-                   const char *reason, int attempts, struct ess_err *err)
+                   const char *reason, int attempts, const char *status, long last_status,
+                   struct ess_err *err)
 {
-    char seq[NUM_MAX], att[NUM_MAX];
-    const char *vals[7];
+    char seq[NUM_MAX], att[NUM_MAX], code[NUM_MAX];
+    const char *vals[9];
     int rc = check_args(s, connector, err);
 
     if (rc == ESS_OK &&
@@ -704,6 +708,7 @@ int ess_store_park(struct ess_store *s, const char *connector, const struct ess_
     }
     snprintf(seq, sizeof(seq), "%lld", row->seq);
     snprintf(att, sizeof(att), "%d", attempts);
+    snprintf(code, sizeof(code), "%ld", last_status);
     vals[0] = connector;
     vals[1] = seq;
     vals[2] = row->event_id;
@@ -711,7 +716,9 @@ int ess_store_park(struct ess_store *s, const char *connector, const struct ess_
     vals[4] = row->body;
     vals[5] = reason;
     vals[6] = att;
-    return command(s, ST_PARK, 7, vals, "park", err);
+    vals[7] = status != NULL ? status : "parked";
+    vals[8] = last_status > 0 ? code : NULL;
+    return command(s, ST_PARK, 9, vals, "park", err);
 }
 
 int ess_store_backlog(struct ess_store *s, const char *connector, long long after_seq,
@@ -799,6 +806,271 @@ int ess_store_exec(struct ess_store *s, const char *sql, int nparams, const char
     if (rc == ESS_OK && affected != NULL) {
         parse_ll(PQcmdTuples(res), &n);
         *affected = n;
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* ------------------------------------------------ worker-side controls -- */
+
+/* Column c of row 0 as a long long, or dflt when NULL / no row. */
+static long long col_ll(const PGresult *res, int c, long long dflt)
+{
+    long long v = dflt;
+
+    if (PQntuples(res) > 0 && !PQgetisnull(res, 0, c)) {
+        parse_ll(PQgetvalue(res, 0, c), &v);
+    }
+    return v;
+}
+
+int ess_store_controls_get(struct ess_store *s, const char *connector,
+                           struct ess_store_controls *c, struct ess_err *err)
+{
+    const char *vals[1] = {connector};
+    PGresult *res = NULL;
+    int rc = check_args(s, connector, err);
+
+    memset(c, 0, sizeof(*c));
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    rc = exec_params(s,
+                     "SELECT paused::int, replay_id, replay_done_id, replay_from_seq,"
+                     " replay_to_seq, replay_resume_seq, replay_key FROM ess_controls"
+                     " WHERE connector = $1",
+                     1, vals, PGRES_TUPLES_OK, "controls", &res, err);
+    if (rc == ESS_OK) {
+        c->paused = (int)col_ll(res, 0, 0);
+        c->replay_id = col_ll(res, 1, 0);
+        c->replay_done_id = col_ll(res, 2, 0);
+        c->replay_from_seq = col_ll(res, 3, -1);
+        c->replay_to_seq = col_ll(res, 4, -1);
+        c->replay_resume_seq = col_ll(res, 5, -1);
+        if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 6)) {
+            snprintf(c->replay_key, sizeof(c->replay_key), "%s", PQgetvalue(res, 0, 6));
+            c->has_replay_key = 1;
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_replay_apply(struct ess_store *s, const char *connector, long long replay_id,
+                           long long new_offset, long long resume_seq, struct ess_err *err)
+{
+    char id[NUM_MAX], off[NUM_MAX], resume[NUM_MAX];
+    const char *vals[4] = {connector, id, off, resume};
+    PGresult *res = NULL;
+    int rc = check_args(s, connector, err);
+
+    snprintf(id, sizeof(id), "%lld", replay_id);
+    snprintf(off, sizeof(off), "%lld", new_offset);
+    snprintf(resume, sizeof(resume), "%lld", resume_seq);
+    /* One statement: the rewound offset and "applied" land together or not at all. */
+    if (rc == ESS_OK) {
+        rc = exec_params(s,
+                         "WITH c AS (UPDATE ess_controls SET replay_done_id = $2::bigint,"
+                         " replay_resume_seq = $4::bigint, updated_at = now()"
+                         " WHERE connector = $1 RETURNING connector)"
+                         " INSERT INTO ess_offsets (connector, delivered_seq, updated_at)"
+                         " VALUES ($1, $3::bigint, now()) ON CONFLICT (connector) DO UPDATE"
+                         " SET delivered_seq = EXCLUDED.delivered_seq, updated_at = now()",
+                         4, vals, PGRES_COMMAND_OK, "replay apply", &res, err);
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_heartbeat_put(struct ess_store *s, const char *connector, const char *instance,
+                            const char *state, int heartbeat_sec, const char *body,
+                            struct ess_err *err)
+{
+    char hb[NUM_MAX];
+    const char *vals[5] = {connector, instance, state, hb, body};
+    PGresult *res = NULL;
+    int rc = check_args(s, connector, err);
+
+    snprintf(hb, sizeof(hb), "%d", heartbeat_sec);
+    if (rc == ESS_OK) {
+        rc = exec_params(s,
+                         "INSERT INTO ess_heartbeats (connector, instance, state, heartbeat_sec,"
+                         " body, ts) VALUES ($1, $2, $3, $4::int, $5, now())"
+                         " ON CONFLICT (connector, instance) DO UPDATE SET"
+                         " prev_body = ess_heartbeats.body, prev_ts = ess_heartbeats.ts,"
+                         " state = EXCLUDED.state, heartbeat_sec = EXCLUDED.heartbeat_sec,"
+                         " body = EXCLUDED.body, ts = now()",
+                         5, vals, PGRES_COMMAND_OK, "heartbeat", &res, err);
+    }
+    PQclear(res);
+    return rc;
+}
+
+#define TICKET_COLS 9
+#define TICKET_CHUNK 500
+
+/* "($1,$2,...,$9::bigint...),(...)" for rows tickets; $1 is the connector. */
+static int tickets_sql(char *sql, size_t cap, size_t rows)
+{
+    size_t o;
+    size_t r;
+    int b;
+
+    o = (size_t)snprintf(sql, cap,
+                         "INSERT INTO ess_tickets (connector, seq, event_id, key, outcome,"
+                         " attempts, last_status, last_error, first_at, done_at) VALUES ");
+    for (r = 0; r < rows && o < cap; r++) {
+        b = 2 + (int)r * (TICKET_COLS - 1);
+        o += (size_t)snprintf(sql + o, cap - o,
+                              "%s($1,$%d::bigint,$%d,$%d,$%d,$%d::int,$%d::int,$%d,"
+                              "to_timestamp($%d::bigint / 1000.0),now())",
+                              r > 0 ? "," : "", b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6,
+                              b + 7);
+    }
+    return o < cap ? ESS_OK : ESS_ENOMEM;
+}
+
+/* One chunk's text parameters, in a scratch block freed by the caller. */
+static const char **tickets_params(const char *connector, const struct ess_store_ticket *t,
+                                   size_t n, char (*nums)[NUM_MAX])
+{
+    const char **vals = calloc(1 + n * (TICKET_COLS - 1), sizeof(*vals));
+    const char **v;
+    size_t i;
+
+    if (vals == NULL) {
+        return NULL;
+    }
+    vals[0] = connector;
+    for (i = 0; i < n; i++) {
+        v = &vals[1 + i * (TICKET_COLS - 1)];
+        snprintf(nums[4 * i], NUM_MAX, "%lld", t[i].seq);
+        snprintf(nums[4 * i + 1], NUM_MAX, "%d", t[i].attempts);
+        snprintf(nums[4 * i + 2], NUM_MAX, "%ld", t[i].last_status);
+        snprintf(nums[4 * i + 3], NUM_MAX, "%lld", t[i].first_ms);
+        v[0] = nums[4 * i];
+        v[1] = t[i].event_id;
+        v[2] = t[i].key;
+        v[3] = t[i].outcome;
+        v[4] = nums[4 * i + 1];
+        v[5] = t[i].last_status > 0 ? nums[4 * i + 2] : NULL;
+        v[6] = t[i].last_error != NULL && t[i].last_error[0] != '\0' ? t[i].last_error : NULL;
+        v[7] = t[i].first_ms > 0 ? nums[4 * i + 3] : NULL;
+    }
+    return vals;
+}
+
+static int tickets_chunk(struct ess_store *s, const char *connector,
+                         const struct ess_store_ticket *t, size_t n, struct ess_err *err)
+{
+    size_t cap = 256 + n * 100;
+    char *sql = malloc(cap);
+    char(*nums)[NUM_MAX] = calloc(4 * n, NUM_MAX);
+    const char **vals = nums != NULL ? tickets_params(connector, t, n, nums) : NULL;
+    PGresult *res = NULL;
+    int rc;
+
+    if (sql == NULL || vals == NULL || tickets_sql(sql, cap, n) != ESS_OK) {
+        rc = ess_err_set(err, ESS_ENOMEM, "store: tickets: out of memory");
+        goto out;
+    }
+    rc = exec_params(s, sql, (int)(1 + n * (TICKET_COLS - 1)), vals, PGRES_COMMAND_OK, "tickets",
+                     &res, err);
+    PQclear(res);
+out:
+    free(sql);
+    free(nums);
+    free(vals);
+    return rc;
+}
+
+int ess_store_tickets_append(struct ess_store *s, const char *connector,
+                             const struct ess_store_ticket *t, size_t n, struct ess_err *err)
+{
+    size_t done = 0;
+    size_t chunk;
+    int rc = check_args(s, connector, err);
+
+    while (rc == ESS_OK && done < n) {
+        chunk = n - done < TICKET_CHUNK ? n - done : TICKET_CHUNK;
+        rc = tickets_chunk(s, connector, t + done, chunk, err);
+        done += chunk;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------ dead-letter workflow -- */
+
+int ess_store_dlq_open_keys(struct ess_store *s, const char *connector, json_t **keys,
+                            struct ess_err *err)
+{
+    const char *vals[1] = {connector};
+    PGresult *res = NULL;
+    int rc = check_args(s, connector, err);
+    int i;
+
+    *keys = NULL;
+    if (rc == ESS_OK) {
+        rc = exec_params(s,
+                         "SELECT DISTINCT key FROM ess_dead_letters WHERE connector = $1"
+                         " AND status IN ('parked', 'held', 'retry')",
+                         1, vals, PGRES_TUPLES_OK, "dlq keys", &res, err);
+    }
+    if (rc == ESS_OK) {
+        *keys = json_object();
+        for (i = 0; *keys != NULL && i < PQntuples(res); i++) {
+            json_object_set_new(*keys, PQgetvalue(res, i, 0), json_true());
+        }
+        rc = *keys != NULL ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_dlq_next(struct ess_store *s, const char *connector, int limit,
+                       struct ess_store_rows *rows, struct ess_err *err)
+{
+    char lim[NUM_MAX];
+    const char *vals[2] = {connector, lim};
+    PGresult *res = NULL;
+    int rc = check_args(s, connector, err);
+
+    memset(rows, 0, sizeof(*rows));
+    snprintf(lim, sizeof(lim), "%d", limit);
+    /* Per key, its oldest open row -- sendable only when it is not "parked". */
+    if (rc == ESS_OK) {
+        rc = exec_params(s,
+                         "SELECT seq, event_id, key, body, 0 FROM (SELECT DISTINCT ON (key) seq,"
+                         " event_id, key, body, status FROM ess_dead_letters WHERE connector = $1"
+                         " AND status IN ('parked', 'held', 'retry') ORDER BY key, seq) h"
+                         " WHERE status <> 'parked' ORDER BY seq LIMIT $2::int",
+                         2, vals, PGRES_TUPLES_OK, "dlq next", &res, err);
+    }
+    if (rc == ESS_OK) {
+        rc = copy_rows(res, rows, err);
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_dlq_set(struct ess_store *s, const char *connector, long long seq,
+                      const char *status, const char *reason, long last_status,
+                      struct ess_err *err)
+{
+    char sq[NUM_MAX], code[NUM_MAX];
+    const char *vals[5] = {connector, sq, status, reason, code};
+    PGresult *res = NULL;
+    int rc = check_args(s, connector, err);
+
+    snprintf(sq, sizeof(sq), "%lld", seq);
+    snprintf(code, sizeof(code), "%ld", last_status);
+    vals[4] = last_status > 0 ? code : NULL;
+    if (rc == ESS_OK) {
+        rc = exec_params(s,
+                         "UPDATE ess_dead_letters SET status = $3, reason = coalesce($4, reason),"
+                         " last_status = coalesce($5::int, last_status), attempts = attempts + 1,"
+                         " updated_at = now() WHERE connector = $1 AND seq = $2::bigint",
+                         5, vals, PGRES_COMMAND_OK, "dlq set", &res, err);
     }
     PQclear(res);
     return rc;

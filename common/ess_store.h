@@ -81,9 +81,12 @@ int ess_store_offset_get(struct ess_store *s, const char *connector, long long *
 int ess_store_offset_set(struct ess_store *s, const char *connector, long long seq,
                          struct ess_err *err);
 
-/* Park one event in ess_dead_letters. */
+/* Park one event in ess_dead_letters with status "parked" (status NULL) or
+ * "held" (waiting behind a parked event of its key); last_status 0 = none.
+ * A row already there (a replayed event) is updated and open again. */
 int ess_store_park(struct ess_store *s, const char *connector, const struct ess_store_row *row,
-                   const char *reason, int attempts, struct ess_err *err);
+                   const char *reason, int attempts, const char *status, long last_status,
+                   struct ess_err *err);
 
 /* Journal rows after the offset (the backlog). */
 int ess_store_backlog(struct ess_store *s, const char *connector, long long after_seq,
@@ -92,6 +95,63 @@ int ess_store_backlog(struct ess_store *s, const char *connector, long long afte
 /* Delete journal rows older than window_sec that are at or below the offset. */
 int ess_store_retain(struct ess_store *s, const char *connector, long long upto_seq,
                      long window_sec, struct ess_err *err);
+
+/* ---- the operator's controls, seen by a running worker (deploy/hms.h) ---- */
+
+struct ess_store_controls {
+    int paused;
+    long long replay_id;         /* bumped by `hms ess replay` */
+    long long replay_done_id;    /* the last replay the worker applied */
+    long long replay_from_seq;   /* -1 when none */
+    long long replay_to_seq;     /* -1: open-ended */
+    long long replay_resume_seq; /* -1: none; offset when the replay was applied */
+    char replay_key[256];
+    int has_replay_key;
+};
+
+/* The connector's controls; all zero / -1 when it has no row. */
+int ess_store_controls_get(struct ess_store *s, const char *connector,
+                           struct ess_store_controls *c, struct ess_err *err);
+
+/* Apply replay request replay_id: offset := new_offset, replay_done_id :=
+ * replay_id, replay_resume_seq := resume_seq, in one statement. */
+int ess_store_replay_apply(struct ess_store *s, const char *connector, long long replay_id,
+                           long long new_offset, long long resume_seq, struct ess_err *err);
+
+/* Upsert this instance's latest heartbeat (the previous one kept for rates). */
+int ess_store_heartbeat_put(struct ess_store *s, const char *connector, const char *instance,
+                            const char *state, int heartbeat_sec, const char *body,
+                            struct ess_err *err);
+
+struct ess_store_ticket { /* one final outcome of a change; borrowed strings */
+    long long seq;
+    const char *event_id;
+    const char *key;
+    const char *outcome; /* delivered | parked | held */
+    int attempts;
+    long last_status;       /* 0: none */
+    const char *last_error; /* NULL or "": none */
+    long long first_ms;     /* first attempt, epoch ms; 0: none */
+};
+
+/* Record n tickets (multi-row INSERTs, one round trip per 500). */
+int ess_store_tickets_append(struct ess_store *s, const char *connector,
+                             const struct ess_store_ticket *t, size_t n, struct ess_err *err);
+
+/* Keys with an open dead letter (parked, held, retry), as a JSON object used
+ * as a set (key -> true); a new reference. */
+int ess_store_dlq_open_keys(struct ess_store *s, const char *connector, json_t **keys,
+                            struct ess_err *err);
+
+/* Up to limit rows to re-send: per key, its oldest open row when that row is
+ * "retry" or "held" (a "parked" head keeps its key blocked). */
+int ess_store_dlq_next(struct ess_store *s, const char *connector, int limit,
+                       struct ess_store_rows *rows, struct ess_err *err);
+
+/* Move one dead letter to status (delivered, parked...); reason NULL keeps it. */
+int ess_store_dlq_set(struct ess_store *s, const char *connector, long long seq,
+                      const char *status, const char *reason, long last_status,
+                      struct ess_err *err);
 
 /* Generic parameterized statements for the operator side (hms): never on a
  * worker's hot path. query_json returns the rows as a JSON array of objects

@@ -344,17 +344,29 @@ static void test_park(void **state)
     struct ess_store_row row = {17, "ev-17", "k1", "{\"a\":1}", 1700000000000LL};
 
     name(c, sizeof(c), "park");
-    assert_int_equal(ess_store_park(f->store, c, &row, "HTTP 400: bad request", 1, &err), ESS_OK);
-    assert_int_equal(ess_store_park(f->store, c, &row, "again", 2, &err), ESS_OK); /* no dup */
+    assert_int_equal(
+        ess_store_park(f->store, c, &row, "HTTP 400: bad request", 1, NULL, 400, &err), ESS_OK);
+    assert_int_equal(sql_ll(f,
+                            "SELECT last_status FROM ess_dead_letters WHERE connector = $1"
+                            " AND status = $2",
+                            c, "parked"),
+                     400);
+    /* Parked again (a replayed event): one row, updated, open as "held". */
+    assert_int_equal(ess_store_park(f->store, c, &row, "again", 2, "held", 0, &err), ESS_OK);
     assert_int_equal(sql_ll(f, "SELECT count(*) FROM ess_dead_letters WHERE connector = $1", c,
                             NULL),
                      1);
     assert_int_equal(sql_ll(f,
                             "SELECT attempts FROM ess_dead_letters WHERE connector = $1"
                             " AND reason = $2",
-                            c, "HTTP 400: bad request"),
+                            c, "again"),
+                     2);
+    assert_int_equal(sql_ll(f,
+                            "SELECT count(*) FROM ess_dead_letters WHERE connector = $1"
+                            " AND status = $2",
+                            c, "held"),
                      1);
-    assert_int_equal(ess_store_park(f->store, c, NULL, "x", 1, &err), ESS_EINVAL);
+    assert_int_equal(ess_store_park(f->store, c, NULL, "x", 1, NULL, 0, &err), ESS_EINVAL);
 }
 
 static void test_backlog_and_retain(void **state)

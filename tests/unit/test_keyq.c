@@ -95,6 +95,31 @@ static void test_retry_keeps_key_order(void **state)
     ess_keyq_free(q);
 }
 
+static void test_skip_lets_the_mark_pass(void **state)
+{
+    struct ess_keyq *q = ess_keyq_new();
+    struct ess_keyq_item *a;
+
+    (void)state;
+    push(q, 1, "A");
+    assert_int_equal(ess_keyq_skip(q, 2), ESS_OK);
+    assert_int_equal(ess_keyq_skip(q, 2), ESS_EINVAL);
+    push(q, 3, "B");
+    assert_int_equal(ess_keyq_low_water(q), 0);
+    a = ess_keyq_take(q, 0);
+    assert_int_equal(a->seq, 1);
+    ess_keyq_done(q, a);
+    assert_int_equal(ess_keyq_low_water(q), 2); /* past the skipped seq, stops at 3 */
+    a = ess_keyq_take(q, 0);
+    assert_int_equal(a->seq, 3);
+    ess_keyq_done(q, a);
+    assert_int_equal(ess_keyq_low_water(q), 3);
+    assert_int_equal(ess_keyq_skip(q, 4), ESS_OK); /* nothing waiting: passes at once */
+    assert_int_equal(ess_keyq_low_water(q), 4);
+    assert_int_equal(ess_keyq_pending(q), 0);
+    ess_keyq_free(q);
+}
+
 static void test_rejects_out_of_order_seq(void **state)
 {
     struct ess_keyq *q = ess_keyq_new();
@@ -154,6 +179,7 @@ int main(void)
         cmocka_unit_test(test_low_water_waits_for_oldest),
         cmocka_unit_test(test_retry_keeps_key_order),
         cmocka_unit_test(test_rejects_out_of_order_seq),
+        cmocka_unit_test(test_skip_lets_the_mark_pass),
         cmocka_unit_test(test_many_keys_in_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
