@@ -110,6 +110,7 @@ struct ess_push {
     /* the operator's controls (deploy/hms.h), polled every PUSH_CONTROL_EVERY_MS */
     struct ess_store_controls ctl;
     long long next_control_ms;
+    long long next_redeliver_ms;
     int replay_pending;       /* a replay request waits for in-flight to finish */
     struct push_replay replay; /* the filter of an applied replay */
     /* dead-letter workflow */
@@ -643,16 +644,21 @@ static int push_send(struct ess_push *p, struct ess_keyq_item *it)
     return ESS_OK;
 }
 
+/* Paused: journal, deliver nothing. A replay waits for in-flight to end.
+ * Holding keys needs the quarantine known first. */
+static int push_may_dispatch(const struct ess_push *p)
+{
+    return !p->ctl.paused && !p->replay_pending &&
+           (p->m->on_park != ESS_ON_PARK_HOLD_KEY || p->quarantine_known);
+}
+
 static void push_dispatch(struct ess_push *p, long long now)
 {
     struct ess_keyq_item *it;
     int sent_before;
     int rc;
 
-    /* Paused: journal, deliver nothing. A replay waits for in-flight to end.
-     * Holding keys needs the quarantine known first. */
-    if (p->ctl.paused || p->replay_pending ||
-        (p->m->on_park == ESS_ON_PARK_HOLD_KEY && !p->quarantine_known)) {
+    if (!push_may_dispatch(p)) {
         return;
     }
     while (ess_partner_room(p->partner) > 0 && ess_keyq_next_due(p->window, now) == 0) {
@@ -809,6 +815,7 @@ static void push_redelivery_result(struct ess_push *p, struct push_redelivery *r
     }
     if (outcome == ESS_OUTCOME_OK) {
         p->stats.delivered++;
+        p->next_redeliver_ms = 0; /* the key's next held event may go now */
     }
     ess_log_info("dead letter %s (key %s) re-sent: %s", rd->row.event_id, rd->row.key,
                  outcome == ESS_OUTCOME_OK ? "delivered" : r->error);
@@ -1059,8 +1066,11 @@ static void push_cron(struct ess_push *p, long long now)
 
     if (now >= p->next_control_ms) {
         push_controls(p);
-        push_redeliver(p, now);
         p->next_control_ms = now + PUSH_CONTROL_EVERY_MS;
+    }
+    if (now >= p->next_redeliver_ms) {
+        push_redeliver(p, now);
+        p->next_redeliver_ms = now + PUSH_CONTROL_EVERY_MS;
     }
     if (p->replay_pending && ess_partner_in_flight(p->partner) == 0) {
         push_replay_apply(p);
@@ -1109,7 +1119,7 @@ static int push_timeout(struct ess_push *p, long long now)
     if (p->bus != NULL && ess_bus_buffered(p->bus)) {
         return 0;
     }
-    if (ess_partner_room(p->partner) > 0) {
+    if (ess_partner_room(p->partner) > 0 && push_may_dispatch(p)) {
         due = ess_keyq_next_due(p->window, now);
         if (due >= 0 && ess_breaker_open(&p->breaker)) {
             due = min_positive(ess_breaker_wait_ms(&p->breaker, now), 250);
