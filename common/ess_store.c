@@ -927,7 +927,7 @@ static int tickets_sql(char *sql, size_t cap, size_t rows)
                               r > 0 ? "," : "", b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6,
                               b + 7);
     }
-    return o < cap ? ESS_OK : ESS_ENOMEM;
+    return o < cap ? ESS_OK : ESS_EINVAL;
 }
 
 /* One chunk's text parameters, in a scratch block freed by the caller. */
@@ -963,15 +963,20 @@ static const char **tickets_params(const char *connector, const struct ess_store
 static int tickets_chunk(struct ess_store *s, const char *connector,
                          const struct ess_store_ticket *t, size_t n, struct ess_err *err)
 {
-    size_t cap = 256 + n * 100;
+    /* A row's placeholder text is under 110 characters with 5-digit $numbers. */
+    size_t cap = 256 + n * 160;
     char *sql = malloc(cap);
     char(*nums)[NUM_MAX] = calloc(4 * n, NUM_MAX);
     const char **vals = nums != NULL ? tickets_params(connector, t, n, nums) : NULL;
     PGresult *res = NULL;
     int rc;
 
-    if (sql == NULL || vals == NULL || tickets_sql(sql, cap, n) != ESS_OK) {
+    if (sql == NULL || vals == NULL) {
         rc = ess_err_set(err, ESS_ENOMEM, "store: tickets: out of memory");
+        goto out;
+    }
+    if (tickets_sql(sql, cap, n) != ESS_OK) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: tickets: statement longer than %zu", cap);
         goto out;
     }
     rc = exec_params(s, sql, (int)(1 + n * (TICKET_COLS - 1)), vals, PGRES_COMMAND_OK, "tickets",

@@ -100,6 +100,12 @@ def test_sigkill_mid_stream_loses_nothing():
         wait_until(lambda: all_delivered(partner, 2000), 120,
                    "all 2000 events after kill -9 at %d" % n_at_kill)
         check_key_order(partner)
+        last = sql("SELECT max(seq) FROM ess_journal WHERE connector=%s", cid)[0][0]
+        wait_until(lambda: sql("SELECT delivered_seq FROM ess_offsets WHERE connector=%s",
+                               cid)[0][0] == last, 20, "the offset to reach the last event")
+        tickets = sql("SELECT count(DISTINCT seq) FROM ess_tickets WHERE connector=%s"
+                      " AND outcome='delivered'", cid)[0][0]
+        check(tickets == 2000, "a delivered ticket for each of 2000 events, got %d" % tickets)
         check(worker.stop() == 0, "SIGTERM exits 0")
     finally:
         if worker.alive():
