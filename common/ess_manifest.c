@@ -121,8 +121,8 @@ static int check_envname(const char *s, char *why, size_t len);
       NULL, "concurrent partner transfers")                                                   \
     X("on_park", ESS_KEY_ENUM, "hold_key", 0, "hold_key|skip_event", NULL, 0, OFF(on_park),  \
       0, 0, NULL, "after a parked event: hold its key's later events until dlq retry/drop")    \
-    X("tickets", ESS_KEY_ENUM, "all", 0, "all|failures|none", NULL, 0, OFF(tickets), 0, 0,    \
-      NULL, "which changes get a delivery ticket (hms ess tickets)")                          \
+    X("tickets", ESS_KEY_ENUM, "failures", 0, "all|failures|none", NULL, 0, OFF(tickets), 0,  \
+      0, NULL, "delivery tickets: failures = changes not delivered at the first attempt")     \
     X("auth", ESS_KEY_AUTH, NULL, 0, NULL, NULL, 0, OFF(auth), 0, 0, NULL,                    \
       "partner authentication; secrets only via *_env variable names")                        \
     X("auth.type", ESS_KEY_ENUM, "none", 0, "none|basic|bearer|hmac", NULL, 0,                \

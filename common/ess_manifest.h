@@ -35,6 +35,8 @@ enum ess_format {
 
 enum ess_on_park { ESS_ON_PARK_HOLD_KEY = 0, ESS_ON_PARK_SKIP_EVENT };
 
+/* Which changes get an ess_tickets row. A change delivered at its first attempt
+ * needs none by default: the journal row below the delivered offset says it. */
 enum ess_tickets { ESS_TICKETS_ALL = 0, ESS_TICKETS_FAILURES, ESS_TICKETS_NONE };
 
 enum ess_auth_type { ESS_AUTH_NONE = 0, ESS_AUTH_BASIC, ESS_AUTH_BEARER, ESS_AUTH_HMAC };

@@ -25,7 +25,10 @@
  *    that went through). The worker re-sends a key's open rows in seq order
  *    once its oldest open row is retry or held, and lifts the key's quarantine
  *    when none is open.
- *  - ess_tickets: one row per final outcome of a change (delivered, parked, held).
+ *  - ess_tickets: one row per final outcome of a change (delivered, parked, held)
+ *    -- with the manifest's default `tickets: failures`, only for changes not
+ *    delivered at their first attempt; a journal row at or below the delivered
+ *    offset without a ticket was delivered at its first attempt.
  *  - ess_heartbeats: each worker upserts its latest heartbeat (body, ts) and keeps
  *    the one before (prev_body, prev_ts) so rates can be computed.
  *  - ess_manifests / ess_deploys: manifest versions by sha; deploy history.

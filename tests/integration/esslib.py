@@ -285,3 +285,40 @@ def run(tests):
             traceback.print_exc()
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)
+
+
+# -------------------------------------------------------------------- hms --
+
+HMS = os.path.join(BIN, "deploy", "hms")
+
+
+def state_dir(prefix="hms-state-"):
+    """A fresh HMS_STATE_DIR. Mode 0711: as root, `hms dev up` runs RabbitMQ
+    and Postgres as their own users, who must pass through it."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, 0o711)
+    return d
+
+
+def hms(state, *args, env=None, timeout=120, check_rc=None):
+    """Run `hms ARGS...` with HMS_STATE_DIR=state; a CompletedProcess (text).
+    check_rc: fail unless it exits with that code (printing its output)."""
+    e = dict(os.environ)
+    e["HMS_STATE_DIR"] = state
+    e.update(env or {})
+    r = subprocess.run([HMS] + [str(a) for a in args], env=e, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=timeout)
+    if check_rc is not None and r.returncode != check_rc:
+        raise Failure("hms %s exited %d, expected %d\nstdout:\n%s\nstderr:\n%s"
+                      % (" ".join(map(str, args)), r.returncode, check_rc, r.stdout, r.stderr))
+    return r
+
+
+def pid_alive(pid):
+    """1 while pid runs (a zombie counts as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -87,7 +87,7 @@ def test_partner_outage_drains_in_order_nothing_parked():
 
 
 def test_sigkill_mid_stream_loses_nothing():
-    cid, topic, partner, worker = connector("it-kill")
+    cid, topic, partner, worker = connector("it-kill", "tickets: all\n")
     bus = Bus()
     worker.start()
     try:
