@@ -72,13 +72,13 @@ int hms_exe_dir(char *buf, size_t len)
     return 0;
 }
 
-/* A shipped file: <exe dir>/../../<src_rel> (build tree), $ESS_SHARE_DIR/<name>,
- * /usr/share/ess/<name>. 0 with the path in out; -1 with the places looked in
- * tried ("a, b, c"). */
+/* A shipped file: <exe dir>/../../<src_rel> (build tree), <source dir>/<src_rel>
+ * (compiled in), $ESS_SHARE_DIR/<name>, /usr/share/ess/<name>. 0 with the path in out; -1 with the
+ * places looked in tried ("a, b, c"). */
 int hms_share_find(const char *name, const char *src_rel, char *out, size_t len, char *tried,
                    size_t tried_len)
 {
-    char cand[3][PATH_MAX];
+    char cand[4][PATH_MAX];
     char dir[PATH_MAX];
     const char *share = getenv("ESS_SHARE_DIR");
     size_t n = 0;
@@ -87,6 +87,9 @@ int hms_share_find(const char *name, const char *src_rel, char *out, size_t len,
     if (hms_exe_dir(dir, sizeof(dir)) == 0) {
         snprintf(cand[n++], sizeof(cand[0]), "%s/../../%s", dir, src_rel);
     }
+#ifdef HMS_SOURCE_DIR /* a build dir outside the source tree */
+    snprintf(cand[n++], sizeof(cand[0]), "%s/%s", HMS_SOURCE_DIR, src_rel);
+#endif
     if (share != NULL && share[0] != '\0') {
         snprintf(cand[n++], sizeof(cand[0]), "%s/%s", share, name);
     }
@@ -99,8 +102,12 @@ int hms_share_find(const char *name, const char *src_rel, char *out, size_t len,
             return 0;
         }
     }
-    snprintf(tried, tried_len, "%s%s%s%s%s", cand[0], n > 1 ? ", " : "", n > 1 ? cand[1] : "",
-             n > 2 ? ", " : "", n > 2 ? cand[2] : "");
+    tried[0] = '\0';
+    for (i = 0; i < n; i++) {
+        size_t used = strlen(tried);
+
+        snprintf(tried + used, tried_len - used, "%s%s", i > 0 ? ", " : "", cand[i]);
+    }
     return -1;
 }
 
@@ -260,10 +267,13 @@ static int env_value(const char *dir, const char *key, char *out, size_t len)
 
 /* ---- up / down / status -------------------------------------------------- */
 
+/* stack.sh VERB DIR, with DIR resolved: as root the service users reach the
+ * data through the real path only (see DESIGN). */
 static int stack_run(const char *verb, const char *dir)
 {
     char script[PATH_MAX];
-    char tried[3 * PATH_MAX];
+    char tried[4 * PATH_MAX];
+    char real[PATH_MAX];
     char *argv[4];
 
     if (hms_share_find("stack.sh", "deploy/dev/stack.sh", script, sizeof(script), tried,
@@ -273,9 +283,9 @@ static int stack_run(const char *verb, const char *dir)
     }
     argv[0] = script;
     argv[1] = (char *)verb;
-    argv[2] = (char *)dir;
+    argv[2] = realpath(dir, real) != NULL ? real : (char *)dir;
     argv[3] = NULL;
-    return hms_run(argv, 1);
+    return hms_run(argv, strcmp(verb, "status") != 0); /* only status talks to the user */
 }
 
 static int dev_up(const char *dir)
@@ -342,7 +352,7 @@ struct partner_req {
 static int interesting_header(const char *name)
 {
     static const char *const prefixes[] = {"content-type", "idempotency-key", "x-ess-",
-                                           "webhook-", "authorization", "soapaction"};
+                                           "webhook-",     "authorization",   "soapaction"};
     size_t i;
 
     for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
@@ -400,9 +410,8 @@ static enum MHD_Result answer_ok(struct MHD_Connection *c)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct partner_req *r = *con_cls;
 
@@ -488,8 +497,8 @@ static int dev_partner(int argc, char **argv)
     sin.sin_family = AF_INET;
     sin.sin_port = htons((uint16_t)port);
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
-                         NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sin,
+    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
+                         NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sin,
                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "hms: partner: cannot listen on 127.0.0.1:%d (in use?)\n", port);
@@ -507,8 +516,9 @@ static int dev_partner(int argc, char **argv)
 
 static void dev_usage(FILE *out)
 {
-    fprintf(out, "usage: hms dev up|down|status\n"
-                 "       hms dev partner [--port P]   (default %d)\n",
+    fprintf(out,
+            "usage: hms dev up|down|status\n"
+            "       hms dev partner [--port P]   (default %d)\n",
             DEV_PARTNER_PORT);
 }
 

@@ -1,0 +1,93 @@
+"""ess-ut-deploy-files: the committed deploy files, checked without services.
+
+deploy/k8s/*.yaml (rendered by `hms ess deploy --target k8s`; ess-it-hms_deploy
+checks they are current), deploy/systemd/ess-worker@.service, docker-compose.yml
+and the Dockerfile keep the properties the operator docs promise.
+Run: /usr/bin/python3 tests/deploy/test_deploy_files.py SRC_DIR
+"""
+import glob
+import os
+import sys
+
+import yaml
+
+SRC = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..")
+failures = []
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+
+
+def read(rel):
+    with open(os.path.join(SRC, rel)) as f:
+        return f.read()
+
+
+def k8s():
+    files = glob.glob(os.path.join(SRC, "deploy", "k8s", "*.yaml"))
+    check(files, "no rendered example in deploy/k8s/")
+    for path in files:
+        docs = [d for d in yaml.safe_load_all(open(path)) if d]
+        kinds = {d["kind"]: d for d in docs}
+        check(set(kinds) == {"ConfigMap", "Deployment"}, "%s: kinds %r" % (path, list(kinds)))
+        cm, dep = kinds.get("ConfigMap", {}), kinds.get("Deployment", {})
+        cid = os.path.basename(path)[:-5]
+        body = cm.get("data", {}).get(cid + ".yml", "")
+        check(body == read("manifests/%s.yml" % cid), "%s: ConfigMap is not manifests/%s.yml"
+              % (path, cid))
+        spec = dep.get("spec", {})
+        check(spec.get("strategy") == {"type": "Recreate"} and spec.get("replicas") == 1,
+              "%s: 1 replica, Recreate" % path)
+        pod = spec.get("template", {}).get("spec", {})
+        c = pod.get("containers", [{}])[0]
+        check(all("secretKeyRef" in e.get("valueFrom", {}) for e in c.get("env", [])),
+              "%s: env not from secrets" % path)
+        check("livenessProbe" in c and "resources" in c, "%s: probe/resources" % path)
+        check(pod.get("securityContext", {}).get("runAsNonRoot") is True and
+              c.get("securityContext", {}).get("readOnlyRootFilesystem") is True,
+              "%s: securityContext" % path)
+
+
+def systemd():
+    lines = set(read("deploy/systemd/ess-worker@.service").splitlines())
+    for want in ("DynamicUser=yes", "ProtectSystem=strict", "ProtectHome=yes", "NoNewPrivileges=yes",
+                 "PrivateTmp=yes", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+                 "Restart=on-failure", "KillSignal=SIGTERM", "TimeoutStopSec=30",
+                 "EnvironmentFile=/etc/ess/%i.env",
+                 "ExecStart=/usr/local/bin/ess-push --manifest /etc/ess/%i.yml"):
+        check(want in lines, "ess-worker@.service lacks %r" % want)
+
+
+def compose():
+    dc = yaml.safe_load(read("docker-compose.yml"))
+    svcs = dc["services"]
+    for name in ("rabbitmq", "postgres"):
+        check("healthcheck" in svcs.get(name, {}), "%s has no healthcheck" % name)
+    for m in sorted(glob.glob(os.path.join(SRC, "manifests", "*.yml"))):
+        cid = os.path.basename(m)[:-4]
+        svc = svcs.get("ess-push-" + cid)
+        check(svc is not None, "docker-compose.yml has no worker for manifests/%s.yml" % cid)
+        if svc is None:
+            continue
+        check("./manifests/%s.yml:/etc/ess/%s.yml:ro" % (cid, cid) in svc.get("volumes", []),
+              "ess-push-%s does not mount its manifest" % cid)
+        check(svc.get("command") == ["--manifest", "/etc/ess/%s.yml" % cid],
+              "ess-push-%s command" % cid)
+
+
+def dockerfile():
+    text = read("Dockerfile")
+    check(text.count("\nFROM ") + text.startswith("FROM ") >= 2, "Dockerfile is not multi-stage")
+    users = [ln.split()[1] for ln in text.splitlines() if ln.startswith("USER ")]
+    check(users and not users[-1].startswith(("0", "root")), "Dockerfile runs as root")
+    check("/build/deploy/hms" in text, "Dockerfile does not ship hms")
+
+
+for t in (k8s, systemd, compose, dockerfile):
+    t()
+for f in failures:
+    print("FAIL " + f)
+print("%d failure(s)" % len(failures))
+sys.exit(1 if failures else 0)
