@@ -26,7 +26,7 @@ static const struct hms_cmd commands[] = {
     {"ess", "validate", hms_cmd_validate, "<manifest>...", "check manifests, every error at once"},
     {"ess", "explain", hms_cmd_explain, "", "every manifest key: type, default, meaning"},
     {"ess", "deploy", hms_cmd_deploy,
-     "<manifest> [--target local|systemd|compose|k8s] [--auto-rollback]",
+     "<manifest> [--target local|systemd|compose|k8s] [--auto-rollback] [--wait S] [--out DIR]",
      "validate, record the version, declare the topology, start or render the worker"},
     {"ess", "diff", hms_cmd_diff, "<manifest>", "what would change against the deployed version"},
     {"ess", "rollback", hms_cmd_rollback, "<id>", "redeploy the previous recorded version"},

@@ -59,6 +59,16 @@ void hms_out_rows(const struct hms_opts *o, json_t *rows, const char *const *col
  * NULL after printing the reason on stderr. */
 struct ess_store *hms_store(void);
 
+/* hms_dev.c: where things are. hms_exe_dir: the directory of the running hms
+ * (0, or -1 when unknown). hms_share_find: a shipped file `name` -- from the
+ * source tree next to a build (src_rel), $ESS_SHARE_DIR or /usr/share/ess --
+ * into out; 0 when found, else -1 with the places tried listed in `tried`.
+ * hms_run: run argv, wait, return its exit status (stdout to stderr if asked). */
+int hms_exe_dir(char *buf, size_t len);
+int hms_share_find(const char *name, const char *src_rel, char *out, size_t len, char *tried,
+                   size_t tried_len);
+int hms_run(char *const argv[], int stdout_to_stderr);
+
 /* Commands (one file each, see above). */
 int hms_cmd_validate(int argc, char **argv, const struct hms_opts *o);
 int hms_cmd_explain(int argc, char **argv, const struct hms_opts *o);

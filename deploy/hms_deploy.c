@@ -50,11 +50,6 @@
 #include "ess_version.h"
 #include "ess_worker.h"
 
-/* Defined in hms_dev.c; their prototypes belong in hms.h (owned by the lead). */
-int hms_exe_dir(char *buf, size_t len);
-int hms_share_find(const char *name, const char *src_rel, char *out, size_t len, char *tried,
-                   size_t tried_len);
-
 #define STOP_WAIT_SEC 30
 #define KILL_WAIT_SEC 5
 #define DEPLOY_WAIT_SEC 30

@@ -43,13 +43,6 @@
 #define DEV_PARTNER_PORT 18080
 #define DEV_BODY_MAX (1024 * 1024)
 
-/* Also used by hms_deploy.c; their prototypes belong in hms.h (owned by the
- * lead), which is why they are repeated there. */
-int hms_exe_dir(char *buf, size_t len);
-int hms_share_find(const char *name, const char *src_rel, char *out, size_t len, char *tried,
-                   size_t tried_len);
-int hms_run(char *const argv[], int stdout_to_stderr);
-
 /* ---- finding files and running programs --------------------------------- */
 
 /* The directory holding the running hms binary. 0, or -1 when unknown. */
