@@ -938,9 +938,15 @@ static void push_replay_apply(struct ess_push *p)
 {
     long long resume = ess_keyq_low_water(p->window);
     long long from = p->ctl.replay_from_seq > 0 ? p->ctl.replay_from_seq - 1 : 0;
-    struct ess_keyq *fresh = ess_keyq_new();
+    struct ess_keyq *fresh;
     struct ess_err err;
 
+    /* A replay only ever moves the offset back: a window that starts past
+     * undelivered events (say, while paused) must not skip them. */
+    if (from > resume) {
+        from = resume;
+    }
+    fresh = ess_keyq_new();
     ess_err_clear(&err);
     if (fresh == NULL || p->store == NULL ||
         ess_store_replay_apply(p->store, p->m->id, p->ctl.replay_id, from, resume, &err) !=

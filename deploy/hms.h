@@ -15,7 +15,8 @@
  *    replay_to_seq (NULL: open-ended), replay_key (NULL: all keys) and
  *    replay_id = replay_id + 1. The worker, seeing replay_id > replay_done_id,
  *    lets in-flight deliveries finish, rewinds its delivered offset to
- *    replay_from_seq - 1, sets replay_resume_seq to the old offset and
+ *    replay_from_seq - 1 (never forward: a window past undelivered events
+ *    leaves the offset where it is), sets replay_resume_seq to the old offset and
  *    replay_done_id = replay_id; events up to replay_resume_seq outside
  *    [from, to] or of another key are skipped, the rest re-sent with their
  *    original idempotency keys.

@@ -44,8 +44,8 @@
     " UNION SELECT connector FROM ess_heartbeats UNION SELECT connector FROM ess_offsets"          \
     " UNION SELECT connector FROM ess_controls"
 
-#define OPS_DOWN_FACTOR 3           /* DESIGN.md: older than 3 x heartbeat_sec is down */
-#define OPS_DEFAULT_WINDOW 604800L  /* 7d, when the key table cannot tell */
+#define OPS_DOWN_FACTOR 3          /* DESIGN.md: older than 3 x heartbeat_sec is down */
+#define OPS_DEFAULT_WINDOW 604800L /* 7d, when the key table cannot tell */
 #define OPS_TICKETS_LIMIT "50"
 #define OPS_WATCH_TICK_MS 250
 
@@ -173,8 +173,7 @@ static int ops_take_flag(const struct ops_flag *f, int argc, char **argv, int *i
 }
 
 /* Parse argv into a, accepting only the options in allowed. */
-static int ops_parse(int argc, char **argv, unsigned allowed, const char *usage,
-                     struct ops_args *a)
+static int ops_parse(int argc, char **argv, unsigned allowed, const char *usage, struct ops_args *a)
 {
     const struct ops_flag *f;
     int rc = EX_OK;
@@ -285,7 +284,8 @@ static void ops_type_columns(json_t *rows, const char *const *cols)
     size_t i;
     size_t c;
 
-    json_array_foreach(rows, i, row) {
+    for (i = 0; i < json_array_size(rows); i++) {
+        row = json_array_get(rows, i);
         for (c = 0; cols[c] != NULL; c++) {
             text = ops_str(row, cols[c]);
             if (text != NULL) {
@@ -316,8 +316,10 @@ static int ops_known(struct ess_store *s, const char *id)
     if (rc == EX_OK) {
         known = ops_str(json_array_get(rows, 0), "known");
         if (known == NULL || strcmp(known, "t") != 0) {
-            fprintf(stderr, "hms: unknown connector '%s': no manifest, deploy, heartbeat,"
-                            " offset or journal recorded for it\n", id);
+            fprintf(stderr,
+                    "hms: unknown connector '%s': no manifest, deploy, heartbeat,"
+                    " offset or journal recorded for it\n",
+                    id);
             rc = EX_DATAERR;
         }
     }
@@ -353,8 +355,8 @@ static const char ps_sql[] =
     " AND NOT EXISTS (SELECT 1 FROM ess_heartbeats h WHERE h.connector = d.connector)"
     " ORDER BY 1, 2";
 
-static const char *const ps_columns[] = {"connector", "instance",  "state",      "age_s",
-                                         "backlog",   "delivered/s", "failed/s", "lag_p99_ms",
+static const char *const ps_columns[] = {"connector",  "instance",    "state",    "age_s",
+                                         "backlog",    "delivered/s", "failed/s", "lag_p99_ms",
                                          "last_error", NULL};
 
 static json_t *ops_parse_col(json_t *row, const char *col)
@@ -431,20 +433,27 @@ static json_t *ps_row(const struct hms_opts *o, json_t *row, int all)
     const char *newest = ops_str(row, "newest");
     json_t *out = NULL;
 
-    if (!all && (strcmp(state, "DOWN") == 0 || strcmp(state, "STOPPED") == 0) &&
-        newest != NULL && strcmp(newest, "t") != 0) {
+    if (!all && (strcmp(state, "DOWN") == 0 || strcmp(state, "STOPPED") == 0) && newest != NULL &&
+        strcmp(newest, "t") != 0) {
         goto done;
     }
-    out = json_pack("{s:O, s:O, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "connector",
-                    json_object_get(row, "connector"), "instance",
-                    json_object_get(row, "instance"), "state", state, "age_s",
-                    body != NULL ? json_integer((json_int_t)llround(ops_num(row, "age_s", 0)))
-                                 : json_null(),
-                    "backlog", ps_field(body, "backlog"), "delivered/s",
-                    ps_rate(o, body, prev, span, "delivered"), "failed/s",
-                    ps_rate(o, body, prev, span, "failed"), "lag_p99_ms",
-                    ps_field(body, "lag_ms_p99"), "last_error", ps_field(body, "last_error"),
-                    "heartbeat_sec", ps_field(body, "heartbeat_sec"));
+    out = json_object();
+    json_object_set(out, "connector", json_object_get(row, "connector"));
+    json_object_set(out, "instance", json_object_get(row, "instance"));
+    json_object_set_new(out, "state", json_string(state));
+    json_object_set_new(out, "age_s",
+                        ops_str(row, "age_s") != NULL
+                            ? json_integer(llround(ops_num(row, "age_s", 0)))
+                            : json_null());
+    json_object_set_new(out, "backlog", ps_field(body, "backlog"));
+    json_object_set_new(out, "delivered/s", ps_rate(o, body, prev, span, "delivered"));
+    json_object_set_new(out, "failed/s", ps_rate(o, body, prev, span, "failed"));
+    json_object_set_new(out, "lag_p99_ms", ps_field(body, "lag_ms_p99"));
+    json_object_set_new(out, "last_error", ps_field(body, "last_error"));
+    json_object_set_new(out, "heartbeat_sec",
+                        ops_str(row, "heartbeat_sec") != NULL
+                            ? ops_typed(ops_str(row, "heartbeat_sec"))
+                            : json_null());
 done:
     json_decref(body);
     json_decref(prev);
@@ -464,14 +473,10 @@ static int ps_collect(struct ess_store *s, const struct hms_opts *o, const char 
 
     *out = json_array();
     rc = ops_query(s, ps_sql, 1, params, &rows);
-    json_array_foreach(rows, i, row) {
+    for (i = 0; i < json_array_size(rows); i++) {
+        row = json_array_get(rows, i);
         r = ps_row(o, row, all);
         if (r != NULL) {
-            if (json_is_null(json_object_get(r, "heartbeat_sec"))) {
-                json_object_set_new(r, "heartbeat_sec", ops_typed(ops_str(row, "heartbeat_sec")
-                                                                      ? ops_str(row, "heartbeat_sec")
-                                                                      : "null"));
-            }
             json_array_append_new(*out, r);
         }
     }
@@ -506,21 +511,39 @@ int hms_cmd_ps(int argc, char **argv, const struct hms_opts *o)
 
 static const char status_sql[] =
     "SELECT o.delivered_seq, j.events AS journal_events, j.backlog,"
-    " " OPS_ISO("j.oldest") " AS journal_oldest,"
-    " coalesce(c.paused, false) AS paused, c.replay_id, c.replay_done_id,"
-    " m.sha AS manifest_sha, " OPS_ISO("m.deployed_at") " AS manifest_at,"
-    " d.sha AS deploy_sha, d.target AS deploy_target, d.note AS deploy_note,"
-    " " OPS_ISO("d.deployed_at") " AS deploy_at"
-    " FROM (SELECT $1::text AS connector) k"
-    " LEFT JOIN ess_offsets o ON o.connector = k.connector"
-    " LEFT JOIN ess_controls c ON c.connector = k.connector"
-    " LEFT JOIN LATERAL (SELECT count(*) AS events, min(journaled_at) AS oldest,"
-    "   count(*) FILTER (WHERE seq > coalesce(o.delivered_seq, 0)) AS backlog"
-    "   FROM ess_journal WHERE connector = k.connector) j ON true"
-    " LEFT JOIN LATERAL (SELECT sha, deployed_at FROM ess_manifests"
-    "   WHERE connector = k.connector ORDER BY deployed_at DESC LIMIT 1) m ON true"
-    " LEFT JOIN LATERAL (SELECT sha, target, note, deployed_at FROM ess_deploys"
-    "   WHERE connector = k.connector ORDER BY id DESC LIMIT 1) d ON true";
+    " " OPS_ISO(
+        "j.oldest") " AS journal_oldest,"
+                    " coalesce(c.paused, false) AS paused, c.replay_id, c.replay_done_id,"
+                    " m.sha AS manifest_sha, " OPS_ISO(
+                        "m.deployed_at") " AS manifest_at,"
+                                         " d.sha AS deploy_sha, d.target AS deploy_target, d.note "
+                                         "AS deploy_note,"
+                                         " " OPS_ISO(
+                                             "d.deployed_at") " AS deploy_at"
+                                                              " FROM (SELECT $1::text AS "
+                                                              "connector) k"
+                                                              " LEFT JOIN ess_offsets o ON "
+                                                              "o.connector = k.connector"
+                                                              " LEFT JOIN ess_controls c ON "
+                                                              "c.connector = k.connector"
+                                                              " LEFT JOIN LATERAL (SELECT count(*) "
+                                                              "AS events, min(journaled_at) AS "
+                                                              "oldest,"
+                                                              "   count(*) FILTER (WHERE seq > "
+                                                              "coalesce(o.delivered_seq, 0)) AS "
+                                                              "backlog"
+                                                              "   FROM ess_journal WHERE connector "
+                                                              "= k.connector) j ON true"
+                                                              " LEFT JOIN LATERAL (SELECT sha, "
+                                                              "deployed_at FROM ess_manifests"
+                                                              "   WHERE connector = k.connector "
+                                                              "ORDER BY deployed_at DESC LIMIT 1) "
+                                                              "m ON true"
+                                                              " LEFT JOIN LATERAL (SELECT sha, "
+                                                              "target, note, deployed_at FROM "
+                                                              "ess_deploys"
+                                                              "   WHERE connector = k.connector "
+                                                              "ORDER BY id DESC LIMIT 1) d ON true";
 
 static const char status_dlq_sql[] =
     "SELECT status, count(*) AS n FROM ess_dead_letters WHERE connector = $1"
@@ -531,7 +554,7 @@ static const char status_dlq_sql[] =
 static int status_detail(struct ess_store *s, const char *id, json_t **detail)
 {
     static const char *const typed[] = {"delivered_seq", "journal_events", "backlog", "paused",
-                                        "replay_id", "replay_done_id", NULL};
+                                        "replay_id",     "replay_done_id", NULL};
     const char *params[1] = {id};
     json_t *rows = NULL;
     json_t *dlq = NULL;
@@ -549,7 +572,8 @@ static int status_detail(struct ess_store *s, const char *id, json_t **detail)
         *detail = json_incref(json_array_get(rows, 0));
         json_object_set_new(*detail, "connector", json_string(id));
         json_object_set_new(*detail, "dead_letters", json_object());
-        json_array_foreach(dlq, i, row) {
+        for (i = 0; i < json_array_size(dlq); i++) {
+            row = json_array_get(dlq, i);
             json_object_set_new(json_object_get(*detail, "dead_letters"), ops_str(row, "status"),
                                 ops_typed(ops_str(row, "n")));
         }
@@ -568,26 +592,51 @@ static const char *status_text(json_t *d, const char *key)
 
 static void status_print_dlq(json_t *dlq)
 {
-    const char *status;
-    json_t *n;
+    void *it;
     int first = 1;
 
     printf("dead letters:      ");
-    json_object_foreach(dlq, status, n) {
-        printf("%s%s %lld", first ? "" : ", ", status, (long long)json_integer_value(n));
+    for (it = json_object_iter(dlq); it != NULL; it = json_object_iter_next(dlq, it)) {
+        printf("%s%s %lld", first ? "" : ", ", json_object_iter_key(it),
+               (long long)json_integer_value(json_object_iter_value(it)));
         first = 0;
     }
     printf("%s\n", first ? "none" : "");
+}
+
+static void status_print_versions(json_t *d)
+{
+    json_t *note = json_object_get(d, "deploy_note");
+
+    if (json_is_string(json_object_get(d, "manifest_sha"))) {
+        printf("manifest:          %.12s recorded %s\n", status_text(d, "manifest_sha"),
+               status_text(d, "manifest_at"));
+    } else {
+        printf("manifest:          none recorded\n");
+    }
+    if (json_is_string(json_object_get(d, "deploy_sha"))) {
+        printf("last deploy:       %.12s to %s at %s%s%s\n", status_text(d, "deploy_sha"),
+               status_text(d, "deploy_target"), status_text(d, "deploy_at"),
+               json_is_string(note) ? ": " : "",
+               json_is_string(note) ? json_string_value(note) : "");
+    } else {
+        printf("last deploy:       none recorded\n");
+    }
 }
 
 static void status_print(json_t *d)
 {
     json_int_t rid = json_integer_value(json_object_get(d, "replay_id"));
     json_int_t rdone = json_integer_value(json_object_get(d, "replay_done_id"));
+    json_t *offset = json_object_get(d, "delivered_seq");
 
     printf("\nconnector:         %s\n", status_text(d, "connector"));
-    printf("delivered offset:  %lld (journal: %lld events since %s, backlog %lld)\n",
-           (long long)json_integer_value(json_object_get(d, "delivered_seq")),
+    if (json_is_integer(offset)) {
+        printf("delivered offset:  seq %lld\n", (long long)json_integer_value(offset));
+    } else {
+        printf("delivered offset:  none yet\n");
+    }
+    printf("journal:           %lld events (oldest %s), backlog %lld\n",
            (long long)json_integer_value(json_object_get(d, "journal_events")),
            status_text(d, "journal_oldest"),
            (long long)json_integer_value(json_object_get(d, "backlog")));
@@ -597,13 +646,7 @@ static void status_print(json_t *d)
                (long long)rdone, rid > rdone ? " (pending)" : "");
     }
     status_print_dlq(json_object_get(d, "dead_letters"));
-    printf("manifest:          %.12s recorded %s\n", status_text(d, "manifest_sha"),
-           status_text(d, "manifest_at"));
-    printf("last deploy:       %.12s %s %s%s%s\n", status_text(d, "deploy_sha"),
-           status_text(d, "deploy_target"), status_text(d, "deploy_at"),
-           json_is_string(json_object_get(d, "deploy_note")) ? " " : "",
-           json_is_string(json_object_get(d, "deploy_note")) ? status_text(d, "deploy_note")
-                                                              : "");
+    status_print_versions(d);
 }
 
 int hms_cmd_status(int argc, char **argv, const struct hms_opts *o)
@@ -671,7 +714,8 @@ static void toggle_print(const struct hms_opts *o, json_t *rows, int paused)
     if (json_array_size(rows) == 0) {
         printf("no connectors known\n");
     }
-    json_array_foreach(rows, i, row) {
+    for (i = 0; i < json_array_size(rows); i++) {
+        row = json_array_get(rows, i);
         printf("%s: %s%s\n", ops_str(row, "connector"),
                json_is_true(json_object_get(row, "changed")) ? "" : "already ",
                paused ? "paused" : "resumed");
@@ -795,8 +839,10 @@ static int replay_window(struct ess_store *s, const char *id, long *sec)
         if (ess_manifest_parse(body, strlen(body), "ess_manifests", &m, &diags) == ESS_OK) {
             *sec = m->replay_window_sec;
         } else {
-            fprintf(stderr, "hms: warning: the recorded manifest of %s does not parse;"
-                            " assuming the default replay_window\n", id);
+            fprintf(stderr,
+                    "hms: warning: the recorded manifest of %s does not parse;"
+                    " assuming the default replay_window\n",
+                    id);
         }
     }
     ess_manifest_free(m);
@@ -835,12 +881,15 @@ static const char replay_sql[] =
     " ev AS (SELECT j.seq, j.key FROM ess_journal j, w WHERE j.connector = $1"
     "   AND j.journaled_at >= w.from_ts AND (w.to_ts IS NULL OR j.journaled_at <= w.to_ts)"
     "   AND ($6::text IS NULL OR j.key = $6))"
-    " SELECT " OPS_ISO("w.from_ts") " AS from_at, " OPS_ISO("w.to_ts") " AS to_at,"
-    " " OPS_ISO("w.keep_ts") " AS keep_at, w.from_ts < w.keep_ts AS too_old,"
-    " (SELECT min(seq) FROM ev) AS from_seq,"
-    " CASE WHEN w.to_ts IS NULL THEN NULL ELSE (SELECT max(seq) FROM ev) END AS to_seq,"
-    " (SELECT max(seq) FROM ev) AS last_seq, (SELECT count(*) FROM ev) AS events,"
-    " (SELECT count(DISTINCT key) FROM ev) AS keys FROM w";
+    " SELECT " OPS_ISO("w.from_ts") " AS from_at, " OPS_ISO(
+        "w.to_ts") " AS to_at,"
+                   " " OPS_ISO("w.keep_ts") " AS keep_at, w.from_ts < w.keep_ts AS too_old,"
+                                            " (SELECT min(seq) FROM ev) AS from_seq,"
+                                            " CASE WHEN w.to_ts IS NULL THEN NULL ELSE (SELECT "
+                                            "max(seq) FROM ev) END AS to_seq,"
+                                            " (SELECT max(seq) FROM ev) AS last_seq, (SELECT "
+                                            "count(*) FROM ev) AS events,"
+                                            " (SELECT count(DISTINCT key) FROM ev) AS keys FROM w";
 
 static const char replay_set_sql[] =
     "INSERT INTO ess_controls (connector, replay_from_seq, replay_to_seq, replay_key, replay_id,"
@@ -850,8 +899,7 @@ static const char replay_set_sql[] =
     " replay_id = ess_controls.replay_id + 1, replay_requested_at = now(), updated_at = now()"
     " RETURNING replay_id";
 
-static int replay_parse(int argc, char **argv, const char *usage, struct ops_args *a,
-                        long *since)
+static int replay_parse(int argc, char **argv, const char *usage, struct ops_args *a, long *since)
 {
     int rc = ops_parse(argc, argv, A_ID | A_SINCE | A_FROM | A_TO | A_KEY | A_DRY, usage, a);
 
@@ -868,11 +916,11 @@ static int replay_parse(int argc, char **argv, const char *usage, struct ops_arg
 }
 
 /* Resolve the window (*win: one row, new reference). */
-static int replay_resolve(struct ess_store *s, const struct ops_args *a, long since,
-                          long window, json_t **win)
+static int replay_resolve(struct ess_store *s, const struct ops_args *a, long since, long window,
+                          json_t **win)
 {
-    static const char *const typed[] = {"too_old", "from_seq", "to_seq", "last_seq", "events",
-                                        "keys", NULL};
+    static const char *const typed[] = {"too_old", "from_seq", "to_seq", "last_seq",
+                                        "events",  "keys",     NULL};
     char since_text[32];
     char window_text[32];
     const char *params[6] = {a->id, NULL, a->from, a->to, window_text, a->key};
@@ -952,14 +1000,14 @@ static void replay_print(const struct hms_opts *o, const struct ops_args *a, jso
     } else if (a->dry_run) {
         printf("dry run: %s from %s to %s%s%s: %lld events, %lld keys, seq %lld..%lld;"
                " nothing changed\n",
-               a->id, status_text(win, "from_at"), a->to != NULL ? status_text(win, "to_at") : "now",
-               a->key != NULL ? ", key " : "", a->key != NULL ? a->key : "", events, keys, from,
-               last);
+               a->id, status_text(win, "from_at"),
+               a->to != NULL ? status_text(win, "to_at") : "now", a->key != NULL ? ", key " : "",
+               a->key != NULL ? a->key : "", events, keys, from, last);
     } else {
         printf("replay #%lld requested: %lld events, %lld keys, seq %lld..%lld; the worker"
                " applies it within a second\n",
-               (long long)json_integer_value(json_object_get(win, "replay_id")), events, keys,
-               from, last);
+               (long long)json_integer_value(json_object_get(win, "replay_id")), events, keys, from,
+               last);
     }
 }
 
@@ -1010,8 +1058,9 @@ static const char dlq_usage[] = "dlq list <id> [--all] | dlq retry|drop <id> [--
 
 static const char dlq_list_sql[] =
     "SELECT seq, event_id, key, status, attempts, last_status, reason,"
-    " " OPS_ISO("parked_at") " AS parked_at FROM ess_dead_letters WHERE connector = $1"
-    " AND ($2::boolean OR status IN ('parked', 'held', 'retry')) ORDER BY seq";
+    " " OPS_ISO(
+        "parked_at") " AS parked_at FROM ess_dead_letters WHERE connector = $1"
+                     " AND ($2::boolean OR status IN ('parked', 'held', 'retry')) ORDER BY seq";
 
 /* Move rows of connector $1 (only event $2 when given) whose status is in $3
  * to status $4. */
@@ -1026,8 +1075,8 @@ static const char dlq_open_sql[] =
 
 static int dlq_list(struct ess_store *s, const struct hms_opts *o, const struct ops_args *a)
 {
-    static const char *const columns[] = {"seq", "event_id", "key", "status", "attempts",
-                                          "last_status", "reason", "parked_at", NULL};
+    static const char *const columns[] = {
+        "seq", "event_id", "key", "status", "attempts", "last_status", "reason", "parked_at", NULL};
     static const char *const typed[] = {"seq", "attempts", "last_status", NULL};
     const char *params[2] = {a->id, a->all ? "true" : "false"};
     json_t *rows = NULL;
@@ -1053,14 +1102,17 @@ static int dlq_explain_miss(struct ess_store *s, const struct ops_args *a, const
     rc = ops_query(s, dlq_open_sql, 2, params, &rows);
     status = ops_str(json_array_get(rows, 0), "status");
     if (rc == EX_OK && status == NULL) {
-        fprintf(stderr, "hms: %s has no open dead letter with event id '%s'"
-                        " (see hms ess dlq list %s --all)\n", a->id, a->event, a->id);
+        fprintf(stderr,
+                "hms: %s has no open dead letter with event id '%s'"
+                " (see hms ess dlq list %s --all)\n",
+                a->id, a->event, a->id);
         rc = EX_DATAERR;
     } else if (rc == EX_OK) {
         fprintf(stderr, "hms: cannot %s event '%s' of %s: it is %s%s\n", verb, a->event, a->id,
-                status, strcmp(status, "held") == 0
-                            ? " behind an earlier parked event of its key; retry or drop that one"
-                            : "");
+                status,
+                strcmp(status, "held") == 0
+                    ? " behind an earlier parked event of its key; retry or drop that one"
+                    : "");
         rc = EX_DATAERR;
     }
     json_decref(rows);
@@ -1084,7 +1136,8 @@ static int dlq_move(struct ess_store *s, const struct hms_opts *o, const struct 
         hms_out_rows(o, rows, NULL);
     } else if (rc == EX_OK && retry) {
         printf("%s: %zu parked event(s) set to retry; the worker re-sends them, then the events"
-               " held behind them, in order\n", a->id, n);
+               " held behind them, in order\n",
+               a->id, n);
     } else if (rc == EX_OK) {
         printf("%s: %zu event(s) dropped; the worker releases their keys\n", a->id, n);
     }
@@ -1121,18 +1174,27 @@ int hms_cmd_dlq(int argc, char **argv, const struct hms_opts *o)
 
 /* ---- tickets ------------------------------------------------------------- */
 
+/* Tickets, plus -- with the default `tickets: failures` -- the changes that
+ * need none: journaled, at or below the delivered offset, never parked. */
 static const char tickets_sql[] =
-    "SELECT seq, event_id, key, outcome, attempts, last_status, last_error,"
-    " " OPS_ISO("first_at") " AS first_at, " OPS_ISO("done_at") " AS done_at"
-    " FROM ess_tickets WHERE connector = $1 AND ($2::text IS NULL OR key = $2)"
-    " ORDER BY done_at DESC, id DESC LIMIT $3::int";
+    "SELECT seq, event_id, key, outcome, attempts, last_status, last_error, "
+    OPS_ISO("first_at") " AS first_at, " OPS_ISO("done_at") " AS done_at FROM ("
+    " SELECT id, seq, event_id, key, outcome, attempts, last_status, last_error, first_at,"
+    " done_at FROM ess_tickets WHERE connector = $1 AND ($2::text IS NULL OR key = $2)"
+    " UNION ALL"
+    " SELECT 0, j.seq, j.event_id, j.key, 'delivered', 1, NULL, NULL, NULL, NULL"
+    " FROM ess_journal j WHERE j.connector = $1 AND ($2::text IS NULL OR j.key = $2)"
+    " AND j.seq <= coalesce((SELECT delivered_seq FROM ess_offsets WHERE connector = $1), 0)"
+    " AND NOT EXISTS (SELECT 1 FROM ess_tickets t WHERE t.connector = $1 AND t.seq = j.seq)"
+    " AND NOT EXISTS (SELECT 1 FROM ess_dead_letters d WHERE d.connector = $1"
+    " AND d.seq = j.seq)) x ORDER BY seq DESC, id DESC LIMIT $3::int";
 
 int hms_cmd_tickets(int argc, char **argv, const struct hms_opts *o)
 {
     static const char usage[] = "tickets <id> [--key K] [--limit N] [--json]";
-    static const char *const columns[] = {"seq", "event_id", "key", "outcome", "attempts",
-                                          "last_status", "last_error", "first_at", "done_at",
-                                          NULL};
+    static const char *const columns[] = {"seq",      "event_id",    "key",        "outcome",
+                                          "attempts", "last_status", "last_error", "first_at",
+                                          "done_at",  NULL};
     static const char *const typed[] = {"seq", "attempts", "last_status", NULL};
     char limit[32] = OPS_TICKETS_LIMIT;
     const char *params[3] = {NULL, NULL, limit};
@@ -1237,8 +1299,8 @@ static int watch_subscribe(amqp_connection_state_t conn, const char *ops)
     amqp_bytes_t name;
     int rc;
 
-    amqp_exchange_declare(conn, 1, amqp_cstring_bytes(ops), amqp_cstring_bytes("topic"), 0, 1, 0,
-                          0, amqp_empty_table);
+    amqp_exchange_declare(conn, 1, amqp_cstring_bytes(ops), amqp_cstring_bytes("topic"), 0, 1, 0, 0,
+                          amqp_empty_table);
     rc = watch_reply(amqp_get_rpc_reply(conn), "declare the ops exchange");
     if (rc != EX_OK) {
         return rc;
@@ -1301,7 +1363,8 @@ static void watch_print(const struct hms_opts *o, const amqp_envelope_t *env)
     json_t *body = raw != NULL ? json_loads(raw, 0, NULL) : NULL;
     json_t *line;
 
-    snprintf(rk, sizeof(rk), "%.*s", (int)env->routing_key.len, (const char *)env->routing_key.bytes);
+    snprintf(rk, sizeof(rk), "%.*s", (int)env->routing_key.len,
+             (const char *)env->routing_key.bytes);
     if (o->json) {
         line = json_pack("{s:s, s:o}", "routing_key", rk, "body",
                          body != NULL ? json_incref(body) : json_string(raw != NULL ? raw : ""));
@@ -1351,6 +1414,7 @@ int hms_cmd_watch(int argc, char **argv, const struct hms_opts *o)
     amqp_connection_state_t conn = NULL;
     struct ops_args a;
     char *url = NULL;
+    int logged_in = 0;
     int rc;
 
     rc = ops_parse(argc, argv, A_COUNT | A_TIMEOUT, usage, &a);
@@ -1365,6 +1429,7 @@ int hms_cmd_watch(int argc, char **argv, const struct hms_opts *o)
         goto done;
     }
     rc = watch_connect(conn, url);
+    logged_in = rc == EX_OK;
     if (rc == EX_OK) {
         rc = watch_subscribe(conn, env.ops_exchange);
     }
@@ -1374,8 +1439,10 @@ int hms_cmd_watch(int argc, char **argv, const struct hms_opts *o)
                         a.timeout > 0 ? ess_worker_mono_ms() + a.timeout * 1000LL : 0);
     }
 done:
-    if (conn != NULL) {
+    if (logged_in && rc == EX_OK) {
         amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+    }
+    if (conn != NULL) {
         amqp_destroy_connection(conn);
     }
     free(url);

@@ -149,7 +149,7 @@ def test_usage_and_exit_codes():
 
 
 def test_ps_status_tickets_dlq_after_delivery_and_park():
-    with Setup("it-ops") as s:
+    with Setup("it-ops", "tickets: all\n") as s:  # the default records failures only
         s.partner.mode(mode="ok", for_key={"field": "permit_id", "value": "BAD", "status": 400})
         s.publish("K1", 1)
         s.publish("BAD", 2)
@@ -405,10 +405,33 @@ def test_dlq_retry_delivers_parked_then_held_in_order():
         check([d["status"] for d in every] == ["delivered", "delivered"], "--all: %r" % every)
 
 
+def test_replay_window_after_undelivered_backlog_loses_nothing():
+    """A replay whose window starts past events not yet delivered (here: held
+    by a pause) must not move the offset over them."""
+    with Setup("it-ops-gap") as s:
+        hms_ok("ess", "pause", s.cid)
+        wait_until(lambda: ps_state(s.cid) == "paused", 10, "the worker to heartbeat paused")
+        s.publish("G1", 1)
+        s.publish("G2", 2)
+        wait_until(lambda: sql("SELECT count(*) FROM ess_journal WHERE connector=%s",
+                               s.cid)[0][0] == 2, 10, "two events journaled")
+        since = sql("SELECT to_char(now(), 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF')")[0][0]
+        s.publish("G3", 3)
+        wait_until(lambda: sql("SELECT count(*) FROM ess_journal WHERE connector=%s",
+                               s.cid)[0][0] == 3, 10, "the third event journaled")
+        out = hms_ok("ess", "replay", s.cid, "--from", since).stdout
+        check("1 events" in out, "the window holds G3 alone: %r" % out)
+        wait_until(lambda: (lambda c: c[4] == c[5])(controls(s.cid)), 10, "replay applied")
+        hms_ok("ess", "resume", s.cid)
+        wait_until(lambda: {b["permit_id"] for b in s.partner.bodies()} == {"G1", "G2", "G3"},
+                   15, "every event delivered after resume (none skipped by the replay)")
+
+
 WORKER_TESTS = [
     test_pause_holds_deliveries_resume_drains,
     test_replay_resends_with_same_idempotency_keys,
     test_dlq_retry_delivers_parked_then_held_in_order,
+    test_replay_window_after_undelivered_backlog_loses_nothing,
 ]
 
 if __name__ == "__main__":
