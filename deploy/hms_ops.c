@@ -649,6 +649,24 @@ static void status_print(json_t *d)
     status_print_versions(d);
 }
 
+/* 1 when some instance of the connector heartbeats (not DOWN, STOPPED, NEVER). */
+static int status_any_live(json_t *rows)
+{
+    const char *state;
+    size_t i;
+
+    for (i = 0; i < json_array_size(rows); i++) {
+        state = json_string_value(json_object_get(json_array_get(rows, i), "state"));
+        if (state != NULL && strcmp(state, "DOWN") != 0 && strcmp(state, "STOPPED") != 0 &&
+            strcmp(state, "NEVER") != 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Exit 0 while an instance heartbeats, 69 when none does (a liveness probe
+ * and scripts rely on it, like `systemctl status`). */
 int hms_cmd_status(int argc, char **argv, const struct hms_opts *o)
 {
     static const char usage[] = "status <id> [--json]";
@@ -677,6 +695,9 @@ int hms_cmd_status(int argc, char **argv, const struct hms_opts *o)
     } else if (rc == EX_OK) {
         hms_out_rows(o, rows, ps_columns);
         status_print(detail);
+    }
+    if (rc == EX_OK && !status_any_live(rows)) {
+        rc = EX_UNAVAILABLE;
     }
     json_decref(rows);
     json_decref(detail);

@@ -214,7 +214,8 @@ def test_ps_down_after_kill9_and_stopped_after_sigterm():
         s.worker.kill9()
         wait_until(lambda: ps_state(s.cid) == "DOWN", 15,
                    "ps to show DOWN after 3 missed heartbeats (heartbeat_sec: 1)", 0.3)
-        check("DOWN" in hms_ok("ess", "status", s.cid).stdout, "status shows DOWN too")
+        check("DOWN" in hms_fails(69, "ess", "status", s.cid).stdout,
+              "status shows DOWN too, and exits 69 (nothing heartbeats: the liveness probe)")
         s.worker.start()  # a new instance (new pid) supersedes the dead one
         wait_until(lambda: ps_state(s.cid) == "ok", 20, "the restarted instance alone in ps")
         check(len([r for r in hms_json("ess", "ps", "--all") if r["connector"] == s.cid]) == 2,
