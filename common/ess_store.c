@@ -743,6 +743,7 @@ int ess_store_retain(struct ess_store *s, const char *connector, long long upto_
 {
     char upto[NUM_MAX], win[NUM_MAX];
     const char *vals[3] = {connector, upto, win};
+    PGresult *res = NULL;
     int rc = check_args(s, connector, err);
 
     if (rc != ESS_OK) {
@@ -750,7 +751,16 @@ int ess_store_retain(struct ess_store *s, const char *connector, long long upto_
     }
     snprintf(upto, sizeof(upto), "%lld", upto_seq);
     snprintf(win, sizeof(win), "%ld", window_sec < 0 ? 0L : window_sec);
-    return command(s, ST_RETAIN, 3, vals, "retain", err);
+    rc = command(s, ST_RETAIN, 3, vals, "retain", err);
+    if (rc == ESS_OK) {
+        /* Instances (host:pid) gone for a day are history, not fleet state. */
+        rc = exec_params(s,
+                         "DELETE FROM ess_heartbeats WHERE connector = $1"
+                         " AND ts < now() - interval '1 day'",
+                         1, vals, PGRES_COMMAND_OK, "retain heartbeats", &res, err);
+        PQclear(res);
+    }
+    return rc;
 }
 
 /* ----------------------------------------------- generic (operator side) -- */

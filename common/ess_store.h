@@ -92,7 +92,8 @@ int ess_store_park(struct ess_store *s, const char *connector, const struct ess_
 int ess_store_backlog(struct ess_store *s, const char *connector, long long after_seq,
                       long long *count, struct ess_err *err);
 
-/* Delete journal rows older than window_sec that are at or below the offset. */
+/* Delete journal rows older than window_sec that are at or below the offset,
+ * and heartbeat rows of instances silent for a day. */
 int ess_store_retain(struct ess_store *s, const char *connector, long long upto_seq,
                      long window_sec, struct ess_err *err);
 
