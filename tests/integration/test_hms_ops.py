@@ -192,8 +192,9 @@ def test_ps_status_tickets_dlq_after_delivery_and_park():
         check(outcomes == {"K1": "delivered", "BAD": "parked", "K2": "delivered"},
               "ticket outcomes: %r" % tickets)
         newest_first = [r[0] for r in sql("SELECT seq FROM ess_tickets WHERE connector=%s"
-                                          " ORDER BY done_at DESC, id DESC", s.cid)]
-        check([t["seq"] for t in tickets] == newest_first, "tickets newest first: %r" % tickets)
+                                          " ORDER BY seq DESC, id DESC", s.cid)]
+        check([t["seq"] for t in tickets] == newest_first,
+              "tickets, newest change first: %r" % tickets)
         bad = hms_json("ess", "tickets", s.cid, "--key", "BAD")
         check(len(bad) == 1 and bad[0]["last_status"] == 400, "tickets --key: %r" % bad)
         check(len(hms_json("ess", "tickets", s.cid, "--limit", "1")) == 1, "tickets --limit")
@@ -206,6 +207,24 @@ def test_ps_status_tickets_dlq_after_delivery_and_park():
         every = hms_json("ess", "dlq", "list", s.cid, "--all")
         check([d["status"] for d in every] == ["dropped"], "dlq list --all: %r" % every)
         check(s.worker.stop() == 0, "worker exits 0 on SIGTERM")
+
+
+def test_tickets_default_lists_first_attempt_deliveries():
+    """tickets: failures (the default) records only K2's retries and BAD's park;
+    K1, delivered at its first attempt, is listed from the journal and the offset."""
+    with Setup("it-tix") as s:
+        s.partner.mode(mode="ok", for_key={"field": "permit_id", "value": "BAD", "status": 400})
+        s.publish("K1", 1)
+        s.publish("BAD", 2)
+        wait_until(lambda: sql("SELECT 1 FROM ess_dead_letters WHERE connector=%s", s.cid), 20,
+                   "the 400 event parked")
+        stored = wait_until(lambda: sql("SELECT key, outcome FROM ess_tickets"
+                                        " WHERE connector=%s", s.cid), 10, "the park's ticket")
+        check(stored == [("BAD", "parked")], "only the failure is stored: %r" % stored)
+        tickets = wait_until(lambda: (lambda t: t if len(t) == 2 else None)(
+            hms_json("ess", "tickets", s.cid)), 10, "both changes listed")
+        got = [(t["key"], t["outcome"], t["attempts"]) for t in tickets]
+        check(got == [("BAD", "parked", 1), ("K1", "delivered", 1)], "tickets: %r" % tickets)
 
 
 def test_ps_down_after_kill9_and_stopped_after_sigterm():
@@ -231,7 +250,8 @@ def test_ps_never_for_a_recorded_manifest():
     cid = unique_id("it-ops-never")
     record_manifest(cid, manifest(cid, "http://127.0.0.1:9/x"))
     check(ps_state(cid) == "NEVER", "ps: %r" % ps_rows(cid))
-    st = hms_json("ess", "status", cid)
+    # Nothing heartbeats: status still reports, and exits 69 (the liveness probe's cue).
+    st = json.loads(hms_fails(69, "--json", "ess", "status", cid).stdout)
     check(st["instances"][0]["state"] == "NEVER" and st["manifest_sha"], "status: %r" % st)
 
 
@@ -243,7 +263,8 @@ def test_pause_resume_flip_controls():
     check("%s: paused" % cid in out, "pause output: %r" % out)
     check(controls(cid)[0] is True, "paused in ess_controls")
     check("already paused" in hms_ok("ess", "pause", cid).stdout, "pause twice says so")
-    check(hms_json("ess", "status", cid)["paused"] is True, "status shows paused")
+    check(json.loads(hms_fails(69, "--json", "ess", "status", cid).stdout)["paused"] is True,
+          "status shows paused")
     out = hms_ok("ess", "resume", cid).stdout
     check("%s: resumed" % cid in out, "resume output: %r" % out)
     check(controls(cid)[0] is False, "resumed in ess_controls")
@@ -336,6 +357,7 @@ def test_watch_receives_heartbeat():
 SURFACE_TESTS = [
     test_usage_and_exit_codes,
     test_ps_status_tickets_dlq_after_delivery_and_park,
+    test_tickets_default_lists_first_attempt_deliveries,
     test_ps_down_after_kill9_and_stopped_after_sigterm,
     test_ps_never_for_a_recorded_manifest,
     test_pause_resume_flip_controls,
