@@ -17,6 +17,7 @@ struct kq_item {
     struct kq_item *next_in_key;
     struct kq_slot *slot;
     size_t heap_idx;
+    int in_heap; /* a head waiting to be taken */
     int done;
     int in_flight;
 };
@@ -163,6 +164,7 @@ static void kq_heap_down(struct ess_keyq *q, size_t i)
 
 static int kq_heap_push(struct ess_keyq *q, struct kq_item *it)
 {
+    it->in_heap = 1;
     struct kq_item **grown;
     size_t cap;
 
@@ -186,6 +188,7 @@ static struct kq_item *kq_heap_pop(struct ess_keyq *q)
 {
     struct kq_item *top = q->heap[0];
 
+    top->in_heap = 0;
     q->heap_n--;
     if (q->heap_n > 0) {
         kq_heap_set(q, 0, q->heap[q->heap_n]);
@@ -398,8 +401,8 @@ void ess_keyq_done(struct ess_keyq *q, struct ess_keyq_item *pub)
     if (slot->head == NULL) {
         kq_slot_remove(q, slot);
     } else {
-        /* The key's next event becomes its head: it may go now. */
-        slot->head->pub.due_ms = 0;
+        /* The key's next event becomes its head: it goes when due (at once,
+         * unless a debounce set its quiet period). */
         kq_heap_push(q, slot->head);
     }
     kq_ring_advance(q);
@@ -448,4 +451,33 @@ long long ess_keyq_next_due(const struct ess_keyq *q, long long now_ms)
     }
     due = q->heap[0]->pub.due_ms - now_ms;
     return due > 0 ? due : 0;
+}
+
+struct ess_keyq_item *ess_keyq_tail(struct ess_keyq *q, const char *key)
+{
+    size_t h = kq_hash(key) & (q->n_buckets - 1);
+    struct kq_slot *slot;
+
+    for (slot = q->buckets[h]; slot != NULL; slot = slot->next_in_bucket) {
+        if (strcmp(slot->key, key) == 0) {
+            return slot->tail != NULL && !slot->tail->in_flight ? &slot->tail->pub : NULL;
+        }
+    }
+    return NULL;
+}
+
+void ess_keyq_reschedule(struct ess_keyq *q, struct ess_keyq_item *pub, long long due_ms)
+{
+    struct kq_item *it = (struct kq_item *)pub;
+    long long old = it->pub.due_ms;
+
+    it->pub.due_ms = due_ms;
+    if (!it->in_heap) {
+        return;
+    }
+    if (due_ms < old) {
+        kq_heap_up(q, it->heap_idx);
+    } else {
+        kq_heap_down(q, it->heap_idx);
+    }
 }

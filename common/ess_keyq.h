@@ -35,6 +35,8 @@ struct ess_keyq_item {
     long long due_ms;  /* earliest time it may be sent */
     long long first_ms;/* wall-clock ms of its first attempt, 0 before */
     long last_status;  /* HTTP status of the last attempt, 0 when none */
+    long long quiet_cap_ms; /* debounce: latest due time however busy the key */
+    int merged;        /* debounce: later changes merged into this one */
 };
 
 struct ess_keyq *ess_keyq_new(void);
@@ -57,6 +59,13 @@ void ess_keyq_done(struct ess_keyq *q, struct ess_keyq_item *it);
 
 /* Not delivered: back in line at due_ms, still the head of its key. */
 void ess_keyq_retry(struct ess_keyq *q, struct ess_keyq_item *it, long long due_ms);
+
+/* The key's last event when it is waiting (not in flight), else NULL: a
+ * debounce merges a newer change into it instead of queueing another. */
+struct ess_keyq_item *ess_keyq_tail(struct ess_keyq *q, const char *key);
+
+/* Change when a waiting event may go (a debounce's quiet period). */
+void ess_keyq_reschedule(struct ess_keyq *q, struct ess_keyq_item *it, long long due_ms);
 
 /* Largest seq with everything at or below it done; `floor` until then. */
 long long ess_keyq_low_water(const struct ess_keyq *q);

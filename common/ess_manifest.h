@@ -81,6 +81,7 @@ struct ess_manifest {
     size_t n_values;
     json_t *transforms; /* owned; object field -> transform spec, or NULL */
     int debounce_sec;
+    int debounce_max_sec; /* 0: 10 x debounce_sec */
     int heartbeat_sec;
     int max_retry;
     int timeout_ms;

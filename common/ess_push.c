@@ -379,6 +379,77 @@ static void push_take(struct ess_push *p)
 
 /* ---- refill: journal -> window ------------------------------------------ */
 
+/* ---- debounce: rapid changes to a key merge and go once, when it is quiet -- */
+
+/* Monotonic time at which a change received at received_ms (wall clock) has
+ * been quiet for debounce_sec. */
+static long long push_quiet_at(const struct ess_push *p, long long received_ms)
+{
+    long long wait = received_ms + (long long)p->m->debounce_sec * 1000 - ess_worker_wall_ms();
+
+    return ess_worker_mono_ms() + (wait > 0 ? wait : 0);
+}
+
+/* A new waiting event of key: it goes once its key was quiet for a while. */
+static void push_debounce_start(struct ess_push *p, const char *key, long long received_ms)
+{
+    struct ess_keyq_item *it;
+    long long max_sec;
+
+    if (p->m->debounce_sec <= 0) {
+        return;
+    }
+    it = ess_keyq_tail(p->window, key);
+    if (it == NULL) {
+        return;
+    }
+    /* debounce_max_sec (default 10 x debounce_sec) bounds the wait of a key
+     * that never goes quiet, so it cannot starve. */
+    max_sec = p->m->debounce_max_sec > 0 ? p->m->debounce_max_sec : 10LL * p->m->debounce_sec;
+    it->quiet_cap_ms = push_quiet_at(p, received_ms) - (long long)p->m->debounce_sec * 1000 +
+                       max_sec * 1000;
+    ess_keyq_reschedule(p->window, it, push_quiet_at(p, received_ms));
+}
+
+/* Merge a newer change into its key's waiting event (later fields win); the
+ * journal keeps both. 1 when merged: the row's seq is then skipped, and the
+ * merged event is delivered under the newest event id. */
+static int push_debounce_merge(struct ess_push *p, struct ess_store_row *row)
+{
+    struct ess_keyq_item *it;
+    json_t *older;
+    json_t *newer;
+    char *merged = NULL;
+    long long due;
+
+    if (p->m->debounce_sec <= 0) {
+        return 0;
+    }
+    it = ess_keyq_tail(p->window, row->key);
+    if (it == NULL || it->first_ms != 0) {
+        return 0; /* nothing waiting, or already tried: keep order, queue it */
+    }
+    older = json_loads(it->body, 0, NULL);
+    newer = json_loads(row->body, 0, NULL);
+    if (json_is_object(older) && json_is_object(newer) && json_object_update(older, newer) == 0) {
+        merged = json_dumps(older, JSON_COMPACT);
+    }
+    json_decref(older);
+    json_decref(newer);
+    if (merged == NULL) {
+        return 0;
+    }
+    free(it->body);
+    it->body = merged;
+    free(it->event_id);
+    it->event_id = row->event_id;
+    row->event_id = NULL;
+    it->merged++;
+    due = push_quiet_at(p, row->received_ms);
+    ess_keyq_reschedule(p->window, it, due < it->quiet_cap_ms ? due : it->quiet_cap_ms);
+    return 1;
+}
+
 /* During a replay, events the partner already had that are outside the
  * requested window or key are not sent again. */
 static int push_replay_skips(struct ess_push *p, const struct ess_store_row *row)
@@ -414,13 +485,14 @@ static void push_refill(struct ess_push *p)
         return;
     }
     for (i = 0; i < rows.n; i++) {
-        if (push_replay_skips(p, &rows.v[i])) {
+        if (push_replay_skips(p, &rows.v[i]) || push_debounce_merge(p, &rows.v[i])) {
             ess_keyq_skip(p->window, rows.v[i].seq);
             continue;
         }
         /* The window takes the strings over. */
         ess_keyq_push(p->window, rows.v[i].seq, rows.v[i].key, rows.v[i].event_id,
                       rows.v[i].body, rows.v[i].received_ms);
+        push_debounce_start(p, rows.v[i].key, rows.v[i].received_ms);
         rows.v[i].key = NULL;
         rows.v[i].event_id = NULL;
         rows.v[i].body = NULL;

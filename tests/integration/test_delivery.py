@@ -147,6 +147,36 @@ def test_max_retry_exhausted_parks():
     with_worker("max_retry: 3\n", body)
 
 
+def test_debounce_merges_rapid_changes_per_key():
+    def body(cid, topic, partner, bus, worker):
+        for i in range(5):
+            bus.publish(topic, {"permit_id": "D", "step": i, "field%d" % i: True},
+                        message_id="d-%d" % i)
+        bus.publish(topic, {"permit_id": "E", "step": 0}, message_id="e-0")
+        wait_until(lambda: partner.count() >= 2, 20, "one merged delivery per key")
+        n_journal = sql("SELECT count(*) FROM ess_journal WHERE connector=%s", cid)[0][0]
+        check(n_journal == 6, "the journal keeps every change: %d" % n_journal)
+        # Quiet for the debounce period: nothing more comes (bounded wait for a 3rd POST).
+        try:
+            wait_until(lambda: partner.count() > 2, 2.5, "a third POST")
+            check(False, "more than one delivery per key: %r" % partner.bodies())
+        except AssertionError as e:
+            if "more than one" in str(e):
+                raise
+        d = [b for b in partner.bodies() if b["permit_id"] == "D"]
+        check(len(d) == 1, "key D delivered once: %r" % d)
+        want = {"permit_id": "D", "step": 4, "field0": True, "field1": True, "field2": True,
+                "field3": True, "field4": True}
+        check(d[0] == want, "later fields win, earlier ones kept: %r" % d[0])
+        ids = [{k.lower(): v for k, v in r["headers"].items()}.get("x-ess-event-id")
+               for r in partner.received()]
+        check("d-4" in ids, "the merged delivery carries the newest event id: %r" % ids)
+        last = sql("SELECT max(seq) FROM ess_journal WHERE connector=%s", cid)[0][0]
+        wait_until(lambda: sql("SELECT delivered_seq FROM ess_offsets WHERE connector=%s",
+                               cid)[0][0] == last, 10, "the offset past the merged changes")
+    with_worker("debounce_sec: 1\n", body)
+
+
 def test_heartbeats_and_lifecycle():
     cid = unique_id("it-hb")
     partner = Partner()
@@ -211,5 +241,6 @@ if __name__ == "__main__":
     run([test_shaped_delivery_with_headers, test_cloudevent_shapes_data_and_uses_its_id,
          test_same_message_id_delivered_once, test_bad_messages_dead_lettered_and_next_delivered,
          test_400_parks_that_event_rest_delivered, test_max_retry_exhausted_parks,
+         test_debounce_merges_rapid_changes_per_key,
          test_heartbeats_and_lifecycle,
          test_sighup_reloads_mapping])

@@ -120,6 +120,37 @@ static void test_skip_lets_the_mark_pass(void **state)
     ess_keyq_free(q);
 }
 
+/* Debounce support: the waiting tail of a key, and moving its due time. */
+static void test_tail_and_reschedule(void **state)
+{
+    struct ess_keyq *q = ess_keyq_new();
+    struct ess_keyq_item *a;
+    struct ess_keyq_item *t;
+
+    (void)state;
+    push(q, 1, "A");
+    push(q, 2, "B");
+    t = ess_keyq_tail(q, "A");
+    assert_non_null(t);
+    assert_int_equal(t->seq, 1);
+    assert_null(ess_keyq_tail(q, "Z"));
+    ess_keyq_reschedule(q, t, 500); /* A waits for its quiet period */
+    a = ess_keyq_take(q, 0);
+    assert_int_equal(a->seq, 2); /* B goes first */
+    assert_null(ess_keyq_tail(q, "B")); /* in flight: nothing to merge into */
+    assert_null(ess_keyq_take(q, 499));
+    ess_keyq_reschedule(q, t, 100); /* earlier again */
+    a = ess_keyq_take(q, 100);
+    assert_int_equal(a->seq, 1);
+    ess_keyq_done(q, a);
+    push(q, 3, "C");
+    t = ess_keyq_tail(q, "C");
+    ess_keyq_reschedule(q, t, 50);
+    push(q, 4, "C"); /* behind C's head: keeps its own due time (0) */
+    assert_null(ess_keyq_take(q, 49));
+    ess_keyq_free(q);
+}
+
 static void test_rejects_out_of_order_seq(void **state)
 {
     struct ess_keyq *q = ess_keyq_new();
@@ -180,6 +211,7 @@ int main(void)
         cmocka_unit_test(test_retry_keeps_key_order),
         cmocka_unit_test(test_rejects_out_of_order_seq),
         cmocka_unit_test(test_skip_lets_the_mark_pass),
+        cmocka_unit_test(test_tail_and_reschedule),
         cmocka_unit_test(test_many_keys_in_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
