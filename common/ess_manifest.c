@@ -34,10 +34,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <yaml.h>
+
+#include "ess_transform.h"
 
 #define MANIFEST_MAX_BYTES (1024 * 1024) /* a manifest is a page, not a data set */
 #define MANIFEST_MAX_DIAGS 50            /* garbage input must not flood the terminal */
@@ -74,6 +77,10 @@ static int check_topic(const char *s, char *why, size_t len);
 static int check_path(const char *s, char *why, size_t len);
 static int check_url(const char *s, char *why, size_t len);
 static int check_envname(const char *s, char *why, size_t len);
+static int check_xml_name(const char *s, char *why, size_t len);
+static int check_soap_action(const char *s, char *why, size_t len);
+static int check_xml_ns(const char *s, char *why, size_t len);
+static int check_delimiter(const char *s, char *why, size_t len);
 
 #define OFF(f) offsetof(struct ess_manifest, f)
 #define DAYS(n) ((long)(n) * 86400L)
@@ -95,6 +102,29 @@ static int check_envname(const char *s, char *why, size_t len);
       check_url, "partner endpoint: http(s)://, ftp(s)://, sftp:// with a host")              \
     X("format", ESS_KEY_ENUM, "json", 0, "json|soap|xml|csv|fixed|form", NULL, 0,             \
       OFF(format), 0, 0, NULL, "body rendered for the partner")                               \
+    X("soap", ESS_KEY_BLOCK, NULL, 0, NULL, "format=soap", F_ONLY_WHEN, OFF(soap), 0, 0, NULL, \
+      "SOAP 1.1 envelope settings (format: soap)")                                            \
+    X("soap.action", ESS_KEY_STRING, NULL, 1, NULL, "format=soap", 0, OFF(soap.action), 0, 0,  \
+      check_soap_action,                                                                      \
+      "SOAPAction header: \"NAMESPACE/ACTION\", or the action as given when it holds ':'")     \
+    X("soap.namespace", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(soap.namespace), 0, 0,     \
+      check_xml_ns, "namespace URI of the operation element (xmlns:ns); absent: unqualified")  \
+    X("soap.operation", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(soap.operation), 0, 0,     \
+      check_xml_name, "element inside soap:Body holding the fields; absent: the action")       \
+    X("xml", ESS_KEY_BLOCK, NULL, 0, NULL, "format=xml", F_ONLY_WHEN, OFF(xml), 0, 0, NULL,    \
+      "plain XML settings (format: xml): one element per record")                             \
+    X("xml.root", ESS_KEY_STRING, "record", 0, NULL, NULL, 0, OFF(xml.root), 0, 0,            \
+      check_xml_name, "element wrapping one record's fields")                                 \
+    X("csv", ESS_KEY_BLOCK, NULL, 0, NULL, "format=csv", F_ONLY_WHEN, OFF(csv), 0, 0, NULL,    \
+      "CSV settings (format: csv, RFC 4180 quoting, CRLF line ends)")                         \
+    X("csv.header", ESS_KEY_ENUM, "false", 0, "false|true", NULL, 0, OFF(csv.header), 0, 0,   \
+      NULL, "true: a header line of field names before the record line")                      \
+    X("csv.delimiter", ESS_KEY_STRING, ",", 0, NULL, NULL, 0, OFF(csv.delimiter), 0, 0,        \
+      check_delimiter, "field separator, one character (not a quote or line break)")          \
+    X("columns", ESS_KEY_COLUMNS, NULL, 1, NULL, "format=fixed", F_ONLY_WHEN, OFF(columns), 1, \
+      10000, NULL,                                                                            \
+      "fixed-width layout, in order: [{field (partner name), width 1..10000, align "          \
+      "left|right (left), pad one character (' '), truncate error|right|left (error)}]")      \
     X("fields", ESS_KEY_STRLIST, NULL, 0, NULL, NULL, 0, OFF(fields), 0, 0, check_path,       \
       "include filter, dotted paths; absent: every field")                                    \
     X("drop", ESS_KEY_STRLIST, NULL, 0, NULL, NULL, 0, OFF(drop), 0, 0, check_path,           \
@@ -103,8 +133,11 @@ static int check_envname(const char *s, char *why, size_t len);
       "source field -> partner field")                                                        \
     X("values", ESS_KEY_VALUEMAP, NULL, 0, NULL, NULL, 0, OFF(values), 0, 0, NULL,            \
       "field -> {FROM: TO} code translation, values compared as text")                        \
-    X("transforms", ESS_KEY_ANYMAP, NULL, 0, NULL, NULL, 0, OFF(transforms), 0, 0, NULL,      \
-      "field -> transform spec (free-form, kept as JSON strings/arrays/objects)")             \
+    X("transforms", ESS_KEY_TRANSFORMS, NULL, 0, NULL, NULL, 0, OFF(transforms), 0, 0,        \
+      check_path, "source field -> step or [steps]: date, tz, upper, lower, trim, truncate, "  \
+      "pad, default, const, concat, map (after drop, before values)")                         \
+    X("link_fields", ESS_KEY_STRLIST, NULL, 0, NULL, NULL, 0, OFF(link_fields), 0, 0,         \
+      check_path, "fields holding URLs of large payloads: passed through as is, never fetched") \
     X("debounce_sec", ESS_KEY_INT, "0", 0, NULL, NULL, 0, OFF(debounce_sec), 0, 86400, NULL,  \
       "coalesce rapid changes per key for this long; 0: off")                                 \
     X("heartbeat_sec", ESS_KEY_INT, "30", 0, NULL, NULL, 0, OFF(heartbeat_sec), 1, 3600,      \
@@ -138,7 +171,9 @@ static int check_envname(const char *s, char *why, size_t len);
       "env var holding the basic-auth user")                                                  \
     X("auth.password_env", ESS_KEY_STRING, NULL, 1, NULL, "auth.type=basic",                  \
       F_ENV | F_ONLY_WHEN, OFF(auth.password_env), 0, 0, check_envname,                       \
-      "env var holding the basic-auth password")
+      "env var holding the basic-auth password")                                              \
+    X("headers", ESS_KEY_HEADERS, NULL, 0, NULL, NULL, 0, OFF(headers), 0, 0, NULL,           \
+      "static extra request headers {Name: value}; not credentials, not ESS's own headers")
 
 #define KEY_PUB(nm, ty, def, req, ch, when, fl, off, lo, hi, chk, doc) {nm, ty, def, req, ch, doc},
 #define KEY_IMPL(nm, ty, def, req, ch, when, fl, off, lo, hi, chk, doc) {when, fl, off, lo, hi, chk},
@@ -447,6 +482,72 @@ static int check_envname(const char *s, char *why, size_t len)
     return 0;
 }
 
+/* An XML element name without a prefix (what the xml and soap renderers write). */
+static int check_xml_name(const char *s, char *why, size_t len)
+{
+    char sh[SHOW_MAX + 1];
+    const unsigned char *p = (const unsigned char *)s;
+    int ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_' || *p >= 0x80;
+
+    for (p++; ok && *p != '\0'; p++) {
+        ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+             *p == '_' || *p == '-' || *p == '.' || *p >= 0x80;
+    }
+    if (!ok) {
+        snprintf(why, len, "'%s' is not an XML element name (a letter or _, then letters, "
+                           "digits, _ - .)",
+                 show(s, sh, sizeof(sh)));
+        return -1;
+    }
+    return 0;
+}
+
+/* Goes into a quoted header value: printable, no quotes, no blanks. */
+static int check_soap_action(const char *s, char *why, size_t len)
+{
+    char sh[SHOW_MAX + 1];
+    size_t i;
+
+    for (i = 0; s[i] != '\0'; i++) {
+        if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f || s[i] == '"' || s[i] == '\\') {
+            snprintf(why, len, "'%s' cannot be a SOAP action (no blanks, quotes or control "
+                               "characters)",
+                     show(s, sh, sizeof(sh)));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Goes into an XML attribute: a URI, so no blanks, quotes or markup. */
+static int check_xml_ns(const char *s, char *why, size_t len)
+{
+    char sh[SHOW_MAX + 1];
+    size_t i;
+
+    for (i = 0; s[i] != '\0'; i++) {
+        if ((unsigned char)s[i] <= 0x20 || strchr("\"'<>&", s[i]) != NULL) {
+            snprintf(why, len, "'%s' is not a namespace URI (no blanks, quotes, < > &)",
+                     show(s, sh, sizeof(sh)));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int check_delimiter(const char *s, char *why, size_t len)
+{
+    char sh[SHOW_MAX + 1];
+
+    if (strlen(s) != 1 || strchr("\"\r\n", s[0]) != NULL) {
+        snprintf(why, len, "'%s' is not a delimiter (exactly one character, not a quote or line "
+                           "break)",
+                 show(s, sh, sizeof(sh)));
+        return -1;
+    }
+    return 0;
+}
+
 static const char *const url_schemes[] = {"http", "https", "ftp", "ftps", "sftp"};
 
 /* 1 when libcurl parses s with an allowed scheme and a host; *has_pw set when the
@@ -659,7 +760,12 @@ static const char *expect_word(enum ess_key_type t)
     case ESS_KEY_VALUEMAP:
     case ESS_KEY_ANYMAP:
     case ESS_KEY_AUTH:
+    case ESS_KEY_BLOCK:
+    case ESS_KEY_TRANSFORMS:
+    case ESS_KEY_HEADERS:
         return "a mapping";
+    case ESS_KEY_COLUMNS:
+        return "a list of columns";
     default:
         return "a string";
     }
@@ -980,6 +1086,298 @@ static void set_anymap(struct pctx *p, size_t ki, const yaml_node_t *v)
     }
 }
 
+/* ---------------------------------------------------------------- transforms */
+
+/* Compile one field's spec; an error is positioned at the offending step. */
+static void compile_transform(struct pctx *p, size_t ki, const char *field, const yaml_node_t *vn)
+{
+    struct ess_manifest *m = p->m;
+    const json_t *spec = json_object_get(m->transforms, field);
+    struct ess_transform *t = NULL;
+    struct ess_transform **grown;
+    const yaml_node_t *at = vn;
+    struct ess_err err;
+    int bad = -1;
+    int rc;
+
+    ess_err_clear(&err);
+    rc = ess_transform_new(field, spec, &t, &bad, &err);
+    if (rc == ESS_ENOMEM) {
+        p->oom = 1;
+        return;
+    }
+    if (rc != ESS_OK) {
+        if (bad >= 0 && vn->type == YAML_SEQUENCE_NODE) {
+            at = node_of(p, vn->data.sequence.items.start[bad]);
+        }
+        perr(p, at, "%s.%s: %s", key_pub[ki].name, field, err.msg);
+        p->bad[ki] = 1;
+        return;
+    }
+    grown = realloc(m->xforms, (m->n_xforms + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        ess_transform_free(t);
+        p->oom = 1;
+        return;
+    }
+    m->xforms = grown;
+    m->xforms[m->n_xforms++] = t;
+}
+
+/* Kept as written (JSON, for display) and compiled into steps, so a bad step is a
+ * load-time error at its own line and column. */
+static void set_transforms(struct pctx *p, size_t ki, const yaml_node_t *v)
+{
+    char why[WHY_MAX];
+    yaml_node_pair_t *pr;
+
+    set_anymap(p, ki, v);
+    if (p->bad[ki] || p->m->transforms == NULL) {
+        return;
+    }
+    for (pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top; pr++) {
+        const yaml_node_t *kn = node_of(p, pr->key);
+        const char *field = (const char *)kn->data.scalar.value;
+
+        if (check_path(field, why, sizeof(why)) != 0) {
+            perr(p, kn, "%s: %s", key_pub[ki].name, why);
+            p->bad[ki] = 1;
+            continue;
+        }
+        compile_transform(p, ki, field, node_of(p, pr->value));
+    }
+}
+
+static void free_transforms(struct ess_manifest *m)
+{
+    size_t i;
+
+    for (i = 0; i < m->n_xforms; i++) {
+        ess_transform_free(m->xforms[i]);
+    }
+    free(m->xforms);
+    m->xforms = NULL;
+    m->n_xforms = 0;
+    json_decref(m->transforms);
+    m->transforms = NULL;
+}
+
+/* ---------------------------------------------------------------- columns (format: fixed) */
+
+#define COLUMN_KEYS "field|width|align|pad|truncate"
+
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+
+    for (; *s != '\0'; s++) {
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    }
+    return n;
+}
+
+/* One "key: value" of a column; why says what is wrong. INVALID, 0 or ESS_ENOMEM. */
+static int column_value(struct ess_column *c, int which, const char *s, const struct key_impl *im,
+                        char *why, size_t len)
+{
+    char sh[SHOW_MAX + 1];
+    int idx;
+
+    switch (which) {
+    case 0:
+        return store_string(&c->field, check_path, s, why, len);
+    case 1:
+        return store_int(&c->width, im, s, why, len);
+    case 2:
+        idx = choice_index("left|right", s);
+        c->align = idx == 1 ? ESS_ALIGN_RIGHT : ESS_ALIGN_LEFT;
+        snprintf(why, len, "'%s' is not one of left|right", show(s, sh, sizeof(sh)));
+        return idx < 0 ? INVALID : 0;
+    case 3:
+        snprintf(why, len, "must be exactly one character, got '%s'", show(s, sh, sizeof(sh)));
+        return utf8_chars(s) != 1 ? INVALID : store_string(&c->pad, NULL, s, why, len);
+    default:
+        idx = choice_index("error|right|left", s);
+        c->truncate = idx < 0 ? ESS_TRUNCATE_ERROR : (enum ess_truncate)idx;
+        snprintf(why, len, "'%s' is not one of error|right|left", show(s, sh, sizeof(sh)));
+        return idx < 0 ? INVALID : 0;
+    }
+}
+
+static void column_pair(struct pctx *p, size_t ki, struct ess_column *c, const char *label,
+                        const yaml_node_pair_t *pr, unsigned *seen)
+{
+    char sub[LABEL_MAX], why[WHY_MAX], sh[SHOW_MAX + 1];
+    const yaml_node_t *kn = node_of(p, pr->key);
+    const char *k = scalar_of(p, label, kn, "a string key");
+    const char *v;
+    int which, rc;
+
+    if (k == NULL) {
+        return;
+    }
+    which = choice_index(COLUMN_KEYS, k);
+    snprintf(sub, sizeof(sub), "%s.%s", label, show(k, sh, sizeof(sh)));
+    if (which < 0) {
+        perr(p, kn, "%s: unknown key; valid keys are field, width, align, pad, truncate", sub);
+        return;
+    }
+    if (*seen & (1u << which)) {
+        perr(p, kn, "%s: duplicate key", sub);
+        return;
+    }
+    *seen |= 1u << which;
+    v = scalar_of(p, sub, node_of(p, pr->value), which == 1 ? "an integer" : "a string");
+    rc = v != NULL ? column_value(c, which, v, &key_impl[ki], why, sizeof(why)) : INVALID;
+    if (rc == ESS_ENOMEM) {
+        p->oom = 1;
+    } else if (rc != 0 && v != NULL) {
+        perr(p, node_of(p, pr->value), "%s: %s", sub, why);
+    }
+}
+
+static void parse_column(struct pctx *p, size_t ki, size_t idx, const yaml_node_t *item)
+{
+    struct ess_column *c = &p->m->columns[idx];
+    char label[LABEL_MAX];
+    yaml_node_pair_t *pr;
+    unsigned seen = 0;
+
+    snprintf(label, sizeof(label), "%s[%zu]", key_pub[ki].name, idx);
+    c->pad = strdup(" ");
+    p->oom |= c->pad == NULL;
+    if (mapping_of(p, label, item) == NULL) {
+        return;
+    }
+    for (pr = item->data.mapping.pairs.start; pr < item->data.mapping.pairs.top; pr++) {
+        column_pair(p, ki, c, label, pr, &seen);
+    }
+    if (!(seen & 1u)) {
+        perr(p, item, "%s: field is required", label);
+    } else if (!(seen & 2u)) {
+        perr(p, item, "%s: width is required", label);
+    }
+}
+
+static void set_columns(struct pctx *p, size_t ki, const yaml_node_t *v)
+{
+    struct ess_manifest *m = p->m;
+    size_t n, i;
+
+    if (v->type != YAML_SEQUENCE_NODE) {
+        perr(p, v, "%s: expected a list of column mappings, got %s", key_pub[ki].name,
+             node_kind(v));
+        p->bad[ki] = 1;
+        return;
+    }
+    n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if (n == 0 || n > MAP_MAX_ENTRIES) {
+        perr(p, v, "%s: expected 1..%d columns", key_pub[ki].name, MAP_MAX_ENTRIES);
+        p->bad[ki] = 1;
+        return;
+    }
+    m->columns = calloc(n, sizeof(*m->columns));
+    if (m->columns == NULL) {
+        p->oom = 1;
+        return;
+    }
+    m->n_columns = n;
+    for (i = 0; i < n; i++) {
+        parse_column(p, ki, i, node_of(p, v->data.sequence.items.start[i]));
+    }
+}
+
+static void free_columns(struct ess_manifest *m)
+{
+    size_t i;
+
+    for (i = 0; i < m->n_columns; i++) {
+        free(m->columns[i].field);
+        free(m->columns[i].pad);
+    }
+    free(m->columns);
+    m->columns = NULL;
+    m->n_columns = 0;
+}
+
+/* ---------------------------------------------------------------- headers */
+
+/* Headers ESS sets itself, and words that mark a credential (those come only
+ * from *_env variables through auth). Lower case; "x-ess-" is a prefix. */
+static const char *const own_headers[] = {
+    "authorization", "idempotency-key", "content-type", "content-length", "host",
+    "transfer-encoding", "soapaction", "webhook-id", "webhook-timestamp", "webhook-signature"};
+static const char *const credential_words[] = {"token", "secret", "password", "passwd",
+                                               "apikey", "api-key", "api_key", "cookie"};
+
+static int header_is_token(const char *s)
+{
+    const char *tchar = "!#$%&'*+-.^_`|~";
+
+    for (; *s != '\0'; s++) {
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              strchr(tchar, *s) != NULL)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int header_name_ok(const char *s, char *why, size_t len)
+{
+    char sh[SHOW_MAX + 1], lower[SHOW_MAX + 1];
+    size_t i;
+
+    if (!header_is_token(s)) {
+        snprintf(why, len, "'%s' is not an HTTP header name (a token)", show(s, sh, sizeof(sh)));
+        return 0;
+    }
+    for (i = 0; i < sizeof(own_headers) / sizeof(own_headers[0]); i++) {
+        if (strcasecmp(s, own_headers[i]) == 0 || strncasecmp(s, "x-ess-", 6) == 0) {
+            snprintf(why, len, "ESS sets this header itself; it cannot be overridden");
+            return 0;
+        }
+    }
+    for (i = 0; i + 1 < sizeof(lower) && s[i] != '\0'; i++) {
+        lower[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
+    }
+    lower[i] = '\0';
+    for (i = 0; i < sizeof(credential_words) / sizeof(credential_words[0]); i++) {
+        if (strstr(lower, credential_words[i]) != NULL) {
+            snprintf(why, len, "looks like a credential; secrets come only from environment "
+                               "variables: use auth");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void set_headers(struct pctx *p, size_t ki, const yaml_node_t *v)
+{
+    char why[WHY_MAX], sh[SHOW_MAX + 1];
+    yaml_node_pair_t *pr;
+
+    if (set_strmap(p, key_pub[ki].name, v, field_at(p->m, ki)) != 0) {
+        p->bad[ki] = 1;
+        return;
+    }
+    for (pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top; pr++) {
+        const yaml_node_t *kn = node_of(p, pr->key);
+        const yaml_node_t *vn = node_of(p, pr->value);
+        const char *name = (const char *)kn->data.scalar.value;
+        const char *val = (const char *)vn->data.scalar.value;
+
+        if (!header_name_ok(name, why, sizeof(why))) {
+            perr(p, kn, "%s.%s: %s", key_pub[ki].name, show(name, sh, sizeof(sh)), why);
+            p->bad[ki] = 1;
+        } else if (strpbrk(val, "\r\n") != NULL || strlen(val) > 1024) {
+            perr(p, vn, "%s.%s: a header value is one line of at most 1024 characters",
+                 key_pub[ki].name, name);
+            p->bad[ki] = 1;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- blocks */
 
 static void parse_block(struct pctx *p, const char *prefix, const yaml_node_t *map);
@@ -1021,7 +1419,17 @@ static void set_value(struct pctx *p, size_t ki, const yaml_node_t *v)
     case ESS_KEY_ANYMAP:
         set_anymap(p, ki, v);
         break;
+    case ESS_KEY_TRANSFORMS:
+        set_transforms(p, ki, v);
+        break;
+    case ESS_KEY_COLUMNS:
+        set_columns(p, ki, v);
+        break;
+    case ESS_KEY_HEADERS:
+        set_headers(p, ki, v);
+        break;
     case ESS_KEY_AUTH:
+    case ESS_KEY_BLOCK:
         if (mapping_of(p, key_pub[ki].name, v) != NULL) {
             parse_block(p, key_pub[ki].name, v);
         }
@@ -1552,6 +1960,15 @@ static void free_key(struct ess_manifest *m, size_t ki)
         json_decref(*(json_t **)at);
         *(json_t **)at = NULL;
         break;
+    case ESS_KEY_TRANSFORMS:
+        free_transforms(m);
+        break;
+    case ESS_KEY_COLUMNS:
+        free_columns(m);
+        break;
+    case ESS_KEY_HEADERS:
+        strmap_free(at);
+        break;
     default:
         break;
     }
@@ -1628,8 +2045,18 @@ static const char *type_text(size_t ki, char *buf, size_t len)
     case ESS_KEY_VALUEMAP:
         snprintf(buf, len, "map field -> map");
         break;
+    case ESS_KEY_TRANSFORMS:
+        snprintf(buf, len, "map field -> steps");
+        break;
+    case ESS_KEY_COLUMNS:
+        snprintf(buf, len, "list of columns");
+        break;
+    case ESS_KEY_HEADERS:
+        snprintf(buf, len, "map header -> value");
+        break;
     case ESS_KEY_ANYMAP:
     case ESS_KEY_AUTH:
+    case ESS_KEY_BLOCK:
         snprintf(buf, len, "mapping");
         break;
     default:

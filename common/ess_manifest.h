@@ -65,6 +65,38 @@ struct ess_auth {
     char *password_env; /* basic */
 };
 
+/* soap: {action, namespace, operation}. SOAPAction rule: see ess_render.h. */
+struct ess_soap {
+    char *action;    /* required with format: soap */
+    char *namespace; /* the operation element's namespace (xmlns:ns) */
+    char *operation; /* element name inside soap:Body; NULL: the action */
+};
+
+struct ess_xml {
+    char *root; /* element wrapping one record (default "record") */
+};
+
+struct ess_csv {
+    int header;      /* 1: a header line before the record */
+    char *delimiter; /* one character (default ",") */
+};
+
+enum ess_align { ESS_ALIGN_LEFT = 0, ESS_ALIGN_RIGHT };
+
+/* A value wider than its column: error parks the event, right cuts the end,
+ * left cuts the beginning (keeps the last `width` characters). */
+enum ess_truncate { ESS_TRUNCATE_ERROR = 0, ESS_TRUNCATE_RIGHT, ESS_TRUNCATE_LEFT };
+
+struct ess_column { /* format: fixed, one per field, in record order */
+    char *field;    /* the PARTNER name (after rename) */
+    int width;      /* characters (UTF-8 code points), 1..10000 */
+    enum ess_align align;
+    char *pad;      /* exactly one character (default " ") */
+    enum ess_truncate truncate;
+};
+
+struct ess_transform; /* ess_transform.h */
+
 struct ess_manifest {
     char *path; /* file it was loaded from ("<string>" for parse) */
     char *sha256; /* hex digest of the manifest text: its version */
@@ -79,7 +111,16 @@ struct ess_manifest {
     struct ess_strmap rename;   /* source field -> partner field */
     struct ess_valuemap *values;
     size_t n_values;
-    json_t *transforms; /* owned; object field -> transform spec, or NULL */
+    json_t *transforms; /* owned; object field -> transform spec as written, or NULL */
+    struct ess_transform **xforms; /* owned; transforms compiled, in manifest order */
+    size_t n_xforms;
+    struct ess_soap soap;
+    struct ess_xml xml;
+    struct ess_csv csv;
+    struct ess_column *columns; /* format: fixed */
+    size_t n_columns;
+    struct ess_strmap headers;     /* static extra request headers */
+    struct ess_strlist link_fields; /* fields carrying URLs: passed as is, never fetched */
     int debounce_sec;
     int debounce_max_sec; /* 0: 10 x debounce_sec */
     int heartbeat_sec;
@@ -102,7 +143,11 @@ enum ess_key_type {
     ESS_KEY_STRMAP,    /* a mapping string -> string */
     ESS_KEY_VALUEMAP,  /* mapping field -> mapping */
     ESS_KEY_ANYMAP,    /* free-form mapping kept as JSON */
-    ESS_KEY_AUTH       /* the auth block */
+    ESS_KEY_AUTH,      /* the auth block */
+    ESS_KEY_BLOCK,     /* a nested block of keys "<block>.<leaf>" (soap, xml, csv) */
+    ESS_KEY_TRANSFORMS,/* field -> transform steps, compiled (ess_transform.h) */
+    ESS_KEY_COLUMNS,   /* list of fixed-width column mappings */
+    ESS_KEY_HEADERS    /* mapping HTTP header name -> value */
 };
 
 struct ess_manifest_key {

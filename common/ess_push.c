@@ -125,6 +125,7 @@ struct ess_push {
 
 /* The operator's side, defined further down. */
 static void push_controls(struct ess_push *p);
+static void push_window_add(struct ess_push *p, struct ess_store_row *row);
 static void push_redeliver(struct ess_push *p, long long now);
 static void push_replay_filter(struct ess_push *p, const struct ess_store_controls *c,
                                long long offset);
@@ -312,9 +313,48 @@ static int push_take_one(struct ess_push *p, const struct ess_bus_msg *msg,
 }
 
 /* Journal the burst in one transaction, then ack it with one multiple-ack. */
+/* When the window holds everything journaled so far, the burst's new events
+ * join it directly (saving a read of what was just written); otherwise the
+ * refill reads them back. Takes the burst's strings. */
+static void push_window_direct(struct ess_push *p, const long long *seqs, size_t inserted)
+{
+    struct ess_store_row row;
+    size_t i;
+
+    if (inserted == 0) {
+        return;
+    }
+    if (p->journal_more || !p->offset_known || p->burst.n == 0 || seqs[0] == -2 ||
+        ess_keyq_pending(p->window) + inserted > p->window_max) {
+        p->journal_more = 1;
+        return;
+    }
+    for (i = 0; i < p->burst.n; i++) {
+        if (seqs[i] >= 0 && seqs[i] <= ess_keyq_last_seq(p->window)) {
+            p->journal_more = 1; /* another writer interleaved: read back instead */
+            return;
+        }
+    }
+    for (i = 0; i < p->burst.n; i++) {
+        if (seqs[i] < 0) {
+            continue; /* a duplicate: journaled before */
+        }
+        row = (struct ess_store_row){seqs[i], p->burst.v[i].event_id, p->burst.v[i].key,
+                                     p->burst.v[i].body, p->burst.v[i].received_ms};
+        p->burst.v[i].event_id = NULL;
+        p->burst.v[i].key = NULL;
+        p->burst.v[i].body = NULL;
+        push_window_add(p, &row);
+        free(row.event_id);
+        free(row.key);
+        free(row.body);
+    }
+}
+
 static void push_flush(struct ess_push *p)
 {
     struct ess_store_event *ev;
+    long long *seqs;
     struct ess_err err;
     size_t inserted = 0;
     size_t i;
@@ -324,7 +364,10 @@ static void push_flush(struct ess_push *p)
     }
     ess_err_clear(&err);
     ev = calloc(p->burst.n ? p->burst.n : 1, sizeof(*ev));
-    if (ev == NULL) {
+    seqs = calloc(p->burst.n ? p->burst.n : 1, sizeof(*seqs));
+    if (ev == NULL || seqs == NULL) {
+        free(ev);
+        free(seqs);
         return; /* try again next turn; nothing is acked */
     }
     for (i = 0; i < p->burst.n; i++) {
@@ -332,16 +375,16 @@ static void push_flush(struct ess_push *p)
                                          p->burst.v[i].topic, p->burst.v[i].body,
                                          p->burst.v[i].received_ms};
     }
-    if (p->burst.n > 0 &&
-        ess_store_journal_append(p->store, p->m->id, ev, p->burst.n, &inserted, &err) != ESS_OK) {
+    if (p->burst.n > 0 && ess_store_journal_append(p->store, p->m->id, ev, p->burst.n,
+                                                   &inserted, seqs, &err) != ESS_OK) {
         free(ev);
+        free(seqs);
         push_store_lost(p, &err);
         return;
     }
     free(ev);
-    if (inserted > 0) {
-        p->journal_more = 1;
-    }
+    push_window_direct(p, seqs, inserted);
+    free(seqs);
     if (p->burst.has_tag && ess_bus_ack_upto(p->bus, p->burst.last_tag, &err) != ESS_OK) {
         push_bus_lost(p, &err);
         return;
@@ -465,6 +508,28 @@ static int push_replay_skips(struct ess_push *p, const struct ess_store_row *row
            (p->replay.has_key && strcmp(row->key, p->replay.key) != 0);
 }
 
+/* A journaled row joins the delivery window -- unless a replay skips it or a
+ * debounce merges it into its key's waiting event. The window takes the
+ * strings it keeps (those it leaves are still the caller's). */
+static void push_window_add(struct ess_push *p, struct ess_store_row *row)
+{
+    const char *key = row->key; /* the window's copy once pushed */
+    int rc;
+
+    if (push_replay_skips(p, row) || push_debounce_merge(p, row)) {
+        ess_keyq_skip(p->window, row->seq);
+        return;
+    }
+    rc = ess_keyq_push(p->window, row->seq, row->key, row->event_id, row->body,
+                       row->received_ms);
+    row->key = NULL;
+    row->event_id = NULL;
+    row->body = NULL;
+    if (rc == ESS_OK) {
+        push_debounce_start(p, key, row->received_ms);
+    }
+}
+
 static void push_refill(struct ess_push *p)
 {
     struct ess_store_rows rows = {0};
@@ -485,17 +550,7 @@ static void push_refill(struct ess_push *p)
         return;
     }
     for (i = 0; i < rows.n; i++) {
-        if (push_replay_skips(p, &rows.v[i]) || push_debounce_merge(p, &rows.v[i])) {
-            ess_keyq_skip(p->window, rows.v[i].seq);
-            continue;
-        }
-        /* The window takes the strings over. */
-        ess_keyq_push(p->window, rows.v[i].seq, rows.v[i].key, rows.v[i].event_id,
-                      rows.v[i].body, rows.v[i].received_ms);
-        push_debounce_start(p, rows.v[i].key, rows.v[i].received_ms);
-        rows.v[i].key = NULL;
-        rows.v[i].event_id = NULL;
-        rows.v[i].body = NULL;
+        push_window_add(p, &rows.v[i]);
     }
     p->journal_more = rows.n == (size_t)want;
     ess_store_rows_fini(&rows);

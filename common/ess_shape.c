@@ -16,8 +16,13 @@
  *   value's text (strings as is, integers in decimal, booleans true/false);
  *   null and unmapped values are left as they are; arrays, objects and reals
  *   cannot be code-mapped and are ESS_ESHAPE (the event is parked).
+ * - transforms (ess_transform.h): compiled at load; each field's chain runs on
+ *   the value at its SOURCE path, in manifest order, after drop and before values
+ *   (so `values` maps what the transforms produced); a transform that yields a
+ *   value for a missing dotted path (default, const, concat) creates the path.
  * - rename: all sources are read first, then removed, then set at top level, so
  *   a swap {a: b, b: a} works and a renamed value wins over an existing key.
+ * - render: ess_render_body (ess_render.h) for every format.
  * - No manifest shaping at all: the result is the input, incref'd.
  */
 #include "ess_shape.h"
@@ -27,6 +32,8 @@
 #include <string.h>
 
 #include "ess_event.h"
+#include "ess_render.h"
+#include "ess_transform.h"
 
 static int shape_nomem(struct ess_err *err)
 {
@@ -195,6 +202,48 @@ static int shape_one_value(const struct ess_valuemap *vm, json_t *res, struct es
     return ESS_OK;
 }
 
+/* One field's transform chain; the result replaces the value at its path. */
+static int shape_one_transform(const struct ess_transform *t, json_t *res, struct ess_err *err)
+{
+    const char *field = ess_transform_field(t);
+    json_t *v = ess_event_path_get(res, field);
+    json_t *nv = NULL;
+    json_t *parent;
+    const char *leaf = NULL;
+    int nomem = 0;
+    int rc;
+
+    rc = ess_transform_apply(t, res, v, &nv, err);
+    if (rc != ESS_OK || nv == NULL || nv == v) {
+        json_decref(nv);
+        return rc;
+    }
+    parent = shape_own_parent(res, field, 1, &leaf, &nomem);
+    if (parent == NULL && !nomem) {
+        json_decref(nv);
+        return ess_err_set(err, ESS_ESHAPE,
+                           "transforms.%s: a non-object value sits on the path", field);
+    }
+    if (parent == NULL || json_object_set_new(parent, leaf, nv) != 0) {
+        return shape_nomem(err);
+    }
+    return ESS_OK;
+}
+
+static int shape_transforms(const struct ess_manifest *m, json_t *res, struct ess_err *err)
+{
+    size_t i;
+    int rc;
+
+    for (i = 0; i < m->n_xforms; i++) {
+        rc = shape_one_transform(m->xforms[i], res, err);
+        if (rc != ESS_OK) {
+            return rc;
+        }
+    }
+    return ESS_OK;
+}
+
 static int shape_values(const struct ess_manifest *m, json_t *res, struct ess_err *err)
 {
     size_t i;
@@ -283,7 +332,8 @@ static int shape_rename(const struct ess_manifest *m, json_t *res, struct ess_er
 
 static int shape_is_identity(const struct ess_manifest *m)
 {
-    return m->fields.n == 0 && m->drop.n == 0 && m->n_values == 0 && m->rename.n == 0;
+    return m->fields.n == 0 && m->drop.n == 0 && m->n_xforms == 0 && m->n_values == 0 &&
+           m->rename.n == 0;
 }
 
 int ess_shape_apply(const struct ess_manifest *m, json_t *data, json_t **out, struct ess_err *err)
@@ -311,6 +361,9 @@ int ess_shape_apply(const struct ess_manifest *m, json_t *data, json_t **out, st
         rc = shape_drop(m, res, err);
     }
     if (rc == ESS_OK) {
+        rc = shape_transforms(m, res, err);
+    }
+    if (rc == ESS_OK) {
         rc = shape_values(m, res, err);
     }
     if (rc == ESS_OK) {
@@ -329,24 +382,5 @@ fail:
 int ess_shape_render(const struct ess_manifest *m, json_t *shaped, char **body, size_t *len,
                      const char **content_type, struct ess_err *err)
 {
-    char *text;
-
-    if (m == NULL || shaped == NULL || body == NULL || len == NULL || content_type == NULL) {
-        return ess_err_set(err, ESS_EINVAL, "render: missing argument");
-    }
-    *body = NULL;
-    *len = 0;
-    *content_type = NULL;
-    if (m->format != ESS_FORMAT_JSON) {
-        return ess_err_set(err, ESS_EINVAL, "format %s is not implemented yet",
-                           ess_manifest_format_name(m->format));
-    }
-    text = json_dumps(shaped, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (text == NULL) {
-        return ess_err_set(err, ESS_ENOMEM, "render: cannot encode JSON");
-    }
-    *body = text;
-    *len = strlen(text);
-    *content_type = "application/json";
-    return ESS_OK;
+    return ess_render_body(m, shaped, body, len, content_type, err);
 }

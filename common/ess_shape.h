@@ -1,12 +1,19 @@
 /*
  * ess_shape -- from an event's data to the partner's body, as the manifest says.
  *
- * Order (documented in the README): include filter `fields` (dotted paths; the
- * result keeps the nesting of the path), then `drop` (dotted paths), then `values`
- * code maps (looked up by the SOURCE field name, string or number values as
- * text; a value not in the map is left as is), then `rename` (source name ->
- * partner name; dotted source paths are renamed to a top-level partner name),
- * then render in the manifest's `format`.
+ * Order (documented in the README):
+ *   1. fields      include filter (dotted paths; the result keeps their nesting)
+ *   2. drop        exclude filter (dotted paths)
+ *   3. transforms  per field, on the SOURCE names, in manifest order; each field's
+ *                  steps in the order written (ess_transform.h); concat reads the
+ *                  record as earlier transforms left it
+ *   4. values      code maps, looked up by the SOURCE field name (string, integer
+ *                  or boolean values as text; a value not in the map is left as is)
+ *   5. rename      source name -> partner name (dotted sources become top level)
+ *   6. render      in the manifest's `format` (ess_render.h)
+ * A value a transform cannot convert is ESS_ESHAPE with the reason, e.g.
+ * "transforms.issued_on: '2026-13-45' does not match %Y-%m-%d", and the worker
+ * parks the event with it.
  *
  * The shaper is a pure function of (manifest, data): no I/O, no globals, so it is
  * unit-tested as tables and reused by `hms ess render`.
@@ -21,15 +28,16 @@
 #include "ess_err.h"
 #include "ess_manifest.h"
 
-/* Apply filter/drop/values/rename. data is borrowed and not modified; *out is
+/* Apply fields/drop/transforms/values/rename. data is borrowed and not modified; *out is
  * a new reference the caller json_decref()s. ESS_ESHAPE with a reason when a
  * value cannot be converted (the event is then parked with that reason). */
 int ess_shape_apply(const struct ess_manifest *m, json_t *data, json_t **out,
                     struct ess_err *err);
 
-/* Render shaped data as the partner body. *body is malloc'd (caller frees),
- * *len its length, *content_type a static string. Only json is implemented in
- * this module today; other formats return ESS_EINVAL. */
+/* Render shaped data as the partner body: ess_render_body (ess_render.h, every
+ * format). *body is malloc'd (caller frees), *len its length, *content_type a
+ * static string. ESS_ESHAPE (parks the event) when a value cannot be written in
+ * the format, with a reason naming the field. */
 int ess_shape_render(const struct ess_manifest *m, json_t *shaped, char **body, size_t *len,
                      const char **content_type, struct ess_err *err);
 

@@ -471,7 +471,8 @@ static void build_append_sql(struct ess_store *s, size_t rows)
                                 "%s($1,$%d,$%d,$%d,$%d,$%d::bigint)", i > 0 ? "," : "", p,
                                 p + 1, p + 2, p + 3, p + 4);
     }
-    snprintf(s->sql + off, s->sql_cap - off, " ON CONFLICT (connector, event_id) DO NOTHING");
+    snprintf(s->sql + off, s->sql_cap - off,
+             " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id");
 }
 
 static int fill_append_params(struct ess_store *s, const char *connector,
@@ -497,10 +498,37 @@ static int fill_append_params(struct ess_store *s, const char *connector,
     return ESS_OK;
 }
 
-/* One INSERT for up to APPEND_CHUNK rows; adds the rows it inserted to *count. */
+/* seqs[i] for the rows RETURNING gave back, in the order of ev (Postgres
+ * returns a multi-row VALUES insert in that order); duplicates get -1. When
+ * the order is not as expected every seq is -2 (unknown), never a wrong one. */
+static void map_seqs(const PGresult *res, const struct ess_store_event *ev, size_t rows,
+                     long long *seqs)
+{
+    int r = 0;
+    int n = PQntuples(res);
+    size_t i;
+
+    for (i = 0; i < rows; i++) {
+        seqs[i] = -1;
+        if (r < n && strcmp(PQgetvalue(res, r, 1), ev[i].event_id) == 0) {
+            if (parse_ll(PQgetvalue(res, r, 0), &seqs[i]) != ESS_OK) {
+                break;
+            }
+            r++;
+        }
+    }
+    if (r != n || i != rows) {
+        for (i = 0; i < rows; i++) {
+            seqs[i] = -2;
+        }
+    }
+}
+
+/* One INSERT for up to APPEND_CHUNK rows; adds the rows it inserted to *count
+ * and, with seqs, their journal seqs. */
 static int append_chunk(struct ess_store *s, const char *connector,
                         const struct ess_store_event *ev, size_t rows, size_t *count,
-                        struct ess_err *err)
+                        long long *seqs, struct ess_err *err)
 {
     int nparams = 1 + APPEND_COLS * (int)rows;
     PGresult *res = NULL;
@@ -514,15 +542,18 @@ static int append_chunk(struct ess_store *s, const char *connector,
         if (!s->prepared[ST_APPEND_CHUNK]) {
             build_append_sql(s, rows);
         }
-        rc = exec_prepared(s, ST_APPEND_CHUNK, s->sql, nparams, s->vals, PGRES_COMMAND_OK,
+        rc = exec_prepared(s, ST_APPEND_CHUNK, s->sql, nparams, s->vals, PGRES_TUPLES_OK,
                            "journal insert", &res, err);
     } else {
         build_append_sql(s, rows);
-        rc = exec_params(s, s->sql, nparams, s->vals, PGRES_COMMAND_OK, "journal insert", &res,
+        rc = exec_params(s, s->sql, nparams, s->vals, PGRES_TUPLES_OK, "journal insert", &res,
                          err);
     }
     if (rc == ESS_OK) {
-        *count += strtoul(PQcmdTuples(res), NULL, 10);
+        *count += (size_t)PQntuples(res);
+        if (seqs != NULL) {
+            map_seqs(res, ev, rows, seqs);
+        }
     }
     PQclear(res);
     return rc;
@@ -530,7 +561,7 @@ static int append_chunk(struct ess_store *s, const char *connector,
 
 int ess_store_journal_append(struct ess_store *s, const char *connector,
                              const struct ess_store_event *ev, size_t n, size_t *inserted,
-                             struct ess_err *err)
+                             long long *seqs, struct ess_err *err)
 {
     size_t done, count = 0;
     bool txn = n > APPEND_CHUNK; /* one chunk is one statement: atomic by itself */
@@ -545,7 +576,8 @@ int ess_store_journal_append(struct ess_store *s, const char *connector,
     for (done = 0; rc == ESS_OK && done < n; done += APPEND_CHUNK) {
         size_t rows = n - done < APPEND_CHUNK ? n - done : APPEND_CHUNK;
 
-        rc = append_chunk(s, connector, ev + done, rows, &count, err);
+        rc = append_chunk(s, connector, ev + done, rows, &count,
+                          seqs != NULL ? seqs + done : NULL, err);
     }
     if (rc == ESS_OK && txn) {
         rc = exec_simple(s, "COMMIT", "journal commit", err);

@@ -63,10 +63,12 @@ int ess_store_reset(struct ess_store *s, struct ess_err *err);
 int ess_store_migrate(struct ess_store *s, struct ess_err *err);
 
 /* Journal n events in one transaction; *inserted (may be NULL) gets how many
- * were new (the rest were duplicates). */
+ * were new (the rest were duplicates). seqs (may be NULL, else n entries)
+ * gets each new event's journal seq, -1 for a duplicate, or -2 everywhere when
+ * they could not be matched (then read them back with journal_read). */
 int ess_store_journal_append(struct ess_store *s, const char *connector,
                              const struct ess_store_event *ev, size_t n, size_t *inserted,
-                             struct ess_err *err);
+                             long long *seqs, struct ess_err *err);
 
 /* Rows with seq > after_seq, in seq order, at most limit. rows is filled
  * (release with ess_store_rows_fini even on failure). */

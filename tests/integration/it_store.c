@@ -92,11 +92,28 @@ static size_t append(struct fixture *f, const char *conn, struct ess_store_event
 {
     struct ess_err err = {0};
     size_t inserted = 12345;
-    int rc = ess_store_journal_append(f->store, conn, ev, n, &inserted, &err);
+    long long *seqs = calloc(n ? n : 1, sizeof(*seqs));
+    long long last = 0;
+    size_t fresh = 0;
+    size_t i;
+    int rc = ess_store_journal_append(f->store, conn, ev, n, &inserted, seqs, &err);
 
     if (rc != ESS_OK) {
         fail_msg("append: %s", err.msg);
     }
+    /* Each new event gets its seq, in order; a duplicate gets -1. */
+    for (i = 0; i < n; i++) {
+        if (seqs[i] == -2) {
+            fail_msg("append: seqs could not be matched");
+        }
+        if (seqs[i] >= 0) {
+            assert_true(seqs[i] > last);
+            last = seqs[i];
+            fresh++;
+        }
+    }
+    assert_int_equal(fresh, inserted);
+    free(seqs);
     return inserted;
 }
 
@@ -267,7 +284,7 @@ static void test_append_chunks_atomic(void **state)
     /* a bad row in the third chunk: the first two must be rolled back */
     body = ev[2100].body;
     ev[2100].body = NULL;
-    assert_int_equal(ess_store_journal_append(f->store, c, ev, 2500, &inserted, &err),
+    assert_int_equal(ess_store_journal_append(f->store, c, ev, 2500, &inserted, NULL, &err),
                      ESS_EINVAL);
     assert_int_equal(inserted, 0);
     assert_int_equal(backlog(f, c, 0), 0);
@@ -438,7 +455,7 @@ static void test_einval(void **state)
 
     assert_int_equal(ess_store_offset_get(f->store, NULL, &n, &err), ESS_EINVAL);
     assert_int_equal(ess_store_journal_read(f->store, NULL, 0, 1, &rows, &err), ESS_EINVAL);
-    assert_int_equal(ess_store_journal_append(NULL, "x", NULL, 0, NULL, &err), ESS_EINVAL);
+    assert_int_equal(ess_store_journal_append(NULL, "x", NULL, 0, NULL, NULL, &err), ESS_EINVAL);
     assert_int_equal(ess_store_reset(NULL, NULL), ESS_EINVAL);
     ess_store_free(NULL);
 }

@@ -79,6 +79,9 @@ def test_partner_outage_drains_in_order_nothing_parked():
               "the breaker probes one at a time: %d failed attempts for 300 events"
               % attempts_during_outage)
         check(worker.stop() == 0, "SIGTERM exits 0")
+    except Exception:
+        print("--- worker log (%s):\n%s" % (worker.log, worker.log_text()[-6000:]), file=sys.stderr)
+        raise
     finally:
         if worker.alive():
             worker.kill9()
@@ -107,6 +110,9 @@ def test_sigkill_mid_stream_loses_nothing():
                       " AND outcome='delivered'", cid)[0][0]
         check(tickets == 2000, "a delivered ticket for each of 2000 events, got %d" % tickets)
         check(worker.stop() == 0, "SIGTERM exits 0")
+    except Exception:
+        print("--- worker log (%s):\n%s" % (worker.log, worker.log_text()[-6000:]), file=sys.stderr)
+        raise
     finally:
         if worker.alive():
             worker.kill9()
@@ -131,6 +137,9 @@ def restart_mid_stream(prefix, what):
         check(worker.alive(), "worker survived %s" % what)
         check("reconnect" in worker.log_text(), "the reconnect is logged")
         check(worker.stop() == 0, "SIGTERM exits 0")
+    except Exception:
+        print("--- worker log (%s):\n%s" % (worker.log, worker.log_text()[-6000:]), file=sys.stderr)
+        raise
     finally:
         if worker.alive():
             worker.kill9()

@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 
 #include "ess_manifest.h"
+#include "ess_transform.h"
 
 #define MIN_BAD_CASES 15
 
@@ -122,14 +123,48 @@ static void assert_full_transforms(const struct ess_manifest *m)
 {
     json_error_t jerr;
     json_t *want = json_loads("{\"issued_on\": {\"date\": {\"from\": \"%Y-%m-%d\", "
-                              "\"to\": \"%m/%d/%Y\"}}, \"weight\": [\"kg\", \"2\", "
-                              "{\"round\": \"yes\"}]}",
+                              "\"to\": \"%m/%d/%Y\"}}, \"weight\": [\"trim\", {\"truncate\": "
+                              "{\"length\": \"6\"}}, {\"pad\": {\"width\": \"6\", \"char\": "
+                              "\"0\", \"align\": \"right\"}}]}",
                               0, &jerr);
+    json_t *in = json_string(" 12.5 ");
+    json_t *out = NULL;
 
     assert_non_null(want);
     assert_non_null(m->transforms);
     assert_true(json_equal(m->transforms, want));
+    assert_int_equal(m->n_xforms, 2);
+    assert_string_equal(ess_transform_field(m->xforms[1]), "weight");
+    assert_int_equal(ess_transform_apply(m->xforms[1], NULL, in, &out, NULL), ESS_OK);
+    assert_string_equal(json_string_value(out), "0012.5");
+    json_decref(out);
+    json_decref(in);
     json_decref(want);
+}
+
+static void assert_full_blocks(const struct ess_manifest *m)
+{
+    assert_int_equal(m->n_columns, 3);
+    assert_string_equal(m->columns[0].field, "PERMIT_NUM");
+    assert_int_equal(m->columns[0].width, 10);
+    assert_int_equal(m->columns[0].align, ESS_ALIGN_RIGHT);
+    assert_string_equal(m->columns[0].pad, "0");
+    assert_int_equal(m->columns[0].truncate, ESS_TRUNCATE_ERROR);
+    assert_int_equal(m->columns[1].truncate, ESS_TRUNCATE_LEFT);
+    /* defaults: left, one space, error */
+    assert_int_equal(m->columns[2].align, ESS_ALIGN_LEFT);
+    assert_string_equal(m->columns[2].pad, " ");
+    assert_int_equal(m->columns[2].truncate, ESS_TRUNCATE_ERROR);
+    assert_int_equal(m->link_fields.n, 1);
+    assert_string_equal(m->link_fields.v[0], "plan_pdf");
+    assert_int_equal(m->headers.n, 2);
+    assert_string_equal(m->headers.keys[0], "X-Partner-Site");
+    assert_string_equal(m->headers.vals[0], "north 7");
+    /* block defaults apply whatever the format */
+    assert_string_equal(m->xml.root, "record");
+    assert_string_equal(m->csv.delimiter, ",");
+    assert_int_equal(m->csv.header, 0);
+    assert_null(m->soap.action);
 }
 
 static void test_full_typed_values(void **state)
@@ -145,6 +180,7 @@ static void test_full_typed_values(void **state)
     assert_int_equal(m->format, ESS_FORMAT_FIXED);
     assert_full_lists(m);
     assert_full_transforms(m);
+    assert_full_blocks(m);
     assert_int_equal(m->debounce_sec, 2);
     assert_int_equal(m->heartbeat_sec, 3600);
     assert_int_equal(m->max_retry, 0);
@@ -377,6 +413,88 @@ static const struct pos_case pos_cases[] = {
     {HEAD_URL "? [a]\n: b\n", 6, 3, "manifest: expected a string key, got a list"},
     {HEAD_URL "rename: {a: \"x\\0y\"}\n", 6, 13, "rename.a: contains a NUL character"},
     {HEAD_URL "transforms: [a]\n", 6, 13, "transforms: expected a mapping, got a list"},
+    /* transforms: validated at load, positioned at the offending step */
+    {HEAD_URL "transforms: {d: {date: {from: \"%Y-%m-%d\"}}}\n", 6, 17,
+     "transforms.d: date: 'to' is required"},
+    {HEAD_URL "transforms: {name: [trim, shout]}\n", 6, 27,
+     "transforms.name: 'shout' is not a transform (valid: date, tz, upper, lower, trim, "
+     "truncate, pad, default, const, concat, map)"},
+    {HEAD_URL "transforms:\n  a: upper\n  n:\n    - trim\n    - {truncate: {length: 0}}\n", 10, 7,
+     "transforms.n: truncate: length must be an integer 1..10000, got '0'"},
+    {HEAD_URL "transforms: {t: {tz: {from: Mars/Base, to: UTC}}}\n", 6, 17,
+     "transforms.t: tz: from 'Mars/Base' is not a zone in the tz database"},
+    {HEAD_URL "transforms: {t: {tz: {from: UTC, to: ../../etc/passwd}}}\n", 6, 17,
+     "transforms.t: tz: to '../../etc/passwd' is not a zone in the tz database"},
+    {HEAD_URL "transforms: {n: {pad: {width: 3, char: \"ab\"}}}\n", 6, 17,
+     "transforms.n: pad: char must be exactly one character, got 'ab'"},
+    {HEAD_URL "transforms: {n: {pad: {width: 3, align: middle}}}\n", 6, 17,
+     "transforms.n: pad: align must be left or right, got 'middle'"},
+    {HEAD_URL "transforms: {d: {date: {from: \"%Y-%Q\", to: x}}}\n", 6, 17,
+     "transforms.d: date.from: '%Q' is not a strftime conversion in \"%Y-%Q\""},
+    {HEAD_URL "transforms: {d: {date: {from: iso8601, to: x, tz: UTC}}}\n", 6, 17,
+     "transforms.d: date: unknown argument 'tz' (valid: from|to)"},
+    {HEAD_URL "transforms: {n: [upper, {default: {}}]}\n", 6, 25,
+     "transforms.n: default: 'value' is required"},
+    {HEAD_URL "transforms: {n: {upper: {x: 1}}}\n", 6, 17, "transforms.n: upper takes no arguments"},
+    {HEAD_URL "transforms: {n: truncate}\n", 6, 17,
+     "transforms.n: truncate needs arguments: {truncate: {length: ...}}"},
+    {HEAD_URL "transforms: {n: {upper: {}, lower: {}}}\n", 6, 17,
+     "transforms.n: a step is a name (upper) or one {name: arguments} mapping; use a list for "
+     "several steps"},
+    {HEAD_URL "transforms: {n: []}\n", 6, 17, "transforms.n: an empty list of steps"},
+    {HEAD_URL "transforms: {n: {concat: {fields: a}}}\n", 6, 17,
+     "transforms.n: concat: fields must be a list of field names"},
+    {HEAD_URL "transforms: {n: {map: {}}}\n", 6, 17,
+     "transforms.n: map: expected {FROM: TO, ...} with 1..4096 entries"},
+    {HEAD_URL "transforms: {a..b: upper}\n", 6, 14,
+     "transforms: 'a..b' is not a field path (names separated by '.')"},
+    /* formats and their blocks */
+    {HEAD_URL "format: fixed\n", 1, 1, "columns: required key is missing (format is fixed)"},
+    {HEAD_URL "format: soap\nsoap: {namespace: \"urn:x\"}\n", 7, 7,
+     "soap.action: required key is missing (format is soap)"},
+    {HEAD_URL "soap: {action: A}\n", 6, 1, "soap: only used when format is soap"},
+    {HEAD_URL "format: soap\nsoap: {action: \"Up date\"}\n", 7, 16,
+     "soap.action: 'Up date' cannot be a SOAP action (no blanks, quotes or control characters)"},
+    {HEAD_URL "format: soap\nsoap: {action: A, operation: \"ns:Op\"}\n", 7, 30,
+     "soap.operation: 'ns:Op' is not an XML element name (a letter or _, then letters, digits, "
+     "_ - .)"},
+    {HEAD_URL "format: xml\nxml: {root: 1x}\n", 7, 13,
+     "xml.root: '1x' is not an XML element name (a letter or _, then letters, digits, _ - .)"},
+    {HEAD_URL "format: csv\ncsv: {delimiter: \";;\"}\n", 7, 18,
+     "csv.delimiter: ';;' is not a delimiter (exactly one character, not a quote or line break)"},
+    {HEAD_URL "format: csv\ncsv: {header: yes}\n", 7, 15, "csv.header: 'yes' is not one of false|true"},
+    {HEAD_URL "format: fixed\ncolumns: []\n", 7, 10, "columns: expected 1..4096 columns"},
+    {HEAD_URL "format: fixed\ncolumns: {field: A}\n", 7, 10,
+     "columns: expected a list of column mappings, got a mapping"},
+    {HEAD_URL "format: fixed\ncolumns: [{field: A, width: 0}]\n", 7, 29,
+     "columns[0].width: 0 is out of range (1..10000)"},
+    {HEAD_URL "format: fixed\ncolumns:\n  - {field: A, width: 2}\n  - {field: B, width: 3, pad: \"00\"}\n",
+     9, 31, "columns[1].pad: must be exactly one character, got '00'"},
+    {HEAD_URL "format: fixed\ncolumns: [{field: A, width: 3, truncate: middle}]\n", 7, 42,
+     "columns[0].truncate: 'middle' is not one of error|right|left"},
+    {HEAD_URL "format: fixed\ncolumns: [{field: A, width: 3, align: centre}]\n", 7, 39,
+     "columns[0].align: 'centre' is not one of left|right"},
+    {HEAD_URL "format: fixed\ncolumns: [{width: 3}]\n", 7, 11, "columns[0]: field is required"},
+    {HEAD_URL "format: fixed\ncolumns: [{field: A}]\n", 7, 11, "columns[0]: width is required"},
+    {HEAD_URL "format: fixed\ncolumns: [{field: A, width: 1, colour: red}]\n", 7, 32,
+     "columns[0].colour: unknown key; valid keys are field, width, align, pad, truncate"},
+    {HEAD_URL "columns: [{field: A, width: 1}]\n", 6, 1, "columns: only used when format is fixed"},
+    /* static headers */
+    {HEAD_URL "headers: {Authorization: x}\n", 6, 11,
+     "headers.Authorization: ESS sets this header itself; it cannot be overridden"},
+    {HEAD_URL "headers: {X-ESS-Event-Id: x}\n", 6, 11,
+     "headers.X-ESS-Event-Id: ESS sets this header itself; it cannot be overridden"},
+    {HEAD_URL "headers: {idempotency-key: x}\n", 6, 11,
+     "headers.idempotency-key: ESS sets this header itself; it cannot be overridden"},
+    {HEAD_URL "headers: {\"bad name\": x}\n", 6, 11,
+     "headers.bad name: 'bad name' is not an HTTP header name (a token)"},
+    {HEAD_URL "headers: {X-Api-Key: abc}\n", 6, 11,
+     "headers.X-Api-Key: looks like a credential; secrets come only from environment variables: "
+     "use auth"},
+    {HEAD_URL "headers: {X-A: \"a\\r\\nX-B: b\"}\n", 6, 16,
+     "headers.X-A: a header value is one line of at most 1024 characters"},
+    {HEAD_URL "link_fields: [a..b]\n", 6, 15,
+     "link_fields: 'a..b' is not a field path (names separated by '.')"},
     {"id: ab\nkind: push\nkey: k\ntarget_url: http://h/x\n", 1, 1,
      "listen_topic: required key is missing (or listen_topics)"},
     {"id: ab\nkind: webhook\n", 1, 1, "key: required key is missing"},
@@ -662,7 +780,7 @@ static void test_hostile_inputs(void **state)
 static void test_mutations_no_crash(void **state)
 {
     static const char base[] = HEAD_URL "rename: {a: b}\nvalues: {s: {A: \"1\"}}\n"
-                                        "transforms: {t: [1, {x: y}]}\nauth: {type: hmac, "
+                                        "transforms: {t: [trim, {pad: {width: 3}}]}\nauth: {type: hmac, "
                                         "secret_env: S}\n";
     char buf[sizeof(base)];
     unsigned int seed = 12345;

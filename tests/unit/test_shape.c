@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "ess_shape.h"
+#include "ess_transform.h"
 
 #define MAXN 8
 
@@ -32,6 +33,7 @@ struct shape_case {
     const char *want; /* JSON; NULL when an error is expected */
     int want_rc;
     const char *want_msg;
+    const char *transforms[MAXN][2]; /* field, spec as JSON */
 };
 
 /* Designated initializers: a case names only what it sets. */
@@ -44,7 +46,45 @@ struct shape_case {
     }
 #define CODE_MSG "; code maps apply to strings, integers and booleans"
 
+#define DATE_US "{\"date\": {\"from\": \"%Y-%m-%d\", \"to\": \"%m/%d/%Y\"}}"
+
 static const struct shape_case cases[] = {
+    {.name = "transforms run on source names, before values and rename",
+     .transforms = {{"status", "[\"trim\", \"upper\"]"}},
+     .values = {{"status", {{"DONE", "08"}}}},
+     .rename = {{"status", "ST"}},
+     .in = "{\"status\":\" done \"}",
+     .want = "{\"ST\":\"08\"}"},
+    {.name = "transform on a dotted path copies on write",
+     .transforms = {{"p.d", DATE_US}},
+     .in = "{\"p\":{\"d\":\"2026-03-01\",\"x\":1}}",
+     .want = "{\"p\":{\"d\":\"03/01/2026\",\"x\":1}}"},
+    {.name = "default creates a missing path",
+     .transforms = {{"o.code", "{\"default\": {\"value\": \"NA\"}}"}},
+     .in = "{\"a\":1}",
+     .want = "{\"a\":1,\"o\":{\"code\":\"NA\"}}"},
+    {.name = "transforms see the record after drop, in manifest order",
+     .drop = {"secret"},
+     .transforms = {{"first", "\"upper\""},
+                    {"full", "{\"concat\": {\"fields\": [\"first\", \"secret\", \"last\"], "
+                             "\"sep\": \" \"}}"}},
+     .in = "{\"first\":\"Ada\",\"last\":\"L\",\"secret\":\"S\"}",
+     .want = "{\"first\":\"ADA\",\"last\":\"L\",\"full\":\"ADA L\"}"},
+    {.name = "a field not kept by fields stays out",
+     .fields = {"a"},
+     .transforms = {{"b", "\"upper\""}},
+     .in = "{\"a\":\"x\",\"b\":\"y\"}",
+     .want = "{\"a\":\"x\"}"},
+    {.name = "a value a transform cannot convert parks the event",
+     .transforms = {{"issued_on", DATE_US}},
+     .in = "{\"issued_on\":\"2026-13-45\"}",
+     .want_rc = ESS_ESHAPE,
+     .want_msg = "transforms.issued_on: '2026-13-45' does not match %Y-%m-%d"},
+    {.name = "a scalar on a transform's path",
+     .transforms = {{"a.b", "{\"const\": {\"value\": \"x\"}}"}},
+     .in = "{\"a\":5}",
+     .want_rc = ESS_ESHAPE,
+     .want_msg = "transforms.a.b: a non-object value sits on the path"},
     {.name = "identity", .in = "{\"a\":{\"b\":1},\"d\":3}", .want = "{\"a\":{\"b\":1},\"d\":3}"},
     {.name = "fields top level",
      .fields = {"a", "d"},
@@ -203,6 +243,17 @@ static void build(const struct shape_case *c, struct ess_manifest *m)
         pairs(c->values[i].map, &m->values[i].map);
     }
     m->n_values = i;
+    m->xforms = calloc(MAXN, sizeof(*m->xforms));
+    assert_non_null(m->xforms);
+    for (i = 0; i < MAXN && c->transforms[i][0] != NULL; i++) {
+        json_t *spec = json_loads(c->transforms[i][1], JSON_DECODE_ANY, NULL);
+
+        assert_non_null(spec);
+        assert_int_equal(ess_transform_new(c->transforms[i][0], spec, &m->xforms[i], NULL, NULL),
+                         ESS_OK);
+        json_decref(spec);
+    }
+    m->n_xforms = i;
 }
 
 static void unbuild(struct ess_manifest *m)
@@ -218,6 +269,10 @@ static void unbuild(struct ess_manifest *m)
         free(m->values[i].map.vals);
     }
     free(m->values);
+    for (i = 0; i < m->n_xforms; i++) {
+        ess_transform_free(m->xforms[i]);
+    }
+    free(m->xforms);
 }
 
 static void check_case(const struct shape_case *c)
@@ -323,14 +378,19 @@ struct render_case {
     const char *in;
     int want_rc;
     const char *want; /* body, or the error message */
+    const char *ctype;
 };
 
 static const struct render_case render_cases[] = {
     {ESS_FORMAT_JSON, "{\"a\": 1, \"b\": [1, 2], \"s\": \"\\u00e9\"}", ESS_OK,
-     "{\"a\":1,\"b\":[1,2],\"s\":\"\xc3\xa9\"}"},
-    {ESS_FORMAT_JSON, "{}", ESS_OK, "{}"},
-    {ESS_FORMAT_SOAP, "{}", ESS_EINVAL, "format soap is not implemented yet"},
-    {ESS_FORMAT_CSV, "{}", ESS_EINVAL, "format csv is not implemented yet"},
+     "{\"a\":1,\"b\":[1,2],\"s\":\"\xc3\xa9\"}", NULL},
+    {ESS_FORMAT_JSON, "{}", ESS_OK, "{}", NULL},
+    /* every format goes through ess_render (test_render has the details) */
+    {ESS_FORMAT_CSV, "{\"a\": \"x,y\"}", ESS_OK, "\"x,y\"\r\n", "text/csv; charset=utf-8; header=absent"},
+    {ESS_FORMAT_FORM, "{\"a\": \"b c\"}", ESS_OK, "a=b+c", "application/x-www-form-urlencoded"},
+    {ESS_FORMAT_SOAP, "{}", ESS_EINVAL, "soap: the operation is missing or not an XML name", NULL},
+    {ESS_FORMAT_XML, "{\"a b\": 1}", ESS_ESHAPE,
+     "xml: field 'a b' is not a valid XML element name (rename it)", NULL},
 };
 
 static void test_render_table(void **state)
@@ -355,7 +415,7 @@ static void test_render_table(void **state)
         if (c->want_rc == ESS_OK) {
             assert_string_equal(body, c->want);
             assert_int_equal(len, strlen(c->want));
-            assert_string_equal(ctype, "application/json");
+            assert_string_equal(ctype, c->ctype != NULL ? c->ctype : "application/json");
         } else {
             assert_null(body);
             assert_string_equal(err.msg, c->want);
