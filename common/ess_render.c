@@ -244,8 +244,7 @@ static const char *fixed_fit(struct rctx *r, const struct ess_column *c, const c
 {
     *rc = ESS_OK;
     if (strpbrk(text, "\r\n") != NULL) {
-        *rc = ess_err_set(r->err, ESS_ESHAPE, "fixed: field '%s' contains a line break",
-                          c->field);
+        *rc = ess_err_set(r->err, ESS_ESHAPE, "fixed: field '%s' contains a line break", c->field);
         return NULL;
     }
     if (have <= (size_t)c->width) {
@@ -328,6 +327,28 @@ static int xml_name_ok(const char *s)
     return 1;
 }
 
+/* The five XML entities, and CR as a reference so a parser's line-end
+ * normalisation cannot turn it into LF. */
+static const char *xml_entity(unsigned char c)
+{
+    switch (c) {
+    case '&':
+        return "&amp;";
+    case '<':
+        return "&lt;";
+    case '>':
+        return "&gt;";
+    case '"':
+        return "&quot;";
+    case '\'':
+        return "&apos;";
+    case '\r':
+        return "&#13;";
+    default:
+        return NULL;
+    }
+}
+
 /* Escaped character data; ESS_ESHAPE for a control character XML 1.0 cannot hold. */
 static int xml_text(struct rctx *r, const char *name, const char *s, size_t n)
 {
@@ -343,14 +364,10 @@ static int xml_text(struct rctx *r, const char *name, const char *s, size_t n)
                                "carry",
                                r->fmt, shown(name, sh, sizeof(sh)), c);
         }
-        switch (c) {
-        case '&': fputs("&amp;", r->f); break;
-        case '<': fputs("&lt;", r->f); break;
-        case '>': fputs("&gt;", r->f); break;
-        case '"': fputs("&quot;", r->f); break;
-        case '\'': fputs("&apos;", r->f); break;
-        case '\r': fputs("&#13;", r->f); break;
-        default: fputc(c, r->f); break;
+        if (xml_entity(c) != NULL) {
+            fputs(xml_entity(c), r->f);
+        } else {
+            fputc(c, r->f);
         }
     }
     return ESS_OK;

@@ -141,6 +141,22 @@ int ess_worker_args(int argc, char **argv, const char *prog, const char *summary
     return -1;
 }
 
+void ess_worker_lean_exec(char **argv)
+{
+    const char *preload = getenv("LD_PRELOAD");
+
+    /* Under valgrind /proc/self/exe is valgrind's tool, not us: stay put. */
+    if (getenv("GNUTLS_NO_IMPLICIT_INIT") != NULL || getenv("ESS_NO_REEXEC") != NULL ||
+        (preload != NULL && strstr(preload, "vgpreload") != NULL)) {
+        return;
+    }
+    if (setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1) != 0) {
+        return;
+    }
+    execv("/proc/self/exe", argv);
+    /* Still here: exec failed (no /proc?). Nothing is lost but the memory. */
+}
+
 static void on_quit(int sig)
 {
     (void)sig;

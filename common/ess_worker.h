@@ -35,6 +35,14 @@ const char *ess_worker_state_dir(void);
 int ess_worker_args(int argc, char **argv, const char *prog, const char *summary,
                     const char **manifest_path, int *check_only);
 
+/* Call first thing in main(). The Debian libcurl and libpq link libldap,
+ * which links GnuTLS; GnuTLS initialises itself (and loads p11-kit trust
+ * modules) in a library constructor, about 1 MiB of resident memory per
+ * worker for a TLS stack ESS never uses (libcurl and libpq use OpenSSL). When
+ * GNUTLS_NO_IMPLICIT_INIT is unset this sets it and re-executes the binary
+ * once, before any work; if that fails it simply carries on. */
+void ess_worker_lean_exec(char **argv);
+
 void ess_worker_signals_install(void);
 int ess_worker_quit(void);
 int ess_worker_take_reload(void); /* 1 once per SIGHUP received */

@@ -40,6 +40,7 @@ int main(int argc, char **argv)
     int check_only;
     int rc;
 
+    ess_worker_lean_exec(argv);
     rc = ess_worker_args(argc, argv, "ess-push",
                          "Consumes ess.<id> from hms.events, journals every event to Postgres and "
                          "delivers it to the partner, in order per key.",
