@@ -139,7 +139,9 @@ static int check_delimiter(const char *s, char *why, size_t len);
     X("link_fields", ESS_KEY_STRLIST, NULL, 0, NULL, NULL, 0, OFF(link_fields), 0, 0,         \
       check_path, "fields holding URLs of large payloads: passed through as is, never fetched") \
     X("debounce_sec", ESS_KEY_INT, "0", 0, NULL, NULL, 0, OFF(debounce_sec), 0, 86400, NULL,  \
-      "coalesce rapid changes per key for this long; 0: off")                                 \
+      "merge a key's changes until it was quiet this long; 0: off")                           \
+    X("debounce_max_sec", ESS_KEY_INT, "0", 0, NULL, NULL, 0, OFF(debounce_max_sec), 0,       \
+      864000, NULL, "longest a busy key waits under debounce; 0: 10 x debounce_sec")          \
     X("heartbeat_sec", ESS_KEY_INT, "30", 0, NULL, NULL, 0, OFF(heartbeat_sec), 1, 3600,      \
       NULL, "heartbeat period on hms.ops; down after 3 missed")                               \
     X("max_retry", ESS_KEY_INT, "8", 0, NULL, NULL, 0, OFF(max_retry), 0, 1000, NULL,         \

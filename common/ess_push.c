@@ -24,6 +24,7 @@
 #include "ess_keyq.h"
 #include "ess_log.h"
 #include "ess_partner.h"
+#include "ess_render.h"
 #include "ess_shape.h"
 #include "ess_sign.h"
 #include "ess_stats.h"
@@ -588,6 +589,11 @@ static struct curl_slist *push_headers(struct ess_push *p, const char *event_id,
     h = curl_slist_append(h, line);
     snprintf(line, sizeof(line), "X-ESS-Event-Id: %s", id);
     h = curl_slist_append(h, line);
+    /* SOAPAction for soap, and the manifest's static headers. */
+    if (h != NULL && ess_render_headers(p->m, &h, err) != ESS_OK) {
+        curl_slist_free_all(h);
+        return NULL;
+    }
     if (h == NULL ||
         ess_sign_headers(&p->m->auth, id, ess_worker_wall_ms() / 1000, body, len, &h, err) !=
             ESS_OK) {
@@ -845,7 +851,22 @@ static struct push_redelivery *push_redelivery_of(struct ess_push *p, uint64_t t
     return NULL;
 }
 
-static void push_result(struct ess_push *p, const struct ess_partner_result *r, long long now)
+/* A SOAP Fault is a failed delivery whatever the status: with a 2xx the
+ * partner refused the data (park it), with a 5xx it is the usual retry. */
+static enum ess_outcome push_soap_outcome(struct ess_push *p, struct ess_partner_result *r,
+                                          enum ess_outcome outcome)
+{
+    char fault[200];
+
+    if (p->m->format != ESS_FORMAT_SOAP || (outcome != ESS_OUTCOME_OK && r->status != 500) ||
+        ess_render_soap_fault(r->body, strlen(r->body), fault, sizeof(fault)) != 1) {
+        return outcome;
+    }
+    snprintf(r->error, sizeof(r->error), "HTTP %ld: SOAP Fault: %s", r->status, fault);
+    return outcome == ESS_OUTCOME_OK ? ESS_OUTCOME_DROP : outcome;
+}
+
+static void push_result(struct ess_push *p, struct ess_partner_result *r, long long now)
 {
     struct ess_keyq_item *it = (struct ess_keyq_item *)(uintptr_t)r->token;
     enum ess_outcome outcome = ess_backoff_classify(r->status, r->transport_failed);
@@ -856,6 +877,7 @@ static void push_result(struct ess_push *p, const struct ess_partner_result *r, 
         push_redelivery_result(p, rd, r);
         return;
     }
+    outcome = push_soap_outcome(p, r, outcome);
     it->last_status = r->status;
     if (outcome == ESS_OUTCOME_OK) {
         p->stats.delivered++;

@@ -16,7 +16,8 @@ Control API (JSON):
   GET  /_count               -> {"count": n, "connections": accepted connections}
   POST /_mode   {"mode": "ok"|"fail"|"hang"|"garbage", "status": 503,
                  "retry_after": "1", "delay_ms": 0,
-                 "for_key": {"field": "permit_id", "value": "P7", "status": 400}}
+                 "for_key": {"field": "permit_id", "value": "P7", "status": 400},
+                 "reply": "<canned body>", "content_type": "text/xml"}
                  (for_key may also be a list; field may be a dotted path; an
                  override wins over the mode, and its own "retry_after" is used)
   POST /_reset  -> records cleared, mode back to ok, hanging requests released
@@ -116,9 +117,11 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def send_json(self, status, obj, extra=None):
-        data = json.dumps(obj).encode()
+        self.send_raw(status, json.dumps(obj).encode(), "application/json", extra)
+
+    def send_raw(self, status, data, content_type, extra=None):
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for name, value in (extra or {}).items():
             self.send_header(name, value)
@@ -218,6 +221,9 @@ class Handler(BaseHTTPRequestHandler):
             extra["Retry-After"] = str(spec["retry_after"])
         with STATE.lock:
             record["status"] = status
+        if spec.get("reply") is not None:  # a canned body, e.g. a SOAP Fault envelope
+            return self.send_raw(status, spec["reply"].encode(),
+                                 spec.get("content_type", "text/xml; charset=utf-8"), extra)
         if 200 <= status < 300:
             return self.send_json(status, {"ok": True}, extra)
         return self.send_json(status, {"ok": False, "error": "stub answers %d" % status}, extra)
