@@ -559,44 +559,15 @@ static void push_refill(struct ess_push *p)
 
 /* ---- dispatch: window -> partner ----------------------------------------- */
 
-/* A header value from event data: printable ASCII only, so an event id can
- * never inject a header line. */
-static void header_safe(char *dst, size_t len, const char *src)
-{
-    size_t o = 0;
-
-    for (; *src != '\0' && o + 1 < len; src++) {
-        dst[o++] = (*src >= 0x20 && *src < 0x7f && *src != '"' && *src != '\\') ? *src : '_';
-    }
-    dst[o] = '\0';
-}
-
+/* Every header of one request: ESS's own, the dialect's, the auth. */
 static struct curl_slist *push_headers(struct ess_push *p, const char *event_id,
                                        const char *content_type, const char *body, size_t len,
                                        struct ess_err *err)
 {
     struct curl_slist *h = NULL;
-    char id[300];
-    char line[400];
 
-    header_safe(id, sizeof(id), event_id);
-    snprintf(line, sizeof(line), "Content-Type: %s", content_type);
-    h = curl_slist_append(h, line);
-    /* IETF draft: the value is a Structured Field string, hence the quotes. */
-    snprintf(line, sizeof(line), "Idempotency-Key: \"%s:%s\"", p->m->id, id);
-    h = curl_slist_append(h, line);
-    snprintf(line, sizeof(line), "X-ESS-Connector: %s", p->m->id);
-    h = curl_slist_append(h, line);
-    snprintf(line, sizeof(line), "X-ESS-Event-Id: %s", id);
-    h = curl_slist_append(h, line);
-    /* SOAPAction for soap, and the manifest's static headers. */
-    if (h != NULL && ess_render_headers(p->m, &h, err) != ESS_OK) {
-        curl_slist_free_all(h);
-        return NULL;
-    }
-    if (h == NULL ||
-        ess_sign_headers(&p->m->auth, id, ess_worker_wall_ms() / 1000, body, len, &h, err) !=
-            ESS_OK) {
+    if (ess_render_request_headers(p->m, event_id, content_type, body, len,
+                                   ess_worker_wall_ms() / 1000, &h, err) != ESS_OK) {
         curl_slist_free_all(h);
         return NULL;
     }

@@ -12,6 +12,8 @@
 #define _GNU_SOURCE /* open_memstream, memmem, strcasestr */
 #include "ess_render.h"
 
+#include "ess_sign.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -789,4 +791,46 @@ int ess_render_soap_fault(const char *body, size_t len, char *fault, size_t faul
     }
     free(copy);
     return 1;
+}
+
+/* ---- the whole request's headers ----------------------------------------- */
+
+/* A header value from event data: printable ASCII only, so an event id can
+ * never inject a header line or break the quoted Idempotency-Key. */
+static void render_header_safe(char *dst, size_t len, const char *src)
+{
+    size_t o = 0;
+
+    for (; *src != '\0' && o + 1 < len; src++) {
+        dst[o++] = (*src >= 0x20 && *src < 0x7f && *src != '"' && *src != '\\') ? *src : '_';
+    }
+    dst[o] = '\0';
+}
+
+int ess_render_request_headers(const struct ess_manifest *m, const char *event_id,
+                               const char *content_type, const char *body, size_t len,
+                               long long now_s, struct curl_slist **h, struct ess_err *err)
+{
+    char id[300];
+    char line[400];
+    struct curl_slist *grown;
+
+    render_header_safe(id, sizeof(id), event_id);
+    snprintf(line, sizeof(line), "Content-Type: %s", content_type);
+    grown = curl_slist_append(*h, line);
+    /* IETF draft: the value is a Structured Field string, hence the quotes. */
+    snprintf(line, sizeof(line), "Idempotency-Key: \"%s:%s\"", m->id, id);
+    grown = grown != NULL ? curl_slist_append(grown, line) : NULL;
+    snprintf(line, sizeof(line), "X-ESS-Connector: %s", m->id);
+    grown = grown != NULL ? curl_slist_append(grown, line) : NULL;
+    snprintf(line, sizeof(line), "X-ESS-Event-Id: %s", id);
+    grown = grown != NULL ? curl_slist_append(grown, line) : NULL;
+    if (grown == NULL) {
+        return ess_err_set(err, ESS_ENOMEM, "out of memory building request headers");
+    }
+    *h = grown;
+    if (ess_render_headers(m, h, err) != ESS_OK) {
+        return ESS_ENOMEM;
+    }
+    return ess_sign_headers(&m->auth, id, now_s, body, len, h, err);
 }

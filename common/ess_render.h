@@ -66,6 +66,14 @@ int ess_render_soap_action(const struct ess_manifest *m, char *buf, size_t len);
  * ESS_ENOMEM *h keeps what was appended (the caller frees the list as usual). */
 int ess_render_headers(const struct ess_manifest *m, struct curl_slist **h, struct ess_err *err);
 
+/* Every header of one request, appended to *h: Content-Type,
+ * Idempotency-Key "<connector>:<event id>" (IETF draft, a quoted string),
+ * X-ESS-Connector, X-ESS-Event-Id, then ess_render_headers, then the auth
+ * (ess_sign_headers at now_s). On failure *h is still the caller's to free. */
+int ess_render_request_headers(const struct ess_manifest *m, const char *event_id,
+                               const char *content_type, const char *body, size_t len,
+                               long long now_s, struct curl_slist **h, struct ess_err *err);
+
 /* 1 when body (len bytes, need not be NUL-terminated) holds a SOAP Fault element
  * (SOAP 1.1 or 1.2, any prefix); fault gets its faultstring (1.2: Reason/Text,
  * else faultcode, else "SOAP Fault"), entities decoded, on one line, truncated to
