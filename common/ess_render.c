@@ -13,6 +13,7 @@
 #include "ess_render.h"
 
 #include "ess_sign.h"
+#include "ess_text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,28 +218,6 @@ static int render_csv(struct rctx *r, json_t *rec, const char **keys, size_t n)
 
 /* ---------------------------------------------------------------- fixed */
 
-static size_t cp_count(const char *s)
-{
-    size_t n = 0;
-
-    for (; *s != '\0'; s++) {
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    }
-    return n;
-}
-
-/* Byte offset of code point cp in s. */
-static size_t cp_offset(const char *s, size_t cp)
-{
-    size_t i;
-
-    for (i = 0; s[i] != '\0'; i++) {
-        if (((unsigned char)s[i] & 0xC0) != 0x80 && cp-- == 0) {
-            return i;
-        }
-    }
-    return i;
-}
 
 /* The column's value cut to width per its rule; NULL + ESS_ESHAPE when refused. */
 static const char *fixed_fit(struct rctx *r, const struct ess_column *c, const char *text,
@@ -259,7 +238,7 @@ static const char *fixed_fit(struct rctx *r, const struct ess_column *c, const c
         return NULL;
     }
     if (c->truncate == ESS_TRUNCATE_LEFT) {
-        return text + cp_offset(text, have - (size_t)c->width);
+        return text + ess_text_utf8_offset(text, have - (size_t)c->width);
     }
     return text; /* right: the writer stops at width */
 }
@@ -275,14 +254,14 @@ static int fixed_column(struct rctx *r, json_t *rec, const struct ess_column *c)
     if (text == NULL) {
         return render_nomem(r->err);
     }
-    have = cp_count(text);
+    have = ess_text_utf8_len(text);
     fit = fixed_fit(r, c, text, have, &rc);
     if (fit != NULL) {
         have = have > (size_t)c->width ? (size_t)c->width : have;
         for (i = 0; c->align == ESS_ALIGN_RIGHT && i < (size_t)c->width - have; i++) {
             fputs(c->pad != NULL ? c->pad : " ", r->f);
         }
-        fwrite(fit, 1, cp_offset(fit, have), r->f);
+        fwrite(fit, 1, ess_text_utf8_offset(fit, have), r->f);
         for (i = 0; c->align == ESS_ALIGN_LEFT && i < (size_t)c->width - have; i++) {
             fputs(c->pad != NULL ? c->pad : " ", r->f);
         }

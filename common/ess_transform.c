@@ -15,6 +15,8 @@
 #define _GNU_SOURCE /* strptime, timegm, tm_gmtoff */
 #include "ess_transform.h"
 
+#include "ess_text.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,33 +133,6 @@ static void step_names(char *buf, size_t len)
     }
 }
 
-/* Number of UTF-8 code points in s (continuation bytes are not counted). */
-static size_t utf8_len(const char *s)
-{
-    size_t n = 0;
-
-    for (; *s != '\0'; s++) {
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    }
-    return n;
-}
-
-/* Byte offset of code point number cp in s (or strlen(s) when shorter). */
-static size_t utf8_offset(const char *s, size_t cp)
-{
-    size_t i = 0;
-
-    while (s[i] != '\0') {
-        if (((unsigned char)s[i] & 0xC0) != 0x80) {
-            if (cp == 0) {
-                return i;
-            }
-            cp--;
-        }
-        i++;
-    }
-    return i;
-}
 
 /* ---------------------------------------------------------------- values as text */
 
@@ -546,7 +521,7 @@ static int compile_pad(const struct step_def *d, const json_t *args, struct step
     if (rc == ESS_OK) {
         rc = arg_opt(d, args, "char", " ", &s->a, err);
     }
-    if (rc == ESS_OK && utf8_len(s->a) != 1) {
+    if (rc == ESS_OK && ess_text_utf8_len(s->a) != 1) {
         rc = ess_err_set(err, ESS_EMANIFEST, "pad: char must be exactly one character, got '%.20s'",
                          s->a);
     }
@@ -830,7 +805,7 @@ static char *text_trim(char *s)
 /* s padded to width code points with pad (one code point); s is consumed. */
 static char *text_pad(char *s, const struct step *st)
 {
-    size_t have = utf8_len(s);
+    size_t have = ess_text_utf8_len(s);
     size_t need = (size_t)st->n > have ? (size_t)st->n - have : 0;
     size_t plen = strlen(st->a);
     size_t slen = strlen(s);
@@ -980,7 +955,7 @@ static int run_text(const struct ess_transform *t, const struct step *s, json_t 
         text_trim(text);
         break;
     case T_TRUNCATE:
-        text[utf8_offset(text, (size_t)s->n)] = '\0';
+        text[ess_text_utf8_offset(text, (size_t)s->n)] = '\0';
         break;
     default:
         text = text_pad(text, s);
