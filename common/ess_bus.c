@@ -49,6 +49,8 @@ struct ess_bus {
     int have_env;
     char *consumer_tag; /* NULL when not consuming */
     char peer[BUS_NAME_MAX];
+    int confirming;    /* confirm.select done */
+    uint64_t next_seq; /* publish sequence number = the broker's delivery tag */
 };
 
 /* ----------------------------------------------------------- errors ---- */
@@ -343,6 +345,24 @@ int ess_bus_declare_push(struct ess_bus *b, const char *events_exchange, const c
     return rc;
 }
 
+int ess_bus_declare_exchanges(struct ess_bus *b, const char *events_exchange,
+                              const char *ops_exchange, struct ess_err *err)
+{
+    int rc;
+
+    if (b == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "declare: bus is NULL");
+    }
+    if (b->state != BUS_OPEN) {
+        return bus_gone(b, err);
+    }
+    rc = bus_exchange(b, events_exchange != NULL ? events_exchange : "hms.events", "topic", err);
+    if (rc == ESS_OK) {
+        rc = bus_exchange(b, ops_exchange != NULL ? ops_exchange : "hms.ops", "topic", err);
+    }
+    return rc;
+}
+
 /* ------------------------------------------------------- consuming ----- */
 
 int ess_bus_consume(struct ess_bus *b, const char *queue, int prefetch, struct ess_err *err)
@@ -565,8 +585,34 @@ int ess_bus_reject(struct ess_bus *b, uint64_t tag, struct ess_err *err)
     return ESS_OK;
 }
 
-int ess_bus_publish(struct ess_bus *b, const char *exchange, const char *routing_key,
-                    const char *body, size_t len, const char *origin, struct ess_err *err)
+/* Properties of every ESS publish: persistent JSON, timestamp, optional
+ * ess-origin header and message_id. hdr must outlive props. */
+static void bus_props(amqp_basic_properties_t *props, amqp_table_entry_t *hdr, const char *origin,
+                      const char *message_id)
+{
+    memset(props, 0, sizeof(*props));
+    props->_flags =
+        AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+    props->content_type = amqp_cstring_bytes("application/json");
+    props->delivery_mode = AMQP_DELIVERY_PERSISTENT;
+    props->timestamp = (uint64_t)time(NULL);
+    if (origin != NULL && *origin != '\0') {
+        hdr->key = amqp_cstring_bytes("ess-origin");
+        hdr->value.kind = AMQP_FIELD_KIND_UTF8;
+        hdr->value.value.bytes = amqp_cstring_bytes(origin);
+        props->headers.num_entries = 1;
+        props->headers.entries = hdr;
+        props->_flags |= AMQP_BASIC_HEADERS_FLAG;
+    }
+    if (message_id != NULL && *message_id != '\0') {
+        props->message_id = amqp_cstring_bytes(message_id);
+        props->_flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+    }
+}
+
+static int bus_send(struct ess_bus *b, const char *exchange, const char *routing_key,
+                    const char *message_id, const char *body, size_t len, const char *origin,
+                    int mandatory, struct ess_err *err)
 {
     amqp_basic_properties_t props;
     amqp_table_entry_t hdr;
@@ -579,26 +625,177 @@ int ess_bus_publish(struct ess_bus *b, const char *exchange, const char *routing
     if (b->state != BUS_OPEN) {
         return bus_gone(b, err);
     }
-    memset(&props, 0, sizeof(props));
-    props._flags =
-        AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
-    props.content_type = amqp_cstring_bytes("application/json");
-    props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-    props.timestamp = (uint64_t)time(NULL);
-    if (origin != NULL && *origin != '\0') {
-        hdr.key = amqp_cstring_bytes("ess-origin");
-        hdr.value.kind = AMQP_FIELD_KIND_UTF8;
-        hdr.value.value.bytes = amqp_cstring_bytes(origin);
-        props.headers.num_entries = 1;
-        props.headers.entries = &hdr;
-        props._flags |= AMQP_BASIC_HEADERS_FLAG;
-    }
+    bus_props(&props, &hdr, origin, message_id);
     payload.len = len;
     payload.bytes = (void *)body;
     status = amqp_basic_publish(b->conn, BUS_CHANNEL, amqp_cstring_bytes(exchange),
-                                amqp_cstring_bytes(routing_key), 0, 0, &props, payload);
+                                amqp_cstring_bytes(routing_key), mandatory, 0, &props, payload);
     if (status != AMQP_STATUS_OK) {
         return bus_status_error(b, status, "publish", err);
     }
     return ESS_OK;
+}
+
+int ess_bus_publish(struct ess_bus *b, const char *exchange, const char *routing_key,
+                    const char *body, size_t len, const char *origin, struct ess_err *err)
+{
+    int rc = bus_send(b, exchange, routing_key, NULL, body, len, origin, 0, err);
+
+    if (rc == ESS_OK && b->confirming) {
+        b->next_seq++; /* on a confirming channel every publish takes a sequence number */
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------- confirms ------ */
+
+int ess_bus_confirm_select(struct ess_bus *b, struct ess_err *err)
+{
+    if (b == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "confirm.select: bus is NULL");
+    }
+    if (b->state != BUS_OPEN) {
+        return bus_gone(b, err);
+    }
+    if (b->confirming) {
+        return ESS_OK;
+    }
+    amqp_confirm_select(b->conn, BUS_CHANNEL);
+    if (bus_check_rpc(b, "confirm.select", err) != ESS_OK) {
+        return ESS_EBUS;
+    }
+    b->confirming = 1;
+    b->next_seq = 1;
+    return ESS_OK;
+}
+
+/* Milliseconds left until deadline (monotonic), never negative. */
+static long bus_ms_left(const struct timespec *deadline)
+{
+    struct timespec now;
+    long long ms;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ms = (long long)(deadline->tv_sec - now.tv_sec) * 1000 +
+         (deadline->tv_nsec - now.tv_nsec) / 1000000;
+    return ms > 0 ? (long)ms : 0;
+}
+
+/* A basic.return arrives as method + header + body: read (and drop) the content. */
+static int bus_take_return(struct ess_bus *b, amqp_channel_t ch, struct ess_err *err)
+{
+    amqp_message_t returned;
+
+    if (amqp_read_message(b->conn, ch, &returned, 0).reply_type != AMQP_RESPONSE_NORMAL) {
+        return bus_status_error(b, AMQP_STATUS_UNEXPECTED_STATE, "read returned message", err);
+    }
+    amqp_destroy_message(&returned);
+    return ESS_OK;
+}
+
+/* One method frame while waiting for the verdict on seq. Returns 1 when it
+ * settled it (*rc holds the result), 0 to keep waiting, or an ESS_E* code. */
+static int bus_confirm_frame(struct ess_bus *b, const amqp_frame_t *f, uint64_t seq,
+                             int *returned, int *rc, struct ess_err *err)
+{
+    const amqp_basic_ack_t *ack;
+    const amqp_basic_nack_t *nack;
+
+    switch (f->payload.method.id) {
+    case AMQP_BASIC_RETURN_METHOD:
+        *returned = 1; /* the broker sends the return before its ack */
+        return bus_take_return(b, f->channel, err);
+    case AMQP_BASIC_ACK_METHOD:
+        ack = f->payload.method.decoded;
+        if (ack->delivery_tag != seq && !(ack->multiple && ack->delivery_tag > seq)) {
+            return 0;
+        }
+        *rc = *returned ? ess_err_set(err, ESS_ENOTFOUND, "publish: unroutable (basic.return): "
+                                                          "no queue is bound to its routing key")
+                        : ESS_OK;
+        return 1;
+    case AMQP_BASIC_NACK_METHOD:
+        nack = f->payload.method.decoded;
+        if (nack->delivery_tag != seq && !(nack->multiple && nack->delivery_tag > seq)) {
+            return 0;
+        }
+        *rc = ess_err_set(err, ESS_EBUS, "publish: the broker refused the message (basic.nack)");
+        return 1;
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD:
+        return bus_closed_by_broker(b, &f->payload.method, "publish", err);
+    default:
+        return 0;
+    }
+}
+
+/* Read frames until the broker settles seq or the deadline passes. */
+static int bus_wait_confirm(struct ess_bus *b, uint64_t seq, int timeout_ms, struct ess_err *err)
+{
+    struct timespec deadline;
+    struct timeval tv;
+    amqp_frame_t f;
+    int returned = 0, verdict = ESS_OK, status, r;
+    long left;
+
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    for (;;) {
+        left = bus_ms_left(&deadline);
+        tv.tv_sec = left / 1000;
+        tv.tv_usec = (left % 1000) * 1000;
+        status = amqp_simple_wait_frame_noblock(b->conn, &f, &tv);
+        if (status == AMQP_STATUS_TIMEOUT) {
+            b->state = BUS_CONN_GONE; /* outcome unknown: make the caller reconnect */
+            return ess_err_set(err, ESS_EBUS, "publish: no confirm from %s within %d ms",
+                               b->peer, timeout_ms);
+        }
+        if (status != AMQP_STATUS_OK) {
+            return bus_status_error(b, status, "wait for publish confirm", err);
+        }
+        if (f.frame_type != AMQP_FRAME_METHOD) {
+            continue;
+        }
+        r = bus_confirm_frame(b, &f, seq, &returned, &verdict, err);
+        if (r != 0) {
+            amqp_maybe_release_buffers(b->conn);
+            return r < 0 ? r : verdict;
+        }
+    }
+}
+
+int ess_bus_publish_confirmed_id(struct ess_bus *b, const char *exchange,
+                                 const char *routing_key, const char *message_id,
+                                 const char *body, size_t len, const char *origin,
+                                 int timeout_ms, struct ess_err *err)
+{
+    uint64_t seq;
+    int rc;
+
+    if (b != NULL && (!b->confirming || b->consumer_tag != NULL)) {
+        return ess_err_set(err, ESS_EINVAL, "publish_confirmed: needs confirm.select on a bus "
+                                            "that does not consume");
+    }
+    if (timeout_ms <= 0) {
+        return ess_err_set(err, ESS_EINVAL, "publish_confirmed: timeout_ms must be > 0");
+    }
+    rc = bus_send(b, exchange, routing_key, message_id, body, len, origin, 1, err);
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    seq = b->next_seq++;
+    return bus_wait_confirm(b, seq, timeout_ms, err);
+}
+
+int ess_bus_publish_confirmed(struct ess_bus *b, const char *exchange, const char *routing_key,
+                              const char *body, size_t len, const char *origin, int timeout_ms,
+                              struct ess_err *err)
+{
+    return ess_bus_publish_confirmed_id(b, exchange, routing_key, NULL, body, len, origin,
+                                        timeout_ms, err);
 }

@@ -44,6 +44,11 @@ void ess_bus_free(struct ess_bus *b);
 int ess_bus_declare_push(struct ess_bus *b, const char *events_exchange, const char *ops_exchange,
                          const char *id, const struct ess_strlist *topics, struct ess_err *err);
 
+/* Declare only the exchanges hms.events and hms.ops (reverse connectors,
+ * which publish and own no queue). NULL names: the defaults. */
+int ess_bus_declare_exchanges(struct ess_bus *b, const char *events_exchange,
+                              const char *ops_exchange, struct ess_err *err);
+
 /* basic.qos(prefetch) + basic.consume on queue (no-ack off). */
 int ess_bus_consume(struct ess_bus *b, const char *queue, int prefetch, struct ess_err *err);
 
@@ -71,5 +76,31 @@ int ess_bus_reject(struct ess_bus *b, uint64_t tag, struct ess_err *err);
  * header ess-origin. Fire-and-forget (heartbeats, alerts). */
 int ess_bus_publish(struct ess_bus *b, const char *exchange, const char *routing_key,
                     const char *body, size_t len, const char *origin, struct ess_err *err);
+
+/* Publisher confirms (confirm.select) on this channel; call once after
+ * ess_bus_new (and after every reconnect: a new bus starts unconfirmed). */
+int ess_bus_confirm_select(struct ess_bus *b, struct ess_err *err);
+
+/* Publish like ess_bus_publish, but mandatory, and wait up to timeout_ms for
+ * the broker's verdict on this message:
+ *   ESS_OK        basic.ack (the broker took responsibility; persistent
+ *                 messages are on disk in every queue they were routed to);
+ *   ESS_ENOTFOUND basic.return: unroutable, no queue is bound to routing_key
+ *                 (nothing was stored; success would be a lie);
+ *   ESS_EBUS      basic.nack, no verdict within timeout_ms, or the connection
+ *                 or channel is gone. After a timeout the bus is marked down
+ *                 (the outcome is unknown): free it and reconnect.
+ * Needs ess_bus_confirm_select first (ESS_EINVAL otherwise) and a bus that
+ * does not consume: it reads frames synchronously and ignores any that are
+ * not about its own publishes. Blocks the calling thread up to timeout_ms. */
+int ess_bus_publish_confirmed(struct ess_bus *b, const char *exchange, const char *routing_key,
+                              const char *body, size_t len, const char *origin, int timeout_ms,
+                              struct ess_err *err);
+
+/* The same with an AMQP message_id property (NULL or "" for none). */
+int ess_bus_publish_confirmed_id(struct ess_bus *b, const char *exchange,
+                                 const char *routing_key, const char *message_id,
+                                 const char *body, size_t len, const char *origin,
+                                 int timeout_ms, struct ess_err *err);
 
 #endif

@@ -29,17 +29,22 @@
 #include "ess_manifest.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <yaml.h>
 
+#include "ess_batch.h"
 #include "ess_transform.h"
 
 #define MANIFEST_MAX_BYTES (1024 * 1024) /* a manifest is a page, not a data set */
@@ -81,6 +86,11 @@ static int check_xml_name(const char *s, char *why, size_t len);
 static int check_soap_action(const char *s, char *why, size_t len);
 static int check_xml_ns(const char *s, char *why, size_t len);
 static int check_delimiter(const char *s, char *why, size_t len);
+static int check_file_name(const char *s, char *why, size_t len);
+static int check_file(const char *s, char *why, size_t len);
+static int check_listen(const char *s, char *why, size_t len);
+static int check_hook_path(const char *s, char *why, size_t len);
+static int check_routing_key(const char *s, char *why, size_t len);
 
 #define OFF(f) offsetof(struct ess_manifest, f)
 #define DAYS(n) ((long)(n) * 86400L)
@@ -100,6 +110,13 @@ static int check_delimiter(const char *s, char *why, size_t len);
       "record key field (dotted path): ordering, debounce, dedupe, conflicts")                \
     X("target_url", ESS_KEY_STRING, NULL, 1, NULL, "kind=push", 0, OFF(target_url), 0, 0,     \
       check_url, "partner endpoint: http(s)://, ftp(s)://, sftp:// with a host")              \
+    X("batch_max", ESS_KEY_INT, "500", 0, NULL, NULL, 0, OFF(batch_max), 1, 100000, NULL,     \
+      "file drops (ftp, ftps, sftp): at most this many events per file")                      \
+    X("batch_sec", ESS_KEY_INT, "10", 0, NULL, NULL, 0, OFF(batch_sec), 1, 86400, NULL,       \
+      "file drops: a file goes at the latest this long after its first event")                \
+    X("file_name", ESS_KEY_STRING, "{id}-{seq}-{ts}.txt", 0, NULL, NULL, 0, OFF(file_name), 0,  \
+      0, check_file_name, "file drops: name template, {id} connector, {seq} first seq, {ts} "  \
+      "UTC yyyymmddThhmmssZ; written as NAME.part, then renamed")                             \
     X("format", ESS_KEY_ENUM, "json", 0, "json|soap|xml|csv|fixed|form", NULL, 0,             \
       OFF(format), 0, 0, NULL, "body rendered for the partner")                               \
     X("soap", ESS_KEY_BLOCK, NULL, 0, NULL, "format=soap", F_ONLY_WHEN, OFF(soap), 0, 0, NULL, \
@@ -174,8 +191,39 @@ static int check_delimiter(const char *s, char *why, size_t len);
     X("auth.password_env", ESS_KEY_STRING, NULL, 1, NULL, "auth.type=basic",                  \
       F_ENV | F_ONLY_WHEN, OFF(auth.password_env), 0, 0, check_envname,                       \
       "env var holding the basic-auth password")                                              \
+    X("listen", ESS_KEY_STRING, NULL, 1, NULL, "kind=webhook", F_ONLY_WHEN, OFF(listen), 0, 0, \
+      check_listen, "webhook: address to listen on, IPv4:PORT (127.0.0.1:8089)")              \
+    X("path", ESS_KEY_STRING, NULL, 1, NULL, "kind=webhook", F_ONLY_WHEN, OFF(hook_path), 0,  \
+      0, check_hook_path, "webhook: URL path partners POST to (/hooks/dmv)")                   \
+    X("publish_topic", ESS_KEY_STRING, NULL, 0, NULL, "kind=pull|webhook", F_ONLY_WHEN,        \
+      OFF(publish_topic), 0, 0, check_routing_key,                                            \
+      "routing key on hms.events for partner records (no wildcards); ess-webhook needs it")   \
+    X("body_limit", ESS_KEY_INT, "1048576", 0, NULL, "kind=webhook", F_ONLY_WHEN,             \
+      OFF(body_limit), 1, 67108864, NULL, "webhook: largest request body in bytes (else 413)") \
+    X("inbound_auth", ESS_KEY_AUTH, NULL, 1, NULL, "kind=webhook", F_ONLY_WHEN,               \
+      OFF(inbound_auth), 0, 0, NULL, "webhook: how callers prove who they are")               \
+    X("inbound_auth.type", ESS_KEY_ENUM, "none", 0, "none|basic|bearer|hmac", NULL, 0,        \
+      OFF(inbound_auth.type), 0, 0, NULL,                                                     \
+      "hmac: Standard Webhooks signatures; bearer: Authorization: Bearer (none, basic refused)") \
+    X("inbound_auth.secret_env", ESS_KEY_STRING, NULL, 1, NULL, "inbound_auth.type=hmac",     \
+      F_ENV | F_ONLY_WHEN, OFF(inbound_auth.secret_env), 0, 0, check_envname,                 \
+      "env var holding the webhook secret (whsec_<base64>)")                                  \
+    X("inbound_auth.token_env", ESS_KEY_STRING, NULL, 1, NULL, "inbound_auth.type=bearer",    \
+      F_ENV | F_ONLY_WHEN, OFF(inbound_auth.token_env), 0, 0, check_envname,                  \
+      "env var holding the bearer token callers must send")                                   \
     X("headers", ESS_KEY_HEADERS, NULL, 0, NULL, NULL, 0, OFF(headers), 0, 0, NULL,           \
-      "static extra request headers {Name: value}; not credentials, not ESS's own headers")
+      "static extra request headers {Name: value}; not credentials, not ESS's own headers")   \
+    X("tls", ESS_KEY_BLOCK, NULL, 0, NULL, NULL, 0, OFF(tls), 0, 0, NULL,                     \
+      "TLS to an https:// partner: trusted CAs, client certificate (mutual TLS)")             \
+    X("tls.ca_file", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(tls.ca_file), 0, 0,          \
+      check_file, "absolute path of a PEM file of CAs trusted for the partner; absent: the "  \
+      "system store")                                                                         \
+    X("tls.cert_file", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(tls.cert_file), 0, 0,      \
+      check_file, "absolute path of the PEM client certificate ESS presents (mutual TLS)")    \
+    X("tls.key_file", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(tls.key_file), 0, 0,        \
+      check_file, "absolute path of its unencrypted PEM private key; absent: in cert_file")   \
+    X("tls.verify", ESS_KEY_ENUM, "true", 0, "false|true", NULL, 0, OFF(tls.verify), 0, 0,    \
+      NULL, "false: the partner's certificate and host name are not checked (warned at start)")
 
 #define KEY_PUB(nm, ty, def, req, ch, when, fl, off, lo, hi, chk, doc) {nm, ty, def, req, ch, doc},
 #define KEY_IMPL(nm, ty, def, req, ch, when, fl, off, lo, hi, chk, doc) {when, fl, off, lo, hi, chk},
@@ -420,6 +468,62 @@ static int is_word_char(char c)
 }
 
 /* AMQP topic pattern: words of [A-Za-z0-9_-] separated by '.', a word may be * or #. */
+/* "IPv4:PORT": libmicrohttpd binds exactly that address. */
+static int check_listen(const char *s, char *why, size_t len)
+{
+    char sh[SHOW_MAX + 1], host[64];
+    const char *colon = strrchr(s, ':');
+    struct in_addr a;
+    char *end = NULL;
+    long port = 0;
+
+    if (colon != NULL && (size_t)(colon - s) < sizeof(host)) {
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - s), s);
+        errno = 0;
+        port = strtol(colon + 1, &end, 10);
+        if (inet_pton(AF_INET, host, &a) == 1 && end != colon + 1 && *end == '\0' && errno == 0 &&
+            port >= 1 && port <= 65535) {
+            return 0;
+        }
+    }
+    snprintf(why, len, "'%s' is not IPv4:PORT (like 127.0.0.1:8089)", show(s, sh, sizeof(sh)));
+    return -1;
+}
+
+static int check_hook_path(const char *s, char *why, size_t len)
+{
+    char sh[SHOW_MAX + 1];
+    size_t i;
+
+    for (i = 0; s[0] == '/' && s[i] != '\0'; i++) {
+        if ((unsigned char)s[i] <= ' ' || s[i] == '?' || s[i] == '#' || s[i] == 0x7f) {
+            break;
+        }
+    }
+    if (s[0] == '/' && s[i] == '\0' && i < 1024) {
+        return 0;
+    }
+    snprintf(why, len, "'%s' is not a URL path (starts with '/', no spaces, '?' or '#')",
+             show(s, sh, sizeof(sh)));
+    return -1;
+}
+
+/* A topic to publish with: a topic pattern without wildcards. */
+static int check_routing_key(const char *s, char *why, size_t len)
+{
+    char sh[SHOW_MAX + 1];
+
+    if (check_topic(s, why, len) != 0) {
+        return -1;
+    }
+    if (strpbrk(s, "*#") != NULL) {
+        snprintf(why, len, "'%s' is a pattern; publish needs a plain routing key (no * or #)",
+                 show(s, sh, sizeof(sh)));
+        return -1;
+    }
+    return 0;
+}
+
 static int check_topic(const char *s, char *why, size_t len)
 {
     char sh[SHOW_MAX + 1];
@@ -548,6 +652,58 @@ static int check_delimiter(const char *s, char *why, size_t len)
         return -1;
     }
     return 0;
+}
+
+/* A file name template: one plain path segment once expanded (no '/', no
+ * spaces, nothing a URL or an FTP command would need escaped). */
+static int check_file_name(const char *s, char *why, size_t len)
+{
+    char sh[SHOW_MAX + 1];
+    char name[256];
+
+    if (ess_batch_file_name(s, "id", 1, 0, name, sizeof(name)) != ESS_OK ||
+        strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+=,@") !=
+            strlen(name) ||
+        strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        snprintf(why, len,
+                 "'%s' is not a file name template (letters, digits, . _ - + = , @ and "
+                 "{id}, {seq}, {ts})",
+                 show(s, sh, sizeof(sh)));
+        return -1;
+    }
+    return 0;
+}
+
+/* A file the worker reads later (TLS material): absolute, so it means the same
+ * whatever directory the worker runs in, and readable now, so a typo fails at
+ * validate/load time rather than at the first delivery. O_NONBLOCK: a FIFO
+ * must not hang the parser. */
+static int check_file(const char *s, char *why, size_t len)
+{
+    char sh[SHOW_MAX + 1];
+    struct stat st;
+    int fd = -1;
+    int rc = -1;
+
+    if (s[0] != '/') {
+        snprintf(why, len, "'%s' is not an absolute path", show(s, sh, sizeof(sh)));
+        goto cleanup;
+    }
+    fd = open(s, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, len, "cannot read '%s': %s", show(s, sh, sizeof(sh)), strerror(errno));
+        goto cleanup;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(why, len, "'%s' is not a regular file", show(s, sh, sizeof(sh)));
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    if (fd >= 0) {
+        close(fd);
+    }
+    return rc;
 }
 
 static const char *const url_schemes[] = {"http", "https", "ftp", "ftps", "sftp"};
@@ -1693,6 +1849,26 @@ static void check_keys(struct pctx *p)
     }
 }
 
+/* tls: what the table cannot say. A key without its certificate is a mistake, and
+ * TLS settings on a plain http:// target would protect nothing while looking as
+ * if they did. */
+static void check_tls(struct pctx *p)
+{
+    int blk = key_named("tls");
+    int key = key_named("tls.key_file");
+    int cert = key_named("tls.cert_file");
+    int url = key_named("target_url");
+    const char *target = p->m->target_url;
+
+    if (p->seen_key[key] != NULL && p->seen_key[cert] == NULL) {
+        perr(p, p->seen_key[key], "tls.key_file: only used with tls.cert_file");
+    }
+    if (p->seen_key[blk] != NULL && !p->bad[url] && target != NULL &&
+        strncasecmp(target, "http://", 7) == 0) {
+        perr(p, p->seen_key[blk], "tls: target_url is plain http://; use https:// (or drop tls)");
+    }
+}
+
 /* ---------------------------------------------------------------- document */
 
 static void line_col_of(const char *text, size_t len, size_t off, int *line, int *col)
@@ -1748,6 +1924,7 @@ static void parse_root(struct pctx *p)
     parse_block(p, "", root);
     apply_defaults(p);
     check_keys(p);
+    check_tls(p);
 }
 
 /* Load the one document; a second document is an error (which one would count?). */

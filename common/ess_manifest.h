@@ -65,6 +65,16 @@ struct ess_auth {
     char *password_env; /* basic */
 };
 
+/* tls: {ca_file, cert_file, key_file, verify} for https:// (and ftps://) partners.
+ * Files are absolute paths, checked readable when the manifest is loaded; libcurl
+ * reads them again at each new connection. */
+struct ess_tls {
+    char *ca_file;   /* PEM CAs trusted for the partner's certificate; NULL: system store */
+    char *cert_file; /* PEM client certificate (mutual TLS); NULL: none */
+    char *key_file;  /* PEM private key of cert_file, unencrypted; NULL: inside cert_file */
+    int verify;      /* 1 (default): check the partner's certificate and host name */
+};
+
 /* soap: {action, namespace, operation}. SOAPAction rule: see ess_render.h. */
 struct ess_soap {
     char *action;    /* required with format: soap */
@@ -105,6 +115,9 @@ struct ess_manifest {
     struct ess_strlist topics;  /* listen_topic or listen_topics, >= 1 for push */
     char *key;                  /* record key field (dotted path allowed) */
     char *target_url;           /* http(s)://, ftp(s)://, sftp:// */
+    int batch_max;              /* file drops: events per file */
+    int batch_sec;              /* file drops: longest a file stays open */
+    char *file_name;            /* file drops: name template (ess_batch_file_name) */
     enum ess_format format;
     struct ess_strlist fields;  /* include filter, dotted paths; n == 0: all */
     struct ess_strlist drop;    /* exclude filter, after include */
@@ -132,6 +145,13 @@ struct ess_manifest {
     enum ess_on_park on_park;
     enum ess_tickets tickets;
     struct ess_auth auth;
+    struct ess_tls tls;
+    /* kind webhook (ess-webhook): where it listens, how it checks callers */
+    char *listen;            /* "127.0.0.1:PORT" */
+    char *hook_path;         /* manifest key `path`: "/hooks/dmv" */
+    char *publish_topic;     /* routing key on hms.events for records from the partner */
+    int body_limit;          /* bytes; larger requests are 413 */
+    struct ess_auth inbound_auth; /* hmac (Standard Webhooks) or bearer */
 };
 
 enum ess_key_type {

@@ -16,9 +16,15 @@
  * exactly one result" hold even under memory pressure. The same lifetime is
  * what ess_partner_in_flight() counts, so results not yet taken hold room.
  *
- * Only http:// and https:// are spoken today. The scheme decides in
- * partner_setup(); ftp/sftp drops will be an upload variant there (UPLOAD +
- * READFUNCTION over the same body), not a second module.
+ * TLS (ess_partner_set_tls: CA file, client certificate and key, verify) is
+ * applied to every transfer after the reset; libcurl only reuses a cached
+ * connection whose TLS settings match, so changing them never sends a request
+ * over a connection set up with the old ones.
+ *
+ * send() speaks http:// and https://; upload() drops a file on ftp://, ftps://
+ * (implicit TLS) or sftp:// with UPLOAD + READFUNCTION over the same kind of
+ * owned body, then renames it in the same session (POSTQUOTE), so a partner
+ * polling the directory only ever sees complete files under their final name.
  *
  * OWNERSHIP
  * send() takes the headers list and the body on success and on failure; both
@@ -34,6 +40,8 @@
 #include <time.h>
 
 #include "ess_backoff.h"
+#include "ess_log.h"
+#include "ess_manifest.h"
 #include "ess_version.h"
 
 #define PARTNER_ERR_BODY 160 /* body bytes quoted in an "HTTP 503: ..." line */
@@ -42,11 +50,15 @@ struct partner_xfer {
     CURL *easy;
     struct curl_slist *headers; /* owned while busy */
     char *body;                 /* owned while busy */
+    size_t len;                 /* an upload's body length */
+    size_t roff;                /* an upload's read offset */
+    struct curl_slist *quote;   /* an upload's rename commands, owned while busy */
     long timeout_ms;            /* as sent, for the "timeout after" line */
     size_t rlen;                /* bytes kept in res.body */
     struct ess_partner_result res;
     char errbuf[CURL_ERROR_SIZE];
     int running; /* added to the multi handle */
+    int upload;  /* a file drop: success is the transfer's, not an HTTP status */
     struct partner_xfer *next; /* free pool or done queue */
 };
 
@@ -60,6 +72,11 @@ struct ess_partner {
     struct partner_xfer *pool;  /* idle xfers, easy handles kept warm */
     struct partner_xfer *done;  /* finished, oldest first */
     struct partner_xfer *done_tail;
+    /* TLS (owned copies; NULL: curl's default). verify 0 turns peer and host checks off. */
+    char *tls_ca;
+    char *tls_cert;
+    char *tls_key;
+    int tls_verify;
 };
 
 static size_t partner_on_body(char *data, size_t size, size_t nmemb, void *ud)
@@ -149,6 +166,26 @@ static CURLcode partner_setup(struct partner_xfer *x, const char *url, size_t le
     return rc;
 }
 
+/* After partner_setup (curl_easy_reset clears these): trust, client
+ * certificate, verification. Unused by curl for http:// URLs. */
+static CURLcode partner_setup_tls(const struct ess_partner *p, CURL *e)
+{
+    CURLcode rc = CURLE_OK;
+
+    if (p->tls_ca != NULL) {
+        rc |= curl_easy_setopt(e, CURLOPT_CAINFO, p->tls_ca);
+    }
+    if (p->tls_cert != NULL) {
+        rc |= curl_easy_setopt(e, CURLOPT_SSLCERT, p->tls_cert);
+    }
+    if (p->tls_key != NULL) {
+        rc |= curl_easy_setopt(e, CURLOPT_SSLKEY, p->tls_key);
+    }
+    rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, p->tls_verify ? 1L : 0L);
+    rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, p->tls_verify ? 2L : 0L);
+    return rc;
+}
+
 /* An idle xfer from the pool, or a new one while under max_in_flight. */
 static struct partner_xfer *partner_take(struct ess_partner *p)
 {
@@ -179,8 +216,10 @@ static struct partner_xfer *partner_take(struct ess_partner *p)
 static void partner_release(struct ess_partner *p, struct partner_xfer *x)
 {
     curl_slist_free_all(x->headers);
+    curl_slist_free_all(x->quote);
     free(x->body);
     x->headers = NULL;
+    x->quote = NULL;
     x->body = NULL;
     x->running = 0;
     x->next = p->pool;
@@ -215,6 +254,7 @@ struct ess_partner *ess_partner_new(long timeout_ms, int max_in_flight, struct e
     }
     p->timeout_ms = timeout_ms;
     p->max_in_flight = max_in_flight;
+    p->tls_verify = 1;
     if (curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_in_flight) !=
             CURLM_OK ||
         curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, (long)max_in_flight) != CURLM_OK) {
@@ -242,6 +282,7 @@ void ess_partner_free(struct ess_partner *p)
         }
         curl_easy_cleanup(x->easy);
         curl_slist_free_all(x->headers);
+        curl_slist_free_all(x->quote);
         free(x->body);
         free(x);
     }
@@ -249,6 +290,9 @@ void ess_partner_free(struct ess_partner *p)
         curl_multi_cleanup(p->multi);
     }
     free(p->all);
+    free(p->tls_ca);
+    free(p->tls_cert);
+    free(p->tls_key);
     free(p);
 }
 
@@ -257,6 +301,53 @@ void ess_partner_set_timeout(struct ess_partner *p, long timeout_ms)
     if (timeout_ms > 0) {
         p->timeout_ms = timeout_ms;
     }
+}
+
+/* strdup that keeps NULL as NULL; *failed set when memory ran out. */
+static char *partner_dup(const char *s, int *failed)
+{
+    char *d;
+
+    if (s == NULL) {
+        return NULL;
+    }
+    d = strdup(s);
+    if (d == NULL) {
+        *failed = 1;
+    }
+    return d;
+}
+
+int ess_partner_set_tls(struct ess_partner *p, const struct ess_tls *tls, struct ess_err *err)
+{
+    const struct ess_tls none = {NULL, NULL, NULL, 1};
+    int failed = 0;
+    char *ca, *cert, *key;
+
+    if (p == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "no partner");
+    }
+    tls = tls != NULL ? tls : &none;
+    ca = partner_dup(tls->ca_file, &failed);
+    cert = partner_dup(tls->cert_file, &failed);
+    key = partner_dup(tls->key_file, &failed);
+    if (failed) {
+        free(ca);
+        free(cert);
+        free(key);
+        return ess_err_set(err, ESS_ENOMEM, "out of memory copying the TLS settings");
+    }
+    free(p->tls_ca);
+    free(p->tls_cert);
+    free(p->tls_key);
+    p->tls_ca = ca;
+    p->tls_cert = cert;
+    p->tls_key = key;
+    p->tls_verify = tls->verify != 0;
+    if (!p->tls_verify) {
+        ess_log_warn("tls.verify is off: the partner's identity is not checked");
+    }
+    return ESS_OK;
 }
 
 static int partner_check_send(struct ess_partner *p, const char *url, const char *body,
@@ -302,8 +393,9 @@ int ess_partner_send(struct ess_partner *p, uint64_t token, const char *url,
     headers = NULL;
     body = NULL;
     x->timeout_ms = p->timeout_ms;
+    x->upload = 0;
     partner_reset_result(x, token);
-    if (partner_setup(x, url, len) != CURLE_OK ||
+    if (partner_setup(x, url, len) != CURLE_OK || partner_setup_tls(p, x->easy) != CURLE_OK ||
         curl_multi_add_handle(p->multi, x->easy) != CURLM_OK) {
         rc = ess_err_set(err, ESS_EPARTNER, "libcurl refused the transfer setup");
         goto fail;
@@ -316,6 +408,190 @@ fail:
         partner_release(p, x);
     }
     curl_slist_free_all(headers);
+    free(body);
+    return rc;
+}
+
+/* ---- file drops: ftp://, ftps://, sftp:// ------------------------------- */
+
+static int partner_scheme_is_drop(const char *url)
+{
+    return strncasecmp(url, "ftp://", 6) == 0 || strncasecmp(url, "ftps://", 7) == 0 ||
+           strncasecmp(url, "sftp://", 7) == 0;
+}
+
+static size_t partner_on_read(char *buf, size_t size, size_t nitems, void *ud)
+{
+    struct partner_xfer *x = ud;
+    size_t room = size * nitems;
+    size_t left = x->len - x->roff;
+    size_t n = left < room ? left : room;
+
+    memcpy(buf, x->body + x->roff, n);
+    x->roff += n;
+    return n;
+}
+
+/* A file name is one path segment of printable ASCII that needs no escaping. */
+static int partner_name_ok(const char *name)
+{
+    size_t i;
+
+    if (name == NULL || name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        return 0;
+    }
+    for (i = 0; name[i] != '\0'; i++) {
+        if (!isalnum((unsigned char)name[i]) && strchr("._-+=,@", name[i]) == NULL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* dir "/" name into out; ESS_EINVAL when it does not fit. */
+static int partner_join(char *out, size_t outlen, const char *dir, const char *name)
+{
+    size_t dlen = strlen(dir);
+    const char *sep = dlen > 0 && dir[dlen - 1] == '/' ? "" : "/";
+    int n = snprintf(out, outlen, "%s%s%s", dir, sep, name);
+
+    return n > 0 && (size_t)n < outlen ? ESS_OK : ESS_EINVAL;
+}
+
+/* The rename after the upload: RNFR/RNTO in the directory curl changed to
+ * (ftp, ftps); an SFTP rename takes paths from the URL's path (which may start
+ * "/~/", the home directory) and overwrites the target atomically. */
+static struct curl_slist *partner_rename_cmds(const struct ess_partner_upload_req *req)
+{
+    struct curl_slist *q = NULL;
+    char from[1200];
+    char to[1200];
+    char *path = NULL;
+    CURLU *u = curl_url();
+
+    if (strncasecmp(req->url, "sftp://", 7) != 0) {
+        snprintf(from, sizeof(from), "RNFR %s", req->tmp_name);
+        snprintf(to, sizeof(to), "RNTO %s", req->final_name);
+        q = curl_slist_append(NULL, from);
+        goto add_to;
+    }
+    if (u == NULL || curl_url_set(u, CURLUPART_URL, req->url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLDECODE) != CURLUE_OK ||
+        strchr(path, '"') != NULL) {
+        goto done;
+    }
+    snprintf(from, sizeof(from), "rename \"%s%s%s\" ", path,
+             path[0] != '\0' && path[strlen(path) - 1] == '/' ? "" : "/", req->tmp_name);
+    snprintf(to, sizeof(to), "%s\"%s%s%s\"", from, path,
+             path[0] != '\0' && path[strlen(path) - 1] == '/' ? "" : "/", req->final_name);
+    q = curl_slist_append(NULL, to);
+    goto done;
+add_to:
+    if (q != NULL && curl_slist_append(q, to) == NULL) {
+        curl_slist_free_all(q);
+        q = NULL;
+    }
+done:
+    curl_free(path);
+    curl_url_cleanup(u);
+    return q;
+}
+
+static CURLcode partner_setup_upload(struct partner_xfer *x, const char *file_url,
+                                     const struct ess_partner_upload_req *req)
+{
+    CURL *e = x->easy;
+    long stall_s = x->timeout_ms / 1000 > 0 ? x->timeout_ms / 1000 : 1;
+    CURLcode rc = CURLE_OK;
+
+    curl_easy_reset(e);
+    rc |= curl_easy_setopt(e, CURLOPT_URL, file_url);
+    rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "ftp,ftps,sftp");
+    rc |= curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+    rc |= curl_easy_setopt(e, CURLOPT_READFUNCTION, partner_on_read);
+    rc |= curl_easy_setopt(e, CURLOPT_READDATA, x);
+    rc |= curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)x->len);
+    rc |= curl_easy_setopt(e, CURLOPT_POSTQUOTE, x->quote);
+    rc |= curl_easy_setopt(e, CURLOPT_FTP_CREATE_MISSING_DIRS, (long)CURLFTP_CREATE_DIR_RETRY);
+    if (req->user != NULL) {
+        rc |= curl_easy_setopt(e, CURLOPT_USERNAME, req->user);
+        rc |= curl_easy_setopt(e, CURLOPT_PASSWORD, req->password != NULL ? req->password : "");
+    }
+    /* A file may be large: bound the connect, each server reply and a stalled
+     * transfer by timeout_ms rather than the whole upload. */
+    rc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, x->timeout_ms);
+    rc |= curl_easy_setopt(e, CURLOPT_SERVER_RESPONSE_TIMEOUT, stall_s);
+    rc |= curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    rc |= curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
+    rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    rc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    rc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    return rc;
+}
+
+static int partner_check_upload(struct ess_partner *p, const struct ess_partner_upload_req *req,
+                                const char *body, size_t len, struct ess_err *err)
+{
+    if (p == NULL || req == NULL || req->url == NULL || (body == NULL && len > 0)) {
+        return ess_err_set(err, ESS_EINVAL, "partner upload needs a partner, a url and a body");
+    }
+    if (p->in_flight >= p->max_in_flight) {
+        return ess_err_set(err, ESS_EINVAL, "partner is full (%d transfers in flight)",
+                           p->in_flight);
+    }
+    if (!partner_scheme_is_drop(req->url)) {
+        return ess_err_set(err, ESS_EPARTNER, "url scheme '%.*s' is not a file drop",
+                           (int)strcspn(req->url, ":/"), req->url);
+    }
+    if (!partner_name_ok(req->tmp_name) || !partner_name_ok(req->final_name)) {
+        return ess_err_set(err, ESS_EINVAL, "'%s' is not a plain file name",
+                           partner_name_ok(req->tmp_name) ? req->final_name : req->tmp_name);
+    }
+    return ESS_OK;
+}
+
+int ess_partner_upload(struct ess_partner *p, uint64_t token,
+                       const struct ess_partner_upload_req *req, char *body, size_t len,
+                       struct ess_err *err)
+{
+    struct partner_xfer *x = NULL;
+    char file_url[2048];
+    int rc;
+
+    rc = partner_check_upload(p, req, body, len, err);
+    if (rc == ESS_OK && partner_join(file_url, sizeof(file_url), req->url, req->tmp_name) != 0) {
+        rc = ess_err_set(err, ESS_EINVAL, "upload url too long");
+    }
+    if (rc != ESS_OK) {
+        goto fail;
+    }
+    x = partner_take(p);
+    if (x == NULL) {
+        rc = ess_err_set(err, ESS_ENOMEM, "out of memory starting a partner upload");
+        goto fail;
+    }
+    x->quote = partner_rename_cmds(req);
+    x->body = body;
+    body = NULL;
+    x->len = len;
+    x->roff = 0;
+    x->upload = 1;
+    x->timeout_ms = p->timeout_ms;
+    partner_reset_result(x, token);
+    if (x->quote == NULL || partner_setup_upload(x, file_url, req) != CURLE_OK ||
+        partner_setup_tls(p, x->easy) != CURLE_OK ||
+        curl_multi_add_handle(p->multi, x->easy) != CURLM_OK) {
+        rc = ess_err_set(err, ESS_EPARTNER, "libcurl refused the upload setup");
+        goto fail;
+    }
+    x->running = 1;
+    p->in_flight++;
+    return ESS_OK;
+fail:
+    if (x != NULL) {
+        partner_release(p, x);
+    }
     free(body);
     return rc;
 }
@@ -368,12 +644,39 @@ static void partner_error_line(struct partner_xfer *x, CURLcode res)
         }
         return;
     }
-    if (r->status >= 200 && r->status <= 299) {
+    if (x->upload || (r->status >= 200 && r->status <= 299)) {
         return;
     }
     partner_quote_body(x, quoted, sizeof(quoted));
     snprintf(r->error, sizeof(r->error), "HTTP %ld%s%s", r->status, quoted[0] ? ": " : "",
              quoted);
+}
+
+/* Under TLS 1.3 a partner refusing the client certificate (or its absence)
+ * sends its alert after the client already counts the handshake as done, so
+ * libcurl often reports only the broken pipe or empty reply that follows.
+ * Name the likely cause, unless the alert itself made it into the message. */
+static void partner_tls_hint(const struct ess_partner *p, struct partner_xfer *x, CURLcode res)
+{
+    struct ess_partner_result *r = &x->res;
+    char cause[sizeof(r->error)];
+    curl_off_t tls_us = 0;
+
+    if ((res != CURLE_SEND_ERROR && res != CURLE_RECV_ERROR && res != CURLE_GOT_NOTHING) ||
+        r->status != 0 || strstr(r->error, "alert") != NULL) {
+        return;
+    }
+    /* 0 for plain http and for a reused connection: no new handshake to blame */
+    if (curl_easy_getinfo(x->easy, CURLINFO_APPCONNECT_TIME_T, &tls_us) != CURLE_OK ||
+        tls_us == 0) {
+        return;
+    }
+    snprintf(cause, sizeof(cause), "%s", r->error);
+    snprintf(r->error, sizeof(r->error),
+             "TLS connection closed by the partner without an answer: it may %s (%.120s)",
+             p->tls_cert != NULL ? "refuse the client certificate (tls.cert_file)"
+                                 : "require a client certificate (tls.cert_file is not set)",
+             cause);
 }
 
 /* A transfer is over: fill its result, free what it owned, queue it. */
@@ -388,9 +691,12 @@ static void partner_finish(struct ess_partner *p, struct partner_xfer *x, CURLco
     x->res.total_ms = (double)total_us / 1000.0;
     x->res.transport_failed = res != CURLE_OK;
     partner_error_line(x, res);
+    partner_tls_hint(p, x, res);
     curl_slist_free_all(x->headers);
+    curl_slist_free_all(x->quote);
     free(x->body);
     x->headers = NULL;
+    x->quote = NULL;
     x->body = NULL;
     x->next = NULL;
     if (p->done_tail != NULL) {

@@ -38,11 +38,40 @@ void ess_partner_free(struct ess_partner *p);
 
 void ess_partner_set_timeout(struct ess_partner *p, long timeout_ms);
 
+struct ess_tls; /* ess_manifest.h */
+
+/* TLS settings for the transfers sent from now on (tls NULL: the defaults,
+ * system CAs, no client certificate, verification on). The strings are copied;
+ * tls is only read during the call. With verification off this logs a warning
+ * (call it at every start). ESS_OK, or ESS_ENOMEM with the old settings kept. */
+int ess_partner_set_tls(struct ess_partner *p, const struct ess_tls *tls, struct ess_err *err);
+
 /* Start a POST of body to url. Ownership of headers (curl_slist) and body
  * (malloc'd) passes to the partner on success AND failure. ESS_EAGAIN-like
  * refusal when full is ESS_EINVAL: check ess_partner_room() first. */
 int ess_partner_send(struct ess_partner *p, uint64_t token, const char *url,
                      struct curl_slist *headers, char *body, size_t len, struct ess_err *err);
+
+/* A file drop: upload body to <url>/<tmp_name>, then rename it to final_name
+ * in the same session, so the partner never sees a partial file under the final
+ * name; a retry with the same names replaces a partial tmp file. url is the
+ * directory: ftp://, ftps:// (implicit TLS) or sftp://; missing directories are
+ * created. Names are one plain path segment ([A-Za-z0-9._-+=,@]). All of req is
+ * borrowed for the call only. Ownership of body (malloc'd) passes to the partner
+ * on success AND failure. The result comes back through next_result() with
+ * transport_failed 0 when the file is in place; status is then the server's last
+ * reply code (FTP 250) or 0 (SFTP), never an HTTP status. */
+struct ess_partner_upload_req {
+    const char *url;
+    const char *tmp_name;
+    const char *final_name;
+    const char *user;     /* NULL: the URL's user, or anonymous */
+    const char *password; /* with user */
+};
+
+int ess_partner_upload(struct ess_partner *p, uint64_t token,
+                       const struct ess_partner_upload_req *req, char *body, size_t len,
+                       struct ess_err *err);
 
 int ess_partner_in_flight(const struct ess_partner *p);
 int ess_partner_room(const struct ess_partner *p); /* max_in_flight - in_flight */

@@ -384,3 +384,114 @@ int ess_shape_render(const struct ess_manifest *m, json_t *shaped, char **body, 
 {
     return ess_render_body(m, shaped, body, len, content_type, err);
 }
+
+/* ---- inverse: partner record -> HMS record (ess-pull, ess-webhook) ------- */
+
+/* Partner names back to source names: all partner values are read and removed
+ * first, then set at the source paths (creating nesting), so swaps work. */
+static int shape_inverse_rename(const struct ess_manifest *m, json_t *res, struct ess_err *err)
+{
+    const struct ess_strmap *rn = &m->rename;
+    json_t *parent;
+    json_t **vals;
+    const char *leaf = NULL;
+    int nomem = 0;
+    size_t i;
+
+    if (rn->n == 0) {
+        return ESS_OK;
+    }
+    vals = calloc(rn->n, sizeof(*vals));
+    if (vals == NULL) {
+        return shape_nomem(err);
+    }
+    for (i = 0; i < rn->n; i++) {
+        vals[i] = json_incref(json_object_get(res, rn->vals[i]));
+    }
+    for (i = 0; i < rn->n; i++) {
+        json_object_del(res, rn->vals[i]);
+    }
+    for (i = 0; i < rn->n; i++) {
+        parent = vals[i] != NULL ? shape_own_parent(res, rn->keys[i], 1, &leaf, &nomem) : NULL;
+        if (parent != NULL && json_object_set(parent, leaf, vals[i]) != 0) {
+            nomem = 1;
+        }
+        json_decref(vals[i]);
+    }
+    free(vals);
+    return nomem ? shape_nomem(err) : ESS_OK;
+}
+
+/* The FROM code whose TO is text (the first one when several map to it). */
+static const char *shape_map_reverse(const struct ess_strmap *map, const char *text)
+{
+    size_t i;
+
+    for (i = 0; i < map->n; i++) {
+        if (strcmp(map->vals[i], text) == 0) {
+            return map->keys[i];
+        }
+    }
+    return NULL;
+}
+
+static int shape_inverse_value(const struct ess_valuemap *vm, json_t *res, struct ess_err *err)
+{
+    const char *leaf = NULL;
+    const char *text;
+    const char *from;
+    json_t *parent;
+    json_t *v;
+    char buf[32];
+    int nomem = 0;
+    int rc;
+
+    v = ess_event_path_get(res, vm->field);
+    if (v == NULL) {
+        return ESS_OK;
+    }
+    text = shape_value_text(v, buf, sizeof(buf), &rc);
+    if (rc != ESS_OK) {
+        return ess_err_set(err, ESS_ESHAPE, "values: field '%s' is %s; code maps apply to "
+                                            "strings, integers and booleans",
+                           vm->field, shape_kind(v));
+    }
+    from = text != NULL ? shape_map_reverse(&vm->map, text) : NULL;
+    if (from == NULL) {
+        return ESS_OK;
+    }
+    parent = shape_own_parent(res, vm->field, 0, &leaf, &nomem);
+    if (parent == NULL || json_object_set_new(parent, leaf, json_string(from)) != 0) {
+        return shape_nomem(err);
+    }
+    return ESS_OK;
+}
+
+int ess_shape_inverse(const struct ess_manifest *m, json_t *record, json_t **out,
+                      struct ess_err *err)
+{
+    json_t *res = NULL;
+    size_t i;
+    int rc;
+
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (m == NULL || !json_is_object(record) || out == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "ess_shape_inverse: need a manifest and an object");
+    }
+    res = json_deep_copy(record);
+    if (res == NULL) {
+        return shape_nomem(err);
+    }
+    rc = shape_inverse_rename(m, res, err);
+    for (i = 0; rc == ESS_OK && i < m->n_values; i++) {
+        rc = shape_inverse_value(&m->values[i], res, err);
+    }
+    if (rc != ESS_OK) {
+        json_decref(res);
+        return rc;
+    }
+    *out = res;
+    return ESS_OK;
+}

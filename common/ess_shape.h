@@ -41,4 +41,15 @@ int ess_shape_apply(const struct ess_manifest *m, json_t *data, json_t **out,
 int ess_shape_render(const struct ess_manifest *m, json_t *shaped, char **body, size_t *len,
                      const char **content_type, struct ess_err *err);
 
+/* The way back, for records a partner sends (ess-pull, ess-webhook): inverse
+ * `rename` (partner name -> source name, dotted sources re-nested), then
+ * inverse `values` (partner code -> HMS code, looked up by the source field;
+ * when several codes map to one, the first written wins; unknown codes are
+ * left as they are). fields/drop/transforms are not inverted (they lose
+ * information). record is borrowed and not modified; *out is a new object the
+ * caller json_decref()s. ESS_EINVAL when record is not an object, ESS_ESHAPE
+ * when a code-mapped field holds an array, object or real. */
+int ess_shape_inverse(const struct ess_manifest *m, json_t *record, json_t **out,
+                      struct ess_err *err);
+
 #endif

@@ -15,7 +15,7 @@
 #include "ess_worker.h"
 
 struct hms_cmd {
-    const char *group; /* "ess" or "dev" */
+    const char *group; /* "ess", "ops" or "dev" */
     const char *name;
     hms_cmd_fn fn;
     const char *usage;
@@ -25,6 +25,10 @@ struct hms_cmd {
 static const struct hms_cmd commands[] = {
     {"ess", "validate", hms_cmd_validate, "<manifest>...", "check manifests, every error at once"},
     {"ess", "explain", hms_cmd_explain, "", "every manifest key: type, default, meaning"},
+    {"ess", "render", hms_cmd_render, "<manifest> [event.json|-] [--show-secrets] [--at EPOCH]",
+     "the exact request ESS would send for an event (offline; secrets masked)"},
+    {"ess", "test", hms_cmd_test, "<manifest> [--tests FILE]",
+     "run <manifest-name>.tests.yml: each case PASS/FAIL (offline)"},
     {"ess", "deploy", hms_cmd_deploy,
      "<manifest> [--target local|systemd|compose|k8s] [--auto-rollback] [--wait S] [--out DIR]",
      "validate, record the version, declare the topology, start or render the worker"},
@@ -44,6 +48,8 @@ static const struct hms_cmd commands[] = {
      "parked and held events"},
     {"ess", "tickets", hms_cmd_tickets, "<id> [--key K] [--limit N]",
      "per-change delivery record"},
+    {"ops", "serve", hms_cmd_ops_serve, "[--listen 127.0.0.1:8080] [--public]",
+     "live fleet dashboard: tiles, events, JSON API, Server-Sent Events"},
     {"dev", "", hms_cmd_dev, "up|down|status|partner [--port P]",
      "a private RabbitMQ + Postgres on loopback for this user"},
 };
@@ -139,7 +145,10 @@ int main(int argc, char **argv)
     }
     c = find_command(argv[0], argc > 1 ? argv[1] : NULL);
     if (c == NULL) {
-        usage(stderr, strcmp(argv[0], "ess") == 0 || strcmp(argv[0], "dev") == 0 ? argv[0] : NULL);
+        usage(stderr, strcmp(argv[0], "ess") == 0 || strcmp(argv[0], "ops") == 0 ||
+                              strcmp(argv[0], "dev") == 0
+                          ? argv[0]
+                          : NULL);
         return wants_help(argc, argv) ? EX_OK : EX_USAGE;
     }
     skip = c->name[0] != '\0' ? 2 : 1;

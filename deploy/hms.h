@@ -6,6 +6,8 @@
  * hms_ops.c    ps, status, watch, pause, resume, replay, dlq, tickets
  * hms_deploy.c deploy (local|systemd|compose|k8s), diff, rollback, stop
  * hms_dev.c    dev up|down|status|partner (the local stack)
+ * hms_render.c render, test (a manifest's mapping tried offline)
+ * hms_dashboard.c ops serve (the live fleet dashboard: HTTP, SSE, hms.ops)
  *
  * THE CONTRACT WITH RUNNING WORKERS is the Postgres schema (common/ess_store.c
  * migrations); workers poll ess_controls about once a second:
@@ -86,5 +88,8 @@ int hms_cmd_replay(int argc, char **argv, const struct hms_opts *o);
 int hms_cmd_dlq(int argc, char **argv, const struct hms_opts *o);
 int hms_cmd_tickets(int argc, char **argv, const struct hms_opts *o);
 int hms_cmd_dev(int argc, char **argv, const struct hms_opts *o);
+int hms_cmd_render(int argc, char **argv, const struct hms_opts *o);
+int hms_cmd_test(int argc, char **argv, const struct hms_opts *o);
+int hms_cmd_ops_serve(int argc, char **argv, const struct hms_opts *o);
 
 #endif

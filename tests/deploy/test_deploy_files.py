@@ -66,15 +66,22 @@ def compose():
     for name in ("rabbitmq", "postgres"):
         check("healthcheck" in svcs.get(name, {}), "%s has no healthcheck" % name)
     for m in sorted(glob.glob(os.path.join(SRC, "manifests", "*.yml"))):
+        if m.endswith(".tests.yml"):
+            continue  # mapping test cases (hms ess test), not connectors
         cid = os.path.basename(m)[:-4]
-        svc = svcs.get("ess-push-" + cid)
-        check(svc is not None, "docker-compose.yml has no worker for manifests/%s.yml" % cid)
+        kind = yaml.safe_load(read("manifests/%s.yml" % cid))["kind"]
+        name = "ess-%s-%s" % (kind, cid)
+        svc = svcs.get(name)
+        check(svc is not None, "docker-compose.yml has no %s for manifests/%s.yml" % (name, cid))
         if svc is None:
             continue
         check("./manifests/%s.yml:/etc/ess/%s.yml:ro" % (cid, cid) in svc.get("volumes", []),
-              "ess-push-%s does not mount its manifest" % cid)
+              "%s does not mount its manifest" % name)
         check(svc.get("command") == ["--manifest", "/etc/ess/%s.yml" % cid],
-              "ess-push-%s command" % cid)
+              "%s command" % name)
+        if kind != "push":
+            check(svc.get("entrypoint") == ["/usr/local/bin/ess-%s" % kind],
+                  "%s runs ess-%s" % (name, kind))
 
 
 def dockerfile():

@@ -7,7 +7,8 @@ The first stdout line is "PORT <n>" (flushed), so a test can start it with
 a Content-Length.
 
 Every POST/PUT outside the control API is recorded, in arrival order, as
-  {"path", "headers" (lower-cased names), "body" (text), "ts" (epoch seconds),
+  {"path", "headers" (lower-cased names), "body" (text), "body_b64" (the raw
+   bytes, base64: "body" replaces invalid UTF-8), "ts" (epoch seconds),
    "status" (what was answered; null while hanging or for garbage)}
 and answered according to the current mode.
 
@@ -30,6 +31,7 @@ Bounded: exits on SIGTERM/SIGINT, and by itself after --lifetime seconds
 """
 
 import argparse
+import base64
 import json
 import signal
 import sys
@@ -185,6 +187,7 @@ class Handler(BaseHTTPRequestHandler):
             "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": body.decode("utf-8", errors="replace"),
+            "body_b64": base64.b64encode(body).decode("ascii"),  # the exact bytes
             "ts": time.time(),
             "status": None,
         }

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ess_manifest.h"
 #include "ess_partner.h"
 
 #define SRV_MAX_CONNS 64
@@ -545,6 +546,38 @@ static void test_send_refusals_free_what_they_took(void **state)
     ess_partner_free(NULL);
 }
 
+/* https:// to a plain-HTTP server: the handshake fails, and that is a transport
+ * failure (retried by the caller) with curl's TLS message, not a crash or a
+ * hang. A missing CA file is the same kind of failure. set_tls(NULL) restores
+ * the defaults. */
+static void test_tls_failures_are_transport_errors(void **state)
+{
+    struct srv *s = *state;
+    struct ess_partner *p = ess_partner_new(3000, 2, NULL);
+    struct ess_tls tls = {"/nonexistent/ess-ut/ca.pem", NULL, NULL, 1};
+    struct ess_partner_result r;
+    char url[64];
+
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/ok", s->port);
+    assert_int_equal(ess_partner_set_tls(p, NULL, NULL), ESS_OK);
+    assert_int_equal(send_simple(p, 1, url), ESS_OK);
+    assert_int_equal(drive(p, &r, 1), 1);
+    assert_int_equal(r.transport_failed, 1);
+    assert_int_equal(r.status, 0);
+    assert_true(r.error[0] != '\0');
+    assert_int_equal(ess_partner_set_tls(p, &tls, NULL), ESS_OK);
+    assert_int_equal(send_simple(p, 2, url), ESS_OK);
+    assert_int_equal(drive(p, &r, 1), 1);
+    assert_int_equal(r.transport_failed, 1);
+    assert_non_null(strstr(r.error, "/nonexistent/ess-ut/ca.pem"));
+    /* plain http ignores the TLS settings */
+    assert_int_equal(send_simple(p, 3, url_for(s, "/ok")), ESS_OK);
+    assert_int_equal(drive(p, &r, 1), 1);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(ess_partner_set_tls(NULL, &tls, NULL), ESS_EINVAL);
+    ess_partner_free(p);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -570,6 +603,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_body_no_expect_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_reports_extra_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_refusals_free_what_they_took, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_failures_are_transport_errors, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
