@@ -991,7 +991,9 @@ static json_t *dash_api_connectors(struct dash *d)
     size_t i;
 
     pthread_mutex_lock(&d->mu);
-    qsort(d->conns, d->n_conns, sizeof(*d->conns), dash_conn_cmp);
+    if (d->n_conns > 1) { /* qsort(NULL, 0, ...) is undefined behaviour */
+        qsort(d->conns, d->n_conns, sizeof(*d->conns), dash_conn_cmp);
+    }
     for (i = 0; i < d->n_conns; i++) {
         json_array_append_new(out, dash_row(&d->conns[i], now));
     }
