@@ -36,7 +36,7 @@
 
 #define PUSH_BREAKER_THRESHOLD 5
 #define PUSH_PROBE_MIN_MS 500
-#define PUSH_PROBE_MAX_MS 5000
+#define PUSH_PROBE_MAX_MS 2000 /* one request every 2 s at most: cheap for a partner, quick recovery */
 #define PUSH_RETRY_BASE_MS 200
 #define PUSH_RETRY_CAP_MS 30000
 #define PUSH_OFFSET_EVERY_MS 200
