@@ -28,6 +28,8 @@
  */
 #include "ess_manifest.h"
 
+#include "ess_log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -801,7 +803,7 @@ static int store_int(void *at, const struct key_impl *im, const char *s, char *w
     return 0;
 }
 
-static const char *fmt_duration(long sec, char *buf, size_t len)
+const char *ess_manifest_duration_text(long sec, char *buf, size_t len)
 {
     if (sec % 86400 == 0) {
         snprintf(buf, len, "%ldd", sec / 86400);
@@ -835,7 +837,7 @@ static int store_duration(void *at, const struct key_impl *im, const char *s, ch
     if (range || v > LONG_MAX / mult[unit - "smhd"] || v * mult[unit - "smhd"] < im->lo ||
         v * mult[unit - "smhd"] > im->hi) {
         snprintf(why, len, "%s is out of range (%s..%s)", show(s, sh, sizeof(sh)),
-                 fmt_duration(im->lo, lo, sizeof(lo)), fmt_duration(im->hi, hi, sizeof(hi)));
+                 ess_manifest_duration_text(im->lo, lo, sizeof(lo)), ess_manifest_duration_text(im->hi, hi, sizeof(hi)));
         return INVALID;
     }
     v *= mult[unit - "smhd"];
@@ -2209,8 +2211,8 @@ static const char *type_text(size_t ki, char *buf, size_t len)
         snprintf(buf, len, "int %ld..%ld", im->lo, im->hi);
         break;
     case ESS_KEY_DURATION:
-        snprintf(buf, len, "duration %s..%s", fmt_duration(im->lo, lo, sizeof(lo)),
-                 fmt_duration(im->hi, hi, sizeof(hi)));
+        snprintf(buf, len, "duration %s..%s", ess_manifest_duration_text(im->lo, lo, sizeof(lo)),
+                 ess_manifest_duration_text(im->hi, hi, sizeof(hi)));
         break;
     case ESS_KEY_ENUM:
         snprintf(buf, len, "%s", key_pub[ki].choices);
@@ -2287,4 +2289,25 @@ const char *ess_manifest_format_name(enum ess_format f)
         return "unknown";
     }
     return names[f];
+}
+
+int ess_manifest_load_reported(const char *path, struct ess_manifest **out, FILE *report)
+{
+    struct ess_diags diags;
+    char line[700];
+    size_t i;
+    int rc;
+
+    ess_diags_init(&diags);
+    rc = ess_manifest_load(path, out, &diags);
+    for (i = 0; i < diags.n; i++) {
+        ess_err_format(&diags.v[i], line, sizeof(line));
+        if (report != NULL) {
+            fprintf(report, "%s\n", line);
+        } else {
+            ess_log_error("%s", line);
+        }
+    }
+    ess_diags_fini(&diags);
+    return rc;
 }

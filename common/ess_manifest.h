@@ -190,7 +190,14 @@ int ess_manifest_load(const char *path, struct ess_manifest **out, struct ess_di
 int ess_manifest_parse(const char *text, size_t len, const char *name,
                        struct ess_manifest **out, struct ess_diags *diags);
 
+/* ess_manifest_load, then every error reported: one line each on report, or
+ * as error log lines when report is NULL (a worker). Same return codes. */
+int ess_manifest_load_reported(const char *path, struct ess_manifest **out, FILE *report);
+
 void ess_manifest_free(struct ess_manifest *m);
+
+/* A duration as the manifest writes it: the largest exact unit ("7d", "90s"). */
+const char *ess_manifest_duration_text(long sec, char *buf, size_t len);
 
 /* Check that every *_env key names a variable that is set. Returns ESS_OK
  * or ESS_ECONFIG with the variable NAME (never its value) in err. */

@@ -165,12 +165,9 @@ int main(int argc, char **argv)
 int hms_cmd_validate(int argc, char **argv, const struct hms_opts *o)
 {
     struct ess_manifest *m = NULL;
-    struct ess_diags diags;
-    char line[700];
     int worst = ESS_OK;
     int rc;
     int i;
-    size_t j;
 
     (void)o;
     if (argc < 1) {
@@ -178,11 +175,7 @@ int hms_cmd_validate(int argc, char **argv, const struct hms_opts *o)
         return EX_USAGE;
     }
     for (i = 0; i < argc; i++) {
-        ess_diags_init(&diags);
-        rc = ess_manifest_load(argv[i], &m, &diags);
-        for (j = 0; j < diags.n; j++) {
-            fprintf(stderr, "%s\n", ess_err_format(&diags.v[j], line, sizeof(line)));
-        }
+        rc = ess_manifest_load_reported(argv[i], &m, stderr);
         if (rc == ESS_OK) {
             printf("%s: manifest OK: %s (%s, %zu topic(s) -> %s, version %.12s)\n", argv[i],
                    m->id, m->kind, m->topics.n, m->target_url != NULL ? m->target_url : "-",
@@ -192,7 +185,6 @@ int hms_cmd_validate(int argc, char **argv, const struct hms_opts *o)
         }
         ess_manifest_free(m);
         m = NULL;
-        ess_diags_fini(&diags);
     }
     return ess_err_exit_code(worst);
 }

@@ -808,19 +808,6 @@ static int ops_duration(const char *text, long *sec)
     return 0;
 }
 
-/* 90 -> "1m30s"-ish for messages: the largest exact unit. */
-static void ops_duration_text(long sec, char *buf, size_t len)
-{
-    if (sec % 86400 == 0) {
-        snprintf(buf, len, "%ldd", sec / 86400);
-    } else if (sec % 3600 == 0) {
-        snprintf(buf, len, "%ldh", sec / 3600);
-    } else if (sec % 60 == 0) {
-        snprintf(buf, len, "%ldm", sec / 60);
-    } else {
-        snprintf(buf, len, "%lds", sec);
-    }
-}
 
 /* replay_window's default from the manifest key table (one source of truth). */
 static long replay_default_window(void)
@@ -965,7 +952,7 @@ static int replay_refuse(const struct ops_args *a, json_t *win, long window)
 {
     char wtext[32];
 
-    ops_duration_text(window, wtext, sizeof(wtext));
+    ess_manifest_duration_text(window, wtext, sizeof(wtext));
     if (json_is_true(json_object_get(win, "too_old"))) {
         fprintf(stderr,
                 "hms: replay refused: the window starts %s, but %s keeps its journal for"

@@ -207,17 +207,8 @@ static int render_read_all(FILE *f, char **buf, size_t *len)
 /* Load a manifest, printing every positioned error. A sysexits code. */
 static int render_load_manifest(const char *path, struct ess_manifest **m)
 {
-    struct ess_diags diags;
-    char line[700];
-    size_t i;
-    int rc;
+    int rc = ess_manifest_load_reported(path, m, stderr);
 
-    ess_diags_init(&diags);
-    rc = ess_manifest_load(path, m, &diags);
-    for (i = 0; i < diags.n; i++) {
-        fprintf(stderr, "%s\n", ess_err_format(&diags.v[i], line, sizeof(line)));
-    }
-    ess_diags_fini(&diags);
     return rc == ESS_OK ? EX_OK : ess_err_exit_code(rc);
 }
 

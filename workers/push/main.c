@@ -14,21 +14,6 @@
 #include "ess_push.h"
 #include "ess_worker.h"
 
-static int load_manifest(const char *path, struct ess_manifest **m)
-{
-    struct ess_diags diags;
-    char line[700];
-    size_t i;
-    int rc;
-
-    ess_diags_init(&diags);
-    rc = ess_manifest_load(path, m, &diags);
-    for (i = 0; i < diags.n; i++) {
-        ess_log_error("%s", ess_err_format(&diags.v[i], line, sizeof(line)));
-    }
-    ess_diags_fini(&diags);
-    return rc;
-}
 
 int main(int argc, char **argv)
 {
@@ -50,7 +35,7 @@ int main(int argc, char **argv)
     }
     ess_log_init("ess-push", NULL);
     ess_err_clear(&err);
-    rc = load_manifest(path, &m);
+    rc = ess_manifest_load_reported(path, &m, NULL);
     if (rc != ESS_OK) {
         return ess_err_exit_code(rc);
     }

@@ -740,21 +740,6 @@ static int hook_run(struct hook *h)
 
 /* ---------------------------------------------------------------- main --- */
 
-static int load_manifest(const char *path, struct ess_manifest **m)
-{
-    struct ess_diags diags;
-    char line[700];
-    size_t i;
-    int rc;
-
-    ess_diags_init(&diags);
-    rc = ess_manifest_load(path, m, &diags);
-    for (i = 0; i < diags.n; i++) {
-        ess_log_error("%s", ess_err_format(&diags.v[i], line, sizeof(line)));
-    }
-    ess_diags_fini(&diags);
-    return rc;
-}
 
 /* What the manifest table cannot say: kind, and an inbound auth we implement. */
 static int check_manifest(const char *path, const struct ess_manifest *m)
@@ -793,7 +778,7 @@ int main(int argc, char **argv)
         return rc;
     }
     ess_log_init("ess-webhook", NULL);
-    rc = load_manifest(path, &m);
+    rc = ess_manifest_load_reported(path, &m, NULL);
     if (rc != ESS_OK) {
         return ess_err_exit_code(rc);
     }
