@@ -157,13 +157,15 @@ static const char *shape_value_text(const json_t *v, char *buf, size_t len, int 
     }
 }
 
-static const char *shape_map_lookup(const struct ess_strmap *map, const char *text)
+/* The TO for code text (reverse: the FROM whose TO is text, the first one
+ * when several map to it). NULL when the map does not have it. */
+static const char *shape_map_find(const struct ess_strmap *map, const char *text, int reverse)
 {
     size_t i;
 
     for (i = 0; i < map->n; i++) {
-        if (strcmp(map->keys[i], text) == 0) {
-            return map->vals[i];
+        if (strcmp(reverse ? map->vals[i] : map->keys[i], text) == 0) {
+            return reverse ? map->keys[i] : map->vals[i];
         }
     }
     return NULL;
@@ -191,7 +193,7 @@ static int shape_one_value(const struct ess_valuemap *vm, json_t *res, struct es
                            "and booleans",
                            vm->field, shape_kind(v));
     }
-    to = text != NULL ? shape_map_lookup(&vm->map, text) : NULL;
+    to = text != NULL ? shape_map_find(&vm->map, text, 0) : NULL;
     if (to == NULL) {
         return ESS_OK;
     }
@@ -422,18 +424,6 @@ static int shape_inverse_rename(const struct ess_manifest *m, json_t *res, struc
     return nomem ? shape_nomem(err) : ESS_OK;
 }
 
-/* The FROM code whose TO is text (the first one when several map to it). */
-static const char *shape_map_reverse(const struct ess_strmap *map, const char *text)
-{
-    size_t i;
-
-    for (i = 0; i < map->n; i++) {
-        if (strcmp(map->vals[i], text) == 0) {
-            return map->keys[i];
-        }
-    }
-    return NULL;
-}
 
 static int shape_inverse_value(const struct ess_valuemap *vm, json_t *res, struct ess_err *err)
 {
@@ -456,7 +446,7 @@ static int shape_inverse_value(const struct ess_valuemap *vm, json_t *res, struc
                                             "strings, integers and booleans",
                            vm->field, shape_kind(v));
     }
-    from = text != NULL ? shape_map_reverse(&vm->map, text) : NULL;
+    from = text != NULL ? shape_map_find(&vm->map, text, 1) : NULL;
     if (from == NULL) {
         return ESS_OK;
     }
