@@ -53,23 +53,14 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 T0 = time.monotonic()
 
 
-class Failure(Exception):
-    pass
+# The integration tests' bounded wait (one implementation for both).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "integration"))
+from esslib import Failure, wait_until  # noqa: E402,F401
 
 
 def say(msg):
     print("[bench %6.1fs] %s" % (time.monotonic() - T0, msg), flush=True)
-
-
-def wait_until(cond, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(interval)
-    raise Failure("timed out after %.0f s waiting for %s (last: %r)" % (timeout, what, last))
 
 
 # ------------------------------------------------------------------ sink --
