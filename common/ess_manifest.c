@@ -173,6 +173,8 @@ static int check_routing_key(const char *s, char *why, size_t len);
       "AMQP prefetch window")                                                                 \
     X("max_in_flight", ESS_KEY_INT, "64", 0, NULL, NULL, 0, OFF(max_in_flight), 1, 1024,      \
       NULL, "concurrent partner transfers")                                                   \
+    X("skip_origins", ESS_KEY_STRLIST, NULL, 0, NULL, NULL, 0, OFF(skip_origins), 0, 0, NULL, \
+      "connector ids whose events (header ess-origin) are not sent back: no ping-pong")       \
     X("on_park", ESS_KEY_ENUM, "hold_key", 0, "hold_key|skip_event", NULL, 0, OFF(on_park),  \
       0, 0, NULL, "after a parked event: hold its key's later events until dlq retry/drop")    \
     X("tickets", ESS_KEY_ENUM, "failures", 0, "all|failures|none", NULL, 0, OFF(tickets), 0,  \
@@ -200,6 +202,25 @@ static int check_routing_key(const char *s, char *why, size_t len);
     X("publish_topic", ESS_KEY_STRING, NULL, 0, NULL, "kind=pull|webhook", F_ONLY_WHEN,        \
       OFF(publish_topic), 0, 0, check_routing_key,                                            \
       "routing key on hms.events for partner records (no wildcards); ess-webhook needs it")   \
+    X("source_url", ESS_KEY_STRING, NULL, 0, NULL, "kind=pull", F_ONLY_WHEN, OFF(source_url),  \
+      0, 0, check_url, "pull: http(s) URL polled for changed records; ess-pull needs it")      \
+    X("source_format", ESS_KEY_ENUM, "json", 0, "json|csv", "kind=pull", F_ONLY_WHEN,          \
+      OFF(source_format), 0, 0, NULL,                                                         \
+      "pull: the answer is JSON, or CSV with a header row (RFC 4180 quoting)")                \
+    X("poll_sec", ESS_KEY_INT, "30", 0, NULL, "kind=pull", F_ONLY_WHEN, OFF(poll_sec), 1,      \
+      86400, NULL, "pull: seconds between polls of source_url")                               \
+    X("cursor_param", ESS_KEY_STRING, "since", 0, NULL, "kind=pull", F_ONLY_WHEN,              \
+      OFF(cursor_param), 0, 0, NULL, "pull: query parameter carrying the since-cursor")        \
+    X("updated_at_field", ESS_KEY_STRING, "updated_at", 0, NULL, "kind=pull", F_ONLY_WHEN,     \
+      OFF(updated_at_field), 0, 0, check_path,                                                \
+      "pull: record field whose largest value seen becomes the cursor")                       \
+    X("records_path", ESS_KEY_STRING, NULL, 0, NULL, "kind=pull", F_ONLY_WHEN,                 \
+      OFF(records_path), 0, 0, check_path,                                                    \
+      "pull: dotted path of the records array in a JSON answer; absent: the answer is one")   \
+    X("next_path", ESS_KEY_STRING, "next", 0, NULL, "kind=pull", F_ONLY_WHEN, OFF(next_path),  \
+      0, 0, check_path, "pull: dotted path of the next-page link in a JSON answer")           \
+    X("page_param", ESS_KEY_STRING, NULL, 0, NULL, "kind=pull", F_ONLY_WHEN, OFF(page_param),  \
+      0, 0, NULL, "pull: query parameter numbering pages (1, 2, ...) until a short page")     \
     X("body_limit", ESS_KEY_INT, "1048576", 0, NULL, "kind=webhook", F_ONLY_WHEN,             \
       OFF(body_limit), 1, 67108864, NULL, "webhook: largest request body in bytes (else 413)") \
     X("inbound_auth", ESS_KEY_AUTH, NULL, 1, NULL, "kind=webhook", F_ONLY_WHEN,               \

@@ -39,6 +39,8 @@ enum ess_on_park { ESS_ON_PARK_HOLD_KEY = 0, ESS_ON_PARK_SKIP_EVENT };
  * needs none by default: the journal row below the delivered offset says it. */
 enum ess_tickets { ESS_TICKETS_ALL = 0, ESS_TICKETS_FAILURES, ESS_TICKETS_NONE };
 
+enum ess_source_format { ESS_SOURCE_JSON = 0, ESS_SOURCE_CSV };
+
 enum ess_auth_type { ESS_AUTH_NONE = 0, ESS_AUTH_BASIC, ESS_AUTH_BEARER, ESS_AUTH_HMAC };
 
 struct ess_strlist {
@@ -142,6 +144,7 @@ struct ess_manifest {
     long replay_window_sec; /* from "7d", "12h", "30m", "45s" */
     int prefetch;           /* AMQP prefetch window */
     int max_in_flight;      /* concurrent partner transfers */
+    struct ess_strlist skip_origins; /* ess-origin values never delivered back */
     enum ess_on_park on_park;
     enum ess_tickets tickets;
     struct ess_auth auth;
@@ -152,6 +155,15 @@ struct ess_manifest {
     char *publish_topic;     /* routing key on hms.events for records from the partner */
     int body_limit;          /* bytes; larger requests are 413 */
     struct ess_auth inbound_auth; /* hmac (Standard Webhooks) or bearer */
+    /* kind pull (ess-pull): what it polls and how it reads the answer */
+    char *source_url;        /* http(s):// polled every poll_sec */
+    enum ess_source_format source_format;
+    int poll_sec;
+    char *cursor_param;      /* query parameter of the since-cursor ("since") */
+    char *updated_at_field;  /* record field: the cursor is its largest value */
+    char *records_path;      /* dotted path of the records array; NULL: the answer */
+    char *next_path;         /* dotted path of the next-page link ("next") */
+    char *page_param;        /* page-number query parameter; NULL: none */
 };
 
 enum ess_key_type {

@@ -294,6 +294,18 @@ static int burst_add(struct push_burst *b, struct ess_event *ev, const struct es
     return ESS_OK;
 }
 
+static int push_origin_skipped(const struct ess_push *p, const char *origin)
+{
+    size_t i;
+
+    for (i = 0; origin[0] != '\0' && i < p->m->skip_origins.n; i++) {
+        if (strcmp(p->m->skip_origins.v[i], origin) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* One delivery from the broker: into the burst, or dead-lettered. */
 static int push_take_one(struct ess_push *p, const struct ess_bus_msg *msg,
                          struct ess_err *bus_err)
@@ -304,6 +316,15 @@ static int push_take_one(struct ess_push *p, const struct ess_bus_msg *msg,
 
     ess_err_clear(&err);
     p->stats.consumed++;
+    if (push_origin_skipped(p, msg->origin)) {
+        /* It came from the partner side of this pair: sending it back would
+         * ping-pong. Acked with the burst, never journaled. */
+        ess_log_debug("message %llu skipped: ess-origin %s", (unsigned long long)msg->tag,
+                      msg->origin);
+        p->burst.last_tag = msg->tag;
+        p->burst.has_tag = 1;
+        return ESS_OK;
+    }
     rc = ess_event_parse(msg->body, msg->len, msg->message_id, p->m->key, &ev, &err);
     if (rc != ESS_OK) {
         p->stats.dead++;

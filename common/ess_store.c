@@ -130,6 +130,18 @@ static const struct migration migrations[] = {
         "  target text NOT NULL,"
         "  note text,"
         "  deployed_at timestamptz NOT NULL DEFAULT now());"},
+    /* 3: ess-pull -- the since-cursor per connector, and a hash per record key
+     * so an unchanged record is not republished. */
+    {3, "CREATE TABLE ess_pull_cursors ("
+        "  connector text PRIMARY KEY,"
+        "  cursor text NOT NULL,"
+        "  updated_at timestamptz NOT NULL DEFAULT now());"
+        "CREATE TABLE ess_pull_hashes ("
+        "  connector text NOT NULL,"
+        "  key text NOT NULL,"
+        "  hash text NOT NULL,"
+        "  updated_at timestamptz NOT NULL DEFAULT now(),"
+        "  PRIMARY KEY (connector, key));"},
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -1120,5 +1132,117 @@ int ess_store_dlq_set(struct ess_store *s, const char *connector, long long seq,
                          5, vals, PGRES_COMMAND_OK, "dlq set", &res, err);
     }
     PQclear(res);
+    return rc;
+}
+
+/* ------------------------------------------------------------ ess-pull -- */
+
+int ess_store_pull_cursor_get(struct ess_store *s, const char *connector, char *cursor,
+                              size_t len, struct ess_err *err)
+{
+    const char *vals[1] = {connector};
+    PGresult *res = NULL;
+    int rc = check_args(s, connector, err);
+
+    if (rc == ESS_OK && (cursor == NULL || len == 0)) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: NULL cursor buffer");
+    }
+    if (rc == ESS_OK) {
+        cursor[0] = '\0';
+        rc = exec_params(s, "SELECT cursor FROM ess_pull_cursors WHERE connector = $1", 1, vals,
+                         PGRES_TUPLES_OK, "pull cursor get", &res, err);
+    }
+    if (rc == ESS_OK && PQntuples(res) > 0) {
+        snprintf(cursor, len, "%s", PQgetvalue(res, 0, 0));
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_pull_hashes_get(struct ess_store *s, const char *connector, json_t *keys,
+                              json_t **hashes, struct ess_err *err)
+{
+    const char *vals[2] = {connector, NULL};
+    PGresult *res = NULL;
+    char *text = NULL;
+    int rc = check_args(s, connector, err);
+    int r;
+
+    *hashes = NULL;
+    text = rc == ESS_OK ? json_dumps(keys, JSON_COMPACT) : NULL;
+    if (rc == ESS_OK && text == NULL) {
+        rc = ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+    }
+    vals[1] = text;
+    if (rc == ESS_OK) {
+        rc = exec_params(s,
+                         "SELECT key, hash FROM ess_pull_hashes WHERE connector = $1 AND key IN"
+                         " (SELECT json_array_elements_text($2::json))",
+                         2, vals, PGRES_TUPLES_OK, "pull hashes get", &res, err);
+    }
+    if (rc == ESS_OK) {
+        *hashes = json_object();
+        for (r = 0; *hashes != NULL && r < PQntuples(res); r++) {
+            json_object_set_new(*hashes, PQgetvalue(res, r, 0),
+                                json_string(PQgetvalue(res, r, 1)));
+        }
+        rc = *hashes != NULL ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+    }
+    free(text);
+    PQclear(res);
+    return rc;
+}
+
+/* Upsert the hashes ({key: hash}) and, when cursor is not NULL, the cursor. */
+static int pull_commit_body(struct ess_store *s, const char *connector, const char *cursor,
+                            const char *hashes, struct ess_err *err)
+{
+    const char *hv[2] = {connector, hashes};
+    const char *cv[2] = {connector, cursor};
+    PGresult *res = NULL;
+    int rc;
+
+    rc = exec_params(s,
+                     "INSERT INTO ess_pull_hashes (connector, key, hash, updated_at)"
+                     " SELECT $1, key, value, now() FROM json_each_text($2::json)"
+                     " ON CONFLICT (connector, key) DO UPDATE SET hash = EXCLUDED.hash,"
+                     " updated_at = now()",
+                     2, hv, PGRES_COMMAND_OK, "pull hashes set", &res, err);
+    PQclear(res);
+    res = NULL;
+    if (rc == ESS_OK && cursor != NULL) {
+        rc = exec_params(s,
+                         "INSERT INTO ess_pull_cursors (connector, cursor, updated_at)"
+                         " VALUES ($1, $2, now()) ON CONFLICT (connector) DO UPDATE"
+                         " SET cursor = EXCLUDED.cursor, updated_at = now()",
+                         2, cv, PGRES_COMMAND_OK, "pull cursor set", &res, err);
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_pull_commit(struct ess_store *s, const char *connector, const char *cursor,
+                          json_t *hashes, struct ess_err *err)
+{
+    char *text = NULL;
+    int rc = check_args(s, connector, err);
+
+    if (rc == ESS_OK) {
+        text = json_dumps(hashes, JSON_COMPACT);
+        rc = text != NULL ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+    }
+    if (rc == ESS_OK) {
+        rc = exec_simple(s, "BEGIN", "pull commit: begin", err);
+    }
+    if (rc == ESS_OK) {
+        rc = pull_commit_body(s, connector, cursor, text, err);
+    }
+    if (rc == ESS_OK) {
+        rc = exec_simple(s, "COMMIT", "pull commit", err);
+    }
+    if (rc != ESS_OK) {
+        rollback_quietly(s);
+    }
+    free(text);
     return rc;
 }

@@ -165,4 +165,21 @@ int ess_store_query_json(struct ess_store *s, const char *sql, int nparams,
 int ess_store_exec(struct ess_store *s, const char *sql, int nparams, const char *const *params,
                    long long *affected, struct ess_err *err);
 
+/* ---- ess-pull: since-cursor and per-key record hashes (migration 3) ---- */
+
+/* The connector's cursor into cursor (len bytes, truncated), "" when none. */
+int ess_store_pull_cursor_get(struct ess_store *s, const char *connector, char *cursor,
+                              size_t len, struct ess_err *err);
+
+/* Stored hashes of keys (a JSON array of strings, borrowed) as a new object
+ * key -> hash (keys without a row are absent); the caller json_decref()s it. */
+int ess_store_pull_hashes_get(struct ess_store *s, const char *connector, json_t *keys,
+                              json_t **hashes, struct ess_err *err);
+
+/* In one transaction: upsert hashes (object key -> hash, borrowed) and, when
+ * cursor is not NULL, set the cursor. Called only after the broker confirmed
+ * every publish these hashes stand for. */
+int ess_store_pull_commit(struct ess_store *s, const char *connector, const char *cursor,
+                          json_t *hashes, struct ess_err *err);
+
 #endif

@@ -177,6 +177,24 @@ def test_debounce_merges_rapid_changes_per_key():
     with_worker("debounce_sec: 1\n", body)
 
 
+def test_paired_origin_not_sent_back():
+    def body(cid, topic, partner, bus, worker):
+        # What the paired reverse connector published (header ess-origin) must
+        # not travel back to the partner it came from.
+        bus.publish(topic, {"permit_id": "O1"}, message_id="o-1",
+                    headers={"ess-origin": "dmv-webhook"})
+        bus.publish(topic, {"permit_id": "O2"}, message_id="o-2",
+                    headers={"ess-origin": "someone-else"})
+        bus.publish(topic, {"permit_id": "O3"}, message_id="o-3")
+        wait_until(lambda: partner.count() >= 2, 20, "the two events of other origins")
+        got = sorted(b["permit_id"] for b in partner.bodies())
+        check(got == ["O2", "O3"], "delivered: %r" % got)
+        rows = sql("SELECT event_id FROM ess_journal WHERE connector=%s ORDER BY seq", cid)
+        check([r[0] for r in rows] == ["o-2", "o-3"], "skipped event not journaled: %r" % rows)
+        check(bus.queue_count("ess." + cid) == 0, "the skipped message was acked")
+    with_worker("skip_origins: [dmv-webhook]\n", body)
+
+
 def test_heartbeats_and_lifecycle():
     cid = unique_id("it-hb")
     partner = Partner()
@@ -241,6 +259,6 @@ if __name__ == "__main__":
     run([test_shaped_delivery_with_headers, test_cloudevent_shapes_data_and_uses_its_id,
          test_same_message_id_delivered_once, test_bad_messages_dead_lettered_and_next_delivered,
          test_400_parks_that_event_rest_delivered, test_max_retry_exhausted_parks,
-         test_debounce_merges_rapid_changes_per_key,
+         test_debounce_merges_rapid_changes_per_key, test_paired_origin_not_sent_back,
          test_heartbeats_and_lifecycle,
          test_sighup_reloads_mapping])
