@@ -30,7 +30,7 @@ enum ess_errcode {
     ESS__ECOUNT = -12   /* sentinel: one past the last code */
 };
 
-#define ESS_ERR_MSG_MAX 512
+#define ESS_ERR_MSG_MAX 1024 /* room for "valid keys are ..." over the whole key table */
 #define ESS_ERR_FILE_MAX 256
 
 struct ess_err {

@@ -1692,7 +1692,7 @@ static void block_keys(const char *prefix, const char *leaf, char *list, size_t 
 
 static void unknown_key(struct pctx *p, const char *prefix, const yaml_node_t *kn, const char *leaf)
 {
-    char label[LABEL_MAX], sh[SHOW_MAX + 1], list[WHY_MAX], hint[96] = "";
+    char label[LABEL_MAX], sh[SHOW_MAX + 1], list[ESS_ERR_MSG_MAX], hint[96] = "";
     const char *best;
     size_t i;
 
