@@ -9,11 +9,13 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "ess_backoff.h"
+#include "ess_log.h"
 #include "ess_version.h"
 
 static volatile sig_atomic_t quit_flag;
@@ -155,6 +157,59 @@ void ess_worker_lean_exec(char **argv)
     }
     execv("/proc/self/exe", argv);
     /* Still here: exec failed (no /proc?). Nothing is lost but the memory. */
+}
+
+static int worker_check(const char *path, const char *kind, ess_worker_check_fn check,
+                        const struct ess_manifest *m)
+{
+    struct ess_err err;
+    int rc;
+
+    if (strcmp(m->kind, kind) != 0) {
+        ess_log_error("%s: kind: ess-%s runs kind %s, not %s", path, kind, kind, m->kind);
+        return EX_CONFIG;
+    }
+    rc = check != NULL ? check(path, m) : EX_OK;
+    if (rc != EX_OK) {
+        return rc;
+    }
+    ess_err_clear(&err);
+    if (ess_manifest_check_env(m, &err) != ESS_OK) {
+        ess_log_error("%s: %s", path, err.msg);
+        return EX_CONFIG;
+    }
+    return EX_OK;
+}
+
+int ess_worker_start(int argc, char **argv, const char *prog, const char *kind,
+                     const char *summary, ess_worker_check_fn check, struct ess_manifest **m)
+{
+    const char *path;
+    int check_only;
+    int rc;
+
+    *m = NULL;
+    ess_worker_lean_exec(argv);
+    rc = ess_worker_args(argc, argv, prog, summary, &path, &check_only);
+    if (rc >= 0) {
+        return rc;
+    }
+    ess_log_init(prog, NULL);
+    rc = ess_manifest_load_reported(path, m, NULL);
+    if (rc != ESS_OK) {
+        return ess_err_exit_code(rc);
+    }
+    ess_log_set_connector((*m)->id);
+    rc = worker_check(path, kind, check, *m);
+    if (rc == EX_OK && check_only) {
+        printf("manifest OK: %s (%s, version %.12s)\n", (*m)->id, path, (*m)->sha256);
+    }
+    if (rc != EX_OK || check_only) {
+        ess_manifest_free(*m);
+        *m = NULL;
+        return rc;
+    }
+    return -1;
 }
 
 static void on_quit(int sig)

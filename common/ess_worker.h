@@ -12,6 +12,7 @@
 
 #include "ess_bus.h"
 #include "ess_err.h"
+#include "ess_manifest.h"
 
 struct ess_worker_env { /* borrowed from the environment or static defaults */
     const char *amqp_url;
@@ -42,6 +43,18 @@ int ess_worker_args(int argc, char **argv, const char *prog, const char *summary
  * GNUTLS_NO_IMPLICIT_INIT is unset this sets it and re-executes the binary
  * once, before any work; if that fails it simply carries on. */
 void ess_worker_lean_exec(char **argv);
+
+/* A worker's own manifest checks beyond the key table (kind-specific needs):
+ * EX_OK, or a sysexits code after logging "path: key: what is wrong". */
+typedef int (*ess_worker_check_fn)(const char *path, const struct ess_manifest *m);
+
+/* The start every worker shares: the lean re-exec, arguments (--help,
+ * --version, --check), logging, the manifest (every error reported), its
+ * kind, the worker's own check (may be NULL), the *_env variables; --check
+ * prints "manifest OK" here. Returns -1 with *m loaded (the caller frees it)
+ * to go on, else the exit code to return (nothing left to free). */
+int ess_worker_start(int argc, char **argv, const char *prog, const char *kind,
+                     const char *summary, ess_worker_check_fn check, struct ess_manifest **m);
 
 void ess_worker_signals_install(void);
 int ess_worker_quit(void);

@@ -890,14 +890,9 @@ static int pull_run(struct pull *p)
 /* ---------------------------------------------------------------- main --- */
 
 /* What the manifest table cannot say: kind, and the keys ess-pull needs. */
+/* What the key table cannot say for a poller. */
 static int check_manifest(const char *path, const struct ess_manifest *m)
 {
-    struct ess_err err;
-
-    if (strcmp(m->kind, "pull") != 0) {
-        ess_log_error("%s: kind: ess-pull runs kind pull, not %s", path, m->kind);
-        return EX_CONFIG;
-    }
     if (m->source_url == NULL || (strncmp(m->source_url, "http://", 7) != 0 &&
                                   strncmp(m->source_url, "https://", 8) != 0)) {
         ess_log_error("%s: source_url: ess-pull needs an http:// or https:// URL", path);
@@ -909,11 +904,6 @@ static int check_manifest(const char *path, const struct ess_manifest *m)
     }
     if (m->auth.type == ESS_AUTH_HMAC) {
         ess_log_error("%s: auth.type: ess-pull sends none, basic or bearer", path);
-        return EX_CONFIG;
-    }
-    ess_err_clear(&err);
-    if (ess_manifest_check_env(m, &err) != ESS_OK) {
-        ess_log_error("%s: %s", path, err.msg);
         return EX_CONFIG;
     }
     return EX_OK;
@@ -946,33 +936,17 @@ int main(int argc, char **argv)
 {
     struct ess_manifest *m = NULL;
     struct pull *p = NULL;
-    const char *path;
-    int check_only;
     int rc;
 
-    rc = ess_worker_args(argc, argv, "ess-pull",
-                         "Polls a partner's source_url with a since-cursor kept in Postgres and "
-                         "publishes each changed record to hms.events with publisher confirms.",
-                         &path, &check_only);
+    rc = ess_worker_start(argc, argv, "ess-pull", "pull",
+                          "Polls a partner's source_url with a since-cursor kept in Postgres and "
+                          "publishes each changed record to hms.events with publisher confirms.",
+                          check_manifest, &m);
     if (rc >= 0) {
         return rc;
     }
-    ess_log_init("ess-pull", NULL);
-    rc = ess_manifest_load_reported(path, &m, NULL);
-    if (rc != ESS_OK) {
-        return ess_err_exit_code(rc);
-    }
-    ess_log_set_connector(m->id);
-    rc = check_manifest(path, m);
-    if (rc != EX_OK || check_only) {
-        if (rc == EX_OK) {
-            printf("manifest OK: %s (%s, version %.12s)\n", m->id, path, m->sha256);
-        }
-        ess_manifest_free(m);
-        return rc;
-    }
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    p = pull_new(m, path);
+    p = pull_new(m, m->path);
     if (p == NULL) {
         ess_manifest_free(m);
         return EX_OSERR;

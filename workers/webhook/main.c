@@ -742,21 +742,11 @@ static int hook_run(struct hook *h)
 
 
 /* What the manifest table cannot say: kind, and an inbound auth we implement. */
+/* What the key table cannot say: an inbound auth we implement. */
 static int check_manifest(const char *path, const struct ess_manifest *m)
 {
-    struct ess_err err;
-
-    if (strcmp(m->kind, "webhook") != 0) {
-        ess_log_error("%s: kind: ess-webhook runs kind webhook, not %s", path, m->kind);
-        return EX_CONFIG;
-    }
     if (m->inbound_auth.type != ESS_AUTH_HMAC && m->inbound_auth.type != ESS_AUTH_BEARER) {
         ess_log_error("%s: inbound_auth.type: ess-webhook needs hmac or bearer", path);
-        return EX_CONFIG;
-    }
-    ess_err_clear(&err);
-    if (ess_manifest_check_env(m, &err) != ESS_OK) {
-        ess_log_error("%s: %s", path, err.msg);
         return EX_CONFIG;
     }
     return EX_OK;
@@ -766,29 +756,15 @@ int main(int argc, char **argv)
 {
     struct ess_manifest *m = NULL;
     struct hook *h = NULL;
-    const char *path;
-    int check_only;
     int rc;
 
-    rc = ess_worker_args(argc, argv, "ess-webhook",
-                         "Receives partner webhooks (Standard Webhooks signatures or a bearer "
-                         "token) and publishes each record to hms.events with publisher confirms.",
-                         &path, &check_only);
+    rc = ess_worker_start(argc, argv, "ess-webhook", "webhook",
+                          "Receives partner webhooks (Standard Webhooks signatures or a bearer "
+                          "token) and publishes each record to hms.events with publisher "
+                          "confirms.",
+                          check_manifest, &m);
     if (rc >= 0) {
         return rc;
-    }
-    ess_log_init("ess-webhook", NULL);
-    rc = ess_manifest_load_reported(path, &m, NULL);
-    if (rc != ESS_OK) {
-        return ess_err_exit_code(rc);
-    }
-    ess_log_set_connector(m->id);
-    rc = check_manifest(path, m);
-    if (rc != EX_OK || check_only) {
-        if (rc == EX_OK) {
-            printf("manifest OK: %s (%s, version %.12s)\n", m->id, path, m->sha256);
-        }
-        goto cleanup;
     }
     h = calloc(1, sizeof(*h));
     if (h == NULL) {
