@@ -110,6 +110,7 @@ struct ess_push {
     long long next_retain_ms;
     long long started_ms;
     long long last_error_ms;
+    long long last_ok_ms; /* monotonic time of the latest 2xx */
     char last_error[256];
     /* the operator's controls (deploy/hms.h), polled every PUSH_CONTROL_EVERY_MS */
     struct ess_store_controls ctl;
@@ -1187,6 +1188,7 @@ static void push_result(struct ess_push *p, struct ess_partner_result *r, long l
     it->last_status = r->status;
     if (outcome == ESS_OUTCOME_OK) {
         p->stats.delivered++;
+        p->last_ok_ms = now;
         ess_stats_lag_add(&p->stats, (long)(ess_worker_wall_ms() - it->received_ms));
         ess_breaker_success(&p->breaker);
         push_ticket(p, it->seq, it->event_id, it->key, "delivered", it->attempts + 1, r->status,
@@ -1208,9 +1210,15 @@ static void push_result(struct ess_push *p, struct ess_partner_result *r, long l
         ess_log_warn("partner down after %d consecutive failures (%s); probing",
                      PUSH_BREAKER_THRESHOLD, r->error);
     }
-    if (!was_open && !ess_breaker_open(&p->breaker)) {
+    /* A failure counts towards max_retry when the partner is evidently up:
+     * an event's first failure, or a later one when other deliveries went
+     * through since its previous failure. Everything failing at once is an
+     * outage, the breaker's business: nothing is parked for it. */
+    if (!was_open && !ess_breaker_open(&p->breaker) &&
+        (it->attempts == 0 || p->last_ok_ms >= it->failed_ms)) {
         it->attempts++;
     }
+    it->failed_ms = now;
     if (it->attempts >= p->m->max_retry) {
         push_park(p, it, r->error, NULL);
         return;
