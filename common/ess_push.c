@@ -39,7 +39,7 @@
 #define PUSH_PROBE_MAX_MS 2000 /* one request every 2 s at most: cheap for a partner, quick recovery */
 #define PUSH_RETRY_BASE_MS 200
 #define PUSH_RETRY_CAP_MS 30000
-#define PUSH_OFFSET_EVERY_MS 200
+#define PUSH_OFFSET_EVERY_MS 500 /* a crash repeats at most this much of deliveries */
 #define PUSH_RETAIN_EVERY_MS 60000
 #define PUSH_DRAIN_MAX_MS 15000
 
@@ -1549,7 +1549,12 @@ static void push_cron(struct ess_push *p, long long now)
     }
     if (now >= p->next_redeliver_ms) {
         push_redeliver(p, now);
-        p->next_redeliver_ms = now + PUSH_CONTROL_EVERY_MS;
+        /* Every round trip here delays the events behind it: with no key held
+         * the dead letters are looked at every 10 s (a `dlq retry` of a
+         * skip_event park waits that long), else every second. */
+        p->next_redeliver_ms = now + (p->quarantine != NULL && json_object_size(p->quarantine) > 0
+                                          ? PUSH_CONTROL_EVERY_MS
+                                          : 10 * PUSH_CONTROL_EVERY_MS);
     }
     if (p->replay_pending && ess_partner_in_flight(p->partner) == 0 && push_batch_idle(p)) {
         push_replay_apply(p);
