@@ -295,14 +295,16 @@ static void shape_prune_empty(json_t *res, const char *path)
     }
 }
 
-static int shape_rename(const struct ess_manifest *m, json_t *res, struct ess_err *err)
+/* Move every renamed field in one pass -- all values read first, so a swap
+ * {a: b, b: a} works. Forward: HMS names (dotted paths, emptied parents
+ * pruned) -> partner names (top level). Inverse: the other way, re-nesting. */
+static int shape_move(const struct ess_strmap *rn, int inverse, json_t *res,
+                      struct ess_err *err)
 {
-    const struct ess_strmap *rn = &m->rename;
     json_t **vals;
     json_t *parent;
     const char *leaf = NULL;
     int nomem = 0;
-    int rc = ESS_OK;
     size_t i;
 
     if (rn->n == 0) {
@@ -313,9 +315,14 @@ static int shape_rename(const struct ess_manifest *m, json_t *res, struct ess_er
         return shape_nomem(err);
     }
     for (i = 0; i < rn->n; i++) {
-        vals[i] = json_incref(ess_event_path_get(res, rn->keys[i]));
+        vals[i] = json_incref(inverse ? json_object_get(res, rn->vals[i])
+                                      : ess_event_path_get(res, rn->keys[i]));
     }
     for (i = 0; i < rn->n; i++) {
+        if (inverse) {
+            json_object_del(res, rn->vals[i]);
+            continue;
+        }
         parent = vals[i] != NULL ? shape_own_parent(res, rn->keys[i], 0, &leaf, &nomem) : NULL;
         if (parent != NULL) {
             json_object_del(parent, leaf);
@@ -323,13 +330,16 @@ static int shape_rename(const struct ess_manifest *m, json_t *res, struct ess_er
         }
     }
     for (i = 0; i < rn->n; i++) {
-        if (vals[i] != NULL && json_object_set(res, rn->vals[i], vals[i]) != 0) {
-            rc = shape_nomem(err);
+        parent = vals[i] == NULL ? NULL
+                 : inverse       ? shape_own_parent(res, rn->keys[i], 1, &leaf, &nomem)
+                                 : res;
+        if (parent != NULL && json_object_set(parent, inverse ? leaf : rn->vals[i], vals[i]) != 0) {
+            nomem = 1;
         }
         json_decref(vals[i]);
     }
     free(vals);
-    return nomem ? shape_nomem(err) : rc;
+    return nomem ? shape_nomem(err) : ESS_OK;
 }
 
 static int shape_is_identity(const struct ess_manifest *m)
@@ -369,7 +379,7 @@ int ess_shape_apply(const struct ess_manifest *m, json_t *data, json_t **out, st
         rc = shape_values(m, res, err);
     }
     if (rc == ESS_OK) {
-        rc = shape_rename(m, res, err);
+        rc = shape_move(&m->rename, 0, res, err);
     }
     if (rc != ESS_OK) {
         goto fail;
@@ -391,40 +401,6 @@ int ess_shape_render(const struct ess_manifest *m, json_t *shaped, char **body, 
 
 /* Partner names back to source names: all partner values are read and removed
  * first, then set at the source paths (creating nesting), so swaps work. */
-static int shape_inverse_rename(const struct ess_manifest *m, json_t *res, struct ess_err *err)
-{
-    const struct ess_strmap *rn = &m->rename;
-    json_t *parent;
-    json_t **vals;
-    const char *leaf = NULL;
-    int nomem = 0;
-    size_t i;
-
-    if (rn->n == 0) {
-        return ESS_OK;
-    }
-    vals = calloc(rn->n, sizeof(*vals));
-    if (vals == NULL) {
-        return shape_nomem(err);
-    }
-    for (i = 0; i < rn->n; i++) {
-        vals[i] = json_incref(json_object_get(res, rn->vals[i]));
-    }
-    for (i = 0; i < rn->n; i++) {
-        json_object_del(res, rn->vals[i]);
-    }
-    for (i = 0; i < rn->n; i++) {
-        parent = vals[i] != NULL ? shape_own_parent(res, rn->keys[i], 1, &leaf, &nomem) : NULL;
-        if (parent != NULL && json_object_set(parent, leaf, vals[i]) != 0) {
-            nomem = 1;
-        }
-        json_decref(vals[i]);
-    }
-    free(vals);
-    return nomem ? shape_nomem(err) : ESS_OK;
-}
-
-
 static int shape_inverse_value(const struct ess_valuemap *vm, json_t *res, struct ess_err *err)
 {
     const char *leaf = NULL;
@@ -474,7 +450,7 @@ int ess_shape_inverse(const struct ess_manifest *m, json_t *record, json_t **out
     if (res == NULL) {
         return shape_nomem(err);
     }
-    rc = shape_inverse_rename(m, res, err);
+    rc = shape_move(&m->rename, 1, res, err);
     for (i = 0; rc == ESS_OK && i < m->n_values; i++) {
         rc = shape_inverse_value(&m->values[i], res, err);
     }
