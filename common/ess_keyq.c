@@ -437,6 +437,20 @@ size_t ess_keyq_pending(const struct ess_keyq *q)
     return q->pending;
 }
 
+long long ess_keyq_oldest_received_ms(const struct ess_keyq *q)
+{
+    const struct kq_item *it;
+    size_t i;
+
+    for (i = 0; i < q->ring_n; i++) {
+        it = q->ring[(q->ring_head + i) % q->ring_cap];
+        if (!it->done) {
+            return it->pub.received_ms;
+        }
+    }
+    return -1;
+}
+
 long long ess_keyq_last_seq(const struct ess_keyq *q)
 {
     return q->last_seq;

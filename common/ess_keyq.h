@@ -77,6 +77,10 @@ void ess_keyq_set_floor(struct ess_keyq *q, long long seq);
 /* Events not yet done (waiting or in flight). */
 size_t ess_keyq_pending(const struct ess_keyq *q);
 
+/* received_ms of the oldest event not yet done (the backlog's age), -1 when
+ * none. Walks from the low-water mark: done events past it are few. */
+long long ess_keyq_oldest_received_ms(const struct ess_keyq *q);
+
 /* Highest seq ever pushed (the read cursor), or the floor. */
 long long ess_keyq_last_seq(const struct ess_keyq *q);
 

@@ -179,6 +179,36 @@ static int check_routing_key(const char *s, char *why, size_t len);
       0, 0, NULL, "after a parked event: hold its key's later events until dlq retry/drop")    \
     X("tickets", ESS_KEY_ENUM, "failures", 0, "all|failures|none", NULL, 0, OFF(tickets), 0,  \
       0, NULL, "delivery tickets: failures = changes not delivered at the first attempt")     \
+    X("ticket_retention", ESS_KEY_DURATION, "30d", 0, NULL, NULL, 0,                         \
+      OFF(ticket_retention_sec), 1, DAYS(3650), NULL,                                         \
+      "how long delivery tickets are kept (swept in small batches)")                          \
+    X("metrics_listen", ESS_KEY_STRING, NULL, 0, NULL, "kind=push", F_ONLY_WHEN,               \
+      OFF(metrics_listen), 0, 0, check_listen,                                                \
+      "IPv4:PORT serving Prometheus GET /metrics; absent: off (non-loopback: warned at start)") \
+    X("alerts", ESS_KEY_BLOCK, NULL, 0, NULL, "kind=push", F_ONLY_WHEN, OFF(alerts), 0, 0,     \
+      NULL, "alert thresholds; ess.alert.<id> on hms.ops when a rule fires and clears")        \
+    X("alerts.failures", ESS_KEY_BLOCK, NULL, 0, NULL, NULL, 0, OFF(alerts.failures), 0, 0,    \
+      NULL, "failed delivery attempts: more than count within within_sec")                    \
+    X("alerts.failures.count", ESS_KEY_INT, "3", 0, NULL, NULL, 0, OFF(alerts.failures.count), \
+      0, 1000000, NULL, "failed attempts tolerated within the period; 0: rule off")            \
+    X("alerts.failures.within_sec", ESS_KEY_INT, "300", 0, NULL, NULL, 0,                     \
+      OFF(alerts.failures.within_sec), 1, 3600, NULL, "the period failures are counted over") \
+    X("alerts.partner_down_sec", ESS_KEY_INT, "60", 0, NULL, NULL, 0,                         \
+      OFF(alerts.partner_down_sec), 0, 86400, NULL,                                           \
+      "partner down (breaker open) longer than this; 0: rule off")                            \
+    X("alerts.backlog_age_sec", ESS_KEY_INT, "300", 0, NULL, NULL, 0,                         \
+      OFF(alerts.backlog_age_sec), 0, 864000, NULL,                                           \
+      "oldest undelivered event older than this; 0: rule off")                                \
+    X("alerts.parked", ESS_KEY_ENUM, "true", 0, "false|true", NULL, 0, OFF(alerts.parked), 0,  \
+      0, NULL, "true: open while any event is parked (until dlq retry/drop)")                 \
+    X("canary", ESS_KEY_BLOCK, NULL, 0, NULL, "kind=push", F_ONLY_WHEN, OFF(canary), 0, 0,     \
+      NULL, "synthetic record sent every every_sec (X-ESS-Canary: 1); failing raises an alert") \
+    X("canary.every_sec", ESS_KEY_INT, "300", 0, NULL, NULL, 0, OFF(canary.every_sec), 1,      \
+      86400, NULL, "seconds between canary deliveries")                                       \
+    X("canary.url", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(canary.url), 0, 0, check_url,  \
+      "the partner's test endpoint; absent: target_url")                                      \
+    X("canary.record", ESS_KEY_ANYMAP, NULL, 0, NULL, NULL, 0, OFF(canary.record), 0, 0, NULL, \
+      "the synthetic event, shaped like a real one; required with canary")             \
     X("auth", ESS_KEY_AUTH, NULL, 0, NULL, NULL, 0, OFF(auth), 0, 0, NULL,                    \
       "partner authentication; secrets only via *_env variable names")                        \
     X("auth.type", ESS_KEY_ENUM, "none", 0, "none|basic|bearer|hmac", NULL, 0,                \
@@ -1892,6 +1922,42 @@ static void check_tls(struct pctx *p)
     }
 }
 
+/* canary: a block without the record it sends says nothing; the record needs
+ * the key field like any event (ess_event would refuse it at every send). */
+static void check_canary(struct pctx *p)
+{
+    int blk = key_named("canary");
+    int rec = key_named("canary.record");
+    int key = key_named("key");
+    json_t *v = p->m->canary.record;
+    const char *part;
+    const char *dot;
+    char seg[256];
+
+    if (p->seen_key[blk] == NULL || p->bad[blk]) {
+        return;
+    }
+    if (p->seen_key[rec] == NULL) {
+        perr(p, p->seen_val[blk], "canary.record: required key is missing (the synthetic event)");
+        return;
+    }
+    if (p->bad[rec] || p->bad[key] || p->m->key == NULL) {
+        return;
+    }
+    for (part = p->m->key; v != NULL; part = dot + 1) {
+        dot = strchr(part, '.');
+        snprintf(seg, sizeof(seg), "%.*s", dot != NULL ? (int)(dot - part) : (int)strlen(part),
+                 part);
+        v = json_object_get(v, seg);
+        if (dot == NULL) {
+            break;
+        }
+    }
+    if (v == NULL || json_is_null(v)) {
+        perr(p, p->seen_val[rec], "canary.record: has no key field '%s'", p->m->key);
+    }
+}
+
 /* ---------------------------------------------------------------- document */
 
 static void line_col_of(const char *text, size_t len, size_t off, int *line, int *col)
@@ -1948,6 +2014,7 @@ static void parse_root(struct pctx *p)
     apply_defaults(p);
     check_keys(p);
     check_tls(p);
+    check_canary(p);
 }
 
 /* Load the one document; a second document is an error (which one would count?). */

@@ -109,6 +109,28 @@ struct ess_column { /* format: fixed, one per field, in record order */
 
 struct ess_transform; /* ess_transform.h */
 
+/* alerts: {failures: {count, within_sec}, partner_down_sec, backlog_age_sec,
+ * parked} -- thresholds of the rules in ess_alert.h; 0 (false) turns a rule
+ * off. failures is not the first member: a block sharing its parent's offset
+ * would read as an alternative spelling of it. */
+struct ess_alerts {
+    int partner_down_sec; /* breaker open longer than this */
+    int backlog_age_sec;  /* oldest undelivered event older than this */
+    int parked;           /* 1: any open dead letter */
+    struct {
+        int count;      /* more than count failed attempts ... */
+        int within_sec; /* ... within this many seconds */
+    } failures;
+};
+
+/* canary: {every_sec, record, url}: a synthetic record through the full
+ * mapping to the partner's test endpoint (header X-ESS-Canary: 1). */
+struct ess_canary {
+    int every_sec;
+    char *url;      /* NULL: target_url */
+    json_t *record; /* owned; NULL: no canary */
+};
+
 struct ess_manifest {
     char *path; /* file it was loaded from ("<string>" for parse) */
     char *sha256; /* hex digest of the manifest text: its version */
@@ -147,6 +169,10 @@ struct ess_manifest {
     struct ess_strlist skip_origins; /* ess-origin values never delivered back */
     enum ess_on_park on_park;
     enum ess_tickets tickets;
+    long ticket_retention_sec; /* tickets older than this are swept */
+    char *metrics_listen;      /* "IPv4:PORT" for GET /metrics; NULL: off */
+    struct ess_alerts alerts;
+    struct ess_canary canary;
     struct ess_auth auth;
     struct ess_tls tls;
     /* kind webhook (ess-webhook): where it listens, how it checks callers */

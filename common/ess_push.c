@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "ess_alert.h"
 #include "ess_backoff.h"
 #include "ess_batch.h"
 #include "ess_breaker.h"
@@ -26,6 +27,7 @@
 #include "ess_event.h"
 #include "ess_keyq.h"
 #include "ess_log.h"
+#include "ess_metrics.h"
 #include "ess_partner.h"
 #include "ess_render.h"
 #include "ess_shape.h"
@@ -40,7 +42,10 @@
 #define PUSH_RETRY_BASE_MS 200
 #define PUSH_RETRY_CAP_MS 30000
 #define PUSH_OFFSET_EVERY_MS 500 /* a crash repeats at most this much of deliveries */
-#define PUSH_RETAIN_EVERY_MS 60000
+#define PUSH_RETAIN_EVERY_MS 15000 /* a sweep step a few times a minute ... */
+#define PUSH_RETAIN_MORE_MS 1000   /* ... every second while a step found a full batch */
+#define PUSH_RETAIN_BATCH 1000     /* rows per DELETE: each step stays short */
+#define PUSH_ALERT_EVERY_MS 1000
 #define PUSH_DRAIN_MAX_MS 15000
 
 struct burst_msg { /* a consumed message waiting for its journal COMMIT */
@@ -131,7 +136,35 @@ struct ess_push {
     int batch_in_flight;     /* its upload is running */
     int batch_attempts;      /* failed uploads counted towards max_retry */
     long long batch_due_ms;  /* a sealed batch's next upload (monotonic) */
+    /* ops visibility: metrics endpoint, alert rules, canary */
+    struct ess_metrics *metrics; /* NULL: metrics_listen off */
+    struct ess_alert *alerts;
+    long long next_alert_ms;
+    long long backlog; /* as of the last heartbeat */
+    unsigned long long parked_at_refresh; /* stats.parked when the quarantine was read */
+    struct push_canary {
+        int in_flight;
+        long long next_ms;  /* monotonic */
+        long long sent_ms;  /* monotonic, of the one in flight */
+        long long failures; /* consecutive */
+        int has_result;
+        int last_ok;
+        long last_rtt_ms;
+        long last_status;
+        long long last_ts_ms; /* wall clock of the last result */
+        char last_error[256];
+    } canary;
 };
+
+/* Ops visibility (metrics, alerts, canary, retention), defined further down. */
+static json_t *push_ops_extra(const struct ess_push *p);
+static void push_retain(struct ess_push *p, long long now);
+static void push_alerts(struct ess_push *p, long long now);
+static void push_canary_send(struct ess_push *p, long long now);
+static int push_canary_result(struct ess_push *p, const struct ess_partner_result *r, long long now);
+static void push_metrics_update(struct ess_push *p);
+static void push_ops_reload(struct ess_push *p, const struct ess_manifest *m);
+static int push_ops_new(struct ess_push *p, struct ess_err *err);
 
 /* The operator's side, defined further down. */
 static void push_controls(struct ess_push *p);
@@ -1177,6 +1210,9 @@ static void push_result(struct ess_push *p, struct ess_partner_result *r, long l
     struct push_redelivery *rd = push_redelivery_of(p, r->token);
     int was_open = ess_breaker_open(&p->breaker);
 
+    if (push_canary_result(p, r, now)) {
+        return;
+    }
     if (rd != NULL) {
         push_redelivery_result(p, rd, r);
         return;
@@ -1387,6 +1423,7 @@ static void push_redeliver(struct ess_push *p, long long now)
     json_decref(p->quarantine);
     p->quarantine = open_keys;
     p->quarantine_known = 1;
+    p->parked_at_refresh = p->stats.parked;
     (void)now;
 }
 
@@ -1509,6 +1546,7 @@ static void push_heartbeat(struct ess_push *p, long long now, const char *state)
 {
     struct ess_heartbeat hb;
     struct ess_err err;
+    json_t *extra;
     long long backlog = (long long)ess_keyq_pending(p->window);
     char rk[128];
     char *text;
@@ -1519,11 +1557,14 @@ static void push_heartbeat(struct ess_push *p, long long now, const char *state)
         push_store_lost(p, &err);
         ess_err_clear(&err);
     }
+    p->backlog = backlog;
     hb = (struct ess_heartbeat){p->m->id, ess_worker_instance(), ess_worker_host(), ESS_VERSION,
                                 state != NULL ? state : push_state(p, now), p->last_error,
                                 (long)getpid(),
                                 ess_worker_wall_ms(), (now - p->started_ms) / 1000, backlog};
-    text = ess_stats_heartbeat_json(&p->stats, &hb);
+    extra = push_ops_extra(p);
+    text = ess_stats_heartbeat_json_with(&p->stats, &hb, extra);
+    json_decref(extra);
     if (text != NULL && p->store != NULL &&
         ess_store_heartbeat_put(p->store, p->m->id, hb.instance, hb.state, p->m->heartbeat_sec,
                                 text, &err) != ESS_OK) {
@@ -1541,8 +1582,6 @@ static void push_heartbeat(struct ess_push *p, long long now, const char *state)
 
 static void push_cron(struct ess_push *p, long long now)
 {
-    struct ess_err err;
-
     if (now >= p->next_control_ms) {
         push_controls(p);
         p->next_control_ms = now + PUSH_CONTROL_EVERY_MS;
@@ -1571,13 +1610,273 @@ static void push_cron(struct ess_push *p, long long now)
         p->next_heartbeat_ms = now + (long long)p->m->heartbeat_sec * 1000;
     }
     if (now >= p->next_retain_ms && p->store != NULL) {
-        ess_err_clear(&err);
-        if (ess_store_retain(p->store, p->m->id, p->offset_saved, p->m->replay_window_sec,
-                             &err) != ESS_OK) {
-            push_store_lost(p, &err);
-        }
-        p->next_retain_ms = now + PUSH_RETAIN_EVERY_MS;
+        push_retain(p, now);
     }
+    if (now >= p->next_alert_ms) {
+        push_alerts(p, now);
+        p->next_alert_ms = now + PUSH_ALERT_EVERY_MS;
+    }
+    push_canary_send(p, now);
+}
+
+/* ---- ops visibility: metrics, alerts, canary, retention ----------------- */
+
+/* What heartbeats carry beyond ess_stats: open alerts and the canary. */
+static json_t *push_ops_extra(const struct ess_push *p)
+{
+    json_t *extra = json_object();
+    const struct push_canary *c = &p->canary;
+
+    if (extra == NULL) {
+        return NULL;
+    }
+    if (p->alerts != NULL) {
+        json_object_set_new(extra, "alerts", ess_alert_open_json(p->alerts));
+    }
+    if (p->m->canary.record != NULL && c->has_result) {
+        json_object_set_new(extra, "canary",
+                            json_pack("{s:s, s:I, s:I, s:I, s:s}", "result",
+                                      c->last_ok ? "ok" : "failed", "rtt_ms",
+                                      (json_int_t)c->last_rtt_ms, "status",
+                                      (json_int_t)c->last_status, "ts_ms",
+                                      (json_int_t)c->last_ts_ms, "error", c->last_error));
+    }
+    return extra;
+}
+
+/* One bounded retention step: never a long statement in the loop; while a
+ * step finds a full batch the next comes a second later, else in 15 s. */
+static void push_retain(struct ess_push *p, long long now)
+{
+    struct ess_err err;
+    long long deleted = 0;
+
+    ess_err_clear(&err);
+    if (ess_store_retain_batch(p->store, p->m->id, p->offset_saved, p->m->replay_window_sec,
+                               p->m->ticket_retention_sec, PUSH_RETAIN_BATCH, &deleted,
+                               &err) != ESS_OK) {
+        p->next_retain_ms = now + PUSH_RETAIN_EVERY_MS;
+        push_store_lost(p, &err);
+        return;
+    }
+    if (deleted > 0) {
+        ess_log_debug("retention: swept %lld rows past replay_window / ticket_retention",
+                      deleted);
+    }
+    p->next_retain_ms = now + (deleted >= PUSH_RETAIN_BATCH ? PUSH_RETAIN_MORE_MS
+                                                             : PUSH_RETAIN_EVERY_MS);
+}
+
+static int push_alert_publish(struct ess_push *p, const struct ess_alert_change *c)
+{
+    char rk[128];
+    struct ess_err err;
+    char *text = ess_alert_message_json(p->m->id, ess_worker_instance(), ess_worker_host(),
+                                        (long)getpid(), ESS_VERSION, c, ess_worker_wall_ms());
+    int rc;
+
+    if (text == NULL) {
+        return ESS_ENOMEM;
+    }
+    ess_err_clear(&err);
+    snprintf(rk, sizeof(rk), "ess.alert.%s", p->m->id);
+    rc = ess_bus_publish(p->bus, p->env.ops_exchange, rk, text, strlen(text), NULL, &err);
+    free(text);
+    if (rc != ESS_OK) {
+        push_bus_lost(p, &err);
+    }
+    return rc;
+}
+
+/* Once a second: evaluate the rules and announce what changed (an alert
+ * that could not be published is announced once the bus is back). */
+static void push_alerts(struct ess_push *p, long long now)
+{
+    struct ess_alert_change ch[ESS_ALERT__COUNT];
+    struct ess_alert_input in;
+    long long oldest = ess_keyq_oldest_received_ms(p->window);
+    size_t i, n;
+
+    memset(&in, 0, sizeof(in));
+    in.now_ms = now;
+    in.failed = p->stats.failed;
+    in.partner_down = ess_breaker_open(&p->breaker);
+    in.backlog_age_ms = oldest >= 0 ? ess_worker_wall_ms() - oldest : -1;
+    /* open dead letters: the keys the store last said, plus parks since then */
+    in.open_parked = (long long)(p->quarantine != NULL ? json_object_size(p->quarantine) : 0) +
+                     (long long)(p->stats.parked - p->parked_at_refresh);
+    in.canary_on = p->m->canary.record != NULL && !push_batching(p);
+    in.canary_failures = p->canary.failures;
+    n = ess_alert_eval(p->alerts, &in, ch, ESS_ALERT__COUNT);
+    for (i = 0; i < n && p->bus != NULL; i++) {
+        if (push_alert_publish(p, &ch[i]) != ESS_OK) {
+            return;
+        }
+        ess_alert_announced(p->alerts, ch[i].rule, ch[i].fired);
+        if (ch[i].fired) {
+            ess_log_warn("alert %s fired (value %.0f, threshold %.0f)",
+                         ess_alert_rule_name(ch[i].rule), ch[i].value, ch[i].threshold);
+        } else {
+            ess_log_info("alert %s cleared", ess_alert_rule_name(ch[i].rule));
+        }
+    }
+}
+
+static void push_canary_done(struct ess_push *p, int ok, long status, long rtt_ms,
+                             const char *error)
+{
+    struct push_canary *c = &p->canary;
+
+    if (!ok && c->failures == 0) {
+        ess_log_warn("canary failed: %s", error);
+    } else if (ok && c->failures > 0) {
+        ess_log_info("canary ok again after %lld failure(s) (%ld ms)", c->failures, rtt_ms);
+    }
+    c->failures = ok ? 0 : c->failures + 1;
+    c->has_result = 1;
+    c->last_ok = ok;
+    c->last_status = status;
+    c->last_rtt_ms = rtt_ms;
+    c->last_ts_ms = ess_worker_wall_ms();
+    snprintf(c->last_error, sizeof(c->last_error), "%s", ok ? "" : error);
+}
+
+/* Every canary.every_sec: the canary record through the full mapping and
+ * the usual headers (plus X-ESS-Canary: 1) to the test endpoint. It is not
+ * journaled, counted, retried or seen by the breaker: it only measures. */
+static void push_canary_send(struct ess_push *p, long long now)
+{
+    struct push_canary *c = &p->canary;
+    const char *ctype = "application/json";
+    struct curl_slist *h = NULL;
+    struct curl_slist *h2;
+    struct ess_err err;
+    char event_id[160];
+    char *text;
+    char *body = NULL;
+    size_t len = 0;
+
+    if (p->m->canary.record == NULL || c->in_flight || now < c->next_ms || p->ctl.paused ||
+        push_batching(p) || ess_partner_room(p->partner) == 0) {
+        return;
+    }
+    c->next_ms = now + (long long)p->m->canary.every_sec * 1000;
+    ess_err_clear(&err);
+    snprintf(event_id, sizeof(event_id), "canary-%s-%lld", p->m->id, ess_worker_wall_ms());
+    text = json_dumps(p->m->canary.record, JSON_COMPACT);
+    if (text == NULL || push_render(p, text, &body, &len, &ctype, &err) != ESS_OK) {
+        free(text);
+        push_canary_done(p, 0, 0, 0, err.code != ESS_OK ? err.msg : "out of memory");
+        return;
+    }
+    free(text);
+    h = push_headers(p, event_id, ctype, body, len, &err);
+    h2 = h != NULL ? curl_slist_append(h, "X-ESS-Canary: 1") : NULL;
+    if (h2 == NULL) {
+        curl_slist_free_all(h);
+        free(body);
+        push_canary_done(p, 0, 0, 0, err.code != ESS_OK ? err.msg : "out of memory");
+        return;
+    }
+    if (ess_partner_send(p->partner, (uint64_t)(uintptr_t)c,
+                         p->m->canary.url != NULL ? p->m->canary.url : p->m->target_url, h2,
+                         body, len, &err) != ESS_OK) {
+        push_canary_done(p, 0, 0, 0, err.msg);
+        return;
+    }
+    c->in_flight = 1;
+    c->sent_ms = now;
+}
+
+/* collect: 1 when r was the canary's. */
+static int push_canary_result(struct ess_push *p, const struct ess_partner_result *r, long long now)
+{
+    struct push_canary *c = &p->canary;
+
+    if (r->token != (uint64_t)(uintptr_t)c) {
+        return 0;
+    }
+    c->in_flight = 0;
+    push_canary_done(p, ess_backoff_classify(r->status, r->transport_failed) == ESS_OUTCOME_OK,
+                     r->status, (long)(ess_worker_mono_ms() - c->sent_ms), r->error);
+    (void)now;
+    return 1;
+}
+
+/* Every turn: a copy of the counters for scrapes (a memcpy under a mutex). */
+static void push_metrics_update(struct ess_push *p)
+{
+    struct ess_metrics_sample s;
+
+    if (p->metrics == NULL) {
+        return;
+    }
+    ess_metrics_sample_from(&s, &p->stats, p->bus != NULL && p->store != NULL,
+                            !ess_breaker_open(&p->breaker), p->backlog);
+    ess_metrics_update(p->metrics, &s);
+}
+
+static struct ess_metrics *push_metrics_open(const struct ess_manifest *m, struct ess_err *err)
+{
+    struct ess_metrics *metrics = ess_metrics_new(m->metrics_listen, m->id, err);
+
+    if (metrics == NULL) {
+        return NULL;
+    }
+    if (!ess_metrics_listen_is_loopback(m->metrics_listen)) {
+        ess_log_warn("metrics_listen %s is not a loopback address: /metrics is reachable from "
+                     "the network, without authentication",
+                     m->metrics_listen);
+    }
+    ess_log_info("metrics on http://%s/metrics", m->metrics_listen);
+    return metrics;
+}
+
+/* A reload: new alert thresholds; metrics_listen moved (the old endpoint
+ * stays when the new one cannot be opened). */
+static void push_ops_reload(struct ess_push *p, const struct ess_manifest *m)
+{
+    const char *was = p->m->metrics_listen;
+    struct ess_metrics *fresh;
+    struct ess_err err;
+
+    ess_alert_set_rules(p->alerts, &m->alerts);
+    if ((was == NULL) == (m->metrics_listen == NULL) &&
+        (was == NULL || strcmp(was, m->metrics_listen) == 0)) {
+        return;
+    }
+    ess_err_clear(&err);
+    fresh = NULL;
+    if (m->metrics_listen != NULL) {
+        ess_metrics_free(p->metrics); /* the same port may be wanted again */
+        p->metrics = NULL;
+        fresh = push_metrics_open(m, &err);
+        if (fresh == NULL) {
+            ess_log_error("reload: %s (metrics off until the next reload)", err.msg);
+        }
+    } else {
+        ess_metrics_free(p->metrics);
+        ess_log_info("metrics off");
+    }
+    p->metrics = fresh;
+}
+
+static int push_ops_new(struct ess_push *p, struct ess_err *err)
+{
+    p->alerts = ess_alert_new(&p->m->alerts);
+    if (p->alerts == NULL) {
+        return ess_err_set(err, ESS_ENOMEM, "cannot set up the alert rules");
+    }
+    if (p->m->metrics_listen != NULL) {
+        p->metrics = push_metrics_open(p->m, err);
+        if (p->metrics == NULL) {
+            return err != NULL ? err->code : ESS_ECONFIG;
+        }
+    }
+    if (p->m->canary.record != NULL && push_batching(p)) {
+        ess_log_warn("canary: not sent to file drops (%s); configured but off", p->m->target_url);
+    }
+    return ESS_OK;
 }
 
 /* ---- the loop -------------------------------------------------------------- */
@@ -1612,6 +1911,10 @@ static int push_timeout(struct ess_push *p, long long now)
     t = min_positive(t, due);
     t = min_positive(t, push_batch_timeout(p, now));
     t = min_positive(t, p->next_heartbeat_ms - now);
+    t = min_positive(t, p->next_alert_ms - now);
+    if (p->m->canary.record != NULL && !p->canary.in_flight) {
+        t = min_positive(t, p->canary.next_ms - now);
+    }
     if (p->bus == NULL) {
         t = min_positive(t, p->bus_retry.next_ms - now);
     }
@@ -1658,6 +1961,7 @@ static void push_reload(struct ess_push *p)
             ess_log_error("reload: tls: %s (the previous TLS settings stay)", err.msg);
             ess_err_clear(&err);
         }
+        push_ops_reload(p, m);
         ess_manifest_free(p->m);
         p->m = m;
         m = NULL;
@@ -1685,6 +1989,7 @@ static void push_turn(struct ess_push *p)
     push_collect(p);
     push_dispatch(p, now);
     push_cron(p, now);
+    push_metrics_update(p);
 }
 
 /* SIGTERM: stop consuming, journal what was taken, let in-flight deliveries
@@ -1786,6 +2091,10 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
     p->rng = p->bus_retry.rng | 1;
     p->started_ms = ess_worker_mono_ms();
     p->next_heartbeat_ms = p->started_ms;
+    if (push_ops_new(p, err) != ESS_OK) {
+        ess_push_free(p);
+        return NULL;
+    }
     return p;
 }
 
@@ -1806,6 +2115,8 @@ void ess_push_free(struct ess_push *p)
         }
     }
     json_decref(p->quarantine);
+    ess_metrics_free(p->metrics);
+    ess_alert_free(p->alerts);
     ess_batch_free(p->batch);
     ess_partner_free(p->partner);
     ess_keyq_free(p->window);

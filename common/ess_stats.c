@@ -9,6 +9,9 @@
 
 #include <jansson.h>
 
+const long ess_stats_lag_bounds_ms[ESS_STATS_LAG_BUCKETS] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000};
+
 void ess_stats_init(struct ess_stats *s)
 {
     memset(s, 0, sizeof(*s));
@@ -16,7 +19,16 @@ void ess_stats_init(struct ess_stats *s)
 
 void ess_stats_lag_add(struct ess_stats *s, long ms)
 {
-    s->lag[s->lag_pos] = ms < 0 ? 0 : ms;
+    size_t b = 0;
+
+    ms = ms < 0 ? 0 : ms;
+    s->lag[s->lag_pos] = ms;
+    while (b < ESS_STATS_LAG_BUCKETS && ms > ess_stats_lag_bounds_ms[b]) {
+        b++;
+    }
+    s->lag_hist[b]++;
+    s->lag_count++;
+    s->lag_sum_ms += (unsigned long long)ms;
     s->lag_pos = (s->lag_pos + 1) % ESS_STATS_LAG_N;
     if (s->lag_n < ESS_STATS_LAG_N) {
         s->lag_n++;
@@ -63,6 +75,12 @@ static void iso_time(long long ts_ms, char *buf, size_t len)
 
 char *ess_stats_heartbeat_json(const struct ess_stats *s, const struct ess_heartbeat *hb)
 {
+    return ess_stats_heartbeat_json_with(s, hb, NULL);
+}
+
+char *ess_stats_heartbeat_json_with(const struct ess_stats *s, const struct ess_heartbeat *hb,
+                                    json_t *extra)
+{
     char ts[40];
     json_t *o;
     char *text;
@@ -85,6 +103,9 @@ char *ess_stats_heartbeat_json(const struct ess_stats *s, const struct ess_heart
     /* ts_ms lets dashboards compute the age without parsing the ISO time. */
     json_object_set_new(o, "ts_ms", json_integer((json_int_t)hb->ts_ms));
     json_object_set_new(o, "dead_lettered", json_integer((json_int_t)s->dead));
+    if (json_is_object(extra)) {
+        json_object_update(o, extra);
+    }
     text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return text;

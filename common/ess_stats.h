@@ -11,7 +11,14 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #define ESS_STATS_LAG_N 4096
+
+/* Every lag sample is also counted in a histogram of these upper bounds (ms)
+ * for the whole run: the ring above forgets, a Prometheus histogram must not. */
+#define ESS_STATS_LAG_BUCKETS 14
+extern const long ess_stats_lag_bounds_ms[ESS_STATS_LAG_BUCKETS];
 
 struct ess_stats {
     unsigned long long consumed;  /* messages taken from the queue */
@@ -23,6 +30,11 @@ struct ess_stats {
     long lag[ESS_STATS_LAG_N];
     size_t lag_n;   /* samples held, <= ESS_STATS_LAG_N */
     size_t lag_pos; /* next slot */
+    /* lag_hist[i]: samples <= bound i (and > bound i-1); the last slot: above
+     * every bound. Not cumulative; ess_metrics renders the running sums. */
+    unsigned long long lag_hist[ESS_STATS_LAG_BUCKETS + 1];
+    unsigned long long lag_count;
+    unsigned long long lag_sum_ms;
 };
 
 struct ess_heartbeat { /* borrowed strings, for one call */
@@ -46,5 +58,10 @@ long ess_stats_lag_pct(const struct ess_stats *s, int pct);
 
 /* The heartbeat JSON (malloc'd, caller frees), NULL when out of memory. */
 char *ess_stats_heartbeat_json(const struct ess_stats *s, const struct ess_heartbeat *hb);
+
+/* The same with extra's members added (borrowed, may be NULL): open alerts,
+ * the canary's last result. */
+char *ess_stats_heartbeat_json_with(const struct ess_stats *s, const struct ess_heartbeat *hb,
+                                    json_t *extra);
 
 #endif

@@ -142,6 +142,8 @@ static const struct migration migrations[] = {
         "  hash text NOT NULL,"
         "  updated_at timestamptz NOT NULL DEFAULT now(),"
         "  PRIMARY KEY (connector, key));"},
+    /* 6: retention sweeps tickets oldest first, one connector at a time. */
+    {6, "CREATE INDEX ess_tickets_connector_id ON ess_tickets (connector, id);"},
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -156,6 +158,7 @@ enum stmt_id {
     ST_PARK,
     ST_BACKLOG,
     ST_RETAIN,
+    ST_RETAIN_TICKETS,
     ST__COUNT
 };
 
@@ -174,8 +177,16 @@ static const char *const stmt_sql[ST__COUNT] = {
                 " EXCLUDED.status, reason = EXCLUDED.reason, attempts = EXCLUDED.attempts,"
                 " last_status = EXCLUDED.last_status, updated_at = now()",
     [ST_BACKLOG] = "SELECT count(*) FROM ess_journal WHERE connector = $1 AND seq > $2::bigint",
-    [ST_RETAIN] = "DELETE FROM ess_journal WHERE connector = $1 AND seq <= $2::bigint"
-                  " AND journaled_at < now() - $3::bigint * interval '1 second'",
+    /* Retention looks at the oldest $4 rows only (by seq / id, which follow
+     * time), so one sweep step costs the same however large the table is. */
+    [ST_RETAIN] = "DELETE FROM ess_journal WHERE seq IN (SELECT seq FROM (SELECT seq,"
+                  " journaled_at FROM ess_journal WHERE connector = $1 AND seq <= $2::bigint"
+                  " ORDER BY seq LIMIT $4::int) head"
+                  " WHERE journaled_at < now() - $3::bigint * interval '1 second')",
+    [ST_RETAIN_TICKETS] = "DELETE FROM ess_tickets WHERE id IN (SELECT id FROM (SELECT id,"
+                          " done_at FROM ess_tickets WHERE connector = $1 ORDER BY id"
+                          " LIMIT $3::int) head"
+                          " WHERE done_at < now() - $2::bigint * interval '1 second')",
 };
 
 struct ess_store {
@@ -782,28 +793,64 @@ int ess_store_backlog(struct ess_store *s, const char *connector, long long afte
     return query_ll(s, ST_BACKLOG, 2, vals, 0, count, "backlog", err);
 }
 
-int ess_store_retain(struct ess_store *s, const char *connector, long long upto_seq,
-                     long window_sec, struct ess_err *err)
+/* A DELETE's row count. */
+static int delete_count(struct ess_store *s, enum stmt_id id, int nparams, const char *const *vals,
+                        const char *what, long long *count, struct ess_err *err)
 {
-    char upto[NUM_MAX], win[NUM_MAX];
-    const char *vals[3] = {connector, upto, win};
     PGresult *res = NULL;
+    char *end = NULL;
+    int rc;
+
+    rc = exec_prepared(s, id, NULL, nparams, vals, PGRES_COMMAND_OK, what, &res, err);
+    *count = rc == ESS_OK ? strtoll(PQcmdTuples(res), &end, 10) : 0;
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_retain_batch(struct ess_store *s, const char *connector, long long upto_seq,
+                           long journal_sec, long tickets_sec, int limit, long long *deleted,
+                           struct ess_err *err)
+{
+    char upto[NUM_MAX], jwin[NUM_MAX], twin[NUM_MAX], lim[NUM_MAX];
+    const char *jvals[4] = {connector, upto, jwin, lim};
+    const char *tvals[3] = {connector, twin, lim};
+    PGresult *res = NULL;
+    long long nj = 0, nt = 0;
     int rc = check_args(s, connector, err);
 
+    *deleted = 0;
     if (rc != ESS_OK) {
         return rc;
     }
     snprintf(upto, sizeof(upto), "%lld", upto_seq);
-    snprintf(win, sizeof(win), "%ld", window_sec < 0 ? 0L : window_sec);
-    rc = command(s, ST_RETAIN, 3, vals, "retain", err);
+    snprintf(jwin, sizeof(jwin), "%ld", journal_sec < 0 ? 0L : journal_sec);
+    snprintf(twin, sizeof(twin), "%ld", tickets_sec);
+    snprintf(lim, sizeof(lim), "%d", limit < 1 ? 1 : limit);
+    rc = delete_count(s, ST_RETAIN, 4, jvals, "retain journal", &nj, err);
+    if (rc == ESS_OK && tickets_sec > 0) {
+        rc = delete_count(s, ST_RETAIN_TICKETS, 3, tvals, "retain tickets", &nt, err);
+    }
     if (rc == ESS_OK) {
         /* Instances (host:pid) gone for a day are history, not fleet state. */
         rc = exec_params(s,
                          "DELETE FROM ess_heartbeats WHERE connector = $1"
                          " AND ts < now() - interval '1 day'",
-                         1, vals, PGRES_COMMAND_OK, "retain heartbeats", &res, err);
+                         1, jvals, PGRES_COMMAND_OK, "retain heartbeats", &res, err);
         PQclear(res);
     }
+    *deleted = nj > nt ? nj : nt;
+    return rc;
+}
+
+int ess_store_retain(struct ess_store *s, const char *connector, long long upto_seq,
+                     long window_sec, struct ess_err *err)
+{
+    long long deleted = 0;
+    int rc;
+
+    do {
+        rc = ess_store_retain_batch(s, connector, upto_seq, window_sec, 0, 1000, &deleted, err);
+    } while (rc == ESS_OK && deleted == 1000);
     return rc;
 }
 

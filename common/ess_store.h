@@ -99,6 +99,15 @@ int ess_store_backlog(struct ess_store *s, const char *connector, long long afte
 int ess_store_retain(struct ess_store *s, const char *connector, long long upto_seq,
                      long window_sec, struct ess_err *err);
 
+/* One bounded step of the same sweep, for a worker's loop: among the oldest
+ * `limit` journal rows, those older than journal_sec and at or below upto_seq;
+ * among the connector's oldest `limit` tickets, those older than tickets_sec
+ * (0: tickets are kept). *deleted is the larger of the two counts: while it
+ * equals limit there is more to sweep. */
+int ess_store_retain_batch(struct ess_store *s, const char *connector, long long upto_seq,
+                           long journal_sec, long tickets_sec, int limit, long long *deleted,
+                           struct ess_err *err);
+
 /* ---- the operator's controls, seen by a running worker (deploy/hms.h) ---- */
 
 struct ess_store_controls {

@@ -1,0 +1,246 @@
+/*
+ * ess_alert -- alert rules; see ess_alert.h.
+ *
+ * The failure rate is counted over a sliding window from samples of the
+ * failed-attempts counter, at most one a second: failures within the window
+ * = the counter now minus the counter as it was window seconds ago (the
+ * latest sample at or before then; 0 when the worker is younger).
+ */
+#include "ess_alert.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define ALERT_SAMPLES 3700 /* one a second covers within_sec up to 3600 */
+#define ALERT_SAMPLE_MS 1000
+
+struct alert_sample {
+    long long ms;
+    unsigned long long failed;
+};
+
+struct ess_alert {
+    struct ess_alerts rules;
+    int open[ESS_ALERT__COUNT];
+    int announced[ESS_ALERT__COUNT];
+    double value[ESS_ALERT__COUNT];
+    double threshold[ESS_ALERT__COUNT];
+    long long down_since_ms; /* -1 while the partner is up */
+    struct alert_sample samples[ALERT_SAMPLES]; /* ring, oldest at head */
+    size_t head;
+    size_t n;
+};
+
+static const char *const rule_names[ESS_ALERT__COUNT] = {
+    [ESS_ALERT_FAILURES] = "failures",       [ESS_ALERT_PARTNER_DOWN] = "partner_down",
+    [ESS_ALERT_BACKLOG_AGE] = "backlog_age", [ESS_ALERT_PARKED] = "parked",
+    [ESS_ALERT_CANARY] = "canary",
+};
+
+const char *ess_alert_rule_name(enum ess_alert_rule rule)
+{
+    return (int)rule >= 0 && rule < ESS_ALERT__COUNT ? rule_names[rule] : "?";
+}
+
+struct ess_alert *ess_alert_new(const struct ess_alerts *rules)
+{
+    struct ess_alert *a = calloc(1, sizeof(*a));
+
+    if (a == NULL) {
+        return NULL;
+    }
+    a->rules = *rules;
+    a->down_since_ms = -1;
+    return a;
+}
+
+void ess_alert_free(struct ess_alert *a)
+{
+    free(a);
+}
+
+void ess_alert_set_rules(struct ess_alert *a, const struct ess_alerts *rules)
+{
+    a->rules = *rules;
+}
+
+static void sample_add(struct ess_alert *a, long long now, unsigned long long failed)
+{
+    const struct alert_sample *last =
+        a->n > 0 ? &a->samples[(a->head + a->n - 1) % ALERT_SAMPLES] : NULL;
+
+    if (last != NULL && now - last->ms < ALERT_SAMPLE_MS) {
+        return;
+    }
+    if (a->n == ALERT_SAMPLES) {
+        a->head = (a->head + 1) % ALERT_SAMPLES;
+        a->n--;
+    }
+    a->samples[(a->head + a->n) % ALERT_SAMPLES] = (struct alert_sample){now, failed};
+    a->n++;
+}
+
+/* Failed attempts within the last window_ms. */
+static unsigned long long failures_within(const struct ess_alert *a, long long now,
+                                          unsigned long long failed, long long window_ms)
+{
+    unsigned long long before = 0;
+    const struct alert_sample *s;
+    size_t i;
+
+    for (i = 0; i < a->n; i++) {
+        s = &a->samples[(a->head + i) % ALERT_SAMPLES];
+        if (s->ms > now - window_ms) {
+            break;
+        }
+        before = s->failed;
+    }
+    return failed >= before ? failed - before : failed; /* a reset counter: count afresh */
+}
+
+static void rule_set(struct ess_alert *a, enum ess_alert_rule r, int open, double value,
+                     double threshold)
+{
+    a->open[r] = open;
+    a->value[r] = value;
+    a->threshold[r] = threshold;
+}
+
+static void eval_rules(struct ess_alert *a, const struct ess_alert_input *in)
+{
+    const struct ess_alerts *r = &a->rules;
+    long long window_ms = (long long)(r->failures.within_sec > 0 ? r->failures.within_sec : 1) * 1000;
+    unsigned long long n = failures_within(a, in->now_ms, in->failed, window_ms);
+    double down_s;
+    double age_s = in->backlog_age_ms >= 0 ? (double)in->backlog_age_ms / 1000.0 : 0;
+
+    rule_set(a, ESS_ALERT_FAILURES, r->failures.count > 0 && n > (unsigned long long)r->failures.count,
+             (double)n, r->failures.count);
+    if (!in->partner_down) {
+        a->down_since_ms = -1;
+    } else if (a->down_since_ms < 0) {
+        a->down_since_ms = in->now_ms;
+    }
+    down_s = a->down_since_ms >= 0 ? (double)(in->now_ms - a->down_since_ms) / 1000.0 : 0;
+    rule_set(a, ESS_ALERT_PARTNER_DOWN,
+             r->partner_down_sec > 0 && in->partner_down && down_s > r->partner_down_sec, down_s,
+             r->partner_down_sec);
+    rule_set(a, ESS_ALERT_BACKLOG_AGE,
+             r->backlog_age_sec > 0 && in->backlog_age_ms >= 0 && age_s > r->backlog_age_sec,
+             age_s, r->backlog_age_sec);
+    rule_set(a, ESS_ALERT_PARKED, r->parked && in->open_parked > 0, (double)in->open_parked, 0);
+    rule_set(a, ESS_ALERT_CANARY, in->canary_on && in->canary_failures > 0,
+             (double)in->canary_failures, 0);
+}
+
+size_t ess_alert_eval(struct ess_alert *a, const struct ess_alert_input *in,
+                      struct ess_alert_change *out, size_t max)
+{
+    size_t n = 0;
+    int r;
+
+    sample_add(a, in->now_ms, in->failed);
+    eval_rules(a, in);
+    for (r = 0; r < ESS_ALERT__COUNT && n < max; r++) {
+        if (a->open[r] != a->announced[r]) {
+            out[n++] = (struct ess_alert_change){(enum ess_alert_rule)r, a->open[r], a->value[r],
+                                                 a->threshold[r]};
+        }
+    }
+    return n;
+}
+
+void ess_alert_announced(struct ess_alert *a, enum ess_alert_rule rule, int fired)
+{
+    if ((int)rule >= 0 && rule < ESS_ALERT__COUNT) {
+        a->announced[rule] = fired != 0;
+    }
+}
+
+int ess_alert_is_open(const struct ess_alert *a, enum ess_alert_rule rule)
+{
+    return (int)rule >= 0 && rule < ESS_ALERT__COUNT && a->open[rule];
+}
+
+json_t *ess_alert_open_json(const struct ess_alert *a)
+{
+    json_t *list = json_array();
+    int r;
+
+    for (r = 0; list != NULL && r < ESS_ALERT__COUNT; r++) {
+        if (a->open[r]) {
+            json_array_append_new(list, json_string(rule_names[r]));
+        }
+    }
+    return list;
+}
+
+/* One line a person reads in `hms ess watch` or on the dashboard. */
+static void alert_detail(const struct ess_alert_change *c, char *buf, size_t len)
+{
+    const char *state = c->fired ? "fired" : "cleared";
+
+    switch (c->rule) {
+    case ESS_ALERT_FAILURES:
+        snprintf(buf, len, "failures %s: %.0f failed attempts in the window (alert above %.0f)",
+                 state, c->value, c->threshold);
+        break;
+    case ESS_ALERT_PARTNER_DOWN:
+        snprintf(buf, len, "partner_down %s: partner down for %.0f s (alert after %.0f s)", state,
+                 c->value, c->threshold);
+        break;
+    case ESS_ALERT_BACKLOG_AGE:
+        snprintf(buf, len, "backlog_age %s: oldest undelivered event %.0f s old (alert after %.0f s)",
+                 state, c->value, c->threshold);
+        break;
+    case ESS_ALERT_PARKED:
+        snprintf(buf, len, "parked %s: %.0f parked event(s) open (hms ess dlq)", state, c->value);
+        break;
+    case ESS_ALERT_CANARY:
+        snprintf(buf, len, "canary %s: %.0f consecutive canary failure(s)", state, c->value);
+        break;
+    default:
+        snprintf(buf, len, "%s %s", ess_alert_rule_name(c->rule), state);
+        break;
+    }
+}
+
+static void alert_iso(long long ts_ms, char *buf, size_t len)
+{
+    time_t sec = (time_t)(ts_ms / 1000);
+    struct tm tm;
+    char base[24];
+
+    gmtime_r(&sec, &tm);
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03lldZ", base, ts_ms % 1000);
+}
+
+char *ess_alert_message_json(const char *connector, const char *instance, const char *host,
+                             long pid, const char *version, const struct ess_alert_change *c,
+                             long long ts_ms)
+{
+    const char *state = c->fired ? "fired" : "cleared";
+    char detail[256];
+    char event[64];
+    char ts[40];
+    json_t *o;
+    char *text;
+
+    alert_detail(c, detail, sizeof(detail));
+    snprintf(event, sizeof(event), "%s %s", ess_alert_rule_name(c->rule), state);
+    alert_iso(ts_ms, ts, sizeof(ts));
+    o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:f, s:f, s:s, s:I, s:s, s:s}",
+                  "connector", connector, "instance", instance, "host", host, "pid",
+                  (json_int_t)pid, "version", version, "rule", ess_alert_rule_name(c->rule),
+                  "state", state, "value", c->value, "threshold", c->threshold, "ts", ts, "ts_ms",
+                  (json_int_t)ts_ms, "event", event, "detail", detail);
+    if (o == NULL) {
+        return NULL;
+    }
+    text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
