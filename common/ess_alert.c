@@ -177,32 +177,31 @@ json_t *ess_alert_open_json(const struct ess_alert *a)
     return list;
 }
 
-/* One line a person reads in `hms ess watch` or on the dashboard. */
+/* One line a person reads in `hms ess watch` or on the dashboard, after
+ * the event ("<rule> <state>"), so it does not repeat them. */
 static void alert_detail(const struct ess_alert_change *c, char *buf, size_t len)
 {
-    const char *state = c->fired ? "fired" : "cleared";
-
     switch (c->rule) {
     case ESS_ALERT_FAILURES:
-        snprintf(buf, len, "failures %s: %.0f failed attempts in the window (alert above %.0f)",
-                 state, c->value, c->threshold);
+        snprintf(buf, len, "%.0f failed attempts in the window (alert above %.0f)", c->value,
+                 c->threshold);
         break;
     case ESS_ALERT_PARTNER_DOWN:
-        snprintf(buf, len, "partner_down %s: partner down for %.0f s (alert after %.0f s)", state,
-                 c->value, c->threshold);
+        snprintf(buf, len, "partner down for %.0f s (alert after %.0f s)", c->value,
+                 c->threshold);
         break;
     case ESS_ALERT_BACKLOG_AGE:
-        snprintf(buf, len, "backlog_age %s: oldest undelivered event %.0f s old (alert after %.0f s)",
-                 state, c->value, c->threshold);
+        snprintf(buf, len, "oldest undelivered event %.0f s old (alert after %.0f s)", c->value,
+                 c->threshold);
         break;
     case ESS_ALERT_PARKED:
-        snprintf(buf, len, "parked %s: %.0f parked event(s) open (hms ess dlq)", state, c->value);
+        snprintf(buf, len, "%.0f parked event(s) open (hms ess dlq)", c->value);
         break;
     case ESS_ALERT_CANARY:
-        snprintf(buf, len, "canary %s: %.0f consecutive canary failure(s)", state, c->value);
+        snprintf(buf, len, "%.0f consecutive canary failure(s)", c->value);
         break;
     default:
-        snprintf(buf, len, "%s %s", ess_alert_rule_name(c->rule), state);
+        snprintf(buf, len, "%s", ess_alert_rule_name(c->rule));
         break;
     }
 }

@@ -170,6 +170,7 @@ static const char dash_app_css[] =
     "dt { color: var(--dim); }\n"
     "dd { margin: 0; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }\n"
     ".err { color: #fca5a5; }\n"
+    ".alerts.open { color: var(--warn); font-weight: 600; }\n"
     ".meta { color: var(--dim); font-size: 12px; margin-top: 6px; overflow-wrap: anywhere; }\n"
     "#events { list-style: none; margin: 0 20px 20px; padding: 0; font-size: 13px; }\n"
     "#events li { padding: 4px 0; border-bottom: 1px solid #374151; display: flex; gap: 10px; }\n"
@@ -224,6 +225,8 @@ static const char dash_app_js[] =
     "    t.backlog = field(dl, 'backlog');\n"
     "    t.lag = field(dl, 'lag p99');\n"
     "    t.age = field(dl, 'heartbeat');\n"
+    "    t.alerts = field(dl, 'alerts');\n"
+    "    t.canary = field(dl, 'canary');\n"
     "    t.error = field(dl, 'last error');\n"
     "    t.error.className = 'err';\n"
     "    t.root.appendChild(dl);\n"
@@ -247,6 +250,15 @@ static const char dash_app_js[] =
     "    t.fail.textContent = num(row.failed_per_s, '/s') + ' (' + num(row.failed) + ')';\n"
     "    t.backlog.textContent = num(row.backlog);\n"
     "    t.lag.textContent = num(row.lag_ms_p99, ' ms');\n"
+    "    var open = Array.isArray(row.alerts) ? row.alerts.filter(function (a) { return typeof a "
+    "=== 'string'; }) : [];\n"
+    "    t.alerts.textContent = open.length ? open.join(', ') : '-';\n"
+    "    t.alerts.className = open.length ? 'alerts open' : 'alerts';\n"
+    "    t.root.dataset.alerts = open.join(' ');\n"
+    "    var c = row.canary && typeof row.canary === 'object' ? row.canary : null;\n"
+    "    t.canary.textContent = c ? String(c.result) + (typeof c.rtt_ms === 'number' ? ' (' + "
+    "c.rtt_ms + ' ms)' : '') : '-';\n"
+    "    t.canary.className = c && c.result !== 'ok' ? 'err' : '';\n"
     "    t.error.textContent = row.last_error ? row.last_error : '-';\n"
     "    t.meta.textContent = [row.instance, row.version].filter(Boolean).join('  ');\n"
     "    t.ageMs = typeof row.age_ms === 'number' ? row.age_ms : null;\n"
@@ -430,7 +442,8 @@ static json_t *dash_row(const struct dash_conn *c, long long now)
     json_t *row = json_object();
     static const char *const copied[] = {
         "instance", "host",       "version",    "state",      "backlog", "delivered", "failed",
-        "parked",   "lag_ms_p50", "lag_ms_p99", "last_error", "ts",      "uptime_s",  NULL};
+        "parked",   "lag_ms_p50", "lag_ms_p99", "last_error", "ts",      "uptime_s",  "alerts",
+        "canary",   NULL};
     int silent;
     size_t i;
 
@@ -566,6 +579,35 @@ static void dash_rk_kind(const char *rk, char *buf, size_t len)
     snprintf(buf, len, "%.*s", (int)(dot - (rk + 4)), rk + 4);
 }
 
+/* An ess.alert message opens or closes its rule in the connector's "alerts"
+ * list at once (the next heartbeat says the same), and its tile is pushed. */
+static void dash_take_alert(struct dash *d, struct dash_conn *c, json_t *body)
+{
+    const char *rule = dash_str(body, "rule");
+    const char *state = dash_str(body, "state");
+    json_t *list;
+    json_t *fresh;
+    json_t *v;
+    size_t i;
+
+    if (c == NULL || c->body == NULL || rule == NULL || state == NULL || strlen(rule) > 64) {
+        return;
+    }
+    list = json_object_get(c->body, "alerts");
+    fresh = json_array();
+    json_array_foreach(list, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), rule) != 0) {
+            json_array_append(fresh, v);
+        }
+    }
+    if (strcmp(state, "fired") == 0) {
+        json_array_append_new(fresh, json_string(rule));
+    }
+    json_object_set_new(c->body, "alerts", fresh);
+    dash_feed_push(d, "connector", dash_row(c, ess_worker_mono_ms()));
+}
+
 /* An ops event (lifecycle, alert, conflict, ...) into the ring and the feed. */
 static void dash_take_event(struct dash *d, const char *rk, json_t *body, const char *raw)
 {
@@ -594,6 +636,9 @@ static void dash_take_event(struct dash *d, const char *rk, json_t *body, const 
     if (c != NULL && strcmp(kind, "lifecycle") == 0 && dash_str(ev, "event") != NULL &&
         strcmp(dash_str(ev, "event"), "stopped") == 0) {
         c->stopped = 1; /* the tick below pushes the new status */
+    }
+    if (strcmp(kind, "alert") == 0) {
+        dash_take_alert(d, c, body);
     }
     json_decref(d->events[d->event_seq % DASH_EVENTS]);
     d->events[d->event_seq % DASH_EVENTS] = json_incref(ev);

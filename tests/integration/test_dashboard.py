@@ -5,9 +5,11 @@ A real worker's tile turns ok with counters and rates, then DOWN after a
 kill -9 (decided by the server from receive times); /api/stream delivers
 heartbeats; partner-controlled text comes back JSON-escaped and the page
 never uses innerHTML; a second dashboard is seeded from ess_heartbeats; a
-non-loopback --listen is refused; SSE clients are bounded. With Debian's
-chromium installed, a headless screenshot is saved under the build dir
-(skipped, not installed, when it is missing).
+non-loopback --listen is refused; SSE clients are bounded. End to end in
+real headless Chromium (Debian's chromium driven by playwright-core from
+npm): two workers show two green tiles, a partner going down turns its tile
+red within 3 heartbeats with the partner_down alert on it, a killed worker's
+tile shows DOWN; screenshots go to BUILD/artifacts/.
 """
 import json
 import os
@@ -16,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +31,7 @@ import pika  # noqa: E402
 
 HMS = os.path.join(BIN, "deploy", "hms")
 HB_SEC = 1
+CHROMIUM = "/usr/bin/chromium"
 SLACK_S = 4.0
 
 
@@ -298,27 +302,131 @@ def test_stream_clients_bounded():
             s.close()
 
 
-def test_screenshot():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        print("  SKIP screenshot: chromium is not installed (apt-get install chromium)")
-        return
+def npm_playwright():
+    """playwright-core from npm, installed once into the build dir (a cache
+    for the next run, like verify_webhook.js's standardwebhooks in a temp dir);
+    a failure fails the test."""
+    d = os.path.join(BIN, "npm-playwright")
+    if os.path.exists(os.path.join(d, "node_modules", "playwright-core", "package.json")):
+        return d
+    npm = shutil.which("npm")
+    check(npm is not None, "npm is not installed: the browser test needs node + npm "
+          "(deploy/dev/install-deps.sh installs them)")
+    os.makedirs(d, exist_ok=True)
+    try:
+        r = subprocess.run([npm, "install", "--prefix", d, "--no-audit", "--no-fund",
+                            "playwright-core"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise Failure("npm install playwright-core timed out after 300 s (registry reachable?)")
+    check(r.returncode == 0, "npm install --prefix %s playwright-core failed (exit %d):\n%s"
+          % (d, r.returncode, r.stdout[-3000:]))
+    return d
+
+
+class Browser:
+    """tests/integration/dashboard_browser.js: the page in headless Chromium,
+    driven one JSON command per line."""
+
+    def __init__(self, url):
+        check(os.path.exists(CHROMIUM), "%s is not installed: the browser test needs Debian's "
+              "chromium (deploy/dev/install-deps.sh installs it)" % CHROMIUM)
+        self.proc = subprocess.Popen(
+            ["node", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                  "dashboard_browser.js"), npm_playwright(), url],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=dict(os.environ, ESS_CHROMIUM=CHROMIUM))
+        ready = self._answer(60)
+        check(ready.get("ready"), "the browser did not open the page: %r" % ready)
+
+    def _answer(self, timeout):
+        box = []
+        t = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()), daemon=True)
+        t.start()
+        t.join(timeout)
+        check(box and box[0], "no answer from dashboard_browser.js within %.0f s (exit %r)"
+              % (timeout, self.proc.poll()))
+        return json.loads(box[0])
+
+    def call(self, timeout_s=30, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._answer(timeout_s + 30)
+
+    def wait(self, tiles, timeout_s, what):
+        r = self.call(timeout_s, op="wait", tiles=tiles, timeout_ms=int(timeout_s * 1000))
+        check(r.get("ok"), "browser: %s: %s; the page showed %r"
+              % (what, r.get("error"), {k: v for k, v in r.get("tiles", {}).items()
+                                        if k in tiles}))
+        check(not r.get("page_errors"), "errors in the page: %r" % r.get("page_errors"))
+        return r
+
+    def screenshot(self, name):
+        out = os.path.join(BIN, "artifacts", name)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        r = self.call(op="screenshot", path=out)
+        check(r.get("ok") and os.path.getsize(out) > 5000, "screenshot %s: %r" % (out, r))
+        print("  screenshot: %s (%d bytes)" % (out, os.path.getsize(out)))
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self.proc.stdin.flush()
+                self.proc.wait(20)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+def test_browser_end_to_end():
+    """Real headless Chromium (playwright-core): two workers -> two green
+    tiles; one partner goes down -> its tile red within 3 heartbeats, with
+    the partner_down alert open on it; that worker killed -> DOWN. A
+    screenshot of each step is saved under BUILD/artifacts/."""
     d = dash()
-    ids = [unique_id("dash"), unique_id("dash")]
-    fake_heartbeat(ids[0], state="ok", delivered=10)
-    fake_heartbeat(ids[1], state="degraded", last_error="HTTP 503 from partner")
-    wait_until(lambda: all(d.connector(i) for i in ids), 10, "the fake tiles", 0.1)
-    out = os.path.join(BIN, "dashboard.png")
-    if os.path.exists(out):
-        os.unlink(out)
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
-                    "--disable-background-networking", "--hide-scrollbars",
-                    "--window-size=1280,800", "--timeout=3000",
-                    "--screenshot=" + out, d.base + "/"],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-    check(os.path.exists(out) and os.path.getsize(out) > 5000,
-          "screenshot %s missing or trivial" % out)
-    print("  screenshot: %s (%d bytes)" % (out, os.path.getsize(out)))
+    hb = 2
+    partners = [Partner(), Partner()]
+    ids = [unique_id("e2e"), unique_id("e2e")]
+    extra = "heartbeat_sec: %d\nalerts: {partner_down_sec: 1}\n" % hb
+    workers = [Worker(manifest(ids[i], partners[i].url(), extra)).start() for i in range(2)]
+    bus = Bus()
+    browser = None
+    try:
+        for i in range(2):
+            wait_for_queue(ids[i], worker=workers[i])
+            for k in range(3):
+                bus.publish("it.%s.changed" % ids[i], {"permit_id": "P%d" % k})
+        browser = Browser(d.base + "/")
+        browser.wait({ids[0]: {"level": "ok", "status": "ok"},
+                      ids[1]: {"level": "ok", "status": "ok"}}, 20, "two green tiles")
+        browser.screenshot("dashboard-1-two-green.png")
+
+        partners[1].stop()  # the partner is gone: connections refused
+        down_at = time.monotonic()
+        for k in range(10):
+            bus.publish("it.%s.changed" % ids[1], {"permit_id": "D%d" % k})
+        r = browser.wait({ids[1]: {"level": "bad", "status": "partner_down"},
+                          ids[0]: {"level": "ok"}}, 3 * hb, "tile red within 3 heartbeats")
+        print("  partner down -> red tile in %.1f s (3 heartbeats = %d s)"
+              % (time.monotonic() - down_at, 3 * hb))
+        browser.wait({ids[1]: {"alert": "partner_down"}}, 3 * hb, "partner_down alert on the tile")
+        browser.screenshot("dashboard-2-partner-down.png")
+
+        workers[1].kill9()
+        killed = time.monotonic()
+        browser.wait({ids[1]: {"level": "bad", "status": "DOWN"}, ids[0]: {"level": "ok"}},
+                     3 * hb + SLACK_S, "tile DOWN after kill -9")
+        print("  kill -9 -> DOWN in %.1f s" % (time.monotonic() - killed))
+        browser.screenshot("dashboard-3-worker-down.png")
+    finally:
+        if browser is not None:
+            browser.close()
+        bus.close()
+        for w in workers:
+            w.stop()
+        for p in partners:
+            p.stop()
 
 
 def test_sigterm_stops_cleanly():
@@ -334,4 +442,4 @@ def test_sigterm_stops_cleanly():
 if __name__ == "__main__":
     run([test_worker_tile_ok_then_down, test_stream_delivers_heartbeats_and_events,
          test_partner_text_escaped, test_seeded_from_postgres, test_refusals,
-         test_stream_clients_bounded, test_screenshot, test_sigterm_stops_cleanly])
+         test_stream_clients_bounded, test_browser_end_to_end, test_sigterm_stops_cleanly])

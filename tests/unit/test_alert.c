@@ -208,7 +208,8 @@ static void test_message(void **state)
     assert_true(json_number_value(json_object_get(o, "threshold")) == 3);
     assert_string_equal(json_string_value(json_object_get(o, "ts")), "2023-11-14T22:13:20.123Z");
     assert_string_equal(json_string_value(json_object_get(o, "event")), "failures fired");
-    assert_non_null(strstr(json_string_value(json_object_get(o, "detail")), "5 failed"));
+    assert_string_equal(json_string_value(json_object_get(o, "detail")),
+                        "5 failed attempts in the window (alert above 3)");
     json_decref(o);
     free(text);
 }
