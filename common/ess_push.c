@@ -161,6 +161,7 @@ static json_t *push_ops_extra(const struct ess_push *p);
 static void push_retain(struct ess_push *p, long long now);
 static void push_alerts(struct ess_push *p, long long now);
 static void push_canary_send(struct ess_push *p, long long now);
+static int push_canary_waits(const struct ess_push *p);
 static int push_canary_result(struct ess_push *p, const struct ess_partner_result *r, long long now);
 static void push_metrics_update(struct ess_push *p);
 static void push_ops_reload(struct ess_push *p, const struct ess_manifest *m);
@@ -1741,6 +1742,15 @@ static void push_canary_done(struct ess_push *p, int ok, long status, long rtt_m
     snprintf(c->last_error, sizeof(c->last_error), "%s", ok ? "" : error);
 }
 
+/* A canary goes when its time comes (not paused, a transfer slot free; never
+ * to file drops). The loop's timeout counts only such a canary: one that cannot
+ * go must not wake it over and over. */
+static int push_canary_waits(const struct ess_push *p)
+{
+    return p->m->canary.record != NULL && !p->canary.in_flight && !p->ctl.paused &&
+           !push_batching(p) && ess_partner_room(p->partner) > 0;
+}
+
 /* Every canary.every_sec: the canary record through the full mapping and
  * the usual headers (plus X-ESS-Canary: 1) to the test endpoint. It is not
  * journaled, counted, retried or seen by the breaker: it only measures. */
@@ -1756,8 +1766,7 @@ static void push_canary_send(struct ess_push *p, long long now)
     char *body = NULL;
     size_t len = 0;
 
-    if (p->m->canary.record == NULL || c->in_flight || now < c->next_ms || p->ctl.paused ||
-        push_batching(p) || ess_partner_room(p->partner) == 0) {
+    if (!push_canary_waits(p) || now < c->next_ms) {
         return;
     }
     c->next_ms = now + (long long)p->m->canary.every_sec * 1000;
@@ -1912,7 +1921,7 @@ static int push_timeout(struct ess_push *p, long long now)
     t = min_positive(t, push_batch_timeout(p, now));
     t = min_positive(t, p->next_heartbeat_ms - now);
     t = min_positive(t, p->next_alert_ms - now);
-    if (p->m->canary.record != NULL && !p->canary.in_flight) {
+    if (push_canary_waits(p)) {
         t = min_positive(t, p->canary.next_ms - now);
     }
     if (p->bus == NULL) {

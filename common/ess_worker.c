@@ -307,6 +307,12 @@ static int publish_ops(struct ess_bus *bus, const char *ops_exchange, const char
                   ess_worker_instance(), "host", ess_worker_host(), "pid", (json_int_t)getpid(),
                   "version", ESS_VERSION, "event", event, "ts_ms",
                   (json_int_t)ess_worker_wall_ms(), "detail", detail != NULL ? detail : "");
+    if (o != NULL && strcmp(kind, "alert") == 0) {
+        /* the fields of the workers' rule alerts (ess_alert.h): a one-off
+         * alert has no clearing, so it is "fired" */
+        json_object_set_new(o, "rule", json_string(event));
+        json_object_set_new(o, "state", json_string("fired"));
+    }
     text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (text == NULL) {

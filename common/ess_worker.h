@@ -69,7 +69,8 @@ const char *ess_worker_host(void);
 
 /* Publish {"connector","instance","host","pid","version","event","ts","detail"}
  * on ops exchange with routing key ess.lifecycle.<id> (event: started, stopping,
- * stopped) or ess.alert.<id> (event: the alert name). */
+ * stopped) or ess.alert.<id> (event: the alert name; alerts add rule = event and
+ * state "fired", the fields of ess_alert.h). */
 int ess_worker_publish_lifecycle(struct ess_bus *bus, const char *ops_exchange, const char *id,
                                  const char *event, const char *detail, struct ess_err *err);
 int ess_worker_publish_alert(struct ess_bus *bus, const char *ops_exchange, const char *id,

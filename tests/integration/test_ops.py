@@ -307,12 +307,15 @@ def test_retention_sweeps_back_dated_rows():
         sql("INSERT INTO ess_tickets (connector, seq, event_id, key, outcome, attempts, done_at)"
             " SELECT %s, g, 'new-' || g, 'K', 'parked', 3, now() - interval '29 days'"
             " FROM generate_series(2501, 2503) g", cid)
-        w = Worker(text).start()
+        w = Worker(text, env={"ESS_LOG_LEVEL": "debug"}).start()
         wait_until(lambda: sql("SELECT count(*) FROM ess_tickets WHERE connector = %s"
                                " AND event_id LIKE 'old-%%'", cid)[0][0] == 0, 30,
                    "the 2,500 old tickets swept")
         left = sql("SELECT count(*) FROM ess_journal WHERE connector = %s", cid)[0][0]
         check(left == 4, "journal rows left %d, want the 4 recent ones" % left)
+        steps = [int(n) for n in re.findall(r"retention: swept (\d+) rows", w.log_text())]
+        check(len(steps) >= 3 and max(steps) <= 1000,
+              "the sweep should take batches of at most 1,000 rows: %r" % steps)
         new = sql("SELECT count(*) FROM ess_tickets WHERE connector = %s"
                   " AND event_id LIKE 'new-%%'", cid)[0][0]
         check(new == 3, "recent tickets left %d, want 3" % new)
