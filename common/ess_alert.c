@@ -27,7 +27,7 @@ struct ess_alert {
     int announced[ESS_ALERT__COUNT];
     double value[ESS_ALERT__COUNT];
     double threshold[ESS_ALERT__COUNT];
-    long long down_since_ms; /* -1 while the partner is up */
+    long long down_since_ms;                    /* -1 while the partner is up */
     struct alert_sample samples[ALERT_SAMPLES]; /* ring, oldest at head */
     size_t head;
     size_t n;
@@ -111,13 +111,15 @@ static void rule_set(struct ess_alert *a, enum ess_alert_rule r, int open, doubl
 static void eval_rules(struct ess_alert *a, const struct ess_alert_input *in)
 {
     const struct ess_alerts *r = &a->rules;
-    long long window_ms = (long long)(r->failures.within_sec > 0 ? r->failures.within_sec : 1) * 1000;
+    long long window_ms =
+        (long long)(r->failures.within_sec > 0 ? r->failures.within_sec : 1) * 1000;
     unsigned long long n = failures_within(a, in->now_ms, in->failed, window_ms);
     double down_s;
     double age_s = in->backlog_age_ms >= 0 ? (double)in->backlog_age_ms / 1000.0 : 0;
 
-    rule_set(a, ESS_ALERT_FAILURES, r->failures.count > 0 && n > (unsigned long long)r->failures.count,
-             (double)n, r->failures.count);
+    rule_set(a, ESS_ALERT_FAILURES,
+             r->failures.count > 0 && n > (unsigned long long)r->failures.count, (double)n,
+             r->failures.count);
     if (!in->partner_down) {
         a->down_since_ms = -1;
     } else if (a->down_since_ms < 0) {
@@ -128,8 +130,8 @@ static void eval_rules(struct ess_alert *a, const struct ess_alert_input *in)
              r->partner_down_sec > 0 && in->partner_down && down_s > r->partner_down_sec, down_s,
              r->partner_down_sec);
     rule_set(a, ESS_ALERT_BACKLOG_AGE,
-             r->backlog_age_sec > 0 && in->backlog_age_ms >= 0 && age_s > r->backlog_age_sec,
-             age_s, r->backlog_age_sec);
+             r->backlog_age_sec > 0 && in->backlog_age_ms >= 0 && age_s > r->backlog_age_sec, age_s,
+             r->backlog_age_sec);
     rule_set(a, ESS_ALERT_PARKED, r->parked && in->open_parked > 0, (double)in->open_parked, 0);
     rule_set(a, ESS_ALERT_CANARY, in->canary_on && in->canary_failures > 0,
              (double)in->canary_failures, 0);
@@ -187,8 +189,7 @@ static void alert_detail(const struct ess_alert_change *c, char *buf, size_t len
                  c->threshold);
         break;
     case ESS_ALERT_PARTNER_DOWN:
-        snprintf(buf, len, "partner down for %.0f s (alert after %.0f s)", c->value,
-                 c->threshold);
+        snprintf(buf, len, "partner down for %.0f s (alert after %.0f s)", c->value, c->threshold);
         break;
     case ESS_ALERT_BACKLOG_AGE:
         snprintf(buf, len, "oldest undelivered event %.0f s old (alert after %.0f s)", c->value,
@@ -231,11 +232,11 @@ char *ess_alert_message_json(const char *connector, const char *instance, const 
     alert_detail(c, detail, sizeof(detail));
     snprintf(event, sizeof(event), "%s %s", ess_alert_rule_name(c->rule), state);
     alert_iso(ts_ms, ts, sizeof(ts));
-    o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:f, s:f, s:s, s:I, s:s, s:s}",
-                  "connector", connector, "instance", instance, "host", host, "pid",
-                  (json_int_t)pid, "version", version, "rule", ess_alert_rule_name(c->rule),
-                  "state", state, "value", c->value, "threshold", c->threshold, "ts", ts, "ts_ms",
-                  (json_int_t)ts_ms, "event", event, "detail", detail);
+    o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:f, s:f, s:s, s:I, s:s, s:s}", "connector",
+                  connector, "instance", instance, "host", host, "pid", (json_int_t)pid, "version",
+                  version, "rule", ess_alert_rule_name(c->rule), "state", state, "value", c->value,
+                  "threshold", c->threshold, "ts", ts, "ts_ms", (json_int_t)ts_ms, "event", event,
+                  "detail", detail);
     if (o == NULL) {
         return NULL;
     }

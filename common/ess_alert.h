@@ -39,13 +39,13 @@ enum ess_alert_rule {
 };
 
 struct ess_alert_input {
-    long long now_ms;            /* monotonic */
-    unsigned long long failed;   /* failed delivery attempts since start */
-    int partner_down;            /* the breaker is open */
-    long long backlog_age_ms;    /* the oldest undelivered event's age; < 0: no backlog */
-    long long open_parked;       /* parked events not yet retried or dropped */
-    int canary_on;               /* a canary is configured */
-    long long canary_failures;   /* consecutive failed canaries; 0 after a success */
+    long long now_ms;          /* monotonic */
+    unsigned long long failed; /* failed delivery attempts since start */
+    int partner_down;          /* the breaker is open */
+    long long backlog_age_ms;  /* the oldest undelivered event's age; < 0: no backlog */
+    long long open_parked;     /* parked events not yet retried or dropped */
+    int canary_on;             /* a canary is configured */
+    long long canary_failures; /* consecutive failed canaries; 0 after a success */
 };
 
 struct ess_alert_change {

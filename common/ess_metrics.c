@@ -79,8 +79,7 @@ static void lag_histogram(FILE *f, const char *c, const struct ess_metrics_sampl
                 (double)ess_stats_lag_bounds_ms[i] / 1000.0, cum);
     }
     /* +Inf is the count by definition (a sample above every bound included). */
-    fprintf(f, "ess_sync_lag_seconds_bucket{connector=\"%s\",le=\"+Inf\"} %llu\n", c,
-            s->lag_count);
+    fprintf(f, "ess_sync_lag_seconds_bucket{connector=\"%s\",le=\"+Inf\"} %llu\n", c, s->lag_count);
     fprintf(f, "ess_sync_lag_seconds_sum{connector=\"%s\"} %.3f\n", c,
             (double)s->lag_sum_ms / 1000.0);
     fprintf(f, "ess_sync_lag_seconds_count{connector=\"%s\"} %llu\n", c, s->lag_count);
@@ -172,9 +171,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int status, c
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct ess_metrics *m = cls;
     struct ess_metrics_sample s;
@@ -205,8 +203,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return reply(conn, MHD_HTTP_OK, text, "text/plain; version=0.0.4; charset=utf-8");
 }
 
-struct ess_metrics *ess_metrics_new(const char *listen, const char *connector,
-                                    struct ess_err *err)
+struct ess_metrics *ess_metrics_new(const char *listen, const char *connector, struct ess_err *err)
 {
     struct ess_metrics *m;
     struct sockaddr_in sa;

@@ -50,8 +50,7 @@ struct ess_metrics;
 
 /* Listen on "IPv4:PORT" (connector copied). NULL with ESS_ECONFIG in err when
  * the address is malformed or cannot be bound. */
-struct ess_metrics *ess_metrics_new(const char *listen, const char *connector,
-                                    struct ess_err *err);
+struct ess_metrics *ess_metrics_new(const char *listen, const char *connector, struct ess_err *err);
 void ess_metrics_free(struct ess_metrics *m);
 
 /* The sample scrapes see from now on (copied). */

@@ -162,7 +162,8 @@ static void push_retain(struct ess_push *p, long long now);
 static void push_alerts(struct ess_push *p, long long now);
 static void push_canary_send(struct ess_push *p, long long now);
 static int push_canary_waits(const struct ess_push *p);
-static int push_canary_result(struct ess_push *p, const struct ess_partner_result *r, long long now);
+static int push_canary_result(struct ess_push *p, const struct ess_partner_result *r,
+                              long long now);
 static void push_metrics_update(struct ess_push *p);
 static void push_ops_reload(struct ess_push *p, const struct ess_manifest *m);
 static int push_ops_new(struct ess_push *p, struct ess_err *err);
@@ -1798,7 +1799,8 @@ static void push_canary_send(struct ess_push *p, long long now)
 }
 
 /* collect: 1 when r was the canary's. */
-static int push_canary_result(struct ess_push *p, const struct ess_partner_result *r, long long now)
+static int push_canary_result(struct ess_push *p, const struct ess_partner_result *r,
+                              long long now)
 {
     struct push_canary *c = &p->canary;
 

@@ -217,9 +217,12 @@ static void test_message(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_failures_window),  cmocka_unit_test(test_partner_down_after_threshold),
-        cmocka_unit_test(test_backlog_parked_canary), cmocka_unit_test(test_off_rules),
-        cmocka_unit_test(test_unannounced_repeats),   cmocka_unit_test(test_rule_names),
+        cmocka_unit_test(test_failures_window),
+        cmocka_unit_test(test_partner_down_after_threshold),
+        cmocka_unit_test(test_backlog_parked_canary),
+        cmocka_unit_test(test_off_rules),
+        cmocka_unit_test(test_unannounced_repeats),
+        cmocka_unit_test(test_rule_names),
         cmocka_unit_test(test_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,10 +47,14 @@ static char *render_sample(struct ess_stats *st)
 static void test_counters_and_types(void **state)
 {
     static const char *const families[][2] = {
-        {"ess_connector_up", "gauge"},          {"ess_partner_up", "gauge"},
-        {"ess_events_consumed_total", "counter"}, {"ess_deliveries_total", "counter"},
-        {"ess_retries_total", "counter"},        {"ess_parked_total", "counter"},
-        {"ess_backlog", "gauge"},                {"ess_sync_lag_seconds", "histogram"},
+        {"ess_connector_up", "gauge"},
+        {"ess_partner_up", "gauge"},
+        {"ess_events_consumed_total", "counter"},
+        {"ess_deliveries_total", "counter"},
+        {"ess_retries_total", "counter"},
+        {"ess_parked_total", "counter"},
+        {"ess_backlog", "gauge"},
+        {"ess_sync_lag_seconds", "histogram"},
     };
     struct ess_stats st;
     char line[256];
@@ -112,11 +116,12 @@ static void test_histogram(void **state)
         prev = v;
     }
     /* <= 5 ms: 0, 3, 5; <= 0.1 s: + 6, 99, 100; <= 1 s: + 101, 1000 */
-    assert_true(value_of(text, "ess_sync_lag_seconds_bucket{connector=\"city2dmv\",le=\"0.005\"}") ==
-                3);
+    assert_true(
+        value_of(text, "ess_sync_lag_seconds_bucket{connector=\"city2dmv\",le=\"0.005\"}") == 3);
     assert_true(value_of(text, "ess_sync_lag_seconds_bucket{connector=\"city2dmv\",le=\"0.1\"}") ==
                 6);
-    assert_true(value_of(text, "ess_sync_lag_seconds_bucket{connector=\"city2dmv\",le=\"1\"}") == 8);
+    assert_true(value_of(text, "ess_sync_lag_seconds_bucket{connector=\"city2dmv\",le=\"1\"}") ==
+                8);
     assert_true(value_of(text, "ess_sync_lag_seconds_bucket{connector=\"city2dmv\",le=\"300\"}") ==
                 9);
     assert_true(value_of(text, "ess_sync_lag_seconds_bucket{connector=\"city2dmv\",le=\"+Inf\"}") ==
