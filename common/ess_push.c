@@ -1822,8 +1822,13 @@ static void push_metrics_update(struct ess_push *p)
     if (p->metrics == NULL) {
         return;
     }
+    /* With nothing journaled beyond the window, the window is the backlog
+     * (exact, every turn); else the heartbeat's count from the journal. */
     ess_metrics_sample_from(&s, &p->stats, p->bus != NULL && p->store != NULL,
-                            !ess_breaker_open(&p->breaker), p->backlog);
+                            !ess_breaker_open(&p->breaker),
+                            p->offset_known && !p->journal_more
+                                ? (long long)ess_keyq_pending(p->window)
+                                : p->backlog);
     ess_metrics_update(p->metrics, &s);
 }
 

@@ -177,6 +177,23 @@ def test_metrics_scrape():
         check(value(samples, "ess_retries_total", connector=cid) == 0, "retries != 0")
         check(check_histogram(samples, cid) == 5, "lag histogram count != 5 deliveries")
         check(value(samples, "ess_sync_lag_seconds_sum", connector=cid) >= 0, "negative sum")
+        check(value(samples, "ess_backlog", connector=cid) == 0, "backlog != 0 after delivery")
+
+        # scrapers that never finish their request hold no delivery up
+        stuck = []
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # headers never end
+            stuck.append(s)
+        t0 = time.monotonic()
+        publish(bus, cid, ["S%d" % i for i in range(5)])
+        wait_until(lambda: partner.count() >= 11, 10, "deliveries while scrapers hang")
+        print("  5 deliveries in %.2f s with 20 stuck scrapers" % (time.monotonic() - t0))
+        for s in stuck:
+            s.close()
+        wait_until(lambda: value(parse_metrics(scrape(port))[1], "ess_deliveries_total",
+                                 connector=cid, result="ok") == 10, 15,
+                   "/metrics answering again with 10 ok")
 
         # only /metrics, only GET
         try:
