@@ -1848,8 +1848,9 @@ static struct ess_metrics *push_metrics_open(const struct ess_manifest *m, struc
     return metrics;
 }
 
-/* A reload: new alert thresholds; metrics_listen moved (the old endpoint
- * stays when the new one cannot be opened). */
+/* A reload: new alert thresholds; metrics_listen moved or turned off. The
+ * old endpoint closes first (a new address may share its port); when the
+ * new one cannot be bound, metrics stay off and the error is logged. */
 static void push_ops_reload(struct ess_push *p, const struct ess_manifest *m)
 {
     const char *was = p->m->metrics_listen;
@@ -1864,7 +1865,7 @@ static void push_ops_reload(struct ess_push *p, const struct ess_manifest *m)
     ess_err_clear(&err);
     fresh = NULL;
     if (m->metrics_listen != NULL) {
-        ess_metrics_free(p->metrics); /* the same port may be wanted again */
+        ess_metrics_free(p->metrics);
         p->metrics = NULL;
         fresh = push_metrics_open(m, &err);
         if (fresh == NULL) {
