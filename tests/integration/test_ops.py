@@ -4,8 +4,9 @@ stubs and ess-push workers.
 * metrics: a worker's GET /metrics (metrics_listen) is scraped and parsed as
   Prometheus text 0.0.4 -- every family has HELP and TYPE, names and label
   syntax are valid, histogram buckets are cumulative and end in +Inf ==
-  _count -- and its counts match the deliveries made; a port already taken
-  is a configuration error (exit 78) naming metrics_listen.
+  _count -- and its counts match the deliveries made; scrapers that hang
+  hold no delivery up; a port already taken is a configuration error (exit
+  78) naming metrics_listen; SIGHUP moves the endpoint to a new address.
 * alerts: the partner fails -> ess.alert.<id> "failures" and "partner_down"
   fired on hms.ops (every field) and listed in heartbeats; the partner
   recovers -> both cleared.
@@ -18,6 +19,7 @@ stubs and ess-push workers.
 import json
 import os
 import re
+import signal
 import socket
 import sys
 import time
@@ -48,6 +50,14 @@ NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
 SAMPLE = re.compile(r"^(%s)(\{(?:%s)(?:,%s)*\})? (\S+)$" % (NAME, LABEL, LABEL))
 LABEL_ONE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def _scrapes(port):
+    try:
+        scrape(port)
+        return True
+    except OSError:
+        return False
 
 
 def parse_metrics(text):
@@ -210,6 +220,13 @@ def test_metrics_scrape():
         check(rc == 78, "second worker on a taken metrics port exited %r, want 78:\n%s"
               % (rc, w2.log_text()))
         check("metrics_listen" in w2.log_text(), "no metrics_listen in:\n" + w2.log_text())
+
+        # SIGHUP with a new metrics_listen moves the endpoint
+        port2 = free_port()
+        w.write_manifest(manifest(cid, partner.url(), "metrics_listen: 127.0.0.1:%d\n" % port2))
+        w.signal(signal.SIGHUP)
+        wait_until(lambda: _scrapes(port2), 10, "/metrics on the reloaded port %d" % port2)
+        check(not _scrapes(port), "the old metrics port %d still answers" % port)
         check(w.stop() == 0, "worker exit code")
     finally:
         bus.close()
