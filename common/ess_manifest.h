@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "ess_err.h"
+#include "ess_schedule.h"
 
 enum ess_format {
     ESS_FORMAT_JSON = 0,
@@ -136,6 +137,8 @@ struct ess_manifest {
     size_t n_columns;
     struct ess_strmap headers;     /* static extra request headers */
     struct ess_strlist link_fields; /* fields carrying URLs: passed as is, never fetched */
+    int delta;            /* 1: send only changed fields (ess_delta.h) */
+    struct ess_schedule schedule; /* delivery_windows + blackouts; empty: always open */
     int debounce_sec;
     int debounce_max_sec; /* 0: 10 x debounce_sec */
     int heartbeat_sec;
@@ -179,7 +182,9 @@ enum ess_key_type {
     ESS_KEY_BLOCK,     /* a nested block of keys "<block>.<leaf>" (soap, xml, csv) */
     ESS_KEY_TRANSFORMS,/* field -> transform steps, compiled (ess_transform.h) */
     ESS_KEY_COLUMNS,   /* list of fixed-width column mappings */
-    ESS_KEY_HEADERS    /* mapping HTTP header name -> value */
+    ESS_KEY_HEADERS,   /* mapping HTTP header name -> value */
+    ESS_KEY_WINDOWS,   /* list of weekly delivery windows (ess_schedule.h) */
+    ESS_KEY_BLACKOUTS  /* list of dated blackouts (ess_schedule.h) */
 };
 
 struct ess_manifest_key {

@@ -23,11 +23,13 @@
 #include "ess_batch.h"
 #include "ess_breaker.h"
 #include "ess_bus.h"
+#include "ess_delta.h"
 #include "ess_event.h"
 #include "ess_keyq.h"
 #include "ess_log.h"
 #include "ess_partner.h"
 #include "ess_render.h"
+#include "ess_schedule.h"
 #include "ess_shape.h"
 #include "ess_sign.h"
 #include "ess_stats.h"
@@ -131,6 +133,13 @@ struct ess_push {
     int batch_in_flight;     /* its upload is running */
     int batch_attempts;      /* failed uploads counted towards max_retry */
     long long batch_due_ms;  /* a sealed batch's next upload (monotonic) */
+    /* delta: true -- per key, what the partner has (ess_delta.h) */
+    json_t *delta_known;    /* key -> state: a cache of ess_delta_state */
+    json_t *delta_inflight; /* key -> state once the delivery in flight lands */
+    json_t *delta_unsaved;  /* key -> state delivered, written with the next offset save */
+    /* delivery_windows / blackouts: outside them everything is journaled and held */
+    int held;
+    long long sched_check_ms; /* monotonic: when to look at the schedule again */
 };
 
 /* The operator's side, defined further down. */
@@ -626,6 +635,151 @@ static int push_render(struct ess_push *p, const char *journaled, char **body, s
     return rc == ESS_OK ? ESS_OK : ess_err_set(err, ESS_ESHAPE, "cannot shape");
 }
 
+/* ---- delta: true -- only what changed since the key's last 2xx ----------- */
+
+#define PUSH_DELTA_NOTHING 1  /* push_render_item: no field changed, nothing to send */
+#define PUSH_DELTA_CACHE_MAX 100000
+
+/* What the partner has for key (borrowed; NULL: nothing yet). ESS_ESTORE when
+ * it cannot be known now (the event waits). */
+static int push_delta_last(struct ess_push *p, const char *key, json_t **last)
+{
+    json_t *keys;
+    json_t *got = NULL;
+    struct ess_err err;
+    int rc;
+
+    *last = json_object_get(p->delta_known, key);
+    if (*last != NULL) {
+        return ESS_OK;
+    }
+    if (p->store == NULL) {
+        return ESS_ESTORE;
+    }
+    ess_err_clear(&err);
+    keys = json_pack("[s]", key);
+    rc = keys != NULL ? ess_store_delta_get(p->store, p->m->id, keys, &got, &err) : ESS_ENOMEM;
+    json_decref(keys);
+    if (rc != ESS_OK) {
+        if (rc == ESS_ESTORE) {
+            push_store_lost(p, &err);
+        }
+        return ESS_ESTORE;
+    }
+    *last = json_object_get(got, key);
+    if (*last != NULL) {
+        json_object_set(p->delta_known, key, *last); /* the cache keeps it alive */
+    }
+    json_decref(got);
+    return ESS_OK;
+}
+
+/* shaped -> the record to send: with delta, only what changed (plus the key);
+ * the key's next state waits in delta_inflight for the 2xx. A replay re-sends
+ * whole records: what the partner lost is not known. */
+static int push_delta_apply(struct ess_push *p, const char *key, json_t **shaped,
+                            struct ess_err *err)
+{
+    json_t *last = NULL;
+    json_t *diff = NULL;
+    json_t *next = NULL;
+    const char *kf;
+    size_t kl;
+    size_t changed = 0;
+    int rc;
+
+    if (!p->m->delta) {
+        return ESS_OK;
+    }
+    if (push_delta_last(p, key, &last) != ESS_OK) {
+        return ess_err_set(err, ESS_ESTORE, "delta: the key's last delivered state is unknown");
+    }
+    kf = ess_delta_key_field(p->m, &kl);
+    rc = ess_delta_diff(p->replay.active ? NULL : last, *shaped, kf, kl, &diff, &changed, err);
+    if (rc == ESS_OK) {
+        rc = ess_delta_merge(last, *shaped, &next, err);
+    }
+    if (rc != ESS_OK) {
+        json_decref(diff);
+        return rc;
+    }
+    json_object_set_new(p->delta_inflight, key, next);
+    if (last != NULL && changed == 0) {
+        json_decref(diff);
+        return PUSH_DELTA_NOTHING;
+    }
+    json_decref(*shaped);
+    *shaped = diff;
+    return ESS_OK;
+}
+
+/* The key's delivery landed (2xx, or nothing to send): its state moves on. */
+static void push_delta_landed(struct ess_push *p, const char *key)
+{
+    json_t *next = json_object_get(p->delta_inflight, key);
+
+    if (next == NULL) {
+        return;
+    }
+    json_object_set(p->delta_known, key, next);
+    json_object_set(p->delta_unsaved, key, next);
+    json_object_del(p->delta_inflight, key);
+}
+
+/* Written before the offset passes the events they stand for. A crash in
+ * between only makes the next change of a key send more than it needed. */
+static int push_delta_flush(struct ess_push *p)
+{
+    struct ess_err err;
+
+    if (p->delta_unsaved == NULL || json_object_size(p->delta_unsaved) == 0) {
+        return ESS_OK;
+    }
+    ess_err_clear(&err);
+    if (p->store == NULL ||
+        ess_store_delta_put(p->store, p->m->id, p->delta_unsaved, &err) != ESS_OK) {
+        if (p->store != NULL) {
+            push_store_lost(p, &err);
+        }
+        return ESS_ESTORE;
+    }
+    json_object_clear(p->delta_unsaved);
+    if (json_object_size(p->delta_known) > PUSH_DELTA_CACHE_MAX) {
+        json_object_clear(p->delta_known); /* everything in it is stored: re-read lazily */
+    }
+    return ESS_OK;
+}
+
+/* Shape, diff (delta: true) and render a window item. ESS_ESHAPE parks it,
+ * ESS_ESTORE retries it later, PUSH_DELTA_NOTHING: nothing changed. */
+static int push_render_item(struct ess_push *p, struct ess_keyq_item *it, char **body,
+                            size_t *len, const char **ctype, struct ess_err *err)
+{
+    json_error_t jerr;
+    json_t *data;
+    json_t *shaped = NULL;
+    int rc;
+
+    data = json_loads(it->body, 0, &jerr);
+    if (data == NULL) {
+        return ess_err_set(err, ESS_ESHAPE, "journaled body is not JSON: %s", jerr.text);
+    }
+    rc = ess_shape_apply(p->m, data, &shaped, err);
+    json_decref(data);
+    if (rc == ESS_OK) {
+        rc = push_delta_apply(p, it->key, &shaped, err);
+        if (rc == ESS_ESTORE || rc == PUSH_DELTA_NOTHING) {
+            json_decref(shaped);
+            return rc;
+        }
+    }
+    if (rc == ESS_OK) {
+        rc = ess_shape_render(p->m, shaped, body, len, ctype, err);
+    }
+    json_decref(shaped);
+    return rc == ESS_OK ? ESS_OK : ess_err_set(err, ESS_ESHAPE, "cannot shape");
+}
+
 /* ---- tickets: one per final outcome, written with the next offset save ---- */
 
 static void push_ticket(struct ess_push *p, long long seq, const char *event_id, const char *key,
@@ -700,6 +854,15 @@ static int push_tickets_flush(struct ess_push *p)
     return ESS_OK;
 }
 
+/* Nothing changed for the partner: recorded, not sent (a ticket "skipped"). */
+static void push_delta_skipped(struct ess_push *p, struct ess_keyq_item *it)
+{
+    push_delta_landed(p, it->key);
+    ess_log_debug("event %s (key %s): no field changed, nothing sent", it->event_id, it->key);
+    push_ticket(p, it->seq, it->event_id, it->key, "skipped", 0, 0, NULL, 0);
+    ess_keyq_done(p->window, it);
+}
+
 /* ---- parking and the quarantine of a parked event's key ---------------- */
 
 static int push_quarantined(const struct ess_push *p, const char *key)
@@ -727,6 +890,9 @@ static void push_park(struct ess_push *p, struct ess_keyq_item *it, const char *
         return;
     }
     p->stats.parked++;
+    if (p->delta_inflight != NULL) {
+        json_object_del(p->delta_inflight, it->key); /* the partner did not get it */
+    }
     if (p->m->on_park == ESS_ON_PARK_HOLD_KEY && p->quarantine != NULL) {
         json_object_set_new(p->quarantine, it->key, json_true());
     }
@@ -749,13 +915,23 @@ static int push_send(struct ess_push *p, struct ess_keyq_item *it)
     const char *ctype = "application/json";
     char *body = NULL;
     size_t len = 0;
+    int rc;
 
     ess_err_clear(&err);
     if (p->m->on_park == ESS_ON_PARK_HOLD_KEY && push_quarantined(p, it->key)) {
         push_park(p, it, "held behind a parked event of its key", "held");
         return ESS_OK;
     }
-    if (push_render(p, it->body, &body, &len, &ctype, &err) != ESS_OK) {
+    rc = push_render_item(p, it, &body, &len, &ctype, &err);
+    if (rc == PUSH_DELTA_NOTHING) {
+        push_delta_skipped(p, it);
+        return ESS_OK;
+    }
+    if (rc == ESS_ESTORE) {
+        ess_keyq_retry(p->window, it, ess_worker_mono_ms() + 1000);
+        return ESS_ESTORE;
+    }
+    if (rc != ESS_OK) {
         push_park(p, it, err.msg, NULL);
         return ESS_OK;
     }
@@ -782,7 +958,7 @@ static int push_send(struct ess_push *p, struct ess_keyq_item *it)
  * Holding keys needs the quarantine known first. */
 static int push_may_dispatch(const struct ess_push *p)
 {
-    return !p->ctl.paused && !p->replay_pending &&
+    return !p->ctl.paused && !p->held && !p->replay_pending &&
            (p->m->on_park != ESS_ON_PARK_HOLD_KEY || p->quarantine_known);
 }
 
@@ -852,13 +1028,23 @@ static void push_batch_take(struct ess_push *p, struct ess_keyq_item *it, long l
     char *body = NULL;
     size_t len = 0;
     int strip = p->m->format == ESS_FORMAT_CSV && p->m->csv.header;
+    int rc;
 
     ess_err_clear(&err);
     if (p->m->on_park == ESS_ON_PARK_HOLD_KEY && push_quarantined(p, it->key)) {
         push_park(p, it, "held behind a parked event of its key", "held");
         return;
     }
-    if (push_render(p, it->body, &body, &len, &ctype, &err) != ESS_OK) {
+    rc = push_render_item(p, it, &body, &len, &ctype, &err);
+    if (rc == PUSH_DELTA_NOTHING) {
+        push_delta_skipped(p, it);
+        return;
+    }
+    if (rc == ESS_ESTORE) {
+        ess_keyq_retry(p->window, it, now + 1000);
+        return;
+    }
+    if (rc != ESS_OK) {
         push_park(p, it, err.msg, NULL);
         return;
     }
@@ -942,7 +1128,7 @@ static void push_batch_dispatch(struct ess_push *p, long long now)
         push_batch_take(p, it, now);
     }
     wait = push_batch_wait_ms(p, now);
-    if (wait != 0 || p->ctl.paused || ess_partner_room(p->partner) == 0) {
+    if (wait != 0 || p->ctl.paused || p->held || ess_partner_room(p->partner) == 0) {
         return;
     }
     if (!ess_breaker_allow(&p->breaker, now)) {
@@ -970,6 +1156,7 @@ static void push_batch_delivered(struct ess_push *p, const struct ess_partner_re
         ess_stats_lag_add(&p->stats, (long)(ess_worker_wall_ms() - it->received_ms));
         push_ticket(p, it->seq, it->event_id, it->key, "delivered", p->batch_attempts + 1,
                     r->status, p->batch_attempts > 0 ? p->last_error : NULL, it->first_ms);
+        push_delta_landed(p, it->key);
         ess_keyq_done(p->window, it);
     }
     ess_batch_reset(p->batch);
@@ -1046,7 +1233,7 @@ static void push_batch_flush(struct ess_push *p)
     long long now = ess_worker_mono_ms();
 
     if (p->batch == NULL || p->batch_in_flight || ess_batch_count(p->batch) == 0 ||
-        p->ctl.paused || ess_partner_room(p->partner) == 0) {
+        p->ctl.paused || p->held || ess_partner_room(p->partner) == 0) {
         return;
     }
     ess_log_info("stopping: uploading the open file (%zu events)", ess_batch_count(p->batch));
@@ -1076,7 +1263,7 @@ static enum ess_outcome push_batch_outcome(const struct ess_partner_result *r)
 /* push_timeout's share: when the batch wants the loop again. */
 static long long push_batch_timeout(const struct ess_push *p, long long now)
 {
-    long long wait = p->ctl.paused ? -1 : push_batch_wait_ms(p, now);
+    long long wait = p->ctl.paused || p->held ? -1 : push_batch_wait_ms(p, now);
 
     if (wait >= 0 && ess_breaker_open(&p->breaker)) {
         wait = ess_breaker_wait_ms(&p->breaker, now) < 250 ? ess_breaker_wait_ms(&p->breaker, now)
@@ -1193,6 +1380,7 @@ static void push_result(struct ess_push *p, struct ess_partner_result *r, long l
         ess_breaker_success(&p->breaker);
         push_ticket(p, it->seq, it->event_id, it->key, "delivered", it->attempts + 1, r->status,
                     it->attempts > 0 ? p->last_error : NULL, it->first_ms);
+        push_delta_landed(p, it->key);
         ess_keyq_done(p->window, it);
         return;
     }
@@ -1365,7 +1553,7 @@ static void push_redeliver(struct ess_push *p, long long now)
     size_t i;
 
     ess_err_clear(&err);
-    if (p->store == NULL || p->ctl.paused || ess_breaker_open(&p->breaker) ||
+    if (p->store == NULL || p->ctl.paused || p->held || ess_breaker_open(&p->breaker) ||
         ess_store_dlq_next(p->store, p->m->id, PUSH_REDELIVER_MAX, &rows, &err) != ESS_OK ||
         ess_store_dlq_open_keys(p->store, p->m->id, &open_keys, &err) != ESS_OK) {
         if (err.code != ESS_OK) {
@@ -1470,6 +1658,52 @@ static void push_controls(struct ess_push *p)
     p->ctl = c;
 }
 
+/* ---- the partner's schedule: delivery_windows, blackouts ------------------ */
+
+#define PUSH_SCHEDULE_EVERY_MS 1000  /* an open window is looked at once a second */
+#define PUSH_SCHEDULE_MAX_WAIT_MS 60000
+
+/* Hold or release deliveries as the schedule says. While held the journal
+ * fills as usual; when it opens, the window drains the backlog in order. */
+static void push_schedule(struct ess_push *p, long long now)
+{
+    long long wall = ess_worker_wall_ms();
+    long long next;
+    long long wait;
+    time_t at;
+    struct tm tm;
+    char when[32] = "never";
+
+    if (ess_schedule_empty(&p->m->schedule)) {
+        p->held = 0;
+        return;
+    }
+    if (now < p->sched_check_ms) {
+        return;
+    }
+    if (ess_schedule_open(&p->m->schedule, wall / 1000)) {
+        if (p->held) {
+            ess_log_info("delivery window open: releasing the backlog in order");
+        }
+        p->held = 0;
+        p->sched_check_ms = now + PUSH_SCHEDULE_EVERY_MS;
+        return;
+    }
+    next = ess_schedule_next_open(&p->m->schedule, wall / 1000);
+    wait = next < 0 ? PUSH_SCHEDULE_MAX_WAIT_MS : next * 1000 - wall;
+    if (!p->held) {
+        at = (time_t)next;
+        if (next >= 0 && gmtime_r(&at, &tm) != NULL) {
+            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        }
+        ess_log_info("outside the delivery schedule: holding deliveries until %s", when);
+    }
+    p->held = 1;
+    p->sched_check_ms = now + (wait < 0 ? 0 : wait > PUSH_SCHEDULE_MAX_WAIT_MS
+                                                  ? PUSH_SCHEDULE_MAX_WAIT_MS
+                                                  : wait);
+}
+
 /* ---- cron: offsets, heartbeats, retention -------------------------------- */
 
 static void push_save_offset(struct ess_push *p)
@@ -1492,6 +1726,9 @@ static const char *push_state(const struct ess_push *p, long long now)
 {
     if (p->ctl.paused) {
         return "paused";
+    }
+    if (p->held) {
+        return "held";
     }
     if (ess_breaker_open(&p->breaker)) {
         return "partner_down";
@@ -1561,7 +1798,7 @@ static void push_cron(struct ess_push *p, long long now)
     }
     if (now >= p->next_offset_ms) {
         /* Tickets first: an event the offset passed always has its record. */
-        if (push_tickets_flush(p) == ESS_OK) {
+        if (push_tickets_flush(p) == ESS_OK && push_delta_flush(p) == ESS_OK) {
             push_save_offset(p);
         }
         p->next_offset_ms = now + PUSH_OFFSET_EVERY_MS;
@@ -1612,6 +1849,9 @@ static int push_timeout(struct ess_push *p, long long now)
     t = min_positive(t, due);
     t = min_positive(t, push_batch_timeout(p, now));
     t = min_positive(t, p->next_heartbeat_ms - now);
+    if (p->held) {
+        t = min_positive(t, p->sched_check_ms - now);
+    }
     if (p->bus == NULL) {
         t = min_positive(t, p->bus_retry.next_ms - now);
     }
@@ -1661,6 +1901,7 @@ static void push_reload(struct ess_push *p)
         ess_manifest_free(p->m);
         p->m = m;
         m = NULL;
+        p->sched_check_ms = 0; /* the schedule may have changed */
         if (p->bus != NULL &&
             ess_bus_declare_push(p->bus, p->env.events_exchange, p->env.ops_exchange, p->m->id,
                                  &p->m->topics, &err) != ESS_OK) {
@@ -1683,6 +1924,7 @@ static void push_turn(struct ess_push *p)
     push_refill(p);
     now = ess_worker_mono_ms();
     push_collect(p);
+    push_schedule(p, now);
     push_dispatch(p, now);
     push_cron(p, now);
 }
@@ -1713,7 +1955,7 @@ static void push_drain(struct ess_push *p)
         push_collect(p);
         now = ess_worker_mono_ms();
     }
-    if (push_tickets_flush(p) == ESS_OK) {
+    if (push_tickets_flush(p) == ESS_OK && push_delta_flush(p) == ESS_OK) {
         push_save_offset(p);
     }
     push_heartbeat(p, ess_worker_mono_ms(), "stopped");
@@ -1761,8 +2003,12 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
     p->env = *env;
     snprintf(p->queue, sizeof(p->queue), "ess.%s", m->id);
     p->window = ess_keyq_new();
+    p->delta_known = json_object();
+    p->delta_inflight = json_object();
+    p->delta_unsaved = json_object();
     p->partner = ess_partner_new(m->timeout_ms, m->max_in_flight, err);
-    if (p->window == NULL || p->partner == NULL ||
+    if (p->window == NULL || p->partner == NULL || p->delta_known == NULL ||
+        p->delta_inflight == NULL || p->delta_unsaved == NULL ||
         ess_partner_set_tls(p->partner, &m->tls, err) != ESS_OK) {
         ess_err_set(err, ESS_ENOMEM, "cannot set up the delivery window");
         ess_push_free(p);
@@ -1806,6 +2052,9 @@ void ess_push_free(struct ess_push *p)
         }
     }
     json_decref(p->quarantine);
+    json_decref(p->delta_known);
+    json_decref(p->delta_inflight);
+    json_decref(p->delta_unsaved);
     ess_batch_free(p->batch);
     ess_partner_free(p->partner);
     ess_keyq_free(p->window);

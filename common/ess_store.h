@@ -182,4 +182,16 @@ int ess_store_pull_hashes_get(struct ess_store *s, const char *connector, json_t
 int ess_store_pull_commit(struct ess_store *s, const char *connector, const char *cursor,
                           json_t *hashes, struct ess_err *err);
 
+/* ---- delta: true: the shaped record last delivered per key (migration 4) ---- */
+
+/* The stored states of keys (a JSON array of strings, borrowed) as a new
+ * object key -> state object (keys never delivered are absent). */
+int ess_store_delta_get(struct ess_store *s, const char *connector, json_t *keys,
+                        json_t **states, struct ess_err *err);
+
+/* Upsert states (object key -> state object, borrowed) in one statement.
+ * Written after the partner's 2xx, before the offset passes those events. */
+int ess_store_delta_put(struct ess_store *s, const char *connector, json_t *states,
+                        struct ess_err *err);
+
 #endif
