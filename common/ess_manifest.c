@@ -248,7 +248,8 @@ static int check_routing_key(const char *s, char *why, size_t len);
     X("headers", ESS_KEY_HEADERS, NULL, 0, NULL, NULL, 0, OFF(headers), 0, 0, NULL,           \
       "static extra request headers {Name: value}; not credentials, not ESS's own headers")   \
     X("tls", ESS_KEY_BLOCK, NULL, 0, NULL, NULL, 0, OFF(tls), 0, 0, NULL,                     \
-      "TLS to an https:// partner: trusted CAs, client certificate (mutual TLS)")             \
+      "TLS to an https:// partner: trusted CAs, client certificate (mutual TLS); on ftp:// "  \
+      "it requires AUTH TLS (explicit FTPS), ftps:// is implicit TLS")                     \
     X("tls.ca_file", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(tls.ca_file), 0, 0,          \
       check_file, "absolute path of a PEM file of CAs trusted for the partner; absent: the "  \
       "system store")                                                                         \
@@ -2102,6 +2103,7 @@ static void check_tls(struct pctx *p)
     int url = key_named("target_url");
     const char *target = p->m->target_url;
 
+    p->m->tls.given = p->seen_key[blk] != NULL;
     if (p->seen_key[key] != NULL && p->seen_key[cert] == NULL) {
         perr(p, p->seen_key[key], "tls.key_file: only used with tls.cert_file");
     }

@@ -76,6 +76,8 @@ struct ess_tls {
     char *cert_file; /* PEM client certificate (mutual TLS); NULL: none */
     char *key_file;  /* PEM private key of cert_file, unencrypted; NULL: inside cert_file */
     int verify;      /* 1 (default): check the partner's certificate and host name */
+    int given;       /* the manifest has a tls block: an ftp:// target must upgrade with
+                      * AUTH TLS (explicit FTPS) and never falls back to plain FTP */
 };
 
 /* soap: {action, namespace, operation}. SOAPAction rule: see ess_render.h. */

@@ -77,6 +77,7 @@ struct ess_partner {
     char *tls_cert;
     char *tls_key;
     int tls_verify;
+    int tls_required; /* ftp://: AUTH TLS or fail (explicit FTPS) */
 };
 
 static size_t partner_on_body(char *data, size_t size, size_t nmemb, void *ud)
@@ -180,6 +181,9 @@ static CURLcode partner_setup_tls(const struct ess_partner *p, CURL *e)
     }
     if (p->tls_key != NULL) {
         rc |= curl_easy_setopt(e, CURLOPT_SSLKEY, p->tls_key);
+    }
+    if (p->tls_required) {
+        rc |= curl_easy_setopt(e, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
     }
     rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, p->tls_verify ? 1L : 0L);
     rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, p->tls_verify ? 2L : 0L);
@@ -320,7 +324,7 @@ static char *partner_dup(const char *s, int *failed)
 
 int ess_partner_set_tls(struct ess_partner *p, const struct ess_tls *tls, struct ess_err *err)
 {
-    const struct ess_tls none = {NULL, NULL, NULL, 1};
+    const struct ess_tls none = {NULL, NULL, NULL, 1, 0};
     int failed = 0;
     char *ca, *cert, *key;
 
@@ -344,6 +348,7 @@ int ess_partner_set_tls(struct ess_partner *p, const struct ess_tls *tls, struct
     p->tls_cert = cert;
     p->tls_key = key;
     p->tls_verify = tls->verify != 0;
+    p->tls_required = tls->given;
     if (!p->tls_verify) {
         ess_log_warn("tls.verify is off: the partner's identity is not checked");
     }
