@@ -95,6 +95,7 @@ static int check_file(const char *s, char *why, size_t len);
 static int check_listen(const char *s, char *why, size_t len);
 static int check_hook_path(const char *s, char *why, size_t len);
 static int check_routing_key(const char *s, char *why, size_t len);
+static int check_host_key(const char *s, char *why, size_t len);
 
 #define OFF(f) offsetof(struct ess_manifest, f)
 #define DAYS(n) ((long)(n) * 86400L)
@@ -258,7 +259,16 @@ static int check_routing_key(const char *s, char *why, size_t len);
     X("tls.key_file", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(tls.key_file), 0, 0,        \
       check_file, "absolute path of its unencrypted PEM private key; absent: in cert_file")   \
     X("tls.verify", ESS_KEY_ENUM, "true", 0, "false|true", NULL, 0, OFF(tls.verify), 0, 0,    \
-      NULL, "false: the partner's certificate and host name are not checked (warned at start)")
+      NULL, "false: the partner's certificate and host name are not checked (warned at start)") \
+    X("ssh", ESS_KEY_BLOCK, NULL, 0, NULL, NULL, 0, OFF(ssh), 0, 0, NULL,                     \
+      "an sftp:// partner: key login and the server's host key (user from the URL)")          \
+    X("ssh.key_file", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(ssh.key_file), 0, 0,        \
+      check_file, "absolute path of the unencrypted private key ESS logs in with")            \
+    X("ssh.host_key_sha256", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(ssh.host_key_sha256), \
+      0, 0, check_host_key, "the server's host key as `ssh-keygen -lf` prints it "           \
+      "(SHA256:<base64>); any other key is refused")                                          \
+    X("ssh.known_hosts", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(ssh.known_hosts), 0, 0,   \
+      check_file, "absolute path of an OpenSSH known_hosts file holding the server's key")
 
 #define KEY_PUB(nm, ty, def, req, ch, when, fl, off, lo, hi, chk, doc) {nm, ty, def, req, ch, doc},
 #define KEY_IMPL(nm, ty, def, req, ch, when, fl, off, lo, hi, chk, doc) {when, fl, off, lo, hi, chk},
@@ -713,6 +723,23 @@ static int check_file_name(const char *s, char *why, size_t len)
  * whatever directory the worker runs in, and readable now, so a typo fails at
  * validate/load time rather than at the first delivery. O_NONBLOCK: a FIFO
  * must not hang the parser. */
+/* "SHA256:" + 43 base64 characters (a trailing '=' allowed), as ssh-keygen -l prints. */
+static int check_host_key(const char *s, char *why, size_t len)
+{
+    const char *b64 = strncmp(s, "SHA256:", 7) == 0 ? s + 7 : NULL;
+    size_t n = b64 != NULL ? strspn(b64, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                         "0123456789+/")
+                           : 0;
+    char sh[SHOW_MAX + 1];
+
+    if (b64 == NULL || n != 43 || (b64[n] != '\0' && strcmp(b64 + n, "=") != 0)) {
+        snprintf(why, len, "'%s' is not a SHA256 host key fingerprint (SHA256:<43 base64 "
+                           "characters>, from ssh-keygen -lf KEY.pub)", show(s, sh, sizeof(sh)));
+        return -1;
+    }
+    return 0;
+}
+
 static int check_file(const char *s, char *why, size_t len)
 {
     char sh[SHOW_MAX + 1];
@@ -2113,6 +2140,19 @@ static void check_tls(struct pctx *p)
     }
 }
 
+/* ssh: only an sftp:// partner has an SSH server to log in to. */
+static void check_ssh(struct pctx *p)
+{
+    int blk = key_named("ssh");
+    int url = key_named("target_url");
+    const char *target = p->m->target_url;
+
+    if (p->seen_key[blk] != NULL && !p->bad[url] && target != NULL &&
+        strncasecmp(target, "sftp://", 7) != 0) {
+        perr(p, p->seen_key[blk], "ssh: only used with an sftp:// target_url");
+    }
+}
+
 /* ---------------------------------------------------------------- document */
 
 static void line_col_of(const char *text, size_t len, size_t off, int *line, int *col)
@@ -2169,6 +2209,7 @@ static void parse_root(struct pctx *p)
     apply_defaults(p);
     check_keys(p);
     check_tls(p);
+    check_ssh(p);
 }
 
 /* Load the one document; a second document is an error (which one would count?). */

@@ -80,6 +80,14 @@ struct ess_tls {
                       * AUTH TLS (explicit FTPS) and never falls back to plain FTP */
 };
 
+/* ssh: {key_file, host_key_sha256, known_hosts} for sftp:// partners. The login
+ * user is the URL's (sftp://user@host/); a password comes from auth basic. */
+struct ess_ssh {
+    char *key_file;        /* unencrypted private key (absolute path); NULL: none */
+    char *host_key_sha256; /* "SHA256:<base64>" as ssh-keygen -l prints; NULL: none */
+    char *known_hosts;     /* OpenSSH known_hosts file (absolute path); NULL: none */
+};
+
 /* soap: {action, namespace, operation}. SOAPAction rule: see ess_render.h. */
 struct ess_soap {
     char *action;    /* required with format: soap */
@@ -154,6 +162,7 @@ struct ess_manifest {
     enum ess_tickets tickets;
     struct ess_auth auth;
     struct ess_tls tls;
+    struct ess_ssh ssh;
     /* kind webhook (ess-webhook): where it listens, how it checks callers */
     char *listen;            /* "127.0.0.1:PORT" */
     char *hook_path;         /* manifest key `path`: "/hooks/dmv" */

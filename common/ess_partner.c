@@ -78,6 +78,10 @@ struct ess_partner {
     char *tls_key;
     int tls_verify;
     int tls_required; /* ftp://: AUTH TLS or fail (explicit FTPS) */
+    /* SSH for sftp:// (owned copies; NULL: unset). host_sha256 without "SHA256:". */
+    char *ssh_key;
+    char *ssh_host_sha256;
+    char *ssh_known_hosts;
 };
 
 static size_t partner_on_body(char *data, size_t size, size_t nmemb, void *ud)
@@ -190,6 +194,25 @@ static CURLcode partner_setup_tls(const struct ess_partner *p, CURL *e)
     return rc;
 }
 
+/* sftp://: the login key and the server's host key. Unused for other schemes. */
+static CURLcode partner_setup_ssh(const struct ess_partner *p, CURL *e)
+{
+    CURLcode rc = CURLE_OK;
+
+    if (p->ssh_key != NULL) {
+        rc |= curl_easy_setopt(e, CURLOPT_SSH_PRIVATE_KEYFILE, p->ssh_key);
+        rc |= curl_easy_setopt(e, CURLOPT_SSH_AUTH_TYPES,
+                               (long)(CURLSSH_AUTH_PUBLICKEY | CURLSSH_AUTH_PASSWORD));
+    }
+    if (p->ssh_host_sha256 != NULL) {
+        rc |= curl_easy_setopt(e, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, p->ssh_host_sha256);
+    }
+    if (p->ssh_known_hosts != NULL) {
+        rc |= curl_easy_setopt(e, CURLOPT_SSH_KNOWNHOSTS, p->ssh_known_hosts);
+    }
+    return rc;
+}
+
 /* An idle xfer from the pool, or a new one while under max_in_flight. */
 static struct partner_xfer *partner_take(struct ess_partner *p)
 {
@@ -297,6 +320,9 @@ void ess_partner_free(struct ess_partner *p)
     free(p->tls_ca);
     free(p->tls_cert);
     free(p->tls_key);
+    free(p->ssh_key);
+    free(p->ssh_host_sha256);
+    free(p->ssh_known_hosts);
     free(p);
 }
 
@@ -320,6 +346,42 @@ static char *partner_dup(const char *s, int *failed)
         *failed = 1;
     }
     return d;
+}
+
+int ess_partner_set_ssh(struct ess_partner *p, const struct ess_ssh *ssh, const char *url,
+                        struct ess_err *err)
+{
+    const struct ess_ssh none = {NULL, NULL, NULL};
+    const char *fp;
+    char *key, *host, *known;
+    int failed = 0;
+
+    ssh = ssh != NULL ? ssh : &none;
+    fp = ssh->host_key_sha256;
+    if (fp != NULL && strncmp(fp, "SHA256:", 7) == 0) {
+        fp += 7;
+    }
+    key = partner_dup(ssh->key_file, &failed);
+    host = fp != NULL ? strndup(fp, strcspn(fp, "=")) : NULL; /* curl wants no padding */
+    failed |= fp != NULL && host == NULL;
+    known = partner_dup(ssh->known_hosts, &failed);
+    if (failed) {
+        free(key);
+        free(host);
+        free(known);
+        return ess_err_set(err, ESS_ENOMEM, "out of memory copying the SSH settings");
+    }
+    free(p->ssh_key);
+    free(p->ssh_host_sha256);
+    free(p->ssh_known_hosts);
+    p->ssh_key = key;
+    p->ssh_host_sha256 = host;
+    p->ssh_known_hosts = known;
+    if (url != NULL && strncasecmp(url, "sftp://", 7) == 0 && host == NULL && known == NULL) {
+        ess_log_warn("sftp: no ssh.host_key_sha256 or ssh.known_hosts: the server's identity "
+                     "is not checked");
+    }
+    return ESS_OK;
 }
 
 int ess_partner_set_tls(struct ess_partner *p, const struct ess_tls *tls, struct ess_err *err)
@@ -585,7 +647,7 @@ int ess_partner_upload(struct ess_partner *p, uint64_t token,
     x->timeout_ms = p->timeout_ms;
     partner_reset_result(x, token);
     if (x->quote == NULL || partner_setup_upload(x, file_url, req) != CURLE_OK ||
-        partner_setup_tls(p, x->easy) != CURLE_OK ||
+        partner_setup_tls(p, x->easy) != CURLE_OK || partner_setup_ssh(p, x->easy) != CURLE_OK ||
         curl_multi_add_handle(p->multi, x->easy) != CURLM_OK) {
         rc = ess_err_set(err, ESS_EPARTNER, "libcurl refused the upload setup");
         goto fail;

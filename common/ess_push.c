@@ -1898,6 +1898,10 @@ static void push_reload(struct ess_push *p)
             ess_log_error("reload: tls: %s (the previous TLS settings stay)", err.msg);
             ess_err_clear(&err);
         }
+        if (ess_partner_set_ssh(p->partner, &m->ssh, m->target_url, &err) != ESS_OK) {
+            ess_log_error("reload: ssh: %s (the previous SSH settings stay)", err.msg);
+            ess_err_clear(&err);
+        }
         ess_manifest_free(p->m);
         p->m = m;
         m = NULL;
@@ -2009,7 +2013,8 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
     p->partner = ess_partner_new(m->timeout_ms, m->max_in_flight, err);
     if (p->window == NULL || p->partner == NULL || p->delta_known == NULL ||
         p->delta_inflight == NULL || p->delta_unsaved == NULL ||
-        ess_partner_set_tls(p->partner, &m->tls, err) != ESS_OK) {
+        ess_partner_set_tls(p->partner, &m->tls, err) != ESS_OK ||
+        ess_partner_set_ssh(p->partner, &m->ssh, m->target_url, err) != ESS_OK) {
         ess_err_set(err, ESS_ENOMEM, "cannot set up the delivery window");
         ess_push_free(p);
         return NULL;
