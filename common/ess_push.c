@@ -1020,6 +1020,80 @@ static int push_batch_reload_refused(const struct ess_push *p, const struct ess_
     return push_batching(p) != push_url_is_drop(m->target_url);
 }
 
+/* Merge a key's later change into its record in the open file (later fields
+ * win) and render it again. ESS_OK with the new record in *body, else the item
+ * is as it was (the change then waits for the next file). */
+static int push_batch_merge(struct ess_push *p, struct ess_keyq_item *it,
+                            const struct ess_keyq_item *next, char **body, size_t *len)
+{
+    json_t *older = json_loads(it->body, 0, NULL);
+    json_t *newer = json_loads(next->body, 0, NULL);
+    char *merged = NULL;
+    char *was = it->body;
+    const char *ctype = NULL;
+    struct ess_err err;
+    char *junk = NULL;
+    size_t jlen = 0;
+    int rc = ESS_EINVAL;
+
+    ess_err_clear(&err);
+    if (json_is_object(older) && json_is_object(newer) && json_object_update(older, newer) == 0) {
+        merged = json_dumps(older, JSON_COMPACT);
+    }
+    json_decref(older);
+    json_decref(newer);
+    if (merged != NULL) {
+        it->body = merged;
+        rc = push_render_item(p, it, body, len, &ctype, &err);
+        if (rc != ESS_OK) {
+            it->body = was;
+            free(merged);
+            /* Put the key's pending delta state back as the file has it. */
+            if (push_render_item(p, it, &junk, &jlen, &ctype, &err) == ESS_OK) {
+                free(junk);
+            }
+        } else {
+            free(was);
+        }
+    }
+    return rc;
+}
+
+/* One event per key per file: the key's later changes waiting behind its
+ * record in the open file are merged into that record, which keeps its place
+ * (files are in order of first appearance). The journal keeps every change;
+ * the absorbed ones are done with the file. */
+static void push_batch_absorb(struct ess_push *p, struct ess_keyq_item *it, size_t idx)
+{
+    int strip = p->m->format == ESS_FORMAT_CSV && p->m->csv.header;
+    struct ess_keyq_item *next;
+    char *body = NULL;
+    size_t len = 0;
+
+    while ((next = ess_keyq_successor(p->window, it)) != NULL && !ess_batch_sealed(p->batch)) {
+        if (push_batch_merge(p, it, next, &body, &len) != ESS_OK) {
+            return;
+        }
+        if (ess_batch_replace(p->batch, idx, body, len, strip) != ESS_OK) {
+            free(body);
+            return; /* out of memory: the change goes in the next file */
+        }
+        free(body);
+        it->merged++;
+        ess_keyq_absorb(p->window, it);
+    }
+}
+
+/* Every record of the open file takes its key's later changes. */
+static void push_batch_absorb_all(struct ess_push *p)
+{
+    size_t i;
+
+    for (i = 0; !ess_batch_sealed(p->batch) && i < ess_batch_count(p->batch); i++) {
+        push_batch_absorb(p, ess_batch_item(p->batch, i), i);
+    }
+}
+
 /* A due event joins the open batch, rendered; what cannot be is parked. */
 static void push_batch_take(struct ess_push *p, struct ess_keyq_item *it, long long now)
 {
@@ -1053,6 +1127,8 @@ static void push_batch_take(struct ess_push *p, struct ess_keyq_item *it, long l
     }
     if (ess_batch_add(p->batch, it, it->seq, body, len, strip, now) != ESS_OK) {
         ess_keyq_retry(p->window, it, now + 1000); /* out of memory: later */
+    } else {
+        push_batch_absorb(p, it, ess_batch_count(p->batch) - 1);
     }
     free(body);
 }
@@ -1118,6 +1194,7 @@ static void push_batch_dispatch(struct ess_push *p, long long now)
     if (p->batch_in_flight) {
         return;
     }
+    push_batch_absorb_all(p);
     while (push_may_dispatch(p) && !ess_batch_sealed(p->batch) &&
            ess_batch_count(p->batch) < (size_t)p->m->batch_max &&
            ess_keyq_next_due(p->window, now) == 0) {

@@ -76,10 +76,10 @@ def with_ftps(ftp, extra, body):
 
 
 def delivers_all(cid, topic, ftp, bus, worker):
-    publish_25(bus, topic)
+    publish_25(bus, topic, 25)
     finals = lambda: [n for n in ftp.files() if not n.endswith(".part")]  # noqa: E731
     wait_until(lambda: len(finals()) == 3, 30, "three whole files over TLS")
-    check_files(ftp, by_seq(finals()))
+    check_files(ftp, by_seq(finals()), 25)
     check(sql("SELECT count(*) FROM ess_dead_letters WHERE connector=%s", cid)[0][0] == 0,
           "nothing parked")
 
@@ -94,7 +94,7 @@ def test_implicit_ftps_delivers():
 
 def test_untrusted_certificate_delivers_nothing():
     def body(cid, topic, ftp, bus, worker):
-        publish_25(bus, topic)
+        publish_25(bus, topic, 25)
         worker.wait_log("certificate", 20)
         check(ftp.files() == [], "nothing uploaded to a server it cannot verify: %r"
               % ftp.files())
@@ -106,7 +106,7 @@ def test_untrusted_certificate_delivers_nothing():
 
 def test_plain_server_refused_when_tls_is_required():
     def body(cid, topic, ftp, bus, worker):
-        publish_25(bus, topic)
+        publish_25(bus, topic, 25)
         worker.wait_log("Requested SSL level failed", 20)  # curl: the server offers no AUTH TLS
         check(ftp.files() == [], "no plain-text upload: %r" % ftp.files())
     with_ftps(Ftps(tls=False), tls_extra() + "max_retry: 8\n", body)

@@ -138,10 +138,10 @@ def test_sftp_key_login_delivers_whole_files():
             srv.client_key, fingerprint(srv.host_key + ".pub"))
 
     def body(cid, topic, srv, bus, worker):
-        publish_25(bus, topic)
+        publish_25(bus, topic, 25)
         finals = lambda: [n for n in srv.files() if not n.endswith(".part")]  # noqa: E731
         wait_until(lambda: len(finals()) == 3, 30, "three whole files over SFTP")
-        check_files(srv, by_seq(finals()))
+        check_files(srv, by_seq(finals()), 25)
         check(sql("SELECT count(*) FROM ess_dead_letters WHERE connector=%s", cid)[0][0] == 0,
               "nothing parked")
         check("identity is not checked" not in worker.log_text(), "no host-key warning")
@@ -154,7 +154,7 @@ def test_sftp_wrong_host_key_delivers_nothing():
             srv.client_key, fingerprint(srv.other_key + ".pub"))
 
     def body(cid, topic, srv, bus, worker):
-        publish_25(bus, topic)
+        publish_25(bus, topic, 25)
         worker.wait_log("mismatch sha256 fingerprint", 30)  # curl refuses the server
         check(srv.files() == [], "nothing uploaded to a server with another host key: %r"
               % srv.files())
