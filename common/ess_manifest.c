@@ -2147,8 +2147,8 @@ static void check_ssh(struct pctx *p)
     int url = key_named("target_url");
     const char *target = p->m->target_url;
 
-    if (p->seen_key[blk] != NULL && !p->bad[url] && target != NULL &&
-        strncasecmp(target, "sftp://", 7) != 0) {
+    if (p->seen_key[blk] != NULL && !p->bad[url] &&
+        (target == NULL || strncasecmp(target, "sftp://", 7) != 0)) {
         perr(p, p->seen_key[blk], "ssh: only used with an sftp:// target_url");
     }
 }
