@@ -133,10 +133,7 @@ struct ess_push {
     int batch_in_flight;     /* its upload is running */
     int batch_attempts;      /* failed uploads counted towards max_retry */
     long long batch_due_ms;  /* a sealed batch's next upload (monotonic) */
-    /* delta: true -- per key, what the partner has (ess_delta.h) */
-    json_t *delta_known;    /* key -> state: a cache of ess_delta_state */
-    json_t *delta_inflight; /* key -> state once the delivery in flight lands */
-    json_t *delta_unsaved;  /* key -> state delivered, written with the next offset save */
+    struct ess_delta_book *delta; /* delta: true -- per key, what the partner has */
     /* delivery_windows / blackouts: outside them everything is journaled and held */
     int held;
     long long sched_check_ms; /* monotonic: when to look at the schedule again */
@@ -637,11 +634,10 @@ static int push_render(struct ess_push *p, const char *journaled, char **body, s
 
 /* ---- delta: true -- only what changed since the key's last 2xx ----------- */
 
-#define PUSH_DELTA_NOTHING 1  /* push_render_item: no field changed, nothing to send */
-#define PUSH_DELTA_CACHE_MAX 100000
+#define PUSH_DELTA_NOTHING 1 /* push_render_item: no field changed, nothing to send */
 
-/* What the partner has for key (borrowed; NULL: nothing yet). ESS_ESTORE when
- * it cannot be known now (the event waits). */
+/* What the partner has for key (borrowed; NULL: nothing yet): the book, else
+ * the store. ESS_ESTORE when it cannot be known now (the event waits). */
 static int push_delta_last(struct ess_push *p, const char *key, json_t **last)
 {
     json_t *keys;
@@ -649,7 +645,7 @@ static int push_delta_last(struct ess_push *p, const char *key, json_t **last)
     struct ess_err err;
     int rc;
 
-    *last = json_object_get(p->delta_known, key);
+    *last = ess_delta_book_known(p->delta, key);
     if (*last != NULL) {
         return ESS_OK;
     }
@@ -666,27 +662,25 @@ static int push_delta_last(struct ess_push *p, const char *key, json_t **last)
         }
         return ESS_ESTORE;
     }
-    *last = json_object_get(got, key);
-    if (*last != NULL) {
-        json_object_set(p->delta_known, key, *last); /* the cache keeps it alive */
+    if (json_object_get(got, key) != NULL) {
+        ess_delta_book_learn(p->delta, key, json_object_get(got, key));
     }
     json_decref(got);
+    *last = ess_delta_book_known(p->delta, key);
     return ESS_OK;
 }
 
 /* shaped -> the record to send: with delta, only what changed (plus the key);
- * the key's next state waits in delta_inflight for the 2xx. A replay re-sends
- * whole records: what the partner lost is not known. */
+ * the key's next state is staged for the 2xx. A replay re-sends whole records:
+ * what the partner lost is not known. */
 static int push_delta_apply(struct ess_push *p, const char *key, json_t **shaped,
                             struct ess_err *err)
 {
     json_t *last = NULL;
-    json_t *diff = NULL;
-    json_t *next = NULL;
+    json_t *send = NULL;
     const char *kf;
     size_t kl;
     size_t changed = 0;
-    int rc;
 
     if (!p->m->delta) {
         return ESS_OK;
@@ -695,58 +689,37 @@ static int push_delta_apply(struct ess_push *p, const char *key, json_t **shaped
         return ess_err_set(err, ESS_ESTORE, "delta: the key's last delivered state is unknown");
     }
     kf = ess_delta_key_field(p->m, &kl);
-    rc = ess_delta_diff(p->replay.active ? NULL : last, *shaped, kf, kl, &diff, &changed, err);
-    if (rc == ESS_OK) {
-        rc = ess_delta_merge(last, *shaped, &next, err);
+    if (ess_delta_book_stage(p->delta, key, last, *shaped, kf, kl, p->replay.active, &send,
+                             &changed, err) != ESS_OK) {
+        return ESS_ESHAPE;
     }
-    if (rc != ESS_OK) {
-        json_decref(diff);
-        return rc;
-    }
-    json_object_set_new(p->delta_inflight, key, next);
     if (last != NULL && changed == 0) {
-        json_decref(diff);
+        json_decref(send);
         return PUSH_DELTA_NOTHING;
     }
     json_decref(*shaped);
-    *shaped = diff;
+    *shaped = send;
     return ESS_OK;
-}
-
-/* The key's delivery landed (2xx, or nothing to send): its state moves on. */
-static void push_delta_landed(struct ess_push *p, const char *key)
-{
-    json_t *next = json_object_get(p->delta_inflight, key);
-
-    if (next == NULL) {
-        return;
-    }
-    json_object_set(p->delta_known, key, next);
-    json_object_set(p->delta_unsaved, key, next);
-    json_object_del(p->delta_inflight, key);
 }
 
 /* Written before the offset passes the events they stand for. A crash in
  * between only makes the next change of a key send more than it needed. */
 static int push_delta_flush(struct ess_push *p)
 {
+    json_t *unsaved = ess_delta_book_unsaved(p->delta);
     struct ess_err err;
 
-    if (p->delta_unsaved == NULL || json_object_size(p->delta_unsaved) == 0) {
+    if (unsaved == NULL) {
         return ESS_OK;
     }
     ess_err_clear(&err);
-    if (p->store == NULL ||
-        ess_store_delta_put(p->store, p->m->id, p->delta_unsaved, &err) != ESS_OK) {
+    if (p->store == NULL || ess_store_delta_put(p->store, p->m->id, unsaved, &err) != ESS_OK) {
         if (p->store != NULL) {
             push_store_lost(p, &err);
         }
         return ESS_ESTORE;
     }
-    json_object_clear(p->delta_unsaved);
-    if (json_object_size(p->delta_known) > PUSH_DELTA_CACHE_MAX) {
-        json_object_clear(p->delta_known); /* everything in it is stored: re-read lazily */
-    }
+    ess_delta_book_saved(p->delta);
     return ESS_OK;
 }
 
@@ -857,7 +830,7 @@ static int push_tickets_flush(struct ess_push *p)
 /* Nothing changed for the partner: recorded, not sent (a ticket "skipped"). */
 static void push_delta_skipped(struct ess_push *p, struct ess_keyq_item *it)
 {
-    push_delta_landed(p, it->key);
+    ess_delta_book_landed(p->delta, it->key);
     ess_log_debug("event %s (key %s): no field changed, nothing sent", it->event_id, it->key);
     push_ticket(p, it->seq, it->event_id, it->key, "skipped", 0, 0, NULL, 0);
     ess_keyq_done(p->window, it);
@@ -890,9 +863,7 @@ static void push_park(struct ess_push *p, struct ess_keyq_item *it, const char *
         return;
     }
     p->stats.parked++;
-    if (p->delta_inflight != NULL) {
-        json_object_del(p->delta_inflight, it->key); /* the partner did not get it */
-    }
+    ess_delta_book_dropped(p->delta, it->key); /* the partner did not get it */
     if (p->m->on_park == ESS_ON_PARK_HOLD_KEY && p->quarantine != NULL) {
         json_object_set_new(p->quarantine, it->key, json_true());
     }
@@ -1233,7 +1204,7 @@ static void push_batch_delivered(struct ess_push *p, const struct ess_partner_re
         ess_stats_lag_add(&p->stats, (long)(ess_worker_wall_ms() - it->received_ms));
         push_ticket(p, it->seq, it->event_id, it->key, "delivered", p->batch_attempts + 1,
                     r->status, p->batch_attempts > 0 ? p->last_error : NULL, it->first_ms);
-        push_delta_landed(p, it->key);
+        ess_delta_book_landed(p->delta, it->key);
         ess_keyq_done(p->window, it);
     }
     ess_batch_reset(p->batch);
@@ -1457,7 +1428,7 @@ static void push_result(struct ess_push *p, struct ess_partner_result *r, long l
         ess_breaker_success(&p->breaker);
         push_ticket(p, it->seq, it->event_id, it->key, "delivered", it->attempts + 1, r->status,
                     it->attempts > 0 ? p->last_error : NULL, it->first_ms);
-        push_delta_landed(p, it->key);
+        ess_delta_book_landed(p->delta, it->key);
         ess_keyq_done(p->window, it);
         return;
     }
@@ -2084,12 +2055,9 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
     p->env = *env;
     snprintf(p->queue, sizeof(p->queue), "ess.%s", m->id);
     p->window = ess_keyq_new();
-    p->delta_known = json_object();
-    p->delta_inflight = json_object();
-    p->delta_unsaved = json_object();
+    p->delta = ess_delta_book_new();
     p->partner = ess_partner_new(m->timeout_ms, m->max_in_flight, err);
-    if (p->window == NULL || p->partner == NULL || p->delta_known == NULL ||
-        p->delta_inflight == NULL || p->delta_unsaved == NULL ||
+    if (p->window == NULL || p->partner == NULL || p->delta == NULL ||
         ess_partner_set_tls(p->partner, &m->tls, err) != ESS_OK ||
         ess_partner_set_ssh(p->partner, &m->ssh, m->target_url, err) != ESS_OK) {
         ess_err_set(err, ESS_ENOMEM, "cannot set up the delivery window");
@@ -2134,9 +2102,7 @@ void ess_push_free(struct ess_push *p)
         }
     }
     json_decref(p->quarantine);
-    json_decref(p->delta_known);
-    json_decref(p->delta_inflight);
-    json_decref(p->delta_unsaved);
+    ess_delta_book_free(p->delta);
     ess_batch_free(p->batch);
     ess_partner_free(p->partner);
     ess_keyq_free(p->window);

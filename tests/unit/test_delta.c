@@ -142,6 +142,56 @@ static void test_key_field(void **state)
     }
 }
 
+static void test_book(void **state)
+{
+    struct ess_delta_book *b = ess_delta_book_new();
+    json_t *v1 = json_loads("{\"ID\":\"A1\",\"st\":\"07\"}", 0, NULL);
+    json_t *v2 = json_loads("{\"ID\":\"A1\",\"st\":\"08\"}", 0, NULL);
+    json_t *send = NULL;
+    struct ess_err err;
+    size_t changed = 0;
+
+    (void)state;
+    ess_err_clear(&err);
+    assert_null(ess_delta_book_known(b, "A1"));
+    assert_null(ess_delta_book_unsaved(b));
+    /* first delivery: everything; nothing known until it lands */
+    assert_int_equal(ess_delta_book_stage(b, "A1", NULL, v1, "ID", 2, 0, &send, &changed, &err),
+                     ESS_OK);
+    assert_true(json_equal(send, v1));
+    json_decref(send);
+    assert_null(ess_delta_book_known(b, "A1"));
+    ess_delta_book_landed(b, "A1");
+    assert_true(json_equal(ess_delta_book_known(b, "A1"), v1));
+    assert_non_null(ess_delta_book_unsaved(b));
+    ess_delta_book_saved(b);
+    assert_null(ess_delta_book_unsaved(b));
+    assert_true(json_equal(ess_delta_book_known(b, "A1"), v1)); /* still cached */
+    /* a change that is parked leaves the known state as it was */
+    assert_int_equal(ess_delta_book_stage(b, "A1", ess_delta_book_known(b, "A1"), v2, "ID", 2, 0,
+                                          &send, &changed, &err),
+                     ESS_OK);
+    assert_int_equal(changed, 1);
+    json_decref(send);
+    ess_delta_book_dropped(b, "A1");
+    ess_delta_book_landed(b, "A1"); /* nothing staged: no-op */
+    assert_true(json_equal(ess_delta_book_known(b, "A1"), v1));
+    /* whole = 1 (a replay): everything, though the partner had some */
+    assert_int_equal(ess_delta_book_stage(b, "A1", ess_delta_book_known(b, "A1"), v2, "ID", 2, 1,
+                                          &send, &changed, &err),
+                     ESS_OK);
+    assert_true(json_equal(send, v2));
+    json_decref(send);
+    ess_delta_book_landed(b, "A1");
+    assert_true(json_equal(ess_delta_book_known(b, "A1"), v2));
+    ess_delta_book_learn(b, "B1", v1);
+    assert_true(json_equal(ess_delta_book_known(b, "B1"), v1));
+    json_decref(v1);
+    json_decref(v2);
+    ess_delta_book_free(b);
+    ess_delta_book_free(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -149,6 +199,7 @@ int main(void)
         cmocka_unit_test(test_diff_rejects_non_objects),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_key_field),
+        cmocka_unit_test(test_book),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
