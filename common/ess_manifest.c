@@ -1523,6 +1523,7 @@ static void free_columns(struct ess_manifest *m)
 /* ---------------------------------------------------------------- delivery_windows, blackouts */
 
 #define WINDOW_KEYS "days|from|to|tz"
+#define SCHEDULE_MAX_ENTRIES 64 /* a schedule, not a calendar: next_open stays cheap */
 #define BLACKOUT_KEYS "from|to|tz"
 
 /* The nodes of one schedule item's keys (index in choices), each at most once. */
@@ -1694,8 +1695,8 @@ static void set_schedule(struct pctx *p, size_t ki, const yaml_node_t *v)
         return;
     }
     n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
-    if (n > 256) {
-        perr(p, v, "%s: at most 256 entries", key_pub[ki].name);
+    if (n > SCHEDULE_MAX_ENTRIES) {
+        perr(p, v, "%s: at most %d entries", key_pub[ki].name, SCHEDULE_MAX_ENTRIES);
         p->bad[ki] = 1;
         return;
     }
