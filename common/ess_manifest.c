@@ -2139,6 +2139,10 @@ static void check_tls(struct pctx *p)
         strncasecmp(target, "http://", 7) == 0) {
         perr(p, p->seen_key[blk], "tls: target_url is plain http://; use https:// (or drop tls)");
     }
+    if (p->seen_key[blk] != NULL && !p->bad[url] && target != NULL &&
+        strncasecmp(target, "sftp://", 7) == 0) {
+        perr(p, p->seen_key[blk], "tls: target_url is sftp:// (SSH, not TLS); use ssh: {...}");
+    }
 }
 
 /* ssh: only an sftp:// partner has an SSH server to log in to. */
