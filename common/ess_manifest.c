@@ -2145,6 +2145,21 @@ static void check_tls(struct pctx *p)
     }
 }
 
+/* delta: fixed and csv records have columns, not fields: leaving the unchanged
+ * ones out would blank them (and a file's csv header would not fit its rows). */
+static void check_delta(struct pctx *p)
+{
+    int dk = key_named("delta");
+    int fk = key_named("format");
+
+    if (p->seen_key[dk] != NULL && p->m->delta && !p->bad[fk] &&
+        (p->m->format == ESS_FORMAT_FIXED || p->m->format == ESS_FORMAT_CSV)) {
+        perr(p, p->seen_val[dk], "delta: not with format %s (its columns would be blanked); "
+                                 "use json, xml, soap or form",
+             ess_manifest_format_name(p->m->format));
+    }
+}
+
 /* ssh: only an sftp:// partner has an SSH server to log in to. */
 static void check_ssh(struct pctx *p)
 {
@@ -2215,6 +2230,7 @@ static void parse_root(struct pctx *p)
     check_keys(p);
     check_tls(p);
     check_ssh(p);
+    check_delta(p);
 }
 
 /* Load the one document; a second document is an error (which one would count?). */
