@@ -23,5 +23,6 @@ echo "install-deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >&2 || true
 apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-# Debian's rabbitmq-server and postgresql may start system services on install
-# where an init system runs; ESS never uses them (tests start private ones).
+# Debian's rabbitmq-server, postgresql and openssh-server may start system services on install
+# where an init system runs; ESS never uses them (tests start private ones; ess-it-sftp
+# runs its own sshd unprivileged on a loopback port).
