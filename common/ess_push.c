@@ -610,28 +610,6 @@ static struct curl_slist *push_headers(struct ess_push *p, const char *event_id,
     return h;
 }
 
-/* Shape and render an event's body. ESS_ESHAPE (parks) when it cannot be. */
-static int push_render(struct ess_push *p, const char *journaled, char **body, size_t *len,
-                       const char **ctype, struct ess_err *err)
-{
-    json_error_t jerr;
-    json_t *data;
-    json_t *shaped = NULL;
-    int rc;
-
-    data = json_loads(journaled, 0, &jerr);
-    if (data == NULL) {
-        return ess_err_set(err, ESS_ESHAPE, "journaled body is not JSON: %s", jerr.text);
-    }
-    rc = ess_shape_apply(p->m, data, &shaped, err);
-    if (rc == ESS_OK) {
-        rc = ess_shape_render(p->m, shaped, body, len, ctype, err);
-    }
-    json_decref(shaped);
-    json_decref(data);
-    return rc == ESS_OK ? ESS_OK : ess_err_set(err, ESS_ESHAPE, "cannot shape");
-}
-
 /* ---- delta: true -- only what changed since the key's last 2xx ----------- */
 
 #define PUSH_DELTA_NOTHING 1 /* push_render_item: no field changed, nothing to send */
@@ -723,24 +701,25 @@ static int push_delta_flush(struct ess_push *p)
     return ESS_OK;
 }
 
-/* Shape, diff (delta: true) and render a window item. ESS_ESHAPE parks it,
- * ESS_ESTORE retries it later, PUSH_DELTA_NOTHING: nothing changed. */
-static int push_render_item(struct ess_push *p, struct ess_keyq_item *it, char **body,
-                            size_t *len, const char **ctype, struct ess_err *err)
+/* Shape, diff (with delta_key: the event's key, when delta is on) and render
+ * an event's journaled body. ESS_ESHAPE parks it, ESS_ESTORE retries it later,
+ * PUSH_DELTA_NOTHING: nothing changed. */
+static int push_render(struct ess_push *p, const char *journaled, const char *delta_key,
+                       char **body, size_t *len, const char **ctype, struct ess_err *err)
 {
     json_error_t jerr;
     json_t *data;
     json_t *shaped = NULL;
     int rc;
 
-    data = json_loads(it->body, 0, &jerr);
+    data = json_loads(journaled, 0, &jerr);
     if (data == NULL) {
         return ess_err_set(err, ESS_ESHAPE, "journaled body is not JSON: %s", jerr.text);
     }
     rc = ess_shape_apply(p->m, data, &shaped, err);
     json_decref(data);
-    if (rc == ESS_OK) {
-        rc = push_delta_apply(p, it->key, &shaped, err);
+    if (rc == ESS_OK && delta_key != NULL) {
+        rc = push_delta_apply(p, delta_key, &shaped, err);
         if (rc == ESS_ESTORE || rc == PUSH_DELTA_NOTHING) {
             json_decref(shaped);
             return rc;
@@ -751,6 +730,13 @@ static int push_render_item(struct ess_push *p, struct ess_keyq_item *it, char *
     }
     json_decref(shaped);
     return rc == ESS_OK ? ESS_OK : ess_err_set(err, ESS_ESHAPE, "cannot shape");
+}
+
+/* A window item: delta applies. */
+static int push_render_item(struct ess_push *p, struct ess_keyq_item *it, char **body,
+                            size_t *len, const char **ctype, struct ess_err *err)
+{
+    return push_render(p, it->body, it->key, body, len, ctype, err);
 }
 
 /* ---- tickets: one per final outcome, written with the next offset save ---- */
@@ -1567,7 +1553,7 @@ static void push_redeliver_one(struct ess_push *p, struct ess_store_row *row)
     memset(row, 0, sizeof(*row));
     rd->in_use = 1;
     rd->first_ms = ess_worker_wall_ms();
-    if (push_render(p, rd->row.body, &body, &len, &ctype, &err) == ESS_OK) {
+    if (push_render(p, rd->row.body, NULL, &body, &len, &ctype, &err) == ESS_OK) {
         h = push_headers(p, rd->row.event_id, ctype, body, len, &err);
     }
     if (h == NULL) {
