@@ -15,6 +15,8 @@
  * ess_offsets(connector, delivered_seq): the low-water mark. Every journal row
  * with seq <= delivered_seq was delivered or parked; a restarted worker resumes
  * after it. ess_dead_letters: parked events with reason and attempts.
+ * ess_delta_state(connector, key, state): the shaped record last delivered per
+ * key, for `delta: true` (migration 4).
  *
  * Connection loss is ESS_ESTORE; ess_store_reset() reconnects (the caller paces
  * the attempts). Strings returned in rows are malloc'd copies owned by the rows.
