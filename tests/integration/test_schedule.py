@@ -1,8 +1,10 @@
 """ess-it-schedule: partner schedules -- during a blackout events are journaled
 and held (nothing reaches the partner, heartbeats say `held`), and when it ends
-the backlog is delivered by itself, in journal order, without a restart."""
+the backlog is delivered by itself, in journal order, without a restart;
+outside a weekly delivery window likewise, until a reload drops the window."""
 import json
 import os
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -66,5 +68,46 @@ def test_blackout_holds_then_releases_in_order():
         partner.stop()
 
 
+def test_closed_window_holds_until_a_reload_opens_it():
+    """A weekly window that is closed now (only on a day three days away)
+    holds; the same manifest without it, reloaded with SIGHUP, releases the
+    backlog at once."""
+    cid = unique_id("it-sched")
+    topic = "it.%s.changed" % cid
+    other_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][
+        (datetime.now(timezone.utc).weekday() + 3) % 7]
+    closed = ("delivery_windows:\n  - {days: %s, from: \"00:00\", to: \"24:00\", tz: UTC}\n"
+              % other_day)
+    partner = Partner()
+    bus = Bus()
+    ops = bus.listen(OPS, "ess.heartbeat.%s" % cid)
+    worker = Worker(manifest(cid, partner.url("/appts"), closed)).start()
+    try:
+        wait_for_queue(cid, worker=worker)
+        for i in range(3):
+            bus.publish(topic, {"permit_id": "W%d" % i}, message_id="w-%d" % i)
+        wait_until(lambda: sql("SELECT count(*) FROM ess_journal WHERE connector=%s",
+                               cid)[0][0] == 3, 20, "three events journaled")
+        wait_until(lambda: any(json.loads(b)["state"] == "held" for _, b in bus.drain(ops)),
+                   20, "a heartbeat with state held")
+        check(partner.count() == 0, "nothing delivered outside the window")
+        worker.write_manifest(manifest(cid, partner.url("/appts"), ""))
+        worker.signal(signal.SIGHUP)
+        worker.wait_log("manifest reloaded")
+        wait_until(lambda: partner.count() >= 3, 20, "the backlog once the window is gone")
+        got = [r["headers"].get("x-ess-event-id") for r in partner.received()]
+        check(sorted(got) == ["w-0", "w-1", "w-2"], "all three: %r" % got)
+        check(worker.stop() == 0, "SIGTERM exits 0")
+    except Exception:
+        print("--- worker log:\n%s" % worker.log_text()[-4000:], file=sys.stderr)
+        raise
+    finally:
+        if worker.alive():
+            worker.kill9()
+        bus.close()
+        partner.stop()
+
+
 if __name__ == "__main__":
-    run([test_blackout_holds_then_releases_in_order])
+    run([test_blackout_holds_then_releases_in_order,
+         test_closed_window_holds_until_a_reload_opens_it])
