@@ -28,8 +28,8 @@ const char *ess_delta_key_field(const struct ess_manifest *m, size_t *len)
     return m->key;
 }
 
-int ess_delta_diff(const json_t *last, const json_t *shaped, const char *key_field,
-                   size_t key_len, json_t **out, size_t *changed, struct ess_err *err)
+int ess_delta_diff(const json_t *last, const json_t *shaped, const char *key_field, size_t key_len,
+                   json_t **out, size_t *changed, struct ess_err *err)
 {
     const char *name;
     json_t *value;

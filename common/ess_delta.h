@@ -39,8 +39,8 @@ const char *ess_delta_key_field(const struct ess_manifest *m, size_t *len);
 /* shaped minus what last already holds with an equal value, plus the key
  * field. last NULL: everything. *changed = fields that differ (the key field
  * counts only when it changed). ESS_EINVAL when shaped is not an object. */
-int ess_delta_diff(const json_t *last, const json_t *shaped, const char *key_field,
-                   size_t key_len, json_t **out, size_t *changed, struct ess_err *err);
+int ess_delta_diff(const json_t *last, const json_t *shaped, const char *key_field, size_t key_len,
+                   json_t **out, size_t *changed, struct ess_err *err);
 
 /* The partner's state after shaped was delivered: a copy of last (NULL: {})
  * updated with shaped's fields. */

@@ -66,8 +66,10 @@ int ess_schedule_parse_days(const char *s, unsigned *days, char *why, size_t len
     while (*s != '\0') {
         n = strcspn(s, ",");
         if (n == 0 || days_item(s, n, days) != 0) {
-            snprintf(why, len, "'%.*s' is not a day or day range (mon..sun, e.g. mon-fri, "
-                               "sat,sun, or daily)", (int)(n > 40 ? 40 : n), s);
+            snprintf(why, len,
+                     "'%.*s' is not a day or day range (mon..sun, e.g. mon-fri, "
+                     "sat,sun, or daily)",
+                     (int)(n > 40 ? 40 : n), s);
             *days = 0;
             return -1;
         }
@@ -122,8 +124,7 @@ static int days_in_month(int y, int mon)
     return mon == 2 && leap ? 29 : dm[mon - 1];
 }
 
-int ess_schedule_parse_local(const char *s, const char *tz, long long *epoch, char *why,
-                             size_t len)
+int ess_schedule_parse_local(const char *s, const char *tz, long long *epoch, char *why, size_t len)
 {
     struct tm tm;
     time_t t;

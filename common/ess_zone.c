@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* An IANA zone name that the tz database on this host has (a TZif file). */
 int ess_zone_exists(const char *zone)
 {

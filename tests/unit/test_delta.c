@@ -195,10 +195,8 @@ static void test_book(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_diff_table),
-        cmocka_unit_test(test_diff_rejects_non_objects),
-        cmocka_unit_test(test_merge),
-        cmocka_unit_test(test_key_field),
+        cmocka_unit_test(test_diff_table), cmocka_unit_test(test_diff_rejects_non_objects),
+        cmocka_unit_test(test_merge),      cmocka_unit_test(test_key_field),
         cmocka_unit_test(test_book),
     };
 

@@ -15,10 +15,10 @@
 #include "ess_schedule.h"
 
 /* Epoch seconds (UTC), computed with Python's zoneinfo. */
-#define FRI_1800Z 1795802400LL    /* 2026-11-27 12:00 CST, a Friday */
-#define SAT_0200Z 1795831200LL    /* Fri 20:00 CST */
-#define MON_1200Z 1796040000LL    /* Mon 2026-11-30 06:00 CST */
-#define FRI_2159Z 1795816740LL    /* 2026-11-27 21:59Z */
+#define FRI_1800Z 1795802400LL /* 2026-11-27 12:00 CST, a Friday */
+#define SAT_0200Z 1795831200LL /* Fri 20:00 CST */
+#define MON_1200Z 1796040000LL /* Mon 2026-11-30 06:00 CST */
+#define FRI_2159Z 1795816740LL /* 2026-11-27 21:59Z */
 #define SAT_0100Z 1795827600LL
 #define NEXT_FRI_2200Z 1796421600LL
 #define SPRING_0700Z 1772953200LL /* 2026-03-08 01:00 CST, before the gap */
@@ -28,19 +28,18 @@
 #define FALL_0700Z 1793516400LL   /* 01:00 CST, the second 01:00 */
 #define FALL_0715Z 1793517300LL   /* 01:15 CST */
 #define XMAS_1200Z 1798200000LL
-#define BO_FROM 1798156800LL      /* 2026-12-24T18:00 America/Chicago */
-#define BO_TO 1798286400LL        /* 2026-12-26T06:00 America/Chicago */
-#define IST_0900 1795750200LL     /* 2026-11-27 09:00 Asia/Kolkata (+05:30) */
+#define BO_FROM 1798156800LL  /* 2026-12-24T18:00 America/Chicago */
+#define BO_TO 1798286400LL    /* 2026-12-26T06:00 America/Chicago */
+#define IST_0900 1795750200LL /* 2026-11-27 09:00 Asia/Kolkata (+05:30) */
 
 static const struct {
     const char *text;
     int rc;
     unsigned days;
 } day_cases[] = {
-    {"mon-fri", 0, 0x1f},     {"sat,sun", 0, 0x60},   {"fri-mon", 0, 0x71},
-    {"daily", 0, 0x7f},       {"mon,wed-fri", 0, 0x1d}, {"sun", 0, 0x40},
-    {"mon-sun", 0, 0x7f},     {"", -1, 0},            {"mon-", -1, 0},
-    {"fur", -1, 0},           {"mon,,tue", -1, 0},    {"mon,", -1, 0},
+    {"mon-fri", 0, 0x1f},     {"sat,sun", 0, 0x60},   {"fri-mon", 0, 0x71}, {"daily", 0, 0x7f},
+    {"mon,wed-fri", 0, 0x1d}, {"sun", 0, 0x40},       {"mon-sun", 0, 0x7f}, {"", -1, 0},
+    {"mon-", -1, 0},          {"fur", -1, 0},         {"mon,,tue", -1, 0},  {"mon,", -1, 0},
     {"Monday", -1, 0},        {"mon-fri-sat", -1, 0},
 };
 
@@ -123,8 +122,8 @@ static void test_weekday_window(void **state)
     (void)state;
     assert_int_equal(ess_schedule_open(&s, FRI_1800Z), 1);
     assert_true(ess_schedule_next_open(&s, FRI_1800Z) == FRI_1800Z);
-    assert_int_equal(ess_schedule_open(&s, SAT_0200Z - 1), 1); /* 19:59:59 */
-    assert_int_equal(ess_schedule_open(&s, SAT_0200Z), 0);     /* 20:00: [from, to) */
+    assert_int_equal(ess_schedule_open(&s, SAT_0200Z - 1), 1);       /* 19:59:59 */
+    assert_int_equal(ess_schedule_open(&s, SAT_0200Z), 0);           /* 20:00: [from, to) */
     assert_true(ess_schedule_next_open(&s, SAT_0200Z) == MON_1200Z); /* over the weekend */
     assert_int_equal(ess_schedule_open(&s, MON_1200Z - 1), 0);
     assert_int_equal(ess_schedule_open(&s, MON_1200Z), 1);
@@ -261,12 +260,18 @@ static void test_manifest_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_days),          cmocka_unit_test(test_clock),
-        cmocka_unit_test(test_local),         cmocka_unit_test(test_weekday_window),
-        cmocka_unit_test(test_overnight_window), cmocka_unit_test(test_half_hour_zone),
-        cmocka_unit_test(test_dst_gap),       cmocka_unit_test(test_dst_repeat),
-        cmocka_unit_test(test_blackouts),     cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_manifest_keys), cmocka_unit_test(test_manifest_errors),
+        cmocka_unit_test(test_days),
+        cmocka_unit_test(test_clock),
+        cmocka_unit_test(test_local),
+        cmocka_unit_test(test_weekday_window),
+        cmocka_unit_test(test_overnight_window),
+        cmocka_unit_test(test_half_hour_zone),
+        cmocka_unit_test(test_dst_gap),
+        cmocka_unit_test(test_dst_repeat),
+        cmocka_unit_test(test_blackouts),
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_manifest_keys),
+        cmocka_unit_test(test_manifest_errors),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
