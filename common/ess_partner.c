@@ -21,9 +21,14 @@
  * connection whose TLS settings match, so changing them never sends a request
  * over a connection set up with the old ones.
  *
- * send() speaks http:// and https://; upload() drops a file on ftp://, ftps://
- * (implicit TLS) or sftp:// with UPLOAD + READFUNCTION over the same kind of
- * owned body, then renames it in the same session (POSTQUOTE), so a partner
+ * A manifest `tls` block on ftp:// means explicit FTPS (AUTH TLS required,
+ * CURLUSESSL_ALL: never plain). SSH (ess_partner_set_ssh: login key, pinned
+ * host key) applies to sftp:// uploads.
+ *
+ * send() speaks http:// and https://; upload() drops a file on ftp:// (explicit
+ * FTPS with tls), ftps:// (implicit TLS) or sftp:// with UPLOAD + READFUNCTION
+ * over the same kind of owned body, then renames it in the same session
+ * (POSTQUOTE), so a partner
  * polling the directory only ever sees complete files under their final name.
  *
  * OWNERSHIP

@@ -64,8 +64,8 @@ int ess_partner_send(struct ess_partner *p, uint64_t token, const char *url,
 /* A file drop: upload body to <url>/<tmp_name>, then rename it to final_name
  * in the same session, so the partner never sees a partial file under the final
  * name; a retry with the same names replaces a partial tmp file. url is the
- * directory: ftp://, ftps:// (implicit TLS) or sftp://; missing directories are
- * created. Names are one plain path segment ([A-Za-z0-9._-+=,@]). All of req is
+ * directory: ftp:// (explicit FTPS when tls is set), ftps:// (implicit TLS) or
+ * sftp:// (ess_partner_set_ssh); missing directories are created. Names are one plain path segment ([A-Za-z0-9._-+=,@]). All of req is
  * borrowed for the call only. Ownership of body (malloc'd) passes to the partner
  * on success AND failure. The result comes back through next_result() with
  * transport_failed 0 when the file is in place; status is then the server's last
