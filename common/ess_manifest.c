@@ -2147,16 +2147,39 @@ static void check_tls(struct pctx *p)
 
 /* delta: fixed and csv records have columns, not fields: leaving the unchanged
  * ones out would blank them (and a file's csv header would not fit its rows). */
+/* 1 when a path in l is path or one of its parents ("appt" covers "appt.id"). */
+static int strlist_covers(const struct ess_strlist *l, const char *path)
+{
+    size_t i, n;
+
+    for (i = 0; i < l->n; i++) {
+        n = strlen(l->v[i]);
+        if (strncmp(l->v[i], path, n) == 0 && (path[n] == '\0' || path[n] == '.')) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void check_delta(struct pctx *p)
 {
     int dk = key_named("delta");
     int fk = key_named("format");
+    const struct ess_manifest *m = p->m;
 
-    if (p->seen_key[dk] != NULL && p->m->delta && !p->bad[fk] &&
-        (p->m->format == ESS_FORMAT_FIXED || p->m->format == ESS_FORMAT_CSV)) {
+    if (p->seen_key[dk] == NULL || !m->delta) {
+        return;
+    }
+    if (!p->bad[fk] && (m->format == ESS_FORMAT_FIXED || m->format == ESS_FORMAT_CSV)) {
         perr(p, p->seen_val[dk], "delta: not with format %s (its columns would be blanked); "
                                  "use json, xml, soap or form",
-             ess_manifest_format_name(p->m->format));
+             ess_manifest_format_name(m->format));
+    }
+    /* Every delta carries the key: the partner must learn which record changed. */
+    if (m->key != NULL && ((m->fields.n > 0 && !strlist_covers(&m->fields, m->key)) ||
+                           strlist_covers(&m->drop, m->key))) {
+        perr(p, p->seen_val[dk], "delta: the key %s must be sent (in fields, not in drop)",
+             m->key);
     }
 }
 
