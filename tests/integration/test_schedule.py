@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from esslib import (OPS, Bus, Partner, Worker, check, manifest, run, sql,  # noqa: E402
                     unique_id, wait_for_queue, wait_until)
 
-HOLD_SEC = 8  # the blackout ends this long after the worker starts
+HOLD_SEC = 12  # the blackout ends this long after the test starts (room for a slow start)
 
 
 def iso(t):
