@@ -14,6 +14,7 @@ struct ess_batch {
     size_t len;
     size_t cap;
     void **items; /* borrowed, in the order added */
+    size_t *ends; /* ends[i]: offset just past record i's line in buf */
     size_t n;
     size_t cap_items;
     long long first_seq;
@@ -34,6 +35,7 @@ void ess_batch_free(struct ess_batch *b)
     }
     free(b->buf);
     free(b->items);
+    free(b->ends);
     free(b);
 }
 
@@ -72,12 +74,19 @@ static int batch_reserve(struct ess_batch *b, size_t more)
         b->cap = cap;
     }
     if (b->n == b->cap_items) {
-        items = realloc(b->items, (b->cap_items ? b->cap_items * 2 : 64) * sizeof(*items));
+        size_t ncap = b->cap_items ? b->cap_items * 2 : 64;
+        size_t *ends = realloc(b->ends, ncap * sizeof(*ends));
+
+        if (ends == NULL) {
+            return ESS_ENOMEM;
+        }
+        b->ends = ends;
+        items = realloc(b->items, ncap * sizeof(*items));
         if (items == NULL) {
             return ESS_ENOMEM;
         }
         b->items = items;
-        b->cap_items = b->cap_items ? b->cap_items * 2 : 64;
+        b->cap_items = ncap;
     }
     return ESS_OK;
 }
@@ -108,7 +117,52 @@ int ess_batch_add(struct ess_batch *b, void *item, long long seq, const char *re
         b->first_seq = seq;
         b->opened_ms = now_ms;
     }
+    b->ends[b->n] = b->len;
     b->items[b->n++] = item;
+    return ESS_OK;
+}
+
+long ess_batch_find(const struct ess_batch *b, const void *item)
+{
+    size_t i;
+
+    for (i = 0; b != NULL && i < b->n; i++) {
+        if (b->items[i] == item) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+int ess_batch_replace(struct ess_batch *b, size_t i, const char *rec, size_t len,
+                      int strip_header)
+{
+    size_t skip = 0;
+    size_t start, old_len, new_len, j;
+    int newline;
+
+    if (b == NULL || b->sealed || i >= b->n || (rec == NULL && len > 0)) {
+        return ESS_EINVAL;
+    }
+    if (strip_header && i > 0) {
+        skip = batch_csv_first_line(rec, len);
+    }
+    newline = len - skip == 0 || rec[len - 1] != '\n';
+    start = i > 0 ? b->ends[i - 1] : 0;
+    old_len = b->ends[i] - start;
+    new_len = len - skip + (size_t)newline;
+    if (new_len > old_len && batch_reserve(b, new_len - old_len) != ESS_OK) {
+        return ESS_ENOMEM;
+    }
+    memmove(b->buf + start + new_len, b->buf + b->ends[i], b->len - b->ends[i] + 1);
+    memcpy(b->buf + start, rec + skip, len - skip);
+    if (newline) {
+        b->buf[start + new_len - 1] = '\n';
+    }
+    b->len = b->len - old_len + new_len;
+    for (j = i; j < b->n; j++) {
+        b->ends[j] = b->ends[j] - old_len + new_len;
+    }
     return ESS_OK;
 }
 

@@ -41,6 +41,15 @@ void ess_batch_free(struct ess_batch *b);
 int ess_batch_add(struct ess_batch *b, void *item, long long seq, const char *rec, size_t len,
                   int strip_header, long long now_ms);
 
+/* Index of item in an open or sealed batch, -1 when it holds none. */
+long ess_batch_find(const struct ess_batch *b, const void *item);
+
+/* Replace record i's line (a later change of the same key, merged) in an open
+ * batch; the record keeps its place in the file. strip_header as for add.
+ * ESS_EINVAL when sealed or i is out of range, ESS_ENOMEM (unchanged). */
+int ess_batch_replace(struct ess_batch *b, size_t i, const char *rec, size_t len,
+                      int strip_header);
+
 size_t ess_batch_count(const struct ess_batch *b);
 
 /* The i-th item added (i < count). */

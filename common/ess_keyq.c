@@ -467,6 +467,33 @@ long long ess_keyq_next_due(const struct ess_keyq *q, long long now_ms)
     return due > 0 ? due : 0;
 }
 
+struct ess_keyq_item *ess_keyq_successor(struct ess_keyq *q, struct ess_keyq_item *pub)
+{
+    struct kq_item *it = (struct kq_item *)pub;
+
+    (void)q;
+    return it->next_in_key != NULL ? &it->next_in_key->pub : NULL;
+}
+
+void ess_keyq_absorb(struct ess_keyq *q, struct ess_keyq_item *pub)
+{
+    struct kq_item *it = (struct kq_item *)pub;
+    struct kq_item *next = it->next_in_key;
+
+    if (next == NULL || !it->in_flight) {
+        return;
+    }
+    it->next_in_key = next->next_in_key;
+    if (it->slot->tail == next) {
+        it->slot->tail = it;
+    }
+    next->next_in_key = NULL;
+    next->slot = NULL;
+    next->done = 1;
+    q->pending--;
+    kq_ring_advance(q);
+}
+
 struct ess_keyq_item *ess_keyq_tail(struct ess_keyq *q, const char *key)
 {
     size_t h = kq_hash(key) & (q->n_buckets - 1);

@@ -65,6 +65,16 @@ void ess_keyq_retry(struct ess_keyq *q, struct ess_keyq_item *it, long long due_
  * debounce merges a newer change into it instead of queueing another. */
 struct ess_keyq_item *ess_keyq_tail(struct ess_keyq *q, const char *key);
 
+/* The event queued right behind it in its key (in flight it may have one
+ * waiting), else NULL. */
+struct ess_keyq_item *ess_keyq_successor(struct ess_keyq *q, struct ess_keyq_item *it);
+
+/* The in-flight it takes over its successor (a file drop merged the later
+ * change into it): the successor leaves the key's queue and counts as done,
+ * yet the low-water mark cannot pass it before it is done, its seq being
+ * lower. The successor is invalid afterwards. */
+void ess_keyq_absorb(struct ess_keyq *q, struct ess_keyq_item *it);
+
 /* Change when a waiting event may go (a debounce's quiet period). */
 void ess_keyq_reschedule(struct ess_keyq *q, struct ess_keyq_item *it, long long due_ms);
 

@@ -47,6 +47,8 @@
 #include <yaml.h>
 
 #include "ess_batch.h"
+#include "ess_schedule.h"
+#include "ess_zone.h"
 #include "ess_transform.h"
 
 #define MANIFEST_MAX_BYTES (1024 * 1024) /* a manifest is a page, not a data set */
@@ -93,6 +95,7 @@ static int check_file(const char *s, char *why, size_t len);
 static int check_listen(const char *s, char *why, size_t len);
 static int check_hook_path(const char *s, char *why, size_t len);
 static int check_routing_key(const char *s, char *why, size_t len);
+static int check_host_key(const char *s, char *why, size_t len);
 
 #define OFF(f) offsetof(struct ess_manifest, f)
 #define DAYS(n) ((long)(n) * 86400L)
@@ -157,6 +160,15 @@ static int check_routing_key(const char *s, char *why, size_t len);
       "pad, default, const, concat, map (after drop, before values)")                         \
     X("link_fields", ESS_KEY_STRLIST, NULL, 0, NULL, NULL, 0, OFF(link_fields), 0, 0,         \
       check_path, "fields holding URLs of large payloads: passed through as is, never fetched") \
+    X("delta", ESS_KEY_ENUM, "false", 0, "false|true", "kind=push", F_ONLY_WHEN, OFF(delta),  \
+      0, 0, NULL, "true: send only fields whose values changed since the key's last 2xx "     \
+      "(plus the key); an event changing nothing is not sent (ticket 'skipped')")            \
+    X("delivery_windows", ESS_KEY_WINDOWS, NULL, 0, NULL, "kind=push", F_ONLY_WHEN,            \
+      OFF(schedule.windows), 0, 0, NULL, "when the partner takes deliveries: [{days: mon-fri, " \
+      "from: \"06:00\", to: \"20:00\", tz: America/Chicago}]; outside: journaled and held")  \
+    X("blackouts", ESS_KEY_BLACKOUTS, NULL, 0, NULL, "kind=push", F_ONLY_WHEN,                 \
+      OFF(schedule.blackouts), 0, 0, NULL, "dated windows without deliveries: [{from: "      \
+      "\"2026-12-24T18:00\", to: \"2026-12-26T06:00\", tz: UTC}]")                            \
     X("debounce_sec", ESS_KEY_INT, "0", 0, NULL, NULL, 0, OFF(debounce_sec), 0, 86400, NULL,  \
       "merge a key's changes until it was quiet this long; 0: off")                           \
     X("debounce_max_sec", ESS_KEY_INT, "0", 0, NULL, NULL, 0, OFF(debounce_max_sec), 0,       \
@@ -267,7 +279,8 @@ static int check_routing_key(const char *s, char *why, size_t len);
     X("headers", ESS_KEY_HEADERS, NULL, 0, NULL, NULL, 0, OFF(headers), 0, 0, NULL,           \
       "static extra request headers {Name: value}; not credentials, not ESS's own headers")   \
     X("tls", ESS_KEY_BLOCK, NULL, 0, NULL, NULL, 0, OFF(tls), 0, 0, NULL,                     \
-      "TLS to an https:// partner: trusted CAs, client certificate (mutual TLS)")             \
+      "TLS to an https:// partner: trusted CAs, client certificate (mutual TLS); on ftp:// "  \
+      "it requires AUTH TLS (explicit FTPS), ftps:// is implicit TLS")                     \
     X("tls.ca_file", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(tls.ca_file), 0, 0,          \
       check_file, "absolute path of a PEM file of CAs trusted for the partner; absent: the "  \
       "system store")                                                                         \
@@ -276,7 +289,16 @@ static int check_routing_key(const char *s, char *why, size_t len);
     X("tls.key_file", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(tls.key_file), 0, 0,        \
       check_file, "absolute path of its unencrypted PEM private key; absent: in cert_file")   \
     X("tls.verify", ESS_KEY_ENUM, "true", 0, "false|true", NULL, 0, OFF(tls.verify), 0, 0,    \
-      NULL, "false: the partner's certificate and host name are not checked (warned at start)")
+      NULL, "false: the partner's certificate and host name are not checked (warned at start)") \
+    X("ssh", ESS_KEY_BLOCK, NULL, 0, NULL, NULL, 0, OFF(ssh), 0, 0, NULL,                     \
+      "an sftp:// partner: key login and the server's host key (user from the URL)")          \
+    X("ssh.key_file", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(ssh.key_file), 0, 0,        \
+      check_file, "absolute path of the unencrypted private key ESS logs in with")            \
+    X("ssh.host_key_sha256", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(ssh.host_key_sha256), \
+      0, 0, check_host_key, "the server's host key as `ssh-keygen -lf` prints it "           \
+      "(SHA256:<base64>); any other key is refused")                                          \
+    X("ssh.known_hosts", ESS_KEY_STRING, NULL, 0, NULL, NULL, 0, OFF(ssh.known_hosts), 0, 0,   \
+      check_file, "absolute path of an OpenSSH known_hosts file holding the server's key")
 
 #define KEY_PUB(nm, ty, def, req, ch, when, fl, off, lo, hi, chk, doc) {nm, ty, def, req, ch, doc},
 #define KEY_IMPL(nm, ty, def, req, ch, when, fl, off, lo, hi, chk, doc) {when, fl, off, lo, hi, chk},
@@ -731,6 +753,23 @@ static int check_file_name(const char *s, char *why, size_t len)
  * whatever directory the worker runs in, and readable now, so a typo fails at
  * validate/load time rather than at the first delivery. O_NONBLOCK: a FIFO
  * must not hang the parser. */
+/* "SHA256:" + 43 base64 characters (a trailing '=' allowed), as ssh-keygen -l prints. */
+static int check_host_key(const char *s, char *why, size_t len)
+{
+    const char *b64 = strncmp(s, "SHA256:", 7) == 0 ? s + 7 : NULL;
+    size_t n = b64 != NULL ? strspn(b64, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                         "0123456789+/")
+                           : 0;
+    char sh[SHOW_MAX + 1];
+
+    if (b64 == NULL || n != 43 || (b64[n] != '\0' && strcmp(b64 + n, "=") != 0)) {
+        snprintf(why, len, "'%s' is not a SHA256 host key fingerprint (SHA256:<43 base64 "
+                           "characters>, from ssh-keygen -lf KEY.pub)", show(s, sh, sizeof(sh)));
+        return -1;
+    }
+    return 0;
+}
+
 static int check_file(const char *s, char *why, size_t len)
 {
     char sh[SHOW_MAX + 1];
@@ -1511,6 +1550,211 @@ static void free_columns(struct ess_manifest *m)
     m->n_columns = 0;
 }
 
+/* ---------------------------------------------------------------- delivery_windows, blackouts */
+
+#define WINDOW_KEYS "days|from|to|tz"
+#define SCHEDULE_MAX_ENTRIES 64 /* a schedule, not a calendar: next_open stays cheap */
+#define BLACKOUT_KEYS "from|to|tz"
+
+/* The nodes of one schedule item's keys (index in choices), each at most once. */
+static int sched_nodes(struct pctx *p, const char *label, const char *choices,
+                       const yaml_node_t *item, const yaml_node_t **val, size_t nval)
+{
+    char sub[LABEL_MAX], sh[SHOW_MAX + 1], list[64];
+    yaml_node_pair_t *pr;
+    const yaml_node_t *kn;
+    const char *k;
+    size_t i, o = 0;
+    int which;
+    int ok = 1;
+
+    memset(val, 0, nval * sizeof(*val));
+    for (i = 0; choices[i] != '\0' && o + 3 < sizeof(list); i++) {
+        if (choices[i] == '|') {
+            list[o++] = ',';
+            list[o++] = ' ';
+        } else {
+            list[o++] = choices[i];
+        }
+    }
+    list[o] = '\0';
+    for (pr = item->data.mapping.pairs.start; pr < item->data.mapping.pairs.top; pr++) {
+        kn = node_of(p, pr->key);
+        k = scalar_of(p, label, kn, "a string key");
+        if (k == NULL) {
+            ok = 0;
+            continue;
+        }
+        which = choice_index(choices, k);
+        snprintf(sub, sizeof(sub), "%s.%s", label, show(k, sh, sizeof(sh)));
+        if (which < 0) {
+            perr(p, kn, "%s: unknown key; valid keys are %s", sub, list);
+            ok = 0;
+        } else if (val[which] != NULL) {
+            perr(p, kn, "%s: duplicate key", sub);
+            ok = 0;
+        } else {
+            val[which] = node_of(p, pr->value);
+        }
+    }
+    return ok;
+}
+
+/* tz of a schedule item (default UTC), a malloc'd copy; NULL after an error. */
+static char *sched_tz(struct pctx *p, const char *label, const yaml_node_t *n)
+{
+    char sub[LABEL_MAX], sh[SHOW_MAX + 1];
+    const char *tz = "UTC";
+    char *copy;
+
+    snprintf(sub, sizeof(sub), "%s.tz", label);
+    if (n != NULL) {
+        tz = scalar_of(p, sub, n, "an IANA zone name");
+        if (tz == NULL) {
+            return NULL;
+        }
+        if (!ess_zone_exists(tz)) {
+            perr(p, n, "%s: '%s' is not a zone in the tz database (e.g. America/Chicago, UTC)",
+                 sub, show(tz, sh, sizeof(sh)));
+            return NULL;
+        }
+    }
+    copy = strdup(tz);
+    p->oom |= copy == NULL;
+    return copy;
+}
+
+/* A required scalar of a schedule item; NULL after an error. */
+static const char *sched_text(struct pctx *p, const char *label, const char *leaf,
+                              const yaml_node_t *item, const yaml_node_t *n)
+{
+    char sub[LABEL_MAX];
+
+    snprintf(sub, sizeof(sub), "%s.%s", label, leaf);
+    if (n == NULL) {
+        perr(p, item, "%s: %s is required", label, leaf);
+        return NULL;
+    }
+    return scalar_of(p, sub, n, "a string");
+}
+
+/* One of from/to: a time of day, or (blackouts) a local date-time in tz. */
+static int sched_time(struct pctx *p, const char *label, const char *leaf,
+                      const yaml_node_t *item, const yaml_node_t *n, const char *tz,
+                      long long *out)
+{
+    char why[WHY_MAX];
+    const char *v = sched_text(p, label, leaf, item, n);
+    int min = 0;
+    int rc;
+
+    if (v == NULL) {
+        return -1;
+    }
+    if (tz == NULL) {
+        rc = ess_schedule_parse_clock(v, strcmp(leaf, "to") == 0, &min, why, sizeof(why));
+        *out = min;
+    } else {
+        rc = ess_schedule_parse_local(v, tz, out, why, sizeof(why));
+    }
+    if (rc != 0) {
+        perr(p, n, "%s.%s: %s", label, leaf, why);
+    }
+    return rc;
+}
+
+static void parse_window(struct pctx *p, const char *label, const yaml_node_t *item,
+                         struct ess_schedule_window *w)
+{
+    const yaml_node_t *v[4];
+    char why[WHY_MAX], sub[LABEL_MAX];
+    const char *days;
+    long long from = 0, to = 0;
+    int ok;
+
+    w->days = ESS_SCHEDULE_EVERY_DAY;
+    if (mapping_of(p, label, item) == NULL || !sched_nodes(p, label, WINDOW_KEYS, item, v, 4)) {
+        return;
+    }
+    w->tz = sched_tz(p, label, v[3]);
+    snprintf(sub, sizeof(sub), "%s.days", label);
+    days = v[0] != NULL ? scalar_of(p, sub, v[0], "days such as mon-fri") : NULL;
+    if (days != NULL && ess_schedule_parse_days(days, &w->days, why, sizeof(why)) != 0) {
+        perr(p, v[0], "%s: %s", sub, why);
+    }
+    ok = sched_time(p, label, "from", item, v[1], NULL, &from) == 0;
+    ok &= sched_time(p, label, "to", item, v[2], NULL, &to) == 0;
+    w->from_min = (int)from;
+    w->to_min = (int)to;
+    if (ok && from == to) {
+        perr(p, v[2], "%s.to: equals from: the window would be empty (00:00 to 24:00 is a "
+                      "whole day)", label);
+    }
+}
+
+static void parse_blackout(struct pctx *p, const char *label, const yaml_node_t *item,
+                           struct ess_schedule_blackout *b)
+{
+    const yaml_node_t *v[3];
+    int ok;
+
+    if (mapping_of(p, label, item) == NULL || !sched_nodes(p, label, BLACKOUT_KEYS, item, v, 3)) {
+        return;
+    }
+    b->tz = sched_tz(p, label, v[2]);
+    if (b->tz == NULL) {
+        return;
+    }
+    ok = sched_time(p, label, "from", item, v[0], b->tz, &b->from) == 0;
+    ok &= sched_time(p, label, "to", item, v[1], b->tz, &b->to) == 0;
+    if (ok && b->to <= b->from) {
+        perr(p, v[1], "%s.to: must be later than from", label);
+    }
+}
+
+static void set_schedule(struct pctx *p, size_t ki, const yaml_node_t *v)
+{
+    struct ess_schedule *s = &p->m->schedule;
+    int blackouts = key_pub[ki].type == ESS_KEY_BLACKOUTS;
+    char label[LABEL_MAX];
+    size_t n, i;
+
+    if (v->type != YAML_SEQUENCE_NODE) {
+        perr(p, v, "%s: expected a list of mappings, got %s", key_pub[ki].name, node_kind(v));
+        p->bad[ki] = 1;
+        return;
+    }
+    n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if (n > SCHEDULE_MAX_ENTRIES) {
+        perr(p, v, "%s: at most %d entries", key_pub[ki].name, SCHEDULE_MAX_ENTRIES);
+        p->bad[ki] = 1;
+        return;
+    }
+    if (n == 0) {
+        return;
+    }
+    if (blackouts) {
+        s->blackouts = calloc(n, sizeof(*s->blackouts));
+        s->n_blackouts = s->blackouts != NULL ? n : 0;
+    } else {
+        s->windows = calloc(n, sizeof(*s->windows));
+        s->n_windows = s->windows != NULL ? n : 0;
+    }
+    if ((blackouts ? (void *)s->blackouts : (void *)s->windows) == NULL) {
+        p->oom = 1;
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        snprintf(label, sizeof(label), "%s[%zu]", key_pub[ki].name, i);
+        if (blackouts) {
+            parse_blackout(p, label, node_of(p, v->data.sequence.items.start[i]),
+                           &s->blackouts[i]);
+        } else {
+            parse_window(p, label, node_of(p, v->data.sequence.items.start[i]), &s->windows[i]);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- headers */
 
 /* Headers ESS sets itself, and words that mark a credential (those come only
@@ -1638,6 +1882,10 @@ static void set_value(struct pctx *p, size_t ki, const yaml_node_t *v)
         break;
     case ESS_KEY_HEADERS:
         set_headers(p, ki, v);
+        break;
+    case ESS_KEY_WINDOWS:
+    case ESS_KEY_BLACKOUTS:
+        set_schedule(p, ki, v);
         break;
     case ESS_KEY_AUTH:
     case ESS_KEY_BLOCK:
@@ -1913,12 +2161,68 @@ static void check_tls(struct pctx *p)
     int url = key_named("target_url");
     const char *target = p->m->target_url;
 
+    p->m->tls.given = p->seen_key[blk] != NULL;
     if (p->seen_key[key] != NULL && p->seen_key[cert] == NULL) {
         perr(p, p->seen_key[key], "tls.key_file: only used with tls.cert_file");
     }
     if (p->seen_key[blk] != NULL && !p->bad[url] && target != NULL &&
         strncasecmp(target, "http://", 7) == 0) {
         perr(p, p->seen_key[blk], "tls: target_url is plain http://; use https:// (or drop tls)");
+    }
+    if (p->seen_key[blk] != NULL && !p->bad[url] && target != NULL &&
+        strncasecmp(target, "sftp://", 7) == 0) {
+        perr(p, p->seen_key[blk], "tls: target_url is sftp:// (SSH, not TLS); use ssh: {...}");
+    }
+}
+
+/* delta: fixed and csv records have columns, not fields: leaving the unchanged
+ * ones out would blank them (and a file's csv header would not fit its rows). */
+/* 1 when a path in l is path or one of its parents ("appt" covers "appt.id"). */
+static int strlist_covers(const struct ess_strlist *l, const char *path)
+{
+    size_t i, n;
+
+    for (i = 0; i < l->n; i++) {
+        n = strlen(l->v[i]);
+        if (strncmp(l->v[i], path, n) == 0 && (path[n] == '\0' || path[n] == '.')) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void check_delta(struct pctx *p)
+{
+    int dk = key_named("delta");
+    int fk = key_named("format");
+    const struct ess_manifest *m = p->m;
+
+    if (p->seen_key[dk] == NULL || !m->delta) {
+        return;
+    }
+    if (!p->bad[fk] && (m->format == ESS_FORMAT_FIXED || m->format == ESS_FORMAT_CSV)) {
+        perr(p, p->seen_val[dk], "delta: not with format %s (its columns would be blanked); "
+                                 "use json, xml, soap or form",
+             ess_manifest_format_name(m->format));
+    }
+    /* Every delta carries the key: the partner must learn which record changed. */
+    if (m->key != NULL && ((m->fields.n > 0 && !strlist_covers(&m->fields, m->key)) ||
+                           strlist_covers(&m->drop, m->key))) {
+        perr(p, p->seen_val[dk], "delta: the key %s must be sent (in fields, not in drop)",
+             m->key);
+    }
+}
+
+/* ssh: only an sftp:// partner has an SSH server to log in to. */
+static void check_ssh(struct pctx *p)
+{
+    int blk = key_named("ssh");
+    int url = key_named("target_url");
+    const char *target = p->m->target_url;
+
+    if (p->seen_key[blk] != NULL && !p->bad[url] &&
+        (target == NULL || strncasecmp(target, "sftp://", 7) != 0)) {
+        perr(p, p->seen_key[blk], "ssh: only used with an sftp:// target_url");
     }
 }
 
@@ -2015,6 +2319,8 @@ static void parse_root(struct pctx *p)
     check_keys(p);
     check_tls(p);
     check_canary(p);
+    check_ssh(p);
+    check_delta(p);
 }
 
 /* Load the one document; a second document is an error (which one would count?). */
@@ -2238,6 +2544,9 @@ static void free_key(struct ess_manifest *m, size_t ki)
     case ESS_KEY_HEADERS:
         strmap_free(at);
         break;
+    case ESS_KEY_WINDOWS:
+        ess_schedule_fini(&m->schedule); /* both keys: the second call sees it empty */
+        break;
     default:
         break;
     }
@@ -2322,6 +2631,12 @@ static const char *type_text(size_t ki, char *buf, size_t len)
         break;
     case ESS_KEY_HEADERS:
         snprintf(buf, len, "map header -> value");
+        break;
+    case ESS_KEY_WINDOWS:
+        snprintf(buf, len, "list of windows");
+        break;
+    case ESS_KEY_BLACKOUTS:
+        snprintf(buf, len, "list of blackouts");
         break;
     case ESS_KEY_ANYMAP:
     case ESS_KEY_AUTH:

@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "ess_err.h"
+#include "ess_schedule.h"
 
 enum ess_format {
     ESS_FORMAT_JSON = 0,
@@ -75,6 +76,16 @@ struct ess_tls {
     char *cert_file; /* PEM client certificate (mutual TLS); NULL: none */
     char *key_file;  /* PEM private key of cert_file, unencrypted; NULL: inside cert_file */
     int verify;      /* 1 (default): check the partner's certificate and host name */
+    int given;       /* the manifest has a tls block: an ftp:// target must upgrade with
+                      * AUTH TLS (explicit FTPS) and never falls back to plain FTP */
+};
+
+/* ssh: {key_file, host_key_sha256, known_hosts} for sftp:// partners. The login
+ * user is the URL's (sftp://user@host/); a password comes from auth basic. */
+struct ess_ssh {
+    char *key_file;        /* unencrypted private key (absolute path); NULL: none */
+    char *host_key_sha256; /* "SHA256:<base64>" as ssh-keygen -l prints; NULL: none */
+    char *known_hosts;     /* OpenSSH known_hosts file (absolute path); NULL: none */
 };
 
 /* soap: {action, namespace, operation}. SOAPAction rule: see ess_render.h. */
@@ -158,6 +169,8 @@ struct ess_manifest {
     size_t n_columns;
     struct ess_strmap headers;     /* static extra request headers */
     struct ess_strlist link_fields; /* fields carrying URLs: passed as is, never fetched */
+    int delta;            /* 1: send only changed fields (ess_delta.h) */
+    struct ess_schedule schedule; /* delivery_windows + blackouts; empty: always open */
     int debounce_sec;
     int debounce_max_sec; /* 0: 10 x debounce_sec */
     int heartbeat_sec;
@@ -175,6 +188,7 @@ struct ess_manifest {
     struct ess_canary canary;
     struct ess_auth auth;
     struct ess_tls tls;
+    struct ess_ssh ssh;
     /* kind webhook (ess-webhook): where it listens, how it checks callers */
     char *listen;            /* "127.0.0.1:PORT" */
     char *hook_path;         /* manifest key `path`: "/hooks/dmv" */
@@ -205,7 +219,9 @@ enum ess_key_type {
     ESS_KEY_BLOCK,     /* a nested block of keys "<block>.<leaf>" (soap, xml, csv) */
     ESS_KEY_TRANSFORMS,/* field -> transform steps, compiled (ess_transform.h) */
     ESS_KEY_COLUMNS,   /* list of fixed-width column mappings */
-    ESS_KEY_HEADERS    /* mapping HTTP header name -> value */
+    ESS_KEY_HEADERS,   /* mapping HTTP header name -> value */
+    ESS_KEY_WINDOWS,   /* list of weekly delivery windows (ess_schedule.h) */
+    ESS_KEY_BLACKOUTS  /* list of dated blackouts (ess_schedule.h) */
 };
 
 struct ess_manifest_key {

@@ -21,9 +21,14 @@
  * connection whose TLS settings match, so changing them never sends a request
  * over a connection set up with the old ones.
  *
- * send() speaks http:// and https://; upload() drops a file on ftp://, ftps://
- * (implicit TLS) or sftp:// with UPLOAD + READFUNCTION over the same kind of
- * owned body, then renames it in the same session (POSTQUOTE), so a partner
+ * A manifest `tls` block on ftp:// means explicit FTPS (AUTH TLS required,
+ * CURLUSESSL_ALL: never plain). SSH (ess_partner_set_ssh: login key, pinned
+ * host key) applies to sftp:// uploads.
+ *
+ * send() speaks http:// and https://; upload() drops a file on ftp:// (explicit
+ * FTPS with tls), ftps:// (implicit TLS) or sftp:// with UPLOAD + READFUNCTION
+ * over the same kind of owned body, then renames it in the same session
+ * (POSTQUOTE), so a partner
  * polling the directory only ever sees complete files under their final name.
  *
  * OWNERSHIP
@@ -77,6 +82,11 @@ struct ess_partner {
     char *tls_cert;
     char *tls_key;
     int tls_verify;
+    int tls_required; /* ftp://: AUTH TLS or fail (explicit FTPS) */
+    /* SSH for sftp:// (owned copies; NULL: unset). host_sha256 without "SHA256:". */
+    char *ssh_key;
+    char *ssh_host_sha256;
+    char *ssh_known_hosts;
 };
 
 static size_t partner_on_body(char *data, size_t size, size_t nmemb, void *ud)
@@ -181,8 +191,30 @@ static CURLcode partner_setup_tls(const struct ess_partner *p, CURL *e)
     if (p->tls_key != NULL) {
         rc |= curl_easy_setopt(e, CURLOPT_SSLKEY, p->tls_key);
     }
+    if (p->tls_required) {
+        rc |= curl_easy_setopt(e, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+    }
     rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, p->tls_verify ? 1L : 0L);
     rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, p->tls_verify ? 2L : 0L);
+    return rc;
+}
+
+/* sftp://: the login key and the server's host key. Unused for other schemes. */
+static CURLcode partner_setup_ssh(const struct ess_partner *p, CURL *e)
+{
+    CURLcode rc = CURLE_OK;
+
+    if (p->ssh_key != NULL) {
+        rc |= curl_easy_setopt(e, CURLOPT_SSH_PRIVATE_KEYFILE, p->ssh_key);
+        rc |= curl_easy_setopt(e, CURLOPT_SSH_AUTH_TYPES,
+                               (long)(CURLSSH_AUTH_PUBLICKEY | CURLSSH_AUTH_PASSWORD));
+    }
+    if (p->ssh_host_sha256 != NULL) {
+        rc |= curl_easy_setopt(e, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, p->ssh_host_sha256);
+    }
+    if (p->ssh_known_hosts != NULL) {
+        rc |= curl_easy_setopt(e, CURLOPT_SSH_KNOWNHOSTS, p->ssh_known_hosts);
+    }
     return rc;
 }
 
@@ -293,6 +325,9 @@ void ess_partner_free(struct ess_partner *p)
     free(p->tls_ca);
     free(p->tls_cert);
     free(p->tls_key);
+    free(p->ssh_key);
+    free(p->ssh_host_sha256);
+    free(p->ssh_known_hosts);
     free(p);
 }
 
@@ -318,9 +353,45 @@ static char *partner_dup(const char *s, int *failed)
     return d;
 }
 
+int ess_partner_set_ssh(struct ess_partner *p, const struct ess_ssh *ssh, const char *url,
+                        struct ess_err *err)
+{
+    const struct ess_ssh none = {NULL, NULL, NULL};
+    const char *fp;
+    char *key, *host, *known;
+    int failed = 0;
+
+    ssh = ssh != NULL ? ssh : &none;
+    fp = ssh->host_key_sha256;
+    if (fp != NULL && strncmp(fp, "SHA256:", 7) == 0) {
+        fp += 7;
+    }
+    key = partner_dup(ssh->key_file, &failed);
+    host = fp != NULL ? strndup(fp, strcspn(fp, "=")) : NULL; /* curl wants no padding */
+    failed |= fp != NULL && host == NULL;
+    known = partner_dup(ssh->known_hosts, &failed);
+    if (failed) {
+        free(key);
+        free(host);
+        free(known);
+        return ess_err_set(err, ESS_ENOMEM, "out of memory copying the SSH settings");
+    }
+    free(p->ssh_key);
+    free(p->ssh_host_sha256);
+    free(p->ssh_known_hosts);
+    p->ssh_key = key;
+    p->ssh_host_sha256 = host;
+    p->ssh_known_hosts = known;
+    if (url != NULL && strncasecmp(url, "sftp://", 7) == 0 && host == NULL && known == NULL) {
+        ess_log_warn("sftp: no ssh.host_key_sha256 or ssh.known_hosts: the server's identity "
+                     "is not checked");
+    }
+    return ESS_OK;
+}
+
 int ess_partner_set_tls(struct ess_partner *p, const struct ess_tls *tls, struct ess_err *err)
 {
-    const struct ess_tls none = {NULL, NULL, NULL, 1};
+    const struct ess_tls none = {NULL, NULL, NULL, 1, 0};
     int failed = 0;
     char *ca, *cert, *key;
 
@@ -344,6 +415,7 @@ int ess_partner_set_tls(struct ess_partner *p, const struct ess_tls *tls, struct
     p->tls_cert = cert;
     p->tls_key = key;
     p->tls_verify = tls->verify != 0;
+    p->tls_required = tls->given;
     if (!p->tls_verify) {
         ess_log_warn("tls.verify is off: the partner's identity is not checked");
     }
@@ -580,7 +652,7 @@ int ess_partner_upload(struct ess_partner *p, uint64_t token,
     x->timeout_ms = p->timeout_ms;
     partner_reset_result(x, token);
     if (x->quote == NULL || partner_setup_upload(x, file_url, req) != CURLE_OK ||
-        partner_setup_tls(p, x->easy) != CURLE_OK ||
+        partner_setup_tls(p, x->easy) != CURLE_OK || partner_setup_ssh(p, x->easy) != CURLE_OK ||
         curl_multi_add_handle(p->multi, x->easy) != CURLM_OK) {
         rc = ess_err_set(err, ESS_EPARTNER, "libcurl refused the upload setup");
         goto fail;

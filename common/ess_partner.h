@@ -39,12 +39,21 @@ void ess_partner_free(struct ess_partner *p);
 void ess_partner_set_timeout(struct ess_partner *p, long timeout_ms);
 
 struct ess_tls; /* ess_manifest.h */
+struct ess_ssh; /* ess_manifest.h */
 
 /* TLS settings for the transfers sent from now on (tls NULL: the defaults,
  * system CAs, no client certificate, verification on). The strings are copied;
  * tls is only read during the call. With verification off this logs a warning
  * (call it at every start). ESS_OK, or ESS_ENOMEM with the old settings kept. */
 int ess_partner_set_tls(struct ess_partner *p, const struct ess_tls *tls, struct ess_err *err);
+
+/* SSH settings for sftp:// uploads from now on (ssh NULL: none): the private
+ * key to log in with, and the server's host key (a SHA256 fingerprint and/or a
+ * known_hosts file; a server with another key is refused). Without either, the
+ * host key is not checked: this logs a warning (call it at every start, with
+ * the target url). Strings copied. ESS_OK, or ESS_ENOMEM with the old kept. */
+int ess_partner_set_ssh(struct ess_partner *p, const struct ess_ssh *ssh, const char *url,
+                        struct ess_err *err);
 
 /* Start a POST of body to url. Ownership of headers (curl_slist) and body
  * (malloc'd) passes to the partner on success AND failure. ESS_EAGAIN-like
@@ -55,8 +64,8 @@ int ess_partner_send(struct ess_partner *p, uint64_t token, const char *url,
 /* A file drop: upload body to <url>/<tmp_name>, then rename it to final_name
  * in the same session, so the partner never sees a partial file under the final
  * name; a retry with the same names replaces a partial tmp file. url is the
- * directory: ftp://, ftps:// (implicit TLS) or sftp://; missing directories are
- * created. Names are one plain path segment ([A-Za-z0-9._-+=,@]). All of req is
+ * directory: ftp:// (explicit FTPS when tls is set), ftps:// (implicit TLS) or
+ * sftp:// (ess_partner_set_ssh); missing directories are created. Names are one plain path segment ([A-Za-z0-9._-+=,@]). All of req is
  * borrowed for the call only. Ownership of body (malloc'd) passes to the partner
  * on success AND failure. The result comes back through next_result() with
  * transport_failed 0 when the file is in place; status is then the server's last

@@ -24,12 +24,14 @@
 #include "ess_batch.h"
 #include "ess_breaker.h"
 #include "ess_bus.h"
+#include "ess_delta.h"
 #include "ess_event.h"
 #include "ess_keyq.h"
 #include "ess_log.h"
 #include "ess_metrics.h"
 #include "ess_partner.h"
 #include "ess_render.h"
+#include "ess_schedule.h"
 #include "ess_shape.h"
 #include "ess_sign.h"
 #include "ess_stats.h"
@@ -154,6 +156,10 @@ struct ess_push {
         long long last_ts_ms; /* wall clock of the last result */
         char last_error[256];
     } canary;
+    struct ess_delta_book *delta; /* delta: true -- per key, what the partner has */
+    /* delivery_windows / blackouts: outside them everything is journaled and held */
+    int held;
+    long long sched_check_ms; /* monotonic: when to look at the schedule again */
 };
 
 /* Ops visibility (metrics, alerts, canary, retention), defined further down. */
@@ -639,9 +645,102 @@ static struct curl_slist *push_headers(struct ess_push *p, const char *event_id,
     return h;
 }
 
-/* Shape and render an event's body. ESS_ESHAPE (parks) when it cannot be. */
-static int push_render(struct ess_push *p, const char *journaled, char **body, size_t *len,
-                       const char **ctype, struct ess_err *err)
+/* ---- delta: true -- only what changed since the key's last 2xx ----------- */
+
+#define PUSH_DELTA_NOTHING 1 /* push_render_item: no field changed, nothing to send */
+
+/* What the partner has for key (borrowed; NULL: nothing yet): the book, else
+ * the store. ESS_ESTORE when it cannot be known now (the event waits). */
+static int push_delta_last(struct ess_push *p, const char *key, json_t **last)
+{
+    json_t *keys;
+    json_t *got = NULL;
+    struct ess_err err;
+    int rc;
+
+    *last = ess_delta_book_known(p->delta, key);
+    if (*last != NULL) {
+        return ESS_OK;
+    }
+    if (p->store == NULL) {
+        return ESS_ESTORE;
+    }
+    ess_err_clear(&err);
+    keys = json_pack("[s]", key);
+    rc = keys != NULL ? ess_store_delta_get(p->store, p->m->id, keys, &got, &err) : ESS_ENOMEM;
+    json_decref(keys);
+    if (rc != ESS_OK) {
+        if (rc == ESS_ESTORE) {
+            push_store_lost(p, &err);
+        }
+        return ESS_ESTORE;
+    }
+    if (json_object_get(got, key) != NULL) {
+        ess_delta_book_learn(p->delta, key, json_object_get(got, key));
+    }
+    json_decref(got);
+    *last = ess_delta_book_known(p->delta, key);
+    return ESS_OK;
+}
+
+/* shaped -> the record to send: with delta, only what changed (plus the key);
+ * the key's next state is staged for the 2xx. A replay re-sends whole records:
+ * what the partner lost is not known. */
+static int push_delta_apply(struct ess_push *p, const char *key, json_t **shaped,
+                            struct ess_err *err)
+{
+    json_t *last = NULL;
+    json_t *send = NULL;
+    const char *kf;
+    size_t kl;
+    size_t changed = 0;
+
+    if (!p->m->delta) {
+        return ESS_OK;
+    }
+    if (push_delta_last(p, key, &last) != ESS_OK) {
+        return ess_err_set(err, ESS_ESTORE, "delta: the key's last delivered state is unknown");
+    }
+    kf = ess_delta_key_field(p->m, &kl);
+    if (ess_delta_book_stage(p->delta, key, last, *shaped, kf, kl, p->replay.active, &send,
+                             &changed, err) != ESS_OK) {
+        return ESS_ESHAPE;
+    }
+    if (last != NULL && changed == 0) {
+        json_decref(send);
+        return PUSH_DELTA_NOTHING;
+    }
+    json_decref(*shaped);
+    *shaped = send;
+    return ESS_OK;
+}
+
+/* Written before the offset passes the events they stand for. A crash in
+ * between only makes the next change of a key send more than it needed. */
+static int push_delta_flush(struct ess_push *p)
+{
+    json_t *unsaved = ess_delta_book_unsaved(p->delta);
+    struct ess_err err;
+
+    if (unsaved == NULL) {
+        return ESS_OK;
+    }
+    ess_err_clear(&err);
+    if (p->store == NULL || ess_store_delta_put(p->store, p->m->id, unsaved, &err) != ESS_OK) {
+        if (p->store != NULL) {
+            push_store_lost(p, &err);
+        }
+        return ESS_ESTORE;
+    }
+    ess_delta_book_saved(p->delta);
+    return ESS_OK;
+}
+
+/* Shape, diff (with delta_key: the event's key, when delta is on) and render
+ * an event's journaled body. ESS_ESHAPE parks it, ESS_ESTORE retries it later,
+ * PUSH_DELTA_NOTHING: nothing changed. */
+static int push_render(struct ess_push *p, const char *journaled, const char *delta_key,
+                       char **body, size_t *len, const char **ctype, struct ess_err *err)
 {
     json_error_t jerr;
     json_t *data;
@@ -653,12 +752,26 @@ static int push_render(struct ess_push *p, const char *journaled, char **body, s
         return ess_err_set(err, ESS_ESHAPE, "journaled body is not JSON: %s", jerr.text);
     }
     rc = ess_shape_apply(p->m, data, &shaped, err);
+    json_decref(data);
+    if (rc == ESS_OK && delta_key != NULL) {
+        rc = push_delta_apply(p, delta_key, &shaped, err);
+        if (rc == ESS_ESTORE || rc == PUSH_DELTA_NOTHING) {
+            json_decref(shaped);
+            return rc;
+        }
+    }
     if (rc == ESS_OK) {
         rc = ess_shape_render(p->m, shaped, body, len, ctype, err);
     }
     json_decref(shaped);
-    json_decref(data);
     return rc == ESS_OK ? ESS_OK : ess_err_set(err, ESS_ESHAPE, "cannot shape");
+}
+
+/* A window item: delta applies. */
+static int push_render_item(struct ess_push *p, struct ess_keyq_item *it, char **body,
+                            size_t *len, const char **ctype, struct ess_err *err)
+{
+    return push_render(p, it->body, it->key, body, len, ctype, err);
 }
 
 /* ---- tickets: one per final outcome, written with the next offset save ---- */
@@ -735,6 +848,15 @@ static int push_tickets_flush(struct ess_push *p)
     return ESS_OK;
 }
 
+/* Nothing changed for the partner: recorded, not sent (a ticket "skipped"). */
+static void push_delta_skipped(struct ess_push *p, struct ess_keyq_item *it)
+{
+    ess_delta_book_landed(p->delta, it->key);
+    ess_log_debug("event %s (key %s): no field changed, nothing sent", it->event_id, it->key);
+    push_ticket(p, it->seq, it->event_id, it->key, "skipped", 0, 0, NULL, 0);
+    ess_keyq_done(p->window, it);
+}
+
 /* ---- parking and the quarantine of a parked event's key ---------------- */
 
 static int push_quarantined(const struct ess_push *p, const char *key)
@@ -762,6 +884,7 @@ static void push_park(struct ess_push *p, struct ess_keyq_item *it, const char *
         return;
     }
     p->stats.parked++;
+    ess_delta_book_dropped(p->delta, it->key); /* the partner did not get it */
     if (p->m->on_park == ESS_ON_PARK_HOLD_KEY && p->quarantine != NULL) {
         json_object_set_new(p->quarantine, it->key, json_true());
     }
@@ -784,13 +907,23 @@ static int push_send(struct ess_push *p, struct ess_keyq_item *it)
     const char *ctype = "application/json";
     char *body = NULL;
     size_t len = 0;
+    int rc;
 
     ess_err_clear(&err);
     if (p->m->on_park == ESS_ON_PARK_HOLD_KEY && push_quarantined(p, it->key)) {
         push_park(p, it, "held behind a parked event of its key", "held");
         return ESS_OK;
     }
-    if (push_render(p, it->body, &body, &len, &ctype, &err) != ESS_OK) {
+    rc = push_render_item(p, it, &body, &len, &ctype, &err);
+    if (rc == PUSH_DELTA_NOTHING) {
+        push_delta_skipped(p, it);
+        return ESS_OK;
+    }
+    if (rc == ESS_ESTORE) {
+        ess_keyq_retry(p->window, it, ess_worker_mono_ms() + 1000);
+        return ESS_ESTORE;
+    }
+    if (rc != ESS_OK) {
         push_park(p, it, err.msg, NULL);
         return ESS_OK;
     }
@@ -817,7 +950,7 @@ static int push_send(struct ess_push *p, struct ess_keyq_item *it)
  * Holding keys needs the quarantine known first. */
 static int push_may_dispatch(const struct ess_push *p)
 {
-    return !p->ctl.paused && !p->replay_pending &&
+    return !p->ctl.paused && !p->held && !p->replay_pending &&
            (p->m->on_park != ESS_ON_PARK_HOLD_KEY || p->quarantine_known);
 }
 
@@ -879,6 +1012,80 @@ static int push_batch_reload_refused(const struct ess_push *p, const struct ess_
     return push_batching(p) != push_url_is_drop(m->target_url);
 }
 
+/* Merge a key's later change into its record in the open file (later fields
+ * win) and render it again. ESS_OK with the new record in *body, else the item
+ * is as it was (the change then waits for the next file). */
+static int push_batch_merge(struct ess_push *p, struct ess_keyq_item *it,
+                            const struct ess_keyq_item *next, char **body, size_t *len)
+{
+    json_t *older = json_loads(it->body, 0, NULL);
+    json_t *newer = json_loads(next->body, 0, NULL);
+    char *merged = NULL;
+    char *was = it->body;
+    const char *ctype = NULL;
+    struct ess_err err;
+    char *junk = NULL;
+    size_t jlen = 0;
+    int rc = ESS_EINVAL;
+
+    ess_err_clear(&err);
+    if (json_is_object(older) && json_is_object(newer) && json_object_update(older, newer) == 0) {
+        merged = json_dumps(older, JSON_COMPACT);
+    }
+    json_decref(older);
+    json_decref(newer);
+    if (merged != NULL) {
+        it->body = merged;
+        rc = push_render_item(p, it, body, len, &ctype, &err);
+        if (rc != ESS_OK) {
+            it->body = was;
+            free(merged);
+            /* Put the key's pending delta state back as the file has it. */
+            if (push_render_item(p, it, &junk, &jlen, &ctype, &err) == ESS_OK) {
+                free(junk);
+            }
+        } else {
+            free(was);
+        }
+    }
+    return rc;
+}
+
+/* One event per key per file: the key's later changes waiting behind its
+ * record in the open file are merged into that record, which keeps its place
+ * (files are in order of first appearance). The journal keeps every change;
+ * the absorbed ones are done with the file. */
+static void push_batch_absorb(struct ess_push *p, struct ess_keyq_item *it, size_t idx)
+{
+    int strip = p->m->format == ESS_FORMAT_CSV && p->m->csv.header;
+    struct ess_keyq_item *next;
+    char *body = NULL;
+    size_t len = 0;
+
+    while ((next = ess_keyq_successor(p->window, it)) != NULL && !ess_batch_sealed(p->batch)) {
+        if (push_batch_merge(p, it, next, &body, &len) != ESS_OK) {
+            return;
+        }
+        if (ess_batch_replace(p->batch, idx, body, len, strip) != ESS_OK) {
+            free(body);
+            return; /* out of memory: the change goes in the next file */
+        }
+        free(body);
+        it->merged++;
+        ess_keyq_absorb(p->window, it);
+    }
+}
+
+/* Every record of the open file takes its key's later changes. */
+static void push_batch_absorb_all(struct ess_push *p)
+{
+    size_t i;
+
+    for (i = 0; !ess_batch_sealed(p->batch) && i < ess_batch_count(p->batch); i++) {
+        push_batch_absorb(p, ess_batch_item(p->batch, i), i);
+    }
+}
+
 /* A due event joins the open batch, rendered; what cannot be is parked. */
 static void push_batch_take(struct ess_push *p, struct ess_keyq_item *it, long long now)
 {
@@ -887,13 +1094,23 @@ static void push_batch_take(struct ess_push *p, struct ess_keyq_item *it, long l
     char *body = NULL;
     size_t len = 0;
     int strip = p->m->format == ESS_FORMAT_CSV && p->m->csv.header;
+    int rc;
 
     ess_err_clear(&err);
     if (p->m->on_park == ESS_ON_PARK_HOLD_KEY && push_quarantined(p, it->key)) {
         push_park(p, it, "held behind a parked event of its key", "held");
         return;
     }
-    if (push_render(p, it->body, &body, &len, &ctype, &err) != ESS_OK) {
+    rc = push_render_item(p, it, &body, &len, &ctype, &err);
+    if (rc == PUSH_DELTA_NOTHING) {
+        push_delta_skipped(p, it);
+        return;
+    }
+    if (rc == ESS_ESTORE) {
+        ess_keyq_retry(p->window, it, now + 1000);
+        return;
+    }
+    if (rc != ESS_OK) {
         push_park(p, it, err.msg, NULL);
         return;
     }
@@ -902,6 +1119,8 @@ static void push_batch_take(struct ess_push *p, struct ess_keyq_item *it, long l
     }
     if (ess_batch_add(p->batch, it, it->seq, body, len, strip, now) != ESS_OK) {
         ess_keyq_retry(p->window, it, now + 1000); /* out of memory: later */
+    } else {
+        push_batch_absorb(p, it, ess_batch_count(p->batch) - 1);
     }
     free(body);
 }
@@ -967,6 +1186,7 @@ static void push_batch_dispatch(struct ess_push *p, long long now)
     if (p->batch_in_flight) {
         return;
     }
+    push_batch_absorb_all(p);
     while (push_may_dispatch(p) && !ess_batch_sealed(p->batch) &&
            ess_batch_count(p->batch) < (size_t)p->m->batch_max &&
            ess_keyq_next_due(p->window, now) == 0) {
@@ -977,7 +1197,7 @@ static void push_batch_dispatch(struct ess_push *p, long long now)
         push_batch_take(p, it, now);
     }
     wait = push_batch_wait_ms(p, now);
-    if (wait != 0 || p->ctl.paused || ess_partner_room(p->partner) == 0) {
+    if (wait != 0 || p->ctl.paused || p->held || ess_partner_room(p->partner) == 0) {
         return;
     }
     if (!ess_breaker_allow(&p->breaker, now)) {
@@ -1005,6 +1225,7 @@ static void push_batch_delivered(struct ess_push *p, const struct ess_partner_re
         ess_stats_lag_add(&p->stats, (long)(ess_worker_wall_ms() - it->received_ms));
         push_ticket(p, it->seq, it->event_id, it->key, "delivered", p->batch_attempts + 1,
                     r->status, p->batch_attempts > 0 ? p->last_error : NULL, it->first_ms);
+        ess_delta_book_landed(p->delta, it->key);
         ess_keyq_done(p->window, it);
     }
     ess_batch_reset(p->batch);
@@ -1081,7 +1302,7 @@ static void push_batch_flush(struct ess_push *p)
     long long now = ess_worker_mono_ms();
 
     if (p->batch == NULL || p->batch_in_flight || ess_batch_count(p->batch) == 0 ||
-        p->ctl.paused || ess_partner_room(p->partner) == 0) {
+        p->ctl.paused || p->held || ess_partner_room(p->partner) == 0) {
         return;
     }
     ess_log_info("stopping: uploading the open file (%zu events)", ess_batch_count(p->batch));
@@ -1111,7 +1332,7 @@ static enum ess_outcome push_batch_outcome(const struct ess_partner_result *r)
 /* push_timeout's share: when the batch wants the loop again. */
 static long long push_batch_timeout(const struct ess_push *p, long long now)
 {
-    long long wait = p->ctl.paused ? -1 : push_batch_wait_ms(p, now);
+    long long wait = p->ctl.paused || p->held ? -1 : push_batch_wait_ms(p, now);
 
     if (wait >= 0 && ess_breaker_open(&p->breaker)) {
         wait = ess_breaker_wait_ms(&p->breaker, now) < 250 ? ess_breaker_wait_ms(&p->breaker, now)
@@ -1231,6 +1452,7 @@ static void push_result(struct ess_push *p, struct ess_partner_result *r, long l
         ess_breaker_success(&p->breaker);
         push_ticket(p, it->seq, it->event_id, it->key, "delivered", it->attempts + 1, r->status,
                     it->attempts > 0 ? p->last_error : NULL, it->first_ms);
+        ess_delta_book_landed(p->delta, it->key);
         ess_keyq_done(p->window, it);
         return;
     }
@@ -1369,7 +1591,7 @@ static void push_redeliver_one(struct ess_push *p, struct ess_store_row *row)
     memset(row, 0, sizeof(*row));
     rd->in_use = 1;
     rd->first_ms = ess_worker_wall_ms();
-    if (push_render(p, rd->row.body, &body, &len, &ctype, &err) == ESS_OK) {
+    if (push_render(p, rd->row.body, NULL, &body, &len, &ctype, &err) == ESS_OK) {
         h = push_headers(p, rd->row.event_id, ctype, body, len, &err);
     }
     if (h == NULL) {
@@ -1403,7 +1625,7 @@ static void push_redeliver(struct ess_push *p, long long now)
     size_t i;
 
     ess_err_clear(&err);
-    if (p->store == NULL || p->ctl.paused || ess_breaker_open(&p->breaker) ||
+    if (p->store == NULL || p->ctl.paused || p->held || ess_breaker_open(&p->breaker) ||
         ess_store_dlq_next(p->store, p->m->id, PUSH_REDELIVER_MAX, &rows, &err) != ESS_OK ||
         ess_store_dlq_open_keys(p->store, p->m->id, &open_keys, &err) != ESS_OK) {
         if (err.code != ESS_OK) {
@@ -1509,6 +1731,52 @@ static void push_controls(struct ess_push *p)
     p->ctl = c;
 }
 
+/* ---- the partner's schedule: delivery_windows, blackouts ------------------ */
+
+#define PUSH_SCHEDULE_EVERY_MS 1000  /* an open window is looked at once a second */
+#define PUSH_SCHEDULE_MAX_WAIT_MS 60000
+
+/* Hold or release deliveries as the schedule says. While held the journal
+ * fills as usual; when it opens, the window drains the backlog in order. */
+static void push_schedule(struct ess_push *p, long long now)
+{
+    long long wall = ess_worker_wall_ms();
+    long long next;
+    long long wait;
+    time_t at;
+    struct tm tm;
+    char when[32] = "never";
+
+    if (ess_schedule_empty(&p->m->schedule)) {
+        p->held = 0;
+        return;
+    }
+    if (now < p->sched_check_ms) {
+        return;
+    }
+    if (ess_schedule_open(&p->m->schedule, wall / 1000)) {
+        if (p->held) {
+            ess_log_info("delivery window open: releasing the backlog in order");
+        }
+        p->held = 0;
+        p->sched_check_ms = now + PUSH_SCHEDULE_EVERY_MS;
+        return;
+    }
+    next = ess_schedule_next_open(&p->m->schedule, wall / 1000);
+    wait = next < 0 ? PUSH_SCHEDULE_MAX_WAIT_MS : next * 1000 - wall;
+    if (!p->held) {
+        at = (time_t)next;
+        if (next >= 0 && gmtime_r(&at, &tm) != NULL) {
+            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        }
+        ess_log_info("outside the delivery schedule: holding deliveries until %s", when);
+    }
+    p->held = 1;
+    p->sched_check_ms = now + (wait < 0 ? 0 : wait > PUSH_SCHEDULE_MAX_WAIT_MS
+                                                  ? PUSH_SCHEDULE_MAX_WAIT_MS
+                                                  : wait);
+}
+
 /* ---- cron: offsets, heartbeats, retention -------------------------------- */
 
 static void push_save_offset(struct ess_push *p)
@@ -1531,6 +1799,9 @@ static const char *push_state(const struct ess_push *p, long long now)
 {
     if (p->ctl.paused) {
         return "paused";
+    }
+    if (p->held) {
+        return "held";
     }
     if (ess_breaker_open(&p->breaker)) {
         return "partner_down";
@@ -1602,7 +1873,7 @@ static void push_cron(struct ess_push *p, long long now)
     }
     if (now >= p->next_offset_ms) {
         /* Tickets first: an event the offset passed always has its record. */
-        if (push_tickets_flush(p) == ESS_OK) {
+        if (push_tickets_flush(p) == ESS_OK && push_delta_flush(p) == ESS_OK) {
             push_save_offset(p);
         }
         p->next_offset_ms = now + PUSH_OFFSET_EVERY_MS;
@@ -1931,6 +2202,8 @@ static int push_timeout(struct ess_push *p, long long now)
     t = min_positive(t, p->next_alert_ms - now);
     if (push_canary_waits(p)) {
         t = min_positive(t, p->canary.next_ms - now);
+    if (p->held) {
+        t = min_positive(t, p->sched_check_ms - now);
     }
     if (p->bus == NULL) {
         t = min_positive(t, p->bus_retry.next_ms - now);
@@ -1979,9 +2252,14 @@ static void push_reload(struct ess_push *p)
             ess_err_clear(&err);
         }
         push_ops_reload(p, m);
+        if (ess_partner_set_ssh(p->partner, &m->ssh, m->target_url, &err) != ESS_OK) {
+            ess_log_error("reload: ssh: %s (the previous SSH settings stay)", err.msg);
+            ess_err_clear(&err);
+        }
         ess_manifest_free(p->m);
         p->m = m;
         m = NULL;
+        p->sched_check_ms = 0; /* the schedule may have changed */
         if (p->bus != NULL &&
             ess_bus_declare_push(p->bus, p->env.events_exchange, p->env.ops_exchange, p->m->id,
                                  &p->m->topics, &err) != ESS_OK) {
@@ -2004,6 +2282,7 @@ static void push_turn(struct ess_push *p)
     push_refill(p);
     now = ess_worker_mono_ms();
     push_collect(p);
+    push_schedule(p, now);
     push_dispatch(p, now);
     push_cron(p, now);
     push_metrics_update(p);
@@ -2035,7 +2314,7 @@ static void push_drain(struct ess_push *p)
         push_collect(p);
         now = ess_worker_mono_ms();
     }
-    if (push_tickets_flush(p) == ESS_OK) {
+    if (push_tickets_flush(p) == ESS_OK && push_delta_flush(p) == ESS_OK) {
         push_save_offset(p);
     }
     push_heartbeat(p, ess_worker_mono_ms(), "stopped");
@@ -2083,9 +2362,11 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
     p->env = *env;
     snprintf(p->queue, sizeof(p->queue), "ess.%s", m->id);
     p->window = ess_keyq_new();
+    p->delta = ess_delta_book_new();
     p->partner = ess_partner_new(m->timeout_ms, m->max_in_flight, err);
-    if (p->window == NULL || p->partner == NULL ||
-        ess_partner_set_tls(p->partner, &m->tls, err) != ESS_OK) {
+    if (p->window == NULL || p->partner == NULL || p->delta == NULL ||
+        ess_partner_set_tls(p->partner, &m->tls, err) != ESS_OK ||
+        ess_partner_set_ssh(p->partner, &m->ssh, m->target_url, err) != ESS_OK) {
         ess_err_set(err, ESS_ENOMEM, "cannot set up the delivery window");
         ess_push_free(p);
         return NULL;
@@ -2134,6 +2415,7 @@ void ess_push_free(struct ess_push *p)
     json_decref(p->quarantine);
     ess_metrics_free(p->metrics);
     ess_alert_free(p->alerts);
+    ess_delta_book_free(p->delta);
     ess_batch_free(p->batch);
     ess_partner_free(p->partner);
     ess_keyq_free(p->window);

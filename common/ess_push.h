@@ -10,10 +10,13 @@
  *            ONE transaction and only after COMMIT acked with one multiple-ack.
  *   refill   the delivery window (ess_keyq) is filled from the journal after
  *            the last seq it holds: restart, backlog and live traffic are one path.
- *   dispatch due heads of keys -> shape -> POST, bounded in flight.
+ *   dispatch due heads of keys -> shape (-> delta: only changed fields) -> POST,
+ *            bounded in flight; nothing while paused or outside the partner's
+ *            schedule (ess_schedule: heartbeats say held; the journal fills).
  *   collect  finished transfers: OK -> done; RETRY -> back-off (or the breaker);
  *            DROP / max_retry -> dead-letter table -> done.
- *   cron     delivered offset (the window's low-water mark) to Postgres,
+ *   cron     tickets and delta states, then the delivered offset (the
+ *            window's low-water mark) to Postgres,
  *            heartbeats, retention, reconnects with back-off.
  * Nothing is acked before it is journaled and the offset never passes an event
  * that is not delivered or parked, so kill -9 anywhere loses nothing: at worst

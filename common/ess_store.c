@@ -142,6 +142,14 @@ static const struct migration migrations[] = {
         "  hash text NOT NULL,"
         "  updated_at timestamptz NOT NULL DEFAULT now(),"
         "  PRIMARY KEY (connector, key));"},
+    /* 4: delta: true -- the shaped record last delivered (2xx) per key, the
+     * base the next change of that key is diffed against. */
+    {4, "CREATE TABLE ess_delta_state ("
+        "  connector text NOT NULL,"
+        "  key text NOT NULL,"
+        "  state text NOT NULL,"
+        "  updated_at timestamptz NOT NULL DEFAULT now(),"
+        "  PRIMARY KEY (connector, key));"},
     /* 6: retention sweeps tickets oldest first, one connector at a time. */
     {6, "CREATE INDEX ess_tickets_connector_id ON ess_tickets (connector, id);"},
 };
@@ -1291,5 +1299,74 @@ int ess_store_pull_commit(struct ess_store *s, const char *connector, const char
         rollback_quietly(s);
     }
     free(text);
+    return rc;
+}
+
+/* ---------------------------------------- delta: true (migration 4) -- */
+
+int ess_store_delta_get(struct ess_store *s, const char *connector, json_t *keys,
+                        json_t **states, struct ess_err *err)
+{
+    const char *vals[2] = {connector, NULL};
+    PGresult *res = NULL;
+    char *text = NULL;
+    json_t *state;
+    int rc = check_args(s, connector, err);
+    int r;
+
+    *states = NULL;
+    text = rc == ESS_OK ? json_dumps(keys, JSON_COMPACT) : NULL;
+    if (rc == ESS_OK && text == NULL) {
+        rc = ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+    }
+    vals[1] = text;
+    if (rc == ESS_OK) {
+        rc = exec_params(s,
+                         "SELECT key, state FROM ess_delta_state WHERE connector = $1 AND key IN"
+                         " (SELECT json_array_elements_text($2::json))",
+                         2, vals, PGRES_TUPLES_OK, "delta state get", &res, err);
+    }
+    if (rc == ESS_OK) {
+        *states = json_object();
+        for (r = 0; *states != NULL && r < PQntuples(res); r++) {
+            state = json_loads(PQgetvalue(res, r, 1), 0, NULL);
+            if (json_is_object(state)) { /* anything else: as if never delivered */
+                json_object_set(*states, PQgetvalue(res, r, 0), state);
+            }
+            json_decref(state);
+        }
+        rc = *states != NULL ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+    }
+    free(text);
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_delta_put(struct ess_store *s, const char *connector, json_t *states,
+                        struct ess_err *err)
+{
+    const char *vals[2] = {connector, NULL};
+    PGresult *res = NULL;
+    char *text = NULL;
+    int rc = check_args(s, connector, err);
+
+    if (rc == ESS_OK && json_object_size(states) == 0) {
+        return ESS_OK;
+    }
+    text = rc == ESS_OK ? json_dumps(states, JSON_COMPACT) : NULL;
+    if (rc == ESS_OK && text == NULL) {
+        rc = ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+    }
+    vals[1] = text;
+    if (rc == ESS_OK) {
+        rc = exec_params(s,
+                         "INSERT INTO ess_delta_state (connector, key, state, updated_at)"
+                         " SELECT $1, key, value::text, now() FROM json_each($2::json)"
+                         " ON CONFLICT (connector, key) DO UPDATE SET state = EXCLUDED.state,"
+                         " updated_at = now()",
+                         2, vals, PGRES_COMMAND_OK, "delta state put", &res, err);
+    }
+    free(text);
+    PQclear(res);
     return rc;
 }

@@ -15,6 +15,8 @@
  * ess_offsets(connector, delivered_seq): the low-water mark. Every journal row
  * with seq <= delivered_seq was delivered or parked; a restarted worker resumes
  * after it. ess_dead_letters: parked events with reason and attempts.
+ * ess_delta_state(connector, key, state): the shaped record last delivered per
+ * key, for `delta: true` (migration 4).
  *
  * Connection loss is ESS_ESTORE; ess_store_reset() reconnects (the caller paces
  * the attempts). Strings returned in rows are malloc'd copies owned by the rows.
@@ -190,5 +192,17 @@ int ess_store_pull_hashes_get(struct ess_store *s, const char *connector, json_t
  * every publish these hashes stand for. */
 int ess_store_pull_commit(struct ess_store *s, const char *connector, const char *cursor,
                           json_t *hashes, struct ess_err *err);
+
+/* ---- delta: true: the shaped record last delivered per key (migration 4) ---- */
+
+/* The stored states of keys (a JSON array of strings, borrowed) as a new
+ * object key -> state object (keys never delivered are absent). */
+int ess_store_delta_get(struct ess_store *s, const char *connector, json_t *keys,
+                        json_t **states, struct ess_err *err);
+
+/* Upsert states (object key -> state object, borrowed) in one statement.
+ * Written after the partner's 2xx, before the offset passes those events. */
+int ess_store_delta_put(struct ess_store *s, const char *connector, json_t *states,
+                        struct ess_err *err);
 
 #endif

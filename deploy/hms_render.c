@@ -343,6 +343,10 @@ int hms_cmd_render(int argc, char **argv, const struct hms_opts *o)
     if (rc == ESS_OK) {
         render_print(m, &r, a.show_secrets);
         render_note_secrets(m, a.show_secrets);
+        if (m->delta) {
+            fprintf(stderr, "hms: delta: true: this is a key's first delivery; later ones carry "
+                            "the key and only the fields that changed\n");
+        }
     } else if (rc == ESS_ESHAPE) {
         printf("would park: %s\n", err.msg);
     } else if (rc == ESS_EPARSE) {

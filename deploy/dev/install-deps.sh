@@ -8,7 +8,7 @@ PKGS=(
   libmicrohttpd-dev libcmocka-dev
   rabbitmq-server postgresql-15 postgresql-client-15
   python3 python3-pika python3-psycopg2 python3-requests python3-yaml
-  docker-compose valgrind vsftpd openssl
+  docker-compose valgrind vsftpd openssl openssh-server
   nodejs npm chromium
 )
 missing=()
@@ -24,5 +24,6 @@ echo "install-deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >&2 || true
 apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-# Debian's rabbitmq-server and postgresql may start system services on install
-# where an init system runs; ESS never uses them (tests start private ones).
+# Debian's rabbitmq-server, postgresql and openssh-server may start system services on install
+# where an init system runs; ESS never uses them (tests start private ones; ess-it-sftp
+# runs its own sshd unprivileged on a loopback port).

@@ -140,10 +140,10 @@ max_in_flight: 4
 """
 
 
-def publish_25(bus, topic):
-    """25 events over 11 keys: key K<i % 11> gets its changes 11 events apart."""
+def publish_25(bus, topic, keys=11):
+    """25 events over `keys` keys: key K<i % keys> gets its changes `keys` events apart."""
     for i in range(25):
-        bus.publish(topic, {"permit_id": "K%d" % (i % 11), "n": i}, message_id="e-%d" % i)
+        bus.publish(topic, {"permit_id": "K%d" % (i % keys), "n": i}, message_id="e-%d" % i)
 
 
 def parse_fixed(text):
@@ -155,20 +155,31 @@ def parse_fixed(text):
     return out
 
 
-def check_files(ftp, names):
-    """Every file whole, no .part left; records in journal order per key."""
+def check_files(ftp, names, keys=11):
+    """Every file whole, no .part left; at most one record per key per file (a
+    later change merged into it); each key's records in journal order across
+    files, ending with its last change. With 25 keys: each event exactly once."""
     check(not [n for n in ftp.files() if n.endswith(".part")], "no .part left: %r" % ftp.files())
     records = []
     for name in names:
         with open(os.path.join(ftp.inbox, name)) as f:
-            records.extend(parse_fixed(f.read()))
-    check(sorted(n for _, n in records) == list(range(25)),
-          "each event exactly once: %r" % records)
+            in_file = parse_fixed(f.read())
+        file_keys = [k for k, _ in in_file]
+        check(len(file_keys) == len(set(file_keys)), "one record per key in %s: %r"
+              % (name, in_file))
+        records.extend(in_file)
     per_key = {}
     for key, n in records:
+        check(n % keys == int(key[1:]), "record %s=%d belongs to its key" % (key, n))
         per_key.setdefault(key, []).append(n)
     for key, ns in per_key.items():
-        check(ns == sorted(ns), "key %s in journal order: %r" % (key, ns))
+        check(ns == sorted(set(ns)), "key %s in journal order: %r" % (key, ns))
+        check(ns[-1] == max(i for i in range(25) if i % keys == int(key[1:])),
+              "key %s ends with its last change: %r" % (key, ns))
+    check(len(per_key) == min(keys, 25), "every key delivered: %r" % sorted(per_key))
+    if keys == 25:
+        check(sorted(n for _, n in records) == list(range(25)),
+              "each event exactly once: %r" % records)
     return records
 
 
@@ -203,7 +214,7 @@ def test_batches_of_batch_max_renamed_whole():
         poller = Poller(ftp.inbox)
         poller.start()
         start = time.monotonic()
-        publish_25(bus, topic)
+        publish_25(bus, topic, 25)
         finals = lambda: [n for n in ftp.files() if not n.endswith(".part")]  # noqa: E731
         wait_until(lambda: len(finals()) >= 2, 20, "the two full files")
         check(len(finals()) == 2 or time.monotonic() - start >= 2,
@@ -219,7 +230,7 @@ def test_batches_of_batch_max_renamed_whole():
             with open(os.path.join(ftp.inbox, name)) as f:
                 sizes.append(len(parse_fixed(f.read())))
         check(sizes == [10, 10, 5], "10, 10, then 5 after batch_sec: %r" % sizes)
-        check_files(ftp, names)
+        check_files(ftp, names, 25)
         for name, reads in poller.seen.items():
             final = open(os.path.join(ftp.inbox, name)).read()
             check(all(r == final for r in reads),
@@ -243,8 +254,12 @@ def test_server_down_then_back_delivers_all():
         check(ftp.files() == [], "nothing uploaded while down")
         ftp.start()
         finals = lambda: [n for n in ftp.files() if not n.endswith(".part")]  # noqa: E731
-        wait_until(lambda: sum(len(open(os.path.join(ftp.inbox, n)).read().splitlines())
-                               for n in finals()) == 25, 40, "all 25 events in files")
+        def last_changes_in():
+            text = "".join(open(os.path.join(ftp.inbox, n)).read() for n in finals())
+            return all(("K%d" % (i % 11)).ljust(6) + "%04d" % i in text for i in range(14, 25))
+        wait_until(last_changes_in, 40, "every key's last change in files")
+        wait_until(lambda: sql("SELECT delivered_seq FROM ess_offsets WHERE connector=%s", cid)
+                   == [(max_seq(cid),)], 10, "the offset past every event")
         check_files(ftp, by_seq(finals()))
         check(sql("SELECT count(*) FROM ess_dead_letters WHERE connector=%s", cid)[0][0] == 0,
               "nothing parked")
@@ -253,5 +268,22 @@ def test_server_down_then_back_delivers_all():
     with_ftp(body, ftp_up=False, extra="max_retry: 8\n")
 
 
+def test_later_change_replaces_the_key_in_the_file():
+    def body(cid, topic, ftp, bus, worker):
+        for i, key in enumerate(["K0", "K1", "K2", "K3", "K4", "K0", "K2", "K0"]):
+            bus.publish(topic, {"permit_id": key, "n": i}, message_id="r-%d" % i)
+        finals = lambda: [n for n in ftp.files() if not n.endswith(".part")]  # noqa: E731
+        wait_until(lambda: len(finals()) == 1, 20, "the file after batch_sec")
+        with open(os.path.join(ftp.inbox, finals()[0])) as f:
+            got = parse_fixed(f.read())
+        check(got == [("K0", 7), ("K1", 1), ("K2", 6), ("K3", 3), ("K4", 4)],
+              "one line per key, the latest change, in order of first appearance: %r" % got)
+        wait_until(lambda: sql("SELECT delivered_seq FROM ess_offsets WHERE connector=%s", cid)
+                   == [(max_seq(cid),)], 10, "the offset past every event, merged ones too")
+        check(ftp.files() == finals(), "no second file: %r" % ftp.files())
+    with_ftp(body)
+
+
 if __name__ == "__main__":
-    run([test_batches_of_batch_max_renamed_whole, test_server_down_then_back_delivers_all])
+    run([test_batches_of_batch_max_renamed_whole, test_server_down_then_back_delivers_all,
+         test_later_change_replaces_the_key_in_the_file])

@@ -80,6 +80,41 @@ static void test_lines_and_csv_header_once(void **state)
     ess_batch_free(b);
 }
 
+static void test_replace_keeps_place(void **state)
+{
+    struct ess_batch *b = ess_batch_new();
+    struct ess_err err;
+    int items[3];
+    char *s;
+
+    (void)state;
+    ess_err_clear(&err);
+    assert_int_equal(ess_batch_add(b, &items[0], 1, "h\r\nA,1\r\n", 7, 1, 0), ESS_OK);
+    assert_int_equal(ess_batch_add(b, &items[1], 2, "h\r\nB,2\r\n", 7, 1, 0), ESS_OK);
+    assert_int_equal(ess_batch_add(b, &items[2], 3, "h\r\nC,3\r\n", 7, 1, 0), ESS_OK);
+    assert_int_equal(ess_batch_find(b, &items[1]), 1);
+    assert_int_equal(ess_batch_find(b, &b), -1);
+    /* longer, shorter, and the first record (which keeps the header) */
+    assert_int_equal(ess_batch_replace(b, 1, "h\r\nB,2222\r\n", 10, 1), ESS_OK);
+    s = body_of(b);
+    assert_string_equal(s, "h\r\nA,1\r\nB,2222\r\nC,3\r\n");
+    free(s);
+    assert_int_equal(ess_batch_replace(b, 2, "h\r\nC\r\n", 5, 1), ESS_OK);
+    assert_int_equal(ess_batch_replace(b, 0, "h\r\nA,9\r\n", 7, 1), ESS_OK);
+    s = body_of(b);
+    assert_string_equal(s, "h\r\nA,9\r\nB,2222\r\nC\r\n");
+    free(s);
+    assert_int_equal(ess_batch_replace(b, 1, "x", 1, 0), ESS_OK); /* gets its line end */
+    s = body_of(b);
+    assert_string_equal(s, "h\r\nA,9\r\nx\nC\r\n");
+    free(s);
+    assert_int_equal(ess_batch_count(b), 3);
+    assert_int_equal(ess_batch_replace(b, 3, "y", 1, 0), ESS_EINVAL);
+    assert_int_equal(ess_batch_seal(b, "f", "id", 0, &err), ESS_OK);
+    assert_int_equal(ess_batch_replace(b, 0, "y", 1, 0), ESS_EINVAL); /* sealed: fixed */
+    ess_batch_free(b);
+}
+
 static void test_due_and_seal(void **state)
 {
     struct ess_batch *b = ess_batch_new();
@@ -117,6 +152,7 @@ int main(void)
         cmocka_unit_test(test_file_names),
         cmocka_unit_test(test_lines_and_csv_header_once),
         cmocka_unit_test(test_due_and_seal),
+        cmocka_unit_test(test_replace_keeps_place),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

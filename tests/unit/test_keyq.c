@@ -151,6 +151,43 @@ static void test_tail_and_reschedule(void **state)
     ess_keyq_free(q);
 }
 
+static void test_absorb_successor(void **state)
+{
+    struct ess_keyq *q = ess_keyq_new();
+    struct ess_keyq_item *a;
+    struct ess_keyq_item *next;
+
+    (void)state;
+    push(q, 1, "A");
+    push(q, 2, "B");
+    push(q, 3, "A");
+    push(q, 4, "A");
+    a = ess_keyq_take(q, 0);
+    assert_int_equal(a->seq, 1);
+    next = ess_keyq_successor(q, a);
+    assert_non_null(next);
+    assert_int_equal(next->seq, 3);
+    ess_keyq_absorb(q, a); /* seq 3 merged into the in-flight seq 1 */
+    assert_int_equal(ess_keyq_pending(q), 3);
+    assert_true(ess_keyq_low_water(q) == 0); /* seq 1 is not done: nothing passes */
+    next = ess_keyq_successor(q, a);
+    assert_int_equal(next->seq, 4);
+    ess_keyq_absorb(q, a);
+    assert_null(ess_keyq_successor(q, a));
+    assert_null(ess_keyq_tail(q, "A")); /* A's last is the in-flight one */
+    next = ess_keyq_take(q, 0);
+    assert_int_equal(next->seq, 2); /* B; A has nothing waiting */
+    assert_null(ess_keyq_take(q, 0));
+    ess_keyq_done(q, a);
+    assert_true(ess_keyq_low_water(q) == 1); /* B (2) still in flight */
+    ess_keyq_done(q, next);
+    assert_true(ess_keyq_low_water(q) == 4); /* past the absorbed 3 and 4 */
+    assert_int_equal(ess_keyq_pending(q), 0);
+    push(q, 5, "A"); /* the key starts afresh */
+    assert_int_equal(ess_keyq_take(q, 0)->seq, 5);
+    ess_keyq_free(q);
+}
+
 static void test_rejects_out_of_order_seq(void **state)
 {
     struct ess_keyq *q = ess_keyq_new();
@@ -213,6 +250,7 @@ int main(void)
         cmocka_unit_test(test_skip_lets_the_mark_pass),
         cmocka_unit_test(test_tail_and_reschedule),
         cmocka_unit_test(test_many_keys_in_order),
+        cmocka_unit_test(test_absorb_successor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

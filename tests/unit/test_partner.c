@@ -554,7 +554,7 @@ static void test_tls_failures_are_transport_errors(void **state)
 {
     struct srv *s = *state;
     struct ess_partner *p = ess_partner_new(3000, 2, NULL);
-    struct ess_tls tls = {"/nonexistent/ess-ut/ca.pem", NULL, NULL, 1};
+    struct ess_tls tls = {"/nonexistent/ess-ut/ca.pem", NULL, NULL, 1, 0};
     struct ess_partner_result r;
     char url[64];
 
