@@ -2045,7 +2045,7 @@ static void push_canary_send(struct ess_push *p, long long now)
     ess_err_clear(&err);
     snprintf(event_id, sizeof(event_id), "canary-%s-%lld", p->m->id, ess_worker_wall_ms());
     text = json_dumps(p->m->canary.record, JSON_COMPACT);
-    if (text == NULL || push_render(p, text, &body, &len, &ctype, &err) != ESS_OK) {
+    if (text == NULL || push_render(p, text, NULL, &body, &len, &ctype, &err) != ESS_OK) {
         free(text);
         push_canary_done(p, 0, 0, 0, err.code != ESS_OK ? err.msg : "out of memory");
         return;
@@ -2202,6 +2202,7 @@ static int push_timeout(struct ess_push *p, long long now)
     t = min_positive(t, p->next_alert_ms - now);
     if (push_canary_waits(p)) {
         t = min_positive(t, p->canary.next_ms - now);
+    }
     if (p->held) {
         t = min_positive(t, p->sched_check_ms - now);
     }
