@@ -29,7 +29,8 @@ A partner that keeps what it is sent (two-way tests, reconcile):
                  into a table by that field and stamped "updated_at" (the
                  stub's clock, ISO 8601 UTC with microseconds, increasing)
   GET  /_listing[?since=T] -> the table as a JSON array ordered by key, only
-                 rows with updated_at >= T when since is given
+                 rows with updated_at >= T when since is given; with ?per=N[&page=P]
+                 one page as {"data": {"items": [...]}, "links": {"next": URL|null}}
   POST /_edit {"set": {...}} | {"delete": "K"} -> a change made on the partner
                  side (stamped like a received one; not recorded as received)
 Modes: ok -> 200 {"ok":true}; fail -> status (default 503) with Retry-After when
@@ -188,11 +189,18 @@ class Handler(BaseHTTPRequestHandler):
                 out = list(STATE.records[max(since, 0):])
             return self.send_json(200, out)
         if url.path == "/_listing":
-            since = parse_qs(url.query).get("since", [""])[0]
+            q = parse_qs(url.query)
+            since = q.get("since", [""])[0]
             with STATE.lock:
                 out = [STATE.table[k] for k in sorted(STATE.table)
                        if STATE.table[k]["updated_at"] >= since]
-            return self.send_json(200, out)
+            if "per" not in q:
+                return self.send_json(200, out)
+            per, page = int(q["per"][0]), int(q.get("page", ["1"])[0])
+            nxt = ("/_listing?per=%d&page=%d" % (per, page + 1)
+                   if len(out) > page * per else None)
+            return self.send_json(200, {"data": {"items": out[(page - 1) * per:page * per]},
+                                        "links": {"next": nxt}})
         if url.path == "/_count":
             with STATE.lock:
                 out = {"count": len(STATE.records), "connections": STATE.connections}
