@@ -168,7 +168,9 @@ static int loss_add(json_t *losses, const char *field, enum ess_conflict_strateg
     return o != NULL && json_array_append_new(losses, o) == 0;
 }
 
-/* One field of the partner version: nothing, stale (HMS's value kept), or a
+/* One field of the partner version: nothing (equal to HMS's, or HMS never had
+ * it), stale (the partner did not touch it: HMS's value stands), a plain
+ * partner edit (HMS quiet since the partner's previous version), or a
  * conflict decided by the field's strategy. 0 when out of memory. */
 static int decide_field(const struct ess_conflict_rule *r, const char *f, json_t *pv,
                         const struct ess_conflict_side *hms,
@@ -185,6 +187,9 @@ static int decide_field(const struct ess_conflict_rule *r, const char *f, json_t
     }
     if (was != NULL && json_equal(was, pv)) {
         return json_object_set(out, f, hv) == 0; /* stale: the partner did not touch it */
+    }
+    if (prev->rec != NULL && hms->ms <= prev->ms) {
+        return 1; /* HMS quiet since the partner's previous version: a plain edit */
     }
     s = ess_conflict_strategy_of(r, f);
     hms_won = hms_wins(s, hms->ms, partner->ms);
@@ -214,9 +219,7 @@ int ess_conflict_resolve(const struct ess_conflict_rule *r, const char *key_fiel
     if (*resolved == NULL || *losses == NULL) {
         ok = 0;
     }
-    /* HMS quiet since the partner's previous version: a plain partner edit. */
-    if (ok && json_is_object(hms->rec) &&
-        (prev->rec == NULL || hms->ms > prev->ms)) {
+    if (ok && json_is_object(hms->rec)) {
         json_object_foreach(partner->rec, f, pv)
         {
             if (!ok) {

@@ -6,21 +6,23 @@
  * partner change, and record and announce what it says lost.
  *
  * DESIGN
- * Per key ESS knows HMS's last change (what the push worker journaled, and
- * when) and the partner's previous change (and when). A new partner version P
- * arrives at partner time tp. When HMS has not changed since the partner's
- * previous version (th <= tp_prev) P is a plain partner edit: nothing to
- * decide. Otherwise, per top-level field f of P (not the key, not the
- * updated_at field) whose value differs from HMS's H[f]:
- *   - the partner did not touch f (its previous version had the same value):
- *     P carries a stale value, HMS's newer one stands, nothing is recorded;
- *   - the partner changed f as well: a conflict. The field's strategy
- *     (conflict.fields, else conflict.strategy) picks the winner:
- *     master_always_wins HMS; last_write_wins the later of th and tp;
- *     first_write_wins the earlier; a tie goes to HMS (the platform). The
- *     loser is one entry of *losses.
+ * Per key ESS knows HMS's last change H (what the push worker journaled, and
+ * when: th) and the partner's previous version P0 (and when: tp0). A new
+ * partner version P arrives at tp. Per top-level field f of P (not the key,
+ * not the updated_at field) whose value differs from H[f]:
+ *   - the partner did not touch f (P0[f] == P[f]): P carries a stale value (or
+ *     one that lost before); HMS's value stands, nothing is recorded;
+ *   - the partner changed f and HMS was quiet since P0 (th <= tp0): a plain
+ *     partner edit, it passes;
+ *   - the partner changed f and so did HMS (th > tp0, or no P0 is known): a
+ *     conflict. The field's strategy (conflict.fields, else
+ *     conflict.strategy) picks the winner: master_always_wins HMS;
+ *     last_write_wins the later of th and tp; first_write_wins the earlier;
+ *     a tie goes to HMS (the platform). The loser is one entry of *losses.
  * Fields HMS never had, and fields equal on both sides (an echo of HMS's own
- * change coming back), are never conflicts. Values compare as JSON.
+ * change coming back), are never conflicts. Values compare as JSON. Because
+ * what is published becomes HMS's state (ess_twoway records it so), a value
+ * that lost stays lost when the partner later edits another field.
  * Times are epoch milliseconds: ess_conflict_time reads the updated_at field
  * (ISO 8601 with an offset or Z, or epoch seconds / milliseconds).
  */

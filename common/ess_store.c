@@ -1359,11 +1359,15 @@ static int conflict_commit_body(struct ess_store *s, const char *const *vals,
 
     rc = exec_params(s,
                      "INSERT INTO ess_conflict_state AS st (connector, key, partner_body,"
-                     " partner_ms, updated_at) SELECT DISTINCT ON (e->>'key') $1, e->>'key',"
-                     " e->>'body', (e->>'ms')::bigint, now() FROM json_array_elements($2::json)"
+                     " partner_ms, hms_body, hms_ms, updated_at) SELECT DISTINCT ON (e->>'key')"
+                     " $1, e->>'key', e->>'body', (e->>'ms')::bigint, e->>'hms_body',"
+                     " (e->>'hms_stored_ms')::bigint, now() FROM json_array_elements($2::json)"
                      " WITH ORDINALITY AS t(e, i) ORDER BY e->>'key', i DESC"
                      " ON CONFLICT (connector, key) DO UPDATE SET partner_body ="
-                     " EXCLUDED.partner_body, partner_ms = EXCLUDED.partner_ms, updated_at = now()",
+                     " EXCLUDED.partner_body, partner_ms = EXCLUDED.partner_ms, hms_body = CASE"
+                     " WHEN EXCLUDED.hms_body IS NOT NULL AND st.hms_ms IS NOT DISTINCT FROM"
+                     " EXCLUDED.hms_ms THEN EXCLUDED.hms_body ELSE st.hms_body END,"
+                     " updated_at = now()",
                      2, vals, PGRES_COMMAND_OK, "conflict state (partner)", &res, err);
     PQclear(res);
     res = NULL;

@@ -198,8 +198,11 @@ int ess_store_conflict_get(struct ess_store *s, const char *connector, json_t *k
                            json_t **state, struct ess_err *err);
 
 /* In one transaction: each entry {key, body, ms, hms_ms, losses: [{field,
- * strategy, winner, winner_value, loser_value}]} (borrowed) becomes the key's
- * last partner change, and each loss one ess_conflicts row. */
+ * strategy, winner, winner_value, loser_value}], and optionally hms_body +
+ * hms_stored_ms} (borrowed) becomes the key's last partner change; hms_body
+ * (HMS's state once it applied the published record) replaces HMS's last
+ * change only while that is still the one stored at hms_stored_ms; each loss
+ * is one ess_conflicts row. */
 int ess_store_conflict_commit(struct ess_store *s, const char *connector, json_t *entries,
                               struct ess_err *err);
 

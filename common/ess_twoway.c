@@ -87,6 +87,29 @@ static void stored_side(const struct ess_manifest *m, json_t *row, const char *b
     }
 }
 
+/* What HMS holds once it applied the published record: its last change with
+ * the resolved fields over it. Committed only while HMS's stored change is
+ * still the one decided against (hms_stored_ms), so a newer one is not lost.
+ * 0, or -1 when out of memory. */
+static int entry_hms_after(json_t *entry, json_t *hms, json_t *resolved, json_t *stored_ms)
+{
+    json_t *after = json_deep_copy(hms);
+    char *text = NULL;
+    int rc = -1;
+
+    if (after != NULL && json_object_update(after, resolved) == 0) {
+        text = json_dumps(after, JSON_COMPACT | JSON_SORT_KEYS);
+    }
+    if (text != NULL && json_object_set_new(entry, "hms_body", json_string(text)) == 0 &&
+        json_object_set(entry, "hms_stored_ms", json_is_integer(stored_ms) ? stored_ms
+                                                                            : json_null()) == 0) {
+        rc = 0;
+    }
+    free(text);
+    json_decref(after);
+    return rc;
+}
+
 int ess_twoway_decide(const struct ess_manifest *m, json_t *state, const char *key,
                       json_t *rec, long long now_ms, json_t **resolved, json_t **entry,
                       struct ess_err *err)
@@ -113,6 +136,11 @@ int ess_twoway_decide(const struct ess_manifest *m, json_t *state, const char *k
                                           (json_int_t)hms.ms, "losses", losses)
                               : NULL;
         losses = NULL; /* stolen by "o", or freed below when body failed */
+        if (*entry != NULL && hms.rec != NULL &&
+            entry_hms_after(*entry, hms.rec, *resolved, json_object_get(row, "hms_ms")) != 0) {
+            json_decref(*entry);
+            *entry = NULL;
+        }
         if (*entry == NULL) {
             json_decref(*resolved);
             *resolved = NULL;

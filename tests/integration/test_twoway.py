@@ -180,12 +180,28 @@ def test_conflict_strategies():
             check(sorted((c["field"], c["winner"], json.dumps(c["loser_value"]))
                          for c in msg["conflicts"]) ==
                   sorted((r[0], r[2], r[4]) for r in rows), "%s: conflicts %r" % (name, msg))
+        # What was published is HMS's state from now on (HMS applies it).
+        for i, h in enumerate(hooks):
+            (body,), = esslib.sql("SELECT hms_body FROM ess_conflict_state WHERE connector = %s"
+                                  " AND key = %s", h.cid, "K%d" % i)
+            check(json.loads(body)["status"] == CASES[i][6]["status"],
+                  "%s: HMS's state after the decision: %s" % (CASES[i][0], body))
         # The same partner version again (a retry): decided the same, audited once.
         h = hooks[1]
         st, _ = h.post(dict(CASES[1][4], PERMIT_NUM="K1", updated_at=CASES[1][5]))
         check(st == 202, "retry answered %d" % st)
         wait_msgs(bus, back, 1, "the retry")
         check(len(audit(h.cid, "K1")) == 1, "a plain repeat was audited again: %r"
+              % audit(h.cid, "K1"))
+        # The partner edits another field, still holding the status that lost:
+        # the edit passes, the lost status does not come back into HMS.
+        st, _ = h.post({"PERMIT_NUM": "K1", "status": "CLOSED", "note": "gate 4",
+                        "updated_at": "2026-05-01T12:00:00Z"})
+        check(st == 202, "later edit answered %d" % st)
+        (props, got), = wait_msgs(bus, back, 1, "the later edit")
+        check(got["status"] == "OPEN" and got["note"] == "gate 4",
+              "a lost value came back with a later edit: %r" % got)
+        check(len(audit(h.cid, "K1")) == 1, "the stale value was audited: %r"
               % audit(h.cid, "K1"))
         check(partner.count() == len(CASES), "push delivered a partner change back: %r"
               % partner.bodies())

@@ -85,6 +85,11 @@ static const struct rcase rcases[] = {
      "{\"id\":\"S1\",\"status\":\"open\",\"note\":\"z\"}",
      "[{\"field\":\"note\",\"strategy\":\"last_write_wins\",\"winner\":\"partner\","
      "\"winner_value\":\"z\",\"loser_value\":\"a\"}]"},
+    {"a loser stays lost: the partner's next edit of another field does not carry it", MAW,
+     "{\"id\":\"S1\",\"status\":\"open\",\"note\":\"a\"}", 1000,
+     "{\"id\":\"S1\",\"status\":\"closed\",\"note\":\"a\"}", 2000,
+     "{\"id\":\"S1\",\"status\":\"closed\",\"note\":\"b\"}", 3000,
+     "{\"id\":\"S1\",\"status\":\"open\",\"note\":\"b\"}", "[]"},
     {"no HMS version: the partner's record passes", MAW, NULL, 0, NULL, 0,
      "{\"id\":\"S1\",\"status\":\"closed\"}", 3000, "{\"id\":\"S1\",\"status\":\"closed\"}",
      "[]"},
