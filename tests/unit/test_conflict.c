@@ -143,6 +143,7 @@ static void test_resolve_table(void **state)
         struct ess_err err;
         char *gr, *gl;
 
+        ess_err_clear(&err);
         print_message("case: %s\n", c->name);
         assert_true(m->conflict.on);
         assert_int_equal(ess_conflict_resolve(&m->conflict, m->key, &h, &p0, &p, &got_r,
@@ -175,6 +176,7 @@ static void test_not_an_object(void **state)
     struct ess_err err;
 
     (void)state;
+    ess_err_clear(&err);
     assert_int_equal(ess_conflict_resolve(&m->conflict, "id", &none, &none, &p, &r, &l, &err),
                      ESS_EINVAL);
     assert_null(r);
