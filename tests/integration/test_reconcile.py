@@ -178,5 +178,36 @@ def test_paged_listing_and_snapshot():
         partner.stop()
 
 
+def test_process_contract():
+    """--help, --version, sysexits codes, --check on the shipped FHWA manifest."""
+    r = subprocess.run([REC_BIN, "--help"], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0 and "--repair" in r.stdout and "--report" in r.stdout,
+          "help: %d %r" % (r.returncode, r.stdout))
+    r = subprocess.run([REC_BIN, "--version"], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0 and r.stdout.startswith("ess-reconcile "), "version %r" % r.stdout)
+    for args in ([], ["--bogus"], ["--manifest", "x.yml", "--report"]):
+        r = subprocess.run([REC_BIN] + args, capture_output=True, text=True, timeout=30)
+        check(r.returncode == 64, "%r: exit %d, want 64" % (args, r.returncode))
+    fhwa = os.path.join(esslib.SRC, "manifests", "fhwa-bridges.yml")
+    env = dict(os.environ, FHWA_SFTP_USER="u", FHWA_SFTP_PASSWORD="p")
+    r = subprocess.run([REC_BIN, "--check", "--manifest", fhwa], capture_output=True, text=True,
+                       timeout=30, env=env)
+    check(r.returncode == 0 and r.stdout.startswith("manifest OK: fhwa-bridges"),
+          "check: %d %r %s" % (r.returncode, r.stdout, r.stderr))
+    cid = esslib.unique_id("it-rec")
+    no_url = esslib.Worker(esslib.manifest(cid, "http://127.0.0.1:1/p"))
+    r = reconcile(no_url.manifest)
+    check(r.returncode == 78 and "reconcile_url" in r.stderr, "no reconcile_url: %d %s"
+          % (r.returncode, r.stderr))
+    down = esslib.Worker(esslib.manifest(cid, "http://127.0.0.1:1/p",
+                                         "reconcile_url: http://127.0.0.1:1/listing\n"))
+    r = reconcile(down.manifest, "--report", os.path.join(tempfile.gettempdir(), cid + ".json"))
+    check(r.returncode == 69 and "127.0.0.1:1/listing" in r.stderr,
+          "partner down: %d %s" % (r.returncode, r.stderr))
+    check(not os.path.exists(os.path.join(tempfile.gettempdir(), cid + ".json.part")),
+          "a failed run left its .part report")
+
+
 if __name__ == "__main__":
-    esslib.run([test_planted_differences_found_and_repaired, test_paged_listing_and_snapshot])
+    esslib.run([test_planted_differences_found_and_repaired, test_paged_listing_and_snapshot,
+                test_process_contract])
