@@ -173,8 +173,7 @@ static int loss_add(json_t *losses, const char *field, enum ess_conflict_strateg
  * partner edit (HMS quiet since the partner's previous version), or a
  * conflict decided by the field's strategy. 0 when out of memory. */
 static int decide_field(const struct ess_conflict_rule *r, const char *f, json_t *pv,
-                        const struct ess_conflict_side *hms,
-                        const struct ess_conflict_side *prev,
+                        const struct ess_conflict_side *hms, const struct ess_conflict_side *prev,
                         const struct ess_conflict_side *partner, json_t *out, json_t *losses)
 {
     json_t *hv = json_object_get(hms->rec, f);
@@ -200,8 +199,7 @@ static int decide_field(const struct ess_conflict_rule *r, const char *f, json_t
 }
 
 int ess_conflict_resolve(const struct ess_conflict_rule *r, const char *key_field,
-                         const struct ess_conflict_side *hms,
-                         const struct ess_conflict_side *prev,
+                         const struct ess_conflict_side *hms, const struct ess_conflict_side *prev,
                          const struct ess_conflict_side *partner, json_t **resolved,
                          json_t **losses, struct ess_err *err)
 {
@@ -222,14 +220,14 @@ int ess_conflict_resolve(const struct ess_conflict_rule *r, const char *key_fiel
     if (ok && json_is_object(hms->rec)) {
         json_object_foreach(partner->rec, f, pv)
         {
-            if (!ok) {
-                break;
-            }
             if ((key_field != NULL && strcmp(f, key_field) == 0) ||
                 (r->updated_at_field != NULL && strcmp(f, r->updated_at_field) == 0)) {
                 continue;
             }
-            ok = decide_field(r, f, pv, hms, prev, partner, *resolved, *losses);
+            if (!decide_field(r, f, pv, hms, prev, partner, *resolved, *losses)) {
+                ok = 0;
+                break;
+            }
         }
     }
     if (!ok) {

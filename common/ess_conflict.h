@@ -60,8 +60,7 @@ int ess_conflict_time(const struct ess_conflict_rule *r, json_t *rec, long long 
  * never compared. Both outputs are the caller's to json_decref. ESS_EINVAL
  * when partner->rec is not an object; ESS_ENOMEM. */
 int ess_conflict_resolve(const struct ess_conflict_rule *r, const char *key_field,
-                         const struct ess_conflict_side *hms,
-                         const struct ess_conflict_side *prev,
+                         const struct ess_conflict_side *hms, const struct ess_conflict_side *prev,
                          const struct ess_conflict_side *partner, json_t **resolved,
                          json_t **losses, struct ess_err *err);
 

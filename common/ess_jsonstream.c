@@ -157,10 +157,10 @@ static int one_byte(struct ess_jsonstream *js, char c, struct ess_err *err)
         return element_byte(js, c, err);
     case AFTER:
     default:
-        return is_space(c) ? ESS_OK
-                           : ess_err_set(err, ESS_EPARSE,
-                                         "byte %llu: '%c' after the end of the array",
-                                         js->offset, c);
+        return is_space(c)
+                   ? ESS_OK
+                   : ess_err_set(err, ESS_EPARSE, "byte %llu: '%c' after the end of the array",
+                                 js->offset, c);
     }
 }
 
@@ -183,8 +183,10 @@ int ess_jsonstream_feed(struct ess_jsonstream *js, const char *data, size_t len,
 int ess_jsonstream_finish(struct ess_jsonstream *js, struct ess_err *err)
 {
     if (js->phase != AFTER) {
-        return ess_err_set(err, ESS_EPARSE, "the JSON array ends early, after %llu bytes and "
-                                            "%zu element(s)", js->offset, js->count);
+        return ess_err_set(err, ESS_EPARSE,
+                           "the JSON array ends early, after %llu bytes and "
+                           "%zu element(s)",
+                           js->offset, js->count);
     }
     return ESS_OK;
 }

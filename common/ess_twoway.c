@@ -63,8 +63,8 @@ int ess_twoway_key_text(json_t *rec, const char *path, char *buf, size_t len)
     return 1;
 }
 
-int ess_twoway_load(const struct ess_manifest *m, struct ess_store *s, json_t *keys,
-                    json_t **state, struct ess_err *err)
+int ess_twoway_load(const struct ess_manifest *m, struct ess_store *s, json_t *keys, json_t **state,
+                    struct ess_err *err)
 {
     return ess_store_conflict_get(s, m->id, keys, state, err);
 }
@@ -101,8 +101,8 @@ static int entry_hms_after(json_t *entry, json_t *hms, json_t *resolved, json_t 
         text = json_dumps(after, JSON_COMPACT | JSON_SORT_KEYS);
     }
     if (text != NULL && json_object_set_new(entry, "hms_body", json_string(text)) == 0 &&
-        json_object_set(entry, "hms_stored_ms", json_is_integer(stored_ms) ? stored_ms
-                                                                            : json_null()) == 0) {
+        json_object_set(entry, "hms_stored_ms",
+                        json_is_integer(stored_ms) ? stored_ms : json_null()) == 0) {
         rc = 0;
     }
     free(text);
@@ -110,9 +110,8 @@ static int entry_hms_after(json_t *entry, json_t *hms, json_t *resolved, json_t 
     return rc;
 }
 
-int ess_twoway_decide(const struct ess_manifest *m, json_t *state, const char *key,
-                      json_t *rec, long long now_ms, json_t **resolved, json_t **entry,
-                      struct ess_err *err)
+int ess_twoway_decide(const struct ess_manifest *m, json_t *state, const char *key, json_t *rec,
+                      long long now_ms, json_t **resolved, json_t **entry, struct ess_err *err)
 {
     json_t *row = json_object_get(state, key);
     struct ess_conflict_side hms = {NULL, 0}, prev = {NULL, 0}, partner = {rec, now_ms};
@@ -127,8 +126,7 @@ int ess_twoway_decide(const struct ess_manifest *m, json_t *state, const char *k
         stored_side(m, row, "partner_body", "partner_ms", &prev);
     }
     ess_conflict_time(&m->conflict, rec, &partner.ms);
-    rc = ess_conflict_resolve(&m->conflict, m->key, &hms, &prev, &partner, resolved, &losses,
-                              err);
+    rc = ess_conflict_resolve(&m->conflict, m->key, &hms, &prev, &partner, resolved, &losses, err);
     if (rc == ESS_OK) {
         body = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
         *entry = body != NULL ? json_pack("{s:s, s:s, s:I, s:I, s:o}", "key", key, "body", body,
@@ -178,8 +176,8 @@ static int announce(const struct ess_manifest *m, struct ess_bus *bus, const cha
     iso_ms(ess_worker_wall_ms(), now, sizeof(now));
     msg = json_pack("{s:s, s:s, s:s, s:O, s:s, s:s, s:s, s:s}", "connector", m->id, "event",
                     "conflict", "key", json_string_value(json_object_get(e, "key")), "conflicts",
-                    json_object_get(e, "losses"), "hms_changed_at", hts, "partner_changed_at",
-                    pts, "ts", now, "instance", ess_worker_instance());
+                    json_object_get(e, "losses"), "hms_changed_at", hts, "partner_changed_at", pts,
+                    "ts", now, "instance", ess_worker_instance());
     text = msg != NULL ? json_dumps(msg, JSON_COMPACT) : NULL;
     snprintf(rk, sizeof(rk), "ess.conflict.%s", m->id);
     rc = text == NULL ? ess_err_set(err, ESS_ENOMEM, "two-way: out of memory")

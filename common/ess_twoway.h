@@ -38,17 +38,16 @@ int ess_twoway_key_text(json_t *rec, const char *path, char *buf, size_t len);
 
 /* Reverse side: the state of keys (JSON array of strings, borrowed) as a new
  * object (ess_store_conflict_get). */
-int ess_twoway_load(const struct ess_manifest *m, struct ess_store *s, json_t *keys,
-                    json_t **state, struct ess_err *err);
+int ess_twoway_load(const struct ess_manifest *m, struct ess_store *s, json_t *keys, json_t **state,
+                    struct ess_err *err);
 
 /* Decide one partner record (mapped back, borrowed) of key against state
  * (borrowed, from ess_twoway_load). *resolved: a new reference to what to
  * publish; *entry: a new {key, body, ms, hms_ms, losses} to pass to
  * ess_twoway_commit once the publish was confirmed. now_ms is the partner
  * time when the record has no readable conflict.updated_at_field. */
-int ess_twoway_decide(const struct ess_manifest *m, json_t *state, const char *key,
-                      json_t *rec, long long now_ms, json_t **resolved, json_t **entry,
-                      struct ess_err *err);
+int ess_twoway_decide(const struct ess_manifest *m, json_t *state, const char *key, json_t *rec,
+                      long long now_ms, json_t **resolved, json_t **entry, struct ess_err *err);
 
 /* Commit entries (a JSON array, borrowed) in one transaction, then announce
  * each entry with losses on ops_exchange as ess.conflict.<id> (bus may be NULL:

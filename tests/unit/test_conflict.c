@@ -17,15 +17,15 @@
 
 struct rcase {
     const char *name;
-    const char *conflict;  /* the manifest's conflict block (flow YAML) */
-    const char *hms;       /* JSON or NULL */
+    const char *conflict; /* the manifest's conflict block (flow YAML) */
+    const char *hms;      /* JSON or NULL */
     long long hms_ms;
-    const char *prev;      /* JSON or NULL */
+    const char *prev; /* JSON or NULL */
     long long prev_ms;
     const char *partner;
     long long partner_ms;
-    const char *resolved;  /* expected JSON */
-    const char *losses;    /* expected JSON array */
+    const char *resolved; /* expected JSON */
+    const char *losses;   /* expected JSON array */
 };
 
 #define LWW "{strategy: last_write_wins}"
@@ -39,8 +39,8 @@ static const struct rcase rcases[] = {
      "[{\"field\":\"status\",\"strategy\":\"last_write_wins\",\"winner\":\"partner\","
      "\"winner_value\":\"closed\",\"loser_value\":\"open\"}]"},
     {"lww: HMS's later change wins, the partner's value is the loser", LWW,
-     "{\"id\":\"S1\",\"status\":\"open\"}", 3000, NULL, 0,
-     "{\"id\":\"S1\",\"status\":\"closed\"}", 2000, "{\"id\":\"S1\",\"status\":\"open\"}",
+     "{\"id\":\"S1\",\"status\":\"open\"}", 3000, NULL, 0, "{\"id\":\"S1\",\"status\":\"closed\"}",
+     2000, "{\"id\":\"S1\",\"status\":\"open\"}",
      "[{\"field\":\"status\",\"strategy\":\"last_write_wins\",\"winner\":\"hms\","
      "\"winner_value\":\"open\",\"loser_value\":\"closed\"}]"},
     {"lww: a tie goes to HMS", LWW, "{\"id\":\"S1\",\"n\":1}", 5000, NULL, 0,
@@ -48,17 +48,17 @@ static const struct rcase rcases[] = {
      "[{\"field\":\"n\",\"strategy\":\"last_write_wins\",\"winner\":\"hms\","
      "\"winner_value\":1,\"loser_value\":2}]"},
     {"master: HMS wins although the partner wrote later", MAW,
-     "{\"id\":\"S1\",\"status\":\"open\"}", 1000, NULL, 0,
-     "{\"id\":\"S1\",\"status\":\"closed\"}", 9000, "{\"id\":\"S1\",\"status\":\"open\"}",
+     "{\"id\":\"S1\",\"status\":\"open\"}", 1000, NULL, 0, "{\"id\":\"S1\",\"status\":\"closed\"}",
+     9000, "{\"id\":\"S1\",\"status\":\"open\"}",
      "[{\"field\":\"status\",\"strategy\":\"master_always_wins\",\"winner\":\"hms\","
      "\"winner_value\":\"open\",\"loser_value\":\"closed\"}]"},
-    {"fww: the earlier change (the partner's) wins", FWW,
-     "{\"id\":\"S1\",\"status\":\"open\"}", 5000, NULL, 0,
-     "{\"id\":\"S1\",\"status\":\"closed\"}", 4000, "{\"id\":\"S1\",\"status\":\"closed\"}",
+    {"fww: the earlier change (the partner's) wins", FWW, "{\"id\":\"S1\",\"status\":\"open\"}",
+     5000, NULL, 0, "{\"id\":\"S1\",\"status\":\"closed\"}", 4000,
+     "{\"id\":\"S1\",\"status\":\"closed\"}",
      "[{\"field\":\"status\",\"strategy\":\"first_write_wins\",\"winner\":\"partner\","
      "\"winner_value\":\"closed\",\"loser_value\":\"open\"}]"},
-    {"fww: the earlier change (HMS's) wins", FWW, "{\"id\":\"S1\",\"status\":\"open\"}", 4000,
-     NULL, 0, "{\"id\":\"S1\",\"status\":\"closed\"}", 5000, "{\"id\":\"S1\",\"status\":\"open\"}",
+    {"fww: the earlier change (HMS's) wins", FWW, "{\"id\":\"S1\",\"status\":\"open\"}", 4000, NULL,
+     0, "{\"id\":\"S1\",\"status\":\"closed\"}", 5000, "{\"id\":\"S1\",\"status\":\"open\"}",
      "[{\"field\":\"status\",\"strategy\":\"first_write_wins\",\"winner\":\"hms\","
      "\"winner_value\":\"open\",\"loser_value\":\"closed\"}]"},
     {"per-field override: status is master's, the note last writer's",
@@ -76,8 +76,7 @@ static const struct rcase rcases[] = {
      "{\"id\":\"S1\",\"status\":\"open\",\"updated_at\":\"x\"}", "[]"},
     {"HMS quiet since the partner's last version: a plain partner edit", MAW,
      "{\"id\":\"S1\",\"status\":\"open\"}", 1000, "{\"id\":\"S1\",\"status\":\"open\"}", 2000,
-     "{\"id\":\"S1\",\"status\":\"closed\"}", 3000, "{\"id\":\"S1\",\"status\":\"closed\"}",
-     "[]"},
+     "{\"id\":\"S1\",\"status\":\"closed\"}", 3000, "{\"id\":\"S1\",\"status\":\"closed\"}", "[]"},
     {"stale: the partner did not touch a field HMS changed; HMS's value stands", LWW,
      "{\"id\":\"S1\",\"status\":\"open\",\"note\":\"a\"}", 2000,
      "{\"id\":\"S1\",\"status\":\"new\",\"note\":\"a\"}", 1000,
@@ -91,11 +90,9 @@ static const struct rcase rcases[] = {
      "{\"id\":\"S1\",\"status\":\"closed\",\"note\":\"b\"}", 3000,
      "{\"id\":\"S1\",\"status\":\"open\",\"note\":\"b\"}", "[]"},
     {"no HMS version: the partner's record passes", MAW, NULL, 0, NULL, 0,
-     "{\"id\":\"S1\",\"status\":\"closed\"}", 3000, "{\"id\":\"S1\",\"status\":\"closed\"}",
-     "[]"},
-    {"a field HMS never had is not a conflict; the key is never compared", MAW,
-     "{\"id\":\"S1\"}", 2000, NULL, 0, "{\"id\":\"S2\",\"extra\":1}", 1000,
-     "{\"id\":\"S2\",\"extra\":1}", "[]"},
+     "{\"id\":\"S1\",\"status\":\"closed\"}", 3000, "{\"id\":\"S1\",\"status\":\"closed\"}", "[]"},
+    {"a field HMS never had is not a conflict; the key is never compared", MAW, "{\"id\":\"S1\"}",
+     2000, NULL, 0, "{\"id\":\"S2\",\"extra\":1}", 1000, "{\"id\":\"S2\",\"extra\":1}", "[]"},
 };
 
 static struct ess_manifest *manifest_with(const char *conflict)
@@ -146,9 +143,8 @@ static void test_resolve_table(void **state)
         ess_err_clear(&err);
         print_message("case: %s\n", c->name);
         assert_true(m->conflict.on);
-        assert_int_equal(ess_conflict_resolve(&m->conflict, m->key, &h, &p0, &p, &got_r,
-                                              &got_l, &err),
-                         ESS_OK);
+        assert_int_equal(
+            ess_conflict_resolve(&m->conflict, m->key, &h, &p0, &p, &got_r, &got_l, &err), ESS_OK);
         gr = json_dumps(got_r, JSON_SORT_KEYS | JSON_COMPACT);
         gl = json_dumps(got_l, JSON_SORT_KEYS | JSON_COMPACT);
         if (!json_equal(got_r, want_r) || !json_equal(got_l, want_l)) {

@@ -62,9 +62,9 @@ static void test_ok_every_chunk_size(void **state)
             assert_non_null(js);
             ess_err_clear(&err);
             for (off = 0; off < len; off += chunk) {
-                assert_int_equal(ess_jsonstream_feed(js, in + off,
-                                                     len - off < chunk ? len - off : chunk, &err),
-                                 ESS_OK);
+                assert_int_equal(
+                    ess_jsonstream_feed(js, in + off, len - off < chunk ? len - off : chunk, &err),
+                    ESS_OK);
             }
             assert_int_equal(ess_jsonstream_finish(js, &err), ESS_OK);
             assert_string_equal(g.out, ok_cases[i].want);

@@ -177,8 +177,8 @@ struct rec {
     char report_path[4096];
     char part_path[4200];
     size_t ndiff;
-    json_t *fields;  /* field -> mismatches */
-    json_t *sample;  /* the first REC_SAMPLE differences */
+    json_t *fields; /* field -> mismatches */
+    json_t *sample; /* the first REC_SAMPLE differences */
     int repair;
     char run_id[40];
     char started[40];
@@ -278,8 +278,7 @@ static int value_same(json_t *a, json_t *b)
     if (json_equal(a, b)) {
         return 1;
     }
-    return scalar_text(a, ta, sizeof(ta)) && scalar_text(b, tb, sizeof(tb)) &&
-           strcmp(ta, tb) == 0;
+    return scalar_text(a, ta, sizeof(ta)) && scalar_text(b, tb, sizeof(tb)) && strcmp(ta, tb) == 0;
 }
 
 /* The fields where the partner's record differs from HMS's shaped one, as
@@ -296,8 +295,8 @@ static json_t *field_diffs(struct rec *r, json_t *hms, json_t *partner)
         if (pv != NULL && value_same(hv, pv)) {
             continue;
         }
-        json_array_append_new(out, json_pack("{s:s, s:O, s:O}", "field", f, "hms", hv,
-                                             "partner", pv != NULL ? pv : json_null()));
+        json_array_append_new(out, json_pack("{s:s, s:O, s:O}", "field", f, "hms", hv, "partner",
+                                             pv != NULL ? pv : json_null()));
         json_object_set_new(r->fields, f,
                             json_integer(json_integer_value(json_object_get(r->fields, f)) + 1));
     }
@@ -615,8 +614,10 @@ static int repair_one(struct rec *r, const char *key, const char *body, size_t l
     rc = ess_bus_publish_confirmed_id(r->bus, "", queue, mid, body, len, "ess-reconcile",
                                       r->m->timeout_ms, &r->err);
     if (rc == ESS_ENOTFOUND) {
-        return ess_err_set(&r->err, ESS_EBUS, "repair: queue %s does not exist (deploy the push "
-                                              "connector first)", queue);
+        return ess_err_set(&r->err, ESS_EBUS,
+                           "repair: queue %s does not exist (deploy the push "
+                           "connector first)",
+                           queue);
     }
     if (rc == ESS_OK) {
         e->repair = 0;
@@ -658,11 +659,10 @@ static int report_open(struct rec *r)
     if (r->report == NULL) {
         return ess_err_set(&r->err, ESS_EIO, "report %s: %s", r->part_path, strerror(errno));
     }
-    head = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "connector", r->m->id, "run_id",
-                     r->run_id, "started_at", r->started, "partner_url", r->m->reconcile_url,
-                     "hms_source", r->m->hms_snapshot_url != NULL ? r->m->hms_snapshot_url
-                                                                  : "postgres",
-                     "repair", r->repair);
+    head = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "connector", r->m->id, "run_id", r->run_id,
+                     "started_at", r->started, "partner_url", r->m->reconcile_url, "hms_source",
+                     r->m->hms_snapshot_url != NULL ? r->m->hms_snapshot_url : "postgres", "repair",
+                     r->repair);
     text = head != NULL ? json_dumps(head, JSON_COMPACT) : NULL;
     json_decref(head);
     if (text == NULL) {
@@ -687,19 +687,18 @@ static json_t *summary_json(struct rec *r)
     char done[40];
 
     iso_now(done, sizeof(done), 0);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                     "s:I, s:O, s:s, s:I}",
-                     "connector", r->m->id, "event", "reconcile", "run_id", r->run_id,
-                     "started_at", r->started, "finished_at", done, "duration_ms",
-                     (json_int_t)(ess_worker_mono_ms() - r->started_ms), "hms_records",
-                     (json_int_t)r->c.hms, "hms_unusable", (json_int_t)r->c.hms_bad,
-                     "partner_records", (json_int_t)r->c.partner, "partner_unusable",
-                     (json_int_t)r->c.partner_bad, "matched", (json_int_t)r->c.matched,
-                     "mismatched", (json_int_t)r->c.mismatched, "missing_on_partner",
-                     (json_int_t)r->c.missing_on_partner, "missing_in_hms",
-                     (json_int_t)r->c.missing_in_hms, "repaired", (json_int_t)r->c.repaired,
-                     "mismatched_fields", r->fields, "report", r->report_path, "peak_rss_kb",
-                     (json_int_t)rec_peak_rss_kb());
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+        "s:I, s:O, s:s, s:I}",
+        "connector", r->m->id, "event", "reconcile", "run_id", r->run_id, "started_at", r->started,
+        "finished_at", done, "duration_ms", (json_int_t)(ess_worker_mono_ms() - r->started_ms),
+        "hms_records", (json_int_t)r->c.hms, "hms_unusable", (json_int_t)r->c.hms_bad,
+        "partner_records", (json_int_t)r->c.partner, "partner_unusable",
+        (json_int_t)r->c.partner_bad, "matched", (json_int_t)r->c.matched, "mismatched",
+        (json_int_t)r->c.mismatched, "missing_on_partner", (json_int_t)r->c.missing_on_partner,
+        "missing_in_hms", (json_int_t)r->c.missing_in_hms, "repaired", (json_int_t)r->c.repaired,
+        "mismatched_fields", r->fields, "report", r->report_path, "peak_rss_kb",
+        (json_int_t)rec_peak_rss_kb());
 }
 
 /* Close the differences, append the summary, rename NAME.part to NAME. */
@@ -772,8 +771,8 @@ static int rec_connect(struct rec *r)
 {
     r->bus = ess_bus_new(r->env.amqp_url, &r->err);
     if (r->bus == NULL || ess_bus_confirm_select(r->bus, &r->err) != ESS_OK ||
-        ess_bus_declare_exchanges(r->bus, r->env.events_exchange, r->env.ops_exchange,
-                                  &r->err) != ESS_OK) {
+        ess_bus_declare_exchanges(r->bus, r->env.events_exchange, r->env.ops_exchange, &r->err) !=
+            ESS_OK) {
         return ESS_EBUS;
     }
     if (r->m->hms_snapshot_url != NULL) {
@@ -852,8 +851,8 @@ static int rec_run(struct rec *r)
         rc = hms_load(r);
     }
     if (rc == ESS_OK) {
-        ess_log_info("HMS side: %llu record(s) (%zu keys); reading the partner listing",
-                     r->c.hms, r->t.n);
+        ess_log_info("HMS side: %llu record(s) (%zu keys); reading the partner listing", r->c.hms,
+                     r->t.n);
         rc = report_open(r);
     }
     if (rc == ESS_OK) {
@@ -913,8 +912,7 @@ static int check_manifest(const char *path, const struct ess_manifest *m)
     }
     if (m->hms_snapshot_url != NULL && strncmp(m->hms_snapshot_url, "http://", 7) != 0 &&
         strncmp(m->hms_snapshot_url, "https://", 8) != 0) {
-        ess_log_error("%s: hms_snapshot_url: ess-reconcile needs an http:// or https:// URL",
-                      path);
+        ess_log_error("%s: hms_snapshot_url: ess-reconcile needs an http:// or https:// URL", path);
         return EX_CONFIG;
     }
     return EX_OK;
@@ -960,8 +958,8 @@ int main(int argc, char **argv)
     }
     rc = rec_args(argc, argv, rest, &nrest, &r);
     if (rc < 0) {
-        rc = ess_worker_start(nrest, rest, "ess-reconcile", "push", rec_summary, check_manifest,
-                              &m);
+        rc =
+            ess_worker_start(nrest, rest, "ess-reconcile", "push", rec_summary, check_manifest, &m);
     }
     free(rest);
     if (rc >= 0) {
