@@ -295,6 +295,75 @@ def test_push_and_pull_on_one_partner_do_not_ping_pong():
         bus.close()
 
 
+def test_pull_conflict_master_wins():
+    """ess-pull decides too: HMS changes a permit while the partner is failing
+    deliveries, the partner's own edit of the same field comes back through
+    pull, HMS's value wins (master_always_wins), the loser is audited and
+    announced; once the partner answers again HMS's version reaches it."""
+    bus = esslib.Bus()
+    partner = esslib.Partner()
+    partner.store("PERMIT_NUM")
+    push_id = esslib.unique_id("it-tw-push")
+    pull_id = esslib.unique_id("it-tw-pull")
+    topic = "it.%s.changed" % push_id
+    push = esslib.Worker(esslib.manifest(
+        push_id, partner.url("/permits"),
+        "rename: {permit_id: PERMIT_NUM}\nskip_origins: [%s]\nmax_retry: 1000\n" % pull_id))
+    pull = esslib.Worker(
+        "id: %s\nkind: pull\nkey: permit_id\nsource_url: %s\npublish_topic: %s\n"
+        "poll_sec: 1\nheartbeat_sec: 1\ntimeout_ms: 3000\nrename: {permit_id: PERMIT_NUM}\n"
+        "conflict: {strategy: master_always_wins}\n"
+        % (pull_id, partner.url("/_listing"), topic))
+    pull.binary = PULL_BIN
+    seen = bus.listen(esslib.EVENTS, topic)
+    ops = bus.listen(esslib.OPS, "ess.conflict." + pull_id)
+
+    def state(col):
+        rows = esslib.sql("SELECT %s FROM ess_conflict_state WHERE connector = %%s AND key = 'P-7'"
+                          % col, pull_id)
+        return json.loads(rows[0][0]) if rows and rows[0][0] else None
+
+    try:
+        push.start()
+        esslib.wait_for_queue(push_id, worker=push)
+        pull.start()
+        bus.publish(topic, {"permit_id": "P-7", "status": "OPEN"}, message_id="c-1")
+        wait_until(lambda: (state("partner_body") or {}).get("status") == "OPEN", 15,
+                   "the echo of HMS's change read back by pull")
+        partner.mode(mode="fail", status=503)
+        bus.publish(topic, {"permit_id": "P-7", "status": "CANCELLED"}, message_id="c-2")
+        wait_until(lambda: (state("hms_body") or {}).get("status") == "CANCELLED", 15,
+                   "HMS's second change recorded")
+        row = partner.listing()[0]
+        check(row["status"] == "OPEN", "the partner got HMS's change while failing: %r" % row)
+        partner.edit(dict(row, status="CLOSED"))
+        got = []
+
+        def decided():
+            got.extend(m for p, m in get_all(bus, seen)
+                       if (p.headers or {}).get("ess-origin") == pull_id)
+            return [m for m in got if m.get("updated_at") == partner.listing()[0]["updated_at"]]
+        (msg,), = [wait_until(decided, 15, "the partner's edit through pull")]
+        check(msg["status"] == "CANCELLED", "master_always_wins published %r" % msg)
+        rows = esslib.sql("SELECT field, winner, winner_value, loser_value FROM ess_conflicts"
+                          " WHERE connector = %s AND key = 'P-7'", pull_id)
+        check(rows == [("status", "hms", '"CANCELLED"', '"CLOSED"')], "audit %r" % rows)
+        (rk, body), = wait_until(lambda: bus.drain(ops), 10, "ess.conflict." + pull_id)
+        check(json.loads(body)["conflicts"][0]["loser_value"] == "CLOSED", "announced %s" % body)
+        partner.mode(mode="ok")
+        wait_until(lambda: partner.listing()[0]["status"] == "CANCELLED", 20,
+                   "HMS's version delivered once the partner answers")
+    except Exception:
+        print("push log:\n" + push.log_text())
+        print("pull log:\n" + pull.log_text())
+        raise
+    finally:
+        pull.stop()
+        push.stop()
+        partner.stop()
+        bus.close()
+
+
 def test_reverse_workers_heartbeat_into_postgres():
     """hms ess ps reads ess_heartbeats: pull and webhook write there too."""
     partner = esslib.Partner()
@@ -327,4 +396,4 @@ def test_reverse_workers_heartbeat_into_postgres():
 
 if __name__ == "__main__":
     esslib.run([test_conflict_strategies, test_push_and_pull_on_one_partner_do_not_ping_pong,
-                test_reverse_workers_heartbeat_into_postgres])
+                test_pull_conflict_master_wins, test_reverse_workers_heartbeat_into_postgres])
