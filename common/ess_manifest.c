@@ -174,7 +174,8 @@ static int check_routing_key(const char *s, char *why, size_t len);
     X("max_in_flight", ESS_KEY_INT, "64", 0, NULL, NULL, 0, OFF(max_in_flight), 1, 1024,      \
       NULL, "concurrent partner transfers")                                                   \
     X("skip_origins", ESS_KEY_STRLIST, NULL, 0, NULL, NULL, 0, OFF(skip_origins), 0, 0, NULL, \
-      "connector ids whose events (header ess-origin) are not sent back: no ping-pong")       \
+      "connector ids whose events (header ess-origin) are not sent back: no ping-pong; their " \
+      "conflict rules see the HMS changes this connector journals")                           \
     X("conflict", ESS_KEY_BLOCK, NULL, 0, NULL, "kind=pull|webhook", F_ONLY_WHEN, OFF(conflict), \
       0, 0, NULL, "pull, webhook: rules for a key both sides changed (ess_conflict.h)")        \
     X("conflict.strategy", ESS_KEY_ENUM, "last_write_wins", 0,                                \
