@@ -208,6 +208,73 @@ def test_process_contract():
           "a failed run left its .part report")
 
 
+class Trickle:
+    """A listing that never ends: '[' and then one record every 50 ms."""
+
+    def __init__(self):
+        self.started = threading.Event()
+        self.stop_ev = threading.Event()
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"[")
+                i = 0
+                while not outer.stop_ev.wait(0.05) and i < 1200:
+                    self.wfile.write(b'%s{"PERMIT_NUM":"T-%d"}' % (b"," if i else b"", i))
+                    self.wfile.flush()
+                    i += 1
+                    outer.started.set()
+
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d/slow" % self.srv.server_address[1]
+
+    def stop(self):
+        self.stop_ev.set()
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_sigterm_abandons_the_run():
+    """A CronJob deadline: SIGTERM mid-listing exits 75, leaves no .part, publishes nothing."""
+    bus = esslib.Bus()
+    slow = Trickle()
+    cid = esslib.unique_id("it-rec")
+    man = esslib.Worker(esslib.manifest(cid, "http://127.0.0.1:1/p",
+                                        "rename: {permit_id: PERMIT_NUM}\n"
+                                        "reconcile_url: %s\n" % slow.url))
+    ops = bus.listen(esslib.OPS, "ess.reconcile." + cid)
+    report = os.path.join(tempfile.gettempdir(), cid + ".json")
+    proc = subprocess.Popen([REC_BIN, "--manifest", man.manifest, "--report", report],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        check(slow.started.wait(15), "the listing was never requested")
+        wait_until(lambda: os.path.exists(report + ".part"), 10, "the report being written")
+        proc.terminate()
+        out, err = proc.communicate(timeout=15)
+        check(proc.returncode == 75 and "interrupted" in err,
+              "after SIGTERM: exit %r\n%s" % (proc.returncode, err))
+        check(not os.path.exists(report + ".part") and not os.path.exists(report),
+              "an interrupted run left a report behind")
+        check(bus.drain(ops) == [], "an interrupted run published a summary")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        slow.stop()
+        bus.close()
+
+
 if __name__ == "__main__":
     esslib.run([test_planted_differences_found_and_repaired, test_paged_listing_and_snapshot,
-                test_process_contract])
+                test_process_contract, test_sigterm_abandons_the_run])

@@ -25,8 +25,10 @@
  *   the HMS side publishes the flagged keys (publisher confirms, mandatory: a
  *   missing queue means the connector is not deployed, exit 69).
  * - The report is written to NAME.part and renamed when complete.
- * Exit: 0 done (differences or not), 64 usage, 65/78 manifest, 69 broker,
- * Postgres or a listing unreachable or unreadable.
+ * - SIGTERM/SIGINT (a CronJob's deadline): the run stops at the next record
+ *   or chunk read, removes its NAME.part, publishes nothing and exits 75.
+ * Exit: 0 done (differences or not), 64 usage, 65 a listing that is not JSON,
+ * 69 broker, Postgres or a listing unreachable, 75 interrupted, 78 config.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -240,9 +242,13 @@ static int hms_add(struct rec *r, const char *key, json_t *data)
 static int hms_from_store(void *arg, const char *key, const char *body)
 {
     struct rec *r = arg;
-    json_t *data = json_loads(body, 0, NULL);
+    json_t *data;
     int rc = ESS_OK;
 
+    if (ess_worker_quit()) {
+        return ess_err_set(&r->err, ESS_EIO, "interrupted by a signal: run abandoned");
+    }
+    data = json_loads(body, 0, NULL);
     if (json_is_object(data)) {
         rc = hms_add(r, key, data);
     } else {
@@ -392,6 +398,11 @@ static size_t fetch_write(char *data, size_t size, size_t n, void *arg)
     size_t len = size * n, cap;
     char *nb;
 
+    if (ess_worker_quit()) {
+        ess_err_set(&f->r->err, ESS_EIO, "interrupted by a signal: run abandoned");
+        f->failed = 1;
+        return 0;
+    }
     if (f->js != NULL) {
         if (ess_jsonstream_feed(f->js, data, len, &f->r->err) != ESS_OK) {
             f->failed = 1;
@@ -628,7 +639,12 @@ static int repair_one(struct rec *r, const char *key, const char *body, size_t l
 
 static int repair_from_store(void *arg, const char *key, const char *body)
 {
-    return repair_one(arg, key, body, strlen(body));
+    struct rec *r = arg;
+
+    if (ess_worker_quit()) {
+        return ess_err_set(&r->err, ESS_EIO, "interrupted by a signal: run abandoned");
+    }
+    return repair_one(r, key, body, strlen(body));
 }
 
 static int repair_from_snapshot(void *arg, const char *text, size_t len, size_t index)
@@ -879,6 +895,9 @@ static int rec_run(struct rec *r)
 
 static int rec_exit_code(int rc)
 {
+    if (rc != ESS_OK && ess_worker_quit()) {
+        return EX_TEMPFAIL; /* stopped by SIGTERM/SIGINT */
+    }
     switch (rc) {
     case ESS_OK:
         return EX_OK;
@@ -968,6 +987,7 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     r.m = m;
     ess_worker_env_load(&r.env);
+    ess_worker_signals_install();
     r.curl = curl_easy_init();
     r.fields = json_object();
     r.sample = json_array();
