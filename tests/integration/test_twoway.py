@@ -364,6 +364,35 @@ def test_pull_conflict_master_wins():
         bus.close()
 
 
+def test_webhook_conflicts_need_postgres():
+    """Without Postgres a webhook with conflict rules cannot decide: 503 (the
+    partner retries), nothing published; once Postgres is back, 202."""
+    bus = esslib.Bus()
+    topic = "it.%s.back" % esslib.unique_id("tw")
+    h = Hook("{strategy: master_always_wins}", topic)
+    back = bus.listen(esslib.EVENTS, topic)
+    try:
+        h.start()
+        esslib.stack("stop-pg")
+        try:
+            st, text = h.post({"PERMIT_NUM": "D-1", "status": "CLOSED"})
+            check(st == 503 and "postgres" in text, "without Postgres: %d %s" % (st, text))
+            check(get_all(bus, back) == [], "published without a decision")
+        finally:
+            esslib.stack("start-pg")
+
+        def accepted():
+            return h.post({"PERMIT_NUM": "D-1", "status": "CLOSED"})[0] == 202
+        wait_until(accepted, 30, "202 once Postgres is back", interval=0.5)
+        wait_msgs(bus, back, 1, "the record after recovery")
+    except Exception:
+        print("%s log:\n%s" % (h.cid, h.w.log_text()))
+        raise
+    finally:
+        h.w.stop()
+        bus.close()
+
+
 def test_reverse_workers_heartbeat_into_postgres():
     """hms ess ps reads ess_heartbeats: pull and webhook write there too."""
     partner = esslib.Partner()
@@ -396,4 +425,5 @@ def test_reverse_workers_heartbeat_into_postgres():
 
 if __name__ == "__main__":
     esslib.run([test_conflict_strategies, test_push_and_pull_on_one_partner_do_not_ping_pong,
-                test_pull_conflict_master_wins, test_reverse_workers_heartbeat_into_postgres])
+                test_pull_conflict_master_wins, test_webhook_conflicts_need_postgres,
+                test_reverse_workers_heartbeat_into_postgres])
