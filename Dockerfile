@@ -13,9 +13,9 @@ COPY workers /src/workers
 COPY deploy /src/deploy
 COPY bench /src/bench
 RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
-    && cmake --build /build -j "$(nproc)" --target ess-push ess-webhook ess-pull hms \
+    && cmake --build /build -j "$(nproc)" --target ess-push ess-webhook ess-pull ess-reconcile hms \
     && strip /build/workers/push/ess-push /build/workers/webhook/ess-webhook \
-             /build/workers/pull/ess-pull /build/deploy/hms
+             /build/workers/pull/ess-pull /build/workers/reconcile/ess-reconcile /build/deploy/hms
 
 # Runtime: shared libraries only, no compiler, no shell tools beyond Debian's base.
 FROM debian:12-slim
@@ -23,7 +23,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
       librabbitmq4 libcurl4 libjansson4 libpq5 libyaml-0-2 libssl3 libmicrohttpd12 ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /build/workers/push/ess-push /build/workers/webhook/ess-webhook \
-     /build/workers/pull/ess-pull /build/deploy/hms /usr/local/bin/
+     /build/workers/pull/ess-pull /build/workers/reconcile/ess-reconcile /build/deploy/hms \
+     /usr/local/bin/
 COPY manifests /etc/ess/manifests
 # nobody:nogroup; numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 65534:65534

@@ -186,7 +186,18 @@ static int check_host_key(const char *s, char *why, size_t len);
     X("max_in_flight", ESS_KEY_INT, "64", 0, NULL, NULL, 0, OFF(max_in_flight), 1, 1024,      \
       NULL, "concurrent partner transfers")                                                   \
     X("skip_origins", ESS_KEY_STRLIST, NULL, 0, NULL, NULL, 0, OFF(skip_origins), 0, 0, NULL, \
-      "connector ids whose events (header ess-origin) are not sent back: no ping-pong")       \
+      "connector ids whose events (header ess-origin) are not sent back: no ping-pong; their " \
+      "conflict rules see the HMS changes this connector journals")                           \
+    X("conflict", ESS_KEY_BLOCK, NULL, 0, NULL, "kind=pull|webhook", F_ONLY_WHEN, OFF(conflict), \
+      0, 0, NULL, "pull, webhook: rules for a key both sides changed (ess_conflict.h)")        \
+    X("conflict.strategy", ESS_KEY_ENUM, "last_write_wins", 0,                                \
+      "last_write_wins|master_always_wins|first_write_wins", NULL, 0, OFF(conflict.strategy), \
+      0, 0, NULL, "who wins a field both sides changed: the later, HMS always, the earlier")  \
+    X("conflict.updated_at_field", ESS_KEY_STRING, "updated_at", 0, NULL, NULL, 0,            \
+      OFF(conflict.updated_at_field), 0, 0, check_path,                                       \
+      "record field with the change time (ISO 8601 or epoch s/ms); absent: time received")    \
+    X("conflict.fields", ESS_KEY_STRMAP, NULL, 0, NULL, NULL, 0, OFF(conflict.fields), 0, 0,  \
+      NULL, "per-field strategy overriding conflict.strategy {status: master_always_wins}")   \
     X("on_park", ESS_KEY_ENUM, "hold_key", 0, "hold_key|skip_event", NULL, 0, OFF(on_park),  \
       0, 0, NULL, "after a parked event: hold its key's later events until dlq retry/drop")    \
     X("tickets", ESS_KEY_ENUM, "failures", 0, "all|failures|none", NULL, 0, OFF(tickets), 0,  \
@@ -256,13 +267,19 @@ static int check_host_key(const char *s, char *why, size_t len);
     X("updated_at_field", ESS_KEY_STRING, "updated_at", 0, NULL, "kind=pull", F_ONLY_WHEN,     \
       OFF(updated_at_field), 0, 0, check_path,                                                \
       "pull: record field whose largest value seen becomes the cursor")                       \
-    X("records_path", ESS_KEY_STRING, NULL, 0, NULL, "kind=pull", F_ONLY_WHEN,                 \
+    X("records_path", ESS_KEY_STRING, NULL, 0, NULL, "kind=pull|push", F_ONLY_WHEN,            \
       OFF(records_path), 0, 0, check_path,                                                    \
-      "pull: dotted path of the records array in a JSON answer; absent: the answer is one")   \
-    X("next_path", ESS_KEY_STRING, "next", 0, NULL, "kind=pull", F_ONLY_WHEN, OFF(next_path),  \
-      0, 0, check_path, "pull: dotted path of the next-page link in a JSON answer")           \
+      "pull, reconcile: dotted path of the records array in a JSON answer; absent: the answer is one")   \
+    X("next_path", ESS_KEY_STRING, "next", 0, NULL, "kind=pull|push", F_ONLY_WHEN,             \
+      OFF(next_path), 0, 0, check_path, "pull, reconcile: dotted path of the next-page link in a JSON answer")           \
     X("page_param", ESS_KEY_STRING, NULL, 0, NULL, "kind=pull", F_ONLY_WHEN, OFF(page_param),  \
       0, 0, NULL, "pull: query parameter numbering pages (1, 2, ...) until a short page")     \
+    X("reconcile_url", ESS_KEY_STRING, NULL, 0, NULL, "kind=push", F_ONLY_WHEN,               \
+      OFF(reconcile_url), 0, 0, check_url,                                                    \
+      "ess-reconcile: http(s) URL of the partner's full listing (records_path, next_path)")   \
+    X("hms_snapshot_url", ESS_KEY_STRING, NULL, 0, NULL, "kind=push", F_ONLY_WHEN,            \
+      OFF(hms_snapshot_url), 0, 0, check_url,                                                 \
+      "ess-reconcile: http(s) URL of HMS's listing; absent: the journal's last state per key") \
     X("body_limit", ESS_KEY_INT, "1048576", 0, NULL, "kind=webhook", F_ONLY_WHEN,             \
       OFF(body_limit), 1, 67108864, NULL, "webhook: largest request body in bytes (else 413)") \
     X("inbound_auth", ESS_KEY_AUTH, NULL, 1, NULL, "kind=webhook", F_ONLY_WHEN,               \
@@ -2262,6 +2279,40 @@ static void check_canary(struct pctx *p)
     }
 }
 
+/* conflict: the block switches the rules on; each conflict.fields value must
+ * name a strategy (the table checks only that it is a string). */
+static void check_conflict(struct pctx *p)
+{
+    int blk = key_named("conflict");
+    int fk = key_named("conflict.fields");
+    const yaml_node_t *map = p->seen_val[fk];
+    const char *choices = key_pub[key_named("conflict.strategy")].choices;
+    yaml_node_pair_t *pr;
+
+    p->m->conflict.on = p->seen_key[blk] != NULL;
+    if (map == NULL || map->type != YAML_MAPPING_NODE || p->bad[fk]) {
+        return;
+    }
+    for (pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top; pr++) {
+        const yaml_node_t *kn = yaml_document_get_node(p->doc, pr->key);
+        const yaml_node_t *vn = yaml_document_get_node(p->doc, pr->value);
+        char word[64];
+
+        if (kn == NULL || vn == NULL || kn->type != YAML_SCALAR_NODE ||
+            vn->type != YAML_SCALAR_NODE) {
+            continue; /* reported by set_strmap */
+        }
+        snprintf(word, sizeof(word), "|%.*s|", (int)(vn->data.scalar.length < 60
+                                                         ? vn->data.scalar.length : 60),
+                 (const char *)vn->data.scalar.value);
+        if (strstr("|last_write_wins|master_always_wins|first_write_wins|", word) == NULL) {
+            perr(p, vn, "conflict.fields.%s: '%s' is not one of %s",
+                 (const char *)kn->data.scalar.value, (const char *)vn->data.scalar.value,
+                 choices);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- document */
 
 static void line_col_of(const char *text, size_t len, size_t off, int *line, int *col)
@@ -2321,6 +2372,7 @@ static void parse_root(struct pctx *p)
     check_canary(p);
     check_ssh(p);
     check_delta(p);
+    check_conflict(p);
 }
 
 /* Load the one document; a second document is an error (which one would count?). */

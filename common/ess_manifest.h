@@ -44,6 +44,13 @@ enum ess_source_format { ESS_SOURCE_JSON = 0, ESS_SOURCE_CSV };
 
 enum ess_auth_type { ESS_AUTH_NONE = 0, ESS_AUTH_BASIC, ESS_AUTH_BEARER, ESS_AUTH_HMAC };
 
+/* conflict.strategy, in the order of the key table's choices (ess_conflict.h). */
+enum ess_conflict_strategy {
+    ESS_CONFLICT_LAST_WRITE_WINS = 0,
+    ESS_CONFLICT_MASTER_ALWAYS_WINS,
+    ESS_CONFLICT_FIRST_WRITE_WINS
+};
+
 struct ess_strlist {
     char **v;
     size_t n;
@@ -118,6 +125,13 @@ struct ess_column { /* format: fixed, one per field, in record order */
     enum ess_truncate truncate;
 };
 
+struct ess_conflict_rule { /* pull, webhook: the `conflict` block */
+    int on;                  /* 1 when the manifest has the block */
+    enum ess_conflict_strategy strategy;
+    char *updated_at_field;  /* change time of a record (default updated_at) */
+    struct ess_strmap fields; /* field -> strategy name, checked at load */
+};
+
 struct ess_transform; /* ess_transform.h */
 
 /* alerts: {failures: {count, within_sec}, partner_down_sec, backlog_age_sec,
@@ -180,6 +194,7 @@ struct ess_manifest {
     int prefetch;           /* AMQP prefetch window */
     int max_in_flight;      /* concurrent partner transfers */
     struct ess_strlist skip_origins; /* ess-origin values never delivered back */
+    struct ess_conflict_rule conflict; /* pull, webhook */
     enum ess_on_park on_park;
     enum ess_tickets tickets;
     long ticket_retention_sec; /* tickets older than this are swept */
@@ -204,6 +219,9 @@ struct ess_manifest {
     char *records_path;      /* dotted path of the records array; NULL: the answer */
     char *next_path;         /* dotted path of the next-page link ("next") */
     char *page_param;        /* page-number query parameter; NULL: none */
+    /* ess-reconcile (on a push manifest): both sides' listings */
+    char *reconcile_url;     /* the partner's full listing; NULL: no reconcile */
+    char *hms_snapshot_url;  /* HMS's listing; NULL: the journal's last state per key */
 };
 
 enum ess_key_type {

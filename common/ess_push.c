@@ -36,6 +36,7 @@
 #include "ess_sign.h"
 #include "ess_stats.h"
 #include "ess_store.h"
+#include "ess_twoway.h"
 #include "ess_version.h"
 
 #define PUSH_BREAKER_THRESHOLD 5
@@ -447,8 +448,9 @@ static void push_flush(struct ess_push *p)
                                          p->burst.v[i].topic, p->burst.v[i].body,
                                          p->burst.v[i].received_ms};
     }
-    if (p->burst.n > 0 && ess_store_journal_append(p->store, p->m->id, ev, p->burst.n,
-                                                   &inserted, seqs, &err) != ESS_OK) {
+    if (p->burst.n > 0 && (ess_store_journal_append(p->store, p->m->id, ev, p->burst.n,
+                                                    &inserted, seqs, &err) != ESS_OK ||
+                           ess_twoway_hms_record(p->store, p->m, ev, p->burst.n, &err) != ESS_OK)) {
         free(ev);
         free(seqs);
         push_store_lost(p, &err);
@@ -1818,11 +1820,11 @@ static const char *push_state(const struct ess_push *p, long long now)
 static void push_heartbeat(struct ess_push *p, long long now, const char *state)
 {
     struct ess_heartbeat hb;
-    struct ess_err err;
+    struct ess_err err, berr;
     json_t *extra;
     long long backlog = (long long)ess_keyq_pending(p->window);
-    char rk[128];
     char *text;
+    int failed;
 
     ess_err_clear(&err);
     if (p->store != NULL &&
@@ -1838,17 +1840,15 @@ static void push_heartbeat(struct ess_push *p, long long now, const char *state)
     extra = push_ops_extra(p);
     text = ess_stats_heartbeat_json_with(&p->stats, &hb, extra);
     json_decref(extra);
-    if (text != NULL && p->store != NULL &&
-        ess_store_heartbeat_put(p->store, p->m->id, hb.instance, hb.state, p->m->heartbeat_sec,
-                                text, &err) != ESS_OK) {
+    ess_err_clear(&berr);
+    failed = ess_worker_heartbeat_send(p->bus, p->store, p->env.ops_exchange, p->m->id,
+                                       hb.instance, hb.state, p->m->heartbeat_sec, text, &err,
+                                       &berr);
+    if (failed & ESS_WORKER_HB_STORE_FAILED) {
         push_store_lost(p, &err);
-        ess_err_clear(&err);
     }
-    snprintf(rk, sizeof(rk), "ess.heartbeat.%s", p->m->id);
-    if (text != NULL && p->bus != NULL &&
-        ess_bus_publish(p->bus, p->env.ops_exchange, rk, text, strlen(text), NULL, &err) !=
-            ESS_OK) {
-        push_bus_lost(p, &err);
+    if (failed & ESS_WORKER_HB_BUS_FAILED) {
+        push_bus_lost(p, &berr);
     }
     free(text);
 }

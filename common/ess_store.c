@@ -150,6 +150,33 @@ static const struct migration migrations[] = {
         "  state text NOT NULL,"
         "  updated_at timestamptz NOT NULL DEFAULT now(),"
         "  PRIMARY KEY (connector, key));"},
+    /* 5: two-way sync -- per key and reverse connector, HMS's last change (recorded
+     * by the push connector that names it in skip_origins: hms_from) and the
+     * partner's last change; and the audit of every field a conflict rule decided. */
+    {5, "CREATE TABLE ess_conflict_state ("
+        "  connector text NOT NULL,"
+        "  key text NOT NULL,"
+        "  hms_from text,"
+        "  hms_body text,"
+        "  hms_ms bigint,"
+        "  partner_body text,"
+        "  partner_ms bigint,"
+        "  updated_at timestamptz NOT NULL DEFAULT now(),"
+        "  PRIMARY KEY (connector, key));"
+        "CREATE INDEX ess_conflict_state_hms_from ON ess_conflict_state (hms_from, key);"
+        "CREATE TABLE ess_conflicts ("
+        "  id bigserial PRIMARY KEY,"
+        "  connector text NOT NULL,"
+        "  key text NOT NULL,"
+        "  field text NOT NULL,"
+        "  strategy text NOT NULL,"
+        "  winner text NOT NULL CHECK (winner IN ('hms', 'partner')),"
+        "  winner_value text,"
+        "  loser_value text,"
+        "  hms_changed_at timestamptz,"
+        "  partner_changed_at timestamptz,"
+        "  decided_at timestamptz NOT NULL DEFAULT now());"
+        "CREATE INDEX ess_conflicts_key ON ess_conflicts (connector, key, id);"},
     /* 6: retention sweeps tickets oldest first, one connector at a time. */
     {6, "CREATE INDEX ess_tickets_connector_id ON ess_tickets (connector, id);"},
 };
@@ -1368,5 +1395,195 @@ int ess_store_delta_put(struct ess_store *s, const char *connector, json_t *stat
     }
     free(text);
     PQclear(res);
+    return rc;
+}
+
+/* ------------------------------------------------------- two-way: conflicts -- */
+
+int ess_store_conflict_hms_put(struct ess_store *s, const char *from, const char *connectors,
+                               const char *events, struct ess_err *err)
+{
+    const char *vals[3] = {from, connectors, events};
+    PGresult *res = NULL;
+    int rc = check_args(s, from, err);
+
+    if (rc == ESS_OK && (connectors == NULL || events == NULL)) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: NULL connectors or events");
+    }
+    if (rc == ESS_OK) {
+        /* DISTINCT ON: a burst may hold several changes of one key; the last wins. */
+        rc = exec_params(s,
+                         "INSERT INTO ess_conflict_state AS st (connector, key, hms_from, hms_body,"
+                         " hms_ms, updated_at) SELECT c, e.key, $1, e.body, e.ms, now()"
+                         " FROM json_array_elements_text($2::json) c, (SELECT DISTINCT ON"
+                         " (x->>'key') x->>'key' AS key, x->>'body' AS body, (x->>'ms')::bigint"
+                         " AS ms FROM json_array_elements($3::json) WITH ORDINALITY AS t(x, i)"
+                         " ORDER BY x->>'key', i DESC) e"
+                         " ON CONFLICT (connector, key) DO UPDATE SET hms_from = EXCLUDED.hms_from,"
+                         " hms_body = EXCLUDED.hms_body, hms_ms = EXCLUDED.hms_ms, updated_at ="
+                         " now() WHERE st.hms_ms IS NULL OR st.hms_ms <= EXCLUDED.hms_ms",
+                         3, vals, PGRES_COMMAND_OK, "conflict state (hms)", &res, err);
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_conflict_get(struct ess_store *s, const char *connector, json_t *keys,
+                           json_t **state, struct ess_err *err)
+{
+    const char *vals[2] = {connector, NULL};
+    PGresult *res = NULL;
+    char *text = NULL;
+    json_t *row;
+    int rc = check_args(s, connector, err);
+    int r, c;
+
+    *state = NULL;
+    text = rc == ESS_OK ? json_dumps(keys, JSON_COMPACT) : NULL;
+    if (rc == ESS_OK && text == NULL) {
+        rc = ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+    }
+    vals[1] = text;
+    if (rc == ESS_OK) {
+        rc = exec_params(s,
+                         "SELECT key, hms_body, hms_ms, partner_body, partner_ms"
+                         " FROM ess_conflict_state WHERE connector = $1 AND key IN"
+                         " (SELECT json_array_elements_text($2::json))",
+                         2, vals, PGRES_TUPLES_OK, "conflict state get", &res, err);
+    }
+    if (rc == ESS_OK) {
+        *state = json_object();
+        for (r = 0; *state != NULL && r < PQntuples(res); r++) {
+            static const char *const names[] = {"key", "hms_body", "hms_ms", "partner_body",
+                                                "partner_ms"};
+            row = json_object();
+            for (c = 1; row != NULL && c < 5; c++) {
+                json_object_set_new(row, names[c],
+                                    PQgetisnull(res, r, c)
+                                        ? json_null()
+                                        : c == 2 || c == 4
+                                              ? json_integer(strtoll(PQgetvalue(res, r, c),
+                                                                     NULL, 10))
+                                              : json_string(PQgetvalue(res, r, c)));
+            }
+            json_object_set_new(*state, PQgetvalue(res, r, 0), row);
+        }
+        rc = *state != NULL ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+    }
+    free(text);
+    PQclear(res);
+    return rc;
+}
+
+static int conflict_commit_body(struct ess_store *s, const char *const *vals,
+                                struct ess_err *err)
+{
+    PGresult *res = NULL;
+    int rc;
+
+    rc = exec_params(s,
+                     "INSERT INTO ess_conflict_state AS st (connector, key, partner_body,"
+                     " partner_ms, hms_body, hms_ms, updated_at) SELECT DISTINCT ON (e->>'key')"
+                     " $1, e->>'key', e->>'body', (e->>'ms')::bigint, e->>'hms_body',"
+                     " (e->>'hms_stored_ms')::bigint, now() FROM json_array_elements($2::json)"
+                     " WITH ORDINALITY AS t(e, i) ORDER BY e->>'key', i DESC"
+                     " ON CONFLICT (connector, key) DO UPDATE SET partner_body ="
+                     " EXCLUDED.partner_body, partner_ms = EXCLUDED.partner_ms, hms_body = CASE"
+                     " WHEN EXCLUDED.hms_body IS NOT NULL AND st.hms_ms IS NOT DISTINCT FROM"
+                     " EXCLUDED.hms_ms THEN EXCLUDED.hms_body ELSE st.hms_body END,"
+                     " updated_at = now()",
+                     2, vals, PGRES_COMMAND_OK, "conflict state (partner)", &res, err);
+    PQclear(res);
+    res = NULL;
+    if (rc == ESS_OK) {
+        rc = exec_params(s,
+                         "INSERT INTO ess_conflicts (connector, key, field, strategy, winner,"
+                         " winner_value, loser_value, hms_changed_at, partner_changed_at)"
+                         " SELECT $1, e->>'key', l->>'field', l->>'strategy', l->>'winner',"
+                         " (l->'winner_value')::text, (l->'loser_value')::text,"
+                         " to_timestamp((e->>'hms_ms')::bigint / 1000.0),"
+                         " to_timestamp((e->>'ms')::bigint / 1000.0)"
+                         " FROM json_array_elements($2::json) e,"
+                         " json_array_elements(e->'losses') l",
+                         2, vals, PGRES_COMMAND_OK, "conflict audit", &res, err);
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_conflict_commit(struct ess_store *s, const char *connector, json_t *entries,
+                              struct ess_err *err)
+{
+    const char *vals[2] = {connector, NULL};
+    char *text = NULL;
+    int rc = check_args(s, connector, err);
+
+    if (rc == ESS_OK) {
+        text = json_dumps(entries, JSON_COMPACT);
+        rc = text != NULL ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+    }
+    vals[1] = text;
+    if (rc == ESS_OK) {
+        rc = exec_simple(s, "BEGIN", "conflict commit: begin", err);
+    }
+    if (rc == ESS_OK) {
+        rc = conflict_commit_body(s, vals, err);
+    }
+    if (rc == ESS_OK) {
+        rc = exec_simple(s, "COMMIT", "conflict commit", err);
+    }
+    if (rc != ESS_OK) {
+        rollback_quietly(s);
+    }
+    free(text);
+    return rc;
+}
+
+/* ------------------------------------------------- ess-reconcile: HMS side -- */
+
+/* One FETCH of the open cursor into cb; *done when it returned no row. */
+static int latest_fetch(struct ess_store *s, ess_store_latest_fn cb, void *arg, int *done,
+                        struct ess_err *err)
+{
+    PGresult *res = PQexec(s->conn, "FETCH 5000 FROM ess_latest");
+    int rc = check_result(s, &res, PGRES_TUPLES_OK, "latest: fetch", err);
+    int r;
+
+    for (r = 0; rc == ESS_OK && r < PQntuples(res); r++) {
+        rc = cb(arg, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
+    }
+    *done = rc != ESS_OK || PQntuples(res) == 0;
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_latest_each(struct ess_store *s, const char *connector, ess_store_latest_fn cb,
+                          void *arg, struct ess_err *err)
+{
+    const char *vals[1] = {connector};
+    PGresult *res = NULL;
+    int done = 0;
+    int rc = check_args(s, connector, err);
+
+    if (rc == ESS_OK) {
+        rc = exec_simple(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "latest: begin",
+                         err);
+    }
+    if (rc == ESS_OK) {
+        /* The journal (within replay_window) and, for a two-way connector, the
+         * last HMS change recorded per key (kept beyond the window). */
+        rc = exec_params(s,
+                         "DECLARE ess_latest NO SCROLL CURSOR FOR SELECT DISTINCT ON (key) key,"
+                         " body FROM (SELECT key, body, received_ms AS ms FROM ess_journal"
+                         " WHERE connector = $1 UNION ALL SELECT key, hms_body, hms_ms"
+                         " FROM ess_conflict_state WHERE hms_from = $1 AND hms_body IS NOT NULL)"
+                         " x ORDER BY key, ms DESC",
+                         1, vals, PGRES_COMMAND_OK, "latest: declare", &res, err);
+        PQclear(res);
+    }
+    while (rc == ESS_OK && !done) {
+        rc = latest_fetch(s, cb, arg, &done, err);
+    }
+    rollback_quietly(s); /* read only: nothing to keep */
     return rc;
 }

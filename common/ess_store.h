@@ -204,5 +204,40 @@ int ess_store_delta_get(struct ess_store *s, const char *connector, json_t *keys
  * Written after the partner's 2xx, before the offset passes those events. */
 int ess_store_delta_put(struct ess_store *s, const char *connector, json_t *states,
                         struct ess_err *err);
+/* ---- two-way sync: conflict state and audit (migration 5, ess_conflict.h) ---- */
+
+/* The push connector `from` journaled HMS changes: record each as HMS's last
+ * change of its key for every reverse connector in connectors (a JSON array
+ * text of ids: from's skip_origins). events: JSON array text of {key, body
+ * (the record as JSON text), ms (received, epoch ms)}; a later ms wins. */
+int ess_store_conflict_hms_put(struct ess_store *s, const char *from, const char *connectors,
+                               const char *events, struct ess_err *err);
+
+/* State of keys (a JSON array of strings, borrowed) as a new object key ->
+ * {hms_body, hms_ms, partner_body, partner_ms} (null where unknown); keys
+ * without a row are absent. The caller json_decref()s it. */
+int ess_store_conflict_get(struct ess_store *s, const char *connector, json_t *keys,
+                           json_t **state, struct ess_err *err);
+
+/* In one transaction: each entry {key, body, ms, hms_ms, losses: [{field,
+ * strategy, winner, winner_value, loser_value}], and optionally hms_body +
+ * hms_stored_ms} (borrowed) becomes the key's last partner change; hms_body
+ * (HMS's state once it applied the published record) replaces HMS's last
+ * change only while that is still the one stored at hms_stored_ms; each loss
+ * is one ess_conflicts row. */
+int ess_store_conflict_commit(struct ess_store *s, const char *connector, json_t *entries,
+                              struct ess_err *err);
+
+/* ---- ess-reconcile: the last state ESS knows per key of a push connector ---- */
+
+/* Called per key in key order with the record's JSON text (borrowed for the
+ * call); a non-ESS_OK return stops the walk and is returned. */
+typedef int (*ess_store_latest_fn)(void *arg, const char *key, const char *body);
+
+/* Stream (a server-side cursor, 5000 rows a round trip) the latest body per
+ * key: the journal's newest row, or HMS's last change recorded for conflicts
+ * when that is newer (it outlives replay_window). */
+int ess_store_latest_each(struct ess_store *s, const char *connector, ess_store_latest_fn cb,
+                          void *arg, struct ess_err *err);
 
 #endif

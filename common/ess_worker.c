@@ -336,6 +336,29 @@ int ess_worker_publish_alert(struct ess_bus *bus, const char *ops_exchange, cons
     return publish_ops(bus, ops_exchange, "alert", id, alert, detail, err);
 }
 
+int ess_worker_heartbeat_send(struct ess_bus *bus, struct ess_store *store,
+                              const char *ops_exchange, const char *id, const char *instance,
+                              const char *state, int heartbeat_sec, const char *text,
+                              struct ess_err *store_err, struct ess_err *bus_err)
+{
+    char rk[128];
+    int failed = 0;
+
+    if (text == NULL) {
+        return 0;
+    }
+    if (store != NULL && ess_store_heartbeat_put(store, id, instance, state, heartbeat_sec, text,
+                                                 store_err) != ESS_OK) {
+        failed |= ESS_WORKER_HB_STORE_FAILED;
+    }
+    snprintf(rk, sizeof(rk), "ess.heartbeat.%s", id);
+    if (bus != NULL &&
+        ess_bus_publish(bus, ops_exchange, rk, text, strlen(text), NULL, bus_err) != ESS_OK) {
+        failed |= ESS_WORKER_HB_BUS_FAILED;
+    }
+    return failed;
+}
+
 void ess_worker_retry_init(struct ess_worker_retry *r)
 {
     r->attempt = 0;

@@ -13,6 +13,7 @@
 #include "ess_bus.h"
 #include "ess_err.h"
 #include "ess_manifest.h"
+#include "ess_store.h"
 
 struct ess_worker_env { /* borrowed from the environment or static defaults */
     const char *amqp_url;
@@ -75,6 +76,17 @@ int ess_worker_publish_lifecycle(struct ess_bus *bus, const char *ops_exchange, 
                                  const char *event, const char *detail, struct ess_err *err);
 int ess_worker_publish_alert(struct ess_bus *bus, const char *ops_exchange, const char *id,
                              const char *alert, const char *detail, struct ess_err *err);
+
+/* A heartbeat body (ess_stats_heartbeat_json) published on ops exchange as
+ * ess.heartbeat.<id> and recorded in ess_heartbeats for `hms ess ps`; bus or
+ * store NULL skips that side. Returns 0, or ESS_WORKER_HB_* bits naming the
+ * side(s) that failed, the detail in store_err / bus_err. */
+#define ESS_WORKER_HB_STORE_FAILED 1
+#define ESS_WORKER_HB_BUS_FAILED 2
+int ess_worker_heartbeat_send(struct ess_bus *bus, struct ess_store *store,
+                              const char *ops_exchange, const char *id, const char *instance,
+                              const char *state, int heartbeat_sec, const char *text,
+                              struct ess_err *store_err, struct ess_err *bus_err);
 
 /* Reconnect pacing: capped exponential with full jitter, logged once per attempt. */
 struct ess_worker_retry {

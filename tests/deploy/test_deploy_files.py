@@ -60,6 +60,59 @@ def systemd():
         check(want in lines, "ess-worker@.service lacks %r" % want)
 
 
+def reconcile_k8s():
+    """deploy/k8s/reconcile/<id>.yaml: a nightly CronJob running ess-reconcile on
+    the push worker's ConfigMap, one run at a time, within 1 GiB."""
+    files = glob.glob(os.path.join(SRC, "deploy", "k8s", "reconcile", "*.yaml"))
+    check(files, "no CronJob example in deploy/k8s/reconcile/")
+    for path in files:
+        cid = os.path.basename(path)[:-5]
+        docs = {d["kind"]: d for d in yaml.safe_load_all(open(path)) if d}
+        cj = docs.get("CronJob", {})
+        check(cj.get("apiVersion") == "batch/v1", "%s: CronJob batch/v1" % path)
+        spec = cj.get("spec", {})
+        check(spec.get("concurrencyPolicy") == "Forbid" and len(spec.get("schedule", "").split())
+              == 5, "%s: schedule / concurrencyPolicy" % path)
+        pod = spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {})
+        check(pod.get("restartPolicy") in ("Never", "OnFailure"), "%s: restartPolicy" % path)
+        c = (pod.get("containers") or [{}])[0]
+        check(c.get("command") == ["/usr/local/bin/ess-reconcile"] and
+              c.get("args", [])[:2] == ["--manifest", "/etc/ess/%s.yml" % cid],
+              "%s: runs ess-reconcile on /etc/ess/%s.yml" % (path, cid))
+        check(all("secretKeyRef" in e.get("valueFrom", {}) for e in c.get("env", [])),
+              "%s: env not from secrets" % path)
+        check(c.get("resources", {}).get("limits", {}).get("memory") == "1Gi",
+              "%s: memory limit 1Gi (the 1,000,000-record target)" % path)
+        check(pod.get("securityContext", {}).get("runAsNonRoot") is True and
+              c.get("securityContext", {}).get("readOnlyRootFilesystem") is True,
+              "%s: securityContext" % path)
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        check(vols.get("manifest", {}).get("configMap", {}).get("name") == "ess-" + cid,
+              "%s: mounts the push worker's ConfigMap ess-%s" % (path, cid))
+        mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+        report = c.get("args", [])[c.get("args", []).index("--report") + 1] \
+            if "--report" in c.get("args", []) else ""
+        check(any(report.startswith(m + "/") for m in mounts if m != "/etc/ess"),
+              "%s: the report %r is not on a writable mount" % (path, report))
+        check(os.path.exists(os.path.join(SRC, "manifests", cid + ".yml")) and
+              "reconcile_url:" in read("manifests/%s.yml" % cid),
+              "%s: manifests/%s.yml has no reconcile_url" % (path, cid))
+
+
+def reconcile_systemd():
+    svc = set(read("deploy/systemd/ess-reconcile@.service").splitlines())
+    for want in ("Type=oneshot", "DynamicUser=yes", "ProtectSystem=strict",
+                 "NoNewPrivileges=yes", "StateDirectory=ess-reconcile", "MemoryMax=1G",
+                 "EnvironmentFile=/etc/ess/%i.env",
+                 "ExecStart=/usr/local/bin/ess-reconcile --manifest /etc/ess/%i.yml "
+                 "$ESS_RECONCILE_ARGS"):
+        check(want in svc, "ess-reconcile@.service lacks %r" % want)
+    timer = set(read("deploy/systemd/ess-reconcile@.timer").splitlines())
+    for want in ("[Timer]", "Persistent=true", "WantedBy=timers.target"):
+        check(want in timer, "ess-reconcile@.timer lacks %r" % want)
+    check(any(ln.startswith("OnCalendar=") for ln in timer), "ess-reconcile@.timer: OnCalendar")
+
+
 def compose():
     dc = yaml.safe_load(read("docker-compose.yml"))
     svcs = dc["services"]
@@ -90,9 +143,10 @@ def dockerfile():
     users = [ln.split()[1] for ln in text.splitlines() if ln.startswith("USER ")]
     check(users and not users[-1].startswith(("0", "root")), "Dockerfile runs as root")
     check("/build/deploy/hms" in text, "Dockerfile does not ship hms")
+    check("/build/workers/reconcile/ess-reconcile" in text, "Dockerfile does not ship ess-reconcile")
 
 
-for t in (k8s, systemd, compose, dockerfile):
+for t in (k8s, systemd, reconcile_k8s, reconcile_systemd, compose, dockerfile):
     t()
 for f in failures:
     print("FAIL " + f)

@@ -95,6 +95,18 @@ class Partner:
     def bodies(self):
         return [json.loads(r["body"]) for r in self.received()]
 
+    def store(self, key):
+        """Keep what is sent, by key field, stamped updated_at (GET /_listing)."""
+        return self._call("POST", "/_store", {"key": key})
+
+    def listing(self):
+        return self._call("GET", "/_listing")
+
+    def edit(self, record=None, delete=None):
+        """A change made on the partner side: upsert record, or delete a key."""
+        return self._call("POST", "/_edit", {"delete": delete} if delete is not None
+                          else {"set": record})
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -22,6 +22,17 @@ Control API (JSON):
                  (for_key may also be a list; field may be a dotted path; an
                  override wins over the mode, and its own "retry_after" is used)
   POST /_reset  -> records cleared, mode back to ok, hanging requests released
+
+A partner that keeps what it is sent (two-way tests, reconcile):
+  POST /_store {"key": "PERMIT_NUM"} -> from now on every POST/PUT answered 2xx
+                 whose body is a JSON object (or array of objects) is upserted
+                 into a table by that field and stamped "updated_at" (the
+                 stub's clock, ISO 8601 UTC with microseconds, increasing)
+  GET  /_listing[?since=T] -> the table as a JSON array ordered by key, only
+                 rows with updated_at >= T when since is given; with ?per=N[&page=P]
+                 one page as {"data": {"items": [...]}, "links": {"next": URL|null}}
+  POST /_edit {"set": {...}} | {"delete": "K"} -> a change made on the partner
+                 side (stamped like a received one; not recorded as received)
 Modes: ok -> 200 {"ok":true}; fail -> status (default 503) with Retry-After when
 given; hang -> no answer for up to 60 s, then the connection is closed;
 garbage -> non-HTTP bytes, then close.
@@ -53,6 +64,28 @@ class State:
         self.mode = dict(DEFAULT_MODE)
         self.connections = 0
         self.release = threading.Event()  # set by /_reset: hanging requests end
+        self.store_key = None  # /_store: the table's key field
+        self.table = {}
+        self.last_stamp = ""
+
+    def stamp(self):
+        """An increasing updated_at (caller holds the lock)."""
+        t = time.time()
+        while True:
+            s = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % int(
+                (t % 1) * 1e6)
+            if s > self.last_stamp:
+                self.last_stamp = s
+                return s
+            t += 1e-6
+
+    def upsert(self, rec):
+        """Keep rec by the table key, stamped (caller holds the lock)."""
+        if self.store_key is None or not isinstance(rec, dict) or self.store_key not in rec:
+            return
+        row = dict(rec)
+        row["updated_at"] = self.stamp()
+        self.table[str(rec[self.store_key])] = row
 
     def reset(self):
         with self.lock:
@@ -155,6 +188,19 @@ class Handler(BaseHTTPRequestHandler):
             with STATE.lock:
                 out = list(STATE.records[max(since, 0):])
             return self.send_json(200, out)
+        if url.path == "/_listing":
+            q = parse_qs(url.query)
+            since = q.get("since", [""])[0]
+            with STATE.lock:
+                out = [STATE.table[k] for k in sorted(STATE.table)
+                       if STATE.table[k]["updated_at"] >= since]
+            if "per" not in q:
+                return self.send_json(200, out)
+            per, page = int(q["per"][0]), int(q.get("page", ["1"])[0])
+            nxt = ("/_listing?per=%d&page=%d" % (per, page + 1)
+                   if len(out) > page * per else None)
+            return self.send_json(200, {"data": {"items": out[(page - 1) * per:page * per]},
+                                        "links": {"next": nxt}})
         if url.path == "/_count":
             with STATE.lock:
                 out = {"count": len(STATE.records), "connections": STATE.connections}
@@ -169,6 +215,17 @@ class Handler(BaseHTTPRequestHandler):
             mode = json.loads(body or b"{}")
         except ValueError:
             return self.send_json(400, {"error": "body is not JSON"})
+        if path == "/_store":
+            with STATE.lock:
+                STATE.store_key = str(mode.get("key"))
+            return self.send_json(200, {"ok": True})
+        if path == "/_edit":
+            with STATE.lock:
+                if "delete" in mode:
+                    STATE.table.pop(str(mode["delete"]), None)
+                else:
+                    STATE.upsert(mode.get("set"))
+            return self.send_json(200, {"ok": True})
         problem = validate_mode(mode)
         if problem:
             return self.send_json(400, {"error": problem})
@@ -181,7 +238,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.read_body()
         path = urlsplit(self.path).path
-        if path in ("/_mode", "/_reset"):
+        if path in ("/_mode", "/_reset", "/_store", "/_edit"):
             return self.control_post(path, body)
         record = {
             "path": self.path,
@@ -224,6 +281,13 @@ class Handler(BaseHTTPRequestHandler):
             extra["Retry-After"] = str(spec["retry_after"])
         with STATE.lock:
             record["status"] = status
+            if 200 <= status < 300 and STATE.store_key is not None:
+                try:
+                    doc = json.loads(record["body"])
+                except ValueError:
+                    doc = None
+                for rec in doc if isinstance(doc, list) else [doc]:
+                    STATE.upsert(rec)
         if spec.get("reply") is not None:  # a canned body, e.g. a SOAP Fault envelope
             return self.send_raw(status, spec["reply"].encode(),
                                  spec.get("content_type", "text/xml; charset=utf-8"), extra)

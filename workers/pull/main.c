@@ -49,6 +49,7 @@
 #include "ess_shape.h"
 #include "ess_stats.h"
 #include "ess_store.h"
+#include "ess_twoway.h"
 #include "ess_version.h"
 #include "ess_worker.h"
 
@@ -67,7 +68,7 @@ struct pull {
     CURL *curl;
     struct ess_worker_retry retry; /* next attempt after any failure */
     struct ess_stats stats;
-    unsigned long long polled, published, unchanged, failed;
+    unsigned long long polled, published, unchanged, failed, conflicts;
     int failing; /* in a failure streak: logged once */
     char last_error[ESS_ERR_MSG_MAX];
     long long started_ms;
@@ -85,6 +86,8 @@ struct pull_run { /* one poll */
     json_t *records; /* every record of every page */
     char cursor[PULL_CURSOR_MAX];
     json_t *hashes; /* key -> hash of changes the broker confirmed */
+    json_t *state;   /* conflict: key -> stored versions (ess_twoway_load) */
+    json_t *entries; /* conflict: decided and confirmed, to commit */
 };
 
 /* ---------------------------------------------------------------- ops ---- */
@@ -115,6 +118,7 @@ static char *pull_heartbeat_text(struct pull *p, long long now, const char *stat
         json_object_set_new(o, "polled", json_integer((json_int_t)p->polled));
         json_object_set_new(o, "published", json_integer((json_int_t)p->published));
         json_object_set_new(o, "unchanged", json_integer((json_int_t)p->unchanged));
+        json_object_set_new(o, "conflicts", json_integer((json_int_t)p->conflicts));
         out = json_dumps(o, JSON_COMPACT);
     }
     json_decref(o);
@@ -130,21 +134,30 @@ static void pull_bus_lost(struct pull *p, const struct ess_err *err)
     p->bus = NULL;
 }
 
+/* On hms.ops and in ess_heartbeats (for `hms ess ps`), whichever is up. */
 static void pull_heartbeat(struct pull *p, long long now, const char *state)
 {
-    struct ess_err err;
-    char rk[160];
+    struct ess_err err, berr;
+    const char *st = state != NULL ? state : pull_state(p);
     char *text;
+    int failed;
 
-    if (p->bus == NULL) {
+    if (p->bus == NULL && p->store == NULL) {
         return;
     }
-    text = pull_heartbeat_text(p, now, state != NULL ? state : pull_state(p));
-    snprintf(rk, sizeof(rk), "ess.heartbeat.%s", p->m->id);
+    text = pull_heartbeat_text(p, now, st);
     ess_err_clear(&err);
-    if (text != NULL && ess_bus_publish(p->bus, p->env.ops_exchange, rk, text, strlen(text), NULL,
-                                        &err) != ESS_OK) {
-        pull_bus_lost(p, &err);
+    ess_err_clear(&berr);
+    failed = ess_worker_heartbeat_send(p->bus, p->store, p->env.ops_exchange, p->m->id,
+                                       ess_worker_instance(), st, p->m->heartbeat_sec, text, &err,
+                                       &berr);
+    if (failed & ESS_WORKER_HB_STORE_FAILED) {
+        ess_log_warn("%s", err.msg);
+        ess_store_free(p->store);
+        p->store = NULL;
+    }
+    if (failed & ESS_WORKER_HB_BUS_FAILED) {
+        pull_bus_lost(p, &berr);
     }
     free(text);
 }
@@ -664,6 +677,30 @@ static void pull_map_all(struct pull *p, json_t *records)
     }
 }
 
+/* A changed record under conflict rules: decided against HMS's last change,
+ * the resolved version published; the hash stays the partner's own record's,
+ * so a version HMS won is not decided (and announced) again next poll. */
+static int pull_one_decided(struct pull *p, struct pull_run *r, json_t *rec, const char *key,
+                            const char *hash, struct ess_err *err)
+{
+    json_t *resolved = NULL, *entry = NULL;
+    int rc;
+
+    rc = ess_twoway_decide(p->m, r->state, key, rec, ess_worker_wall_ms(), &resolved, &entry,
+                           err);
+    if (rc == ESS_OK) {
+        rc = pull_publish(p, resolved, key, hash, err);
+    }
+    if (rc == ESS_OK) {
+        p->published++;
+        json_object_set_new(r->hashes, key, json_string(hash));
+        json_array_append(r->entries, entry);
+    }
+    json_decref(resolved);
+    json_decref(entry);
+    return rc;
+}
+
 /* One mapped record: unchanged, or published. A record without its key is
  * counted failed and logged (it does not hold the cursor). Only a broker
  * failure stops the poll. */
@@ -693,6 +730,9 @@ static int pull_one(struct pull *p, struct pull_run *r, json_t *rec, json_t *sto
         p->unchanged++;
         return ESS_OK;
     }
+    if (p->m->conflict.on) {
+        return pull_one_decided(p, r, rec, key, hash, err);
+    }
     rc = pull_publish(p, rec, key, hash, err);
     if (rc == ESS_OK) {
         p->published++;
@@ -702,6 +742,32 @@ static int pull_one(struct pull *p, struct pull_run *r, json_t *rec, json_t *sto
 }
 
 /* ---------------------------------------------------------------- poll --- */
+
+/* Conflict decisions whose publish was confirmed: partner versions and audit
+ * rows first (a failure keeps the hashes uncommitted, so the next poll
+ * decides those records again), then ess.conflict.<id> on hms.ops. */
+static void pull_conflicts_commit(struct pull *p, struct pull_run *r, struct ess_err *err,
+                                  int *rc)
+{
+    size_t n = 0;
+    int crc;
+
+    if (json_array_size(r->entries) == 0 || p->store == NULL) {
+        return;
+    }
+    crc = ess_twoway_commit(p->m, p->store, p->bus, p->env.ops_exchange, r->entries, &n, err);
+    p->conflicts += n;
+    if (crc == ESS_EBUS) {
+        ess_log_warn("conflict announcement not published: %s", err->msg);
+        return; /* audited; only the announcement is lost */
+    }
+    if (crc != ESS_OK && *rc == ESS_OK) {
+        *rc = crc;
+    }
+    if (crc != ESS_OK) {
+        json_object_clear(r->hashes);
+    }
+}
 
 /* Decide and publish every record; then commit hashes (+ cursor when all
  * went through). Hashes of confirmed changes are committed even after a
@@ -718,10 +784,14 @@ static int pull_process(struct pull *p, struct pull_run *r, struct ess_err *err)
     keys = pull_keys(p, r->records);
     rc = keys != NULL ? ess_store_pull_hashes_get(p->store, p->m->id, keys, &stored, err)
                       : ess_err_set(err, ESS_ENOMEM, "out of memory");
+    if (rc == ESS_OK && p->m->conflict.on) {
+        rc = ess_twoway_load(p->m, p->store, keys, &r->state, err);
+    }
     for (i = 0; rc == ESS_OK && i < json_array_size(r->records); i++) {
         rc = pull_one(p, r, json_array_get(r->records, i), stored, err);
     }
     ess_err_clear(&cerr);
+    pull_conflicts_commit(p, r, rc == ESS_OK ? err : &cerr, &rc);
     if (rc == ESS_OK) {
         rc = ess_store_pull_commit(p->store, p->m->id, r->cursor, r->hashes, err);
     } else if (json_object_size(r->hashes) > 0 && p->store != NULL) {
@@ -741,7 +811,8 @@ static int pull_poll(struct pull *p, struct ess_err *err)
     memset(&r, 0, sizeof(r));
     r.records = json_array();
     r.hashes = json_object();
-    if (r.records == NULL || r.hashes == NULL) {
+    r.entries = json_array();
+    if (r.records == NULL || r.hashes == NULL || r.entries == NULL) {
         rc = ess_err_set(err, ESS_ENOMEM, "out of memory");
         goto cleanup;
     }
@@ -761,6 +832,8 @@ static int pull_poll(struct pull *p, struct ess_err *err)
 cleanup:
     json_decref(r.records);
     json_decref(r.hashes);
+    json_decref(r.state);
+    json_decref(r.entries);
     return rc;
 }
 

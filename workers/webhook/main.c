@@ -55,6 +55,8 @@
 #include "ess_shape.h"
 #include "ess_sign.h"
 #include "ess_stats.h"
+#include "ess_store.h"
+#include "ess_twoway.h"
 #include "ess_version.h"
 #include "ess_worker.h"
 
@@ -77,9 +79,11 @@ struct hook {
     struct ess_worker_env env;
     struct MHD_Daemon *mhd;
     struct ess_bus *bus; /* NULL while the broker is unreachable */
+    struct ess_store *store; /* heartbeats, conflicts; NULL while Postgres is unreachable */
     struct ess_worker_retry retry;
+    struct ess_worker_retry store_retry;
     struct ess_stats stats;
-    unsigned long long received, published, rejected;
+    unsigned long long received, published, rejected, conflicts;
     unsigned long long gen; /* for ids of requests that carry none */
     char last_error[ESS_ERR_MSG_MAX];
     long long started_ms;
@@ -134,6 +138,45 @@ static int hook_bus_connect(struct hook *h)
     return ESS_EBUS;
 }
 
+/* Postgres: heartbeats for `hms ess ps`, and the conflict state. Paced by
+ * store_retry; a failure is logged once per streak. */
+static int hook_store_connect(struct hook *h)
+{
+    struct ess_err err;
+    struct ess_store *s;
+
+    if (h->store != NULL) {
+        return ESS_OK;
+    }
+    if (!ess_worker_retry_due(&h->store_retry, ess_worker_mono_ms())) {
+        return ESS_ESTORE;
+    }
+    ess_err_clear(&err);
+    s = ess_store_new(h->env.pg_url, &err);
+    if (s != NULL && ess_store_migrate(s, &err) == ESS_OK) {
+        h->store = s;
+        ess_worker_retry_ok(&h->store_retry);
+        ess_log_info("postgres: connected");
+        return ESS_OK;
+    }
+    ess_store_free(s);
+    if (h->store_retry.attempt == 0) {
+        ess_log_warn("%s", err.msg);
+    }
+    snprintf(h->last_error, sizeof(h->last_error), "%s", err.msg);
+    ess_worker_retry_failed(&h->store_retry, ess_worker_mono_ms());
+    return ESS_ESTORE;
+}
+
+static void hook_store_lost(struct hook *h, const struct ess_err *err)
+{
+    snprintf(h->last_error, sizeof(h->last_error), "%s", err->msg);
+    ess_log_warn("%s", err->msg);
+    ess_store_free(h->store);
+    h->store = NULL;
+    ess_worker_retry_failed(&h->store_retry, ess_worker_mono_ms());
+}
+
 /* Read what the broker sent meanwhile (late confirms, a close): notices a
  * dead connection between requests. */
 static void hook_bus_service(struct hook *h)
@@ -170,6 +213,7 @@ static char *hook_heartbeat_text(struct hook *h, long long now, const char *stat
         json_object_set_new(o, "received", json_integer((json_int_t)h->received));
         json_object_set_new(o, "published", json_integer((json_int_t)h->published));
         json_object_set_new(o, "rejected", json_integer((json_int_t)h->rejected));
+        json_object_set_new(o, "conflicts", json_integer((json_int_t)h->conflicts));
         out = json_dumps(o, JSON_COMPACT);
     }
     json_decref(o);
@@ -177,21 +221,31 @@ static char *hook_heartbeat_text(struct hook *h, long long now, const char *stat
     return out;
 }
 
+/* On hms.ops and in ess_heartbeats (for `hms ess ps`), whichever is up. */
 static void hook_heartbeat(struct hook *h, long long now, const char *state)
 {
-    struct ess_err err;
-    char rk[160];
+    struct ess_err err, berr;
+    const char *st = state != NULL ? state
+                     : h->bus == NULL || (h->store == NULL && h->m->conflict.on) ? "degraded"
+                                                                                 : "ok";
     char *text;
+    int failed;
 
-    if (h->bus == NULL) {
+    hook_store_connect(h);
+    if (h->bus == NULL && h->store == NULL) {
         return;
     }
-    text = hook_heartbeat_text(h, now, state != NULL ? state : "ok");
-    snprintf(rk, sizeof(rk), "ess.heartbeat.%s", h->m->id);
+    text = hook_heartbeat_text(h, now, st);
     ess_err_clear(&err);
-    if (text != NULL && ess_bus_publish(h->bus, h->env.ops_exchange, rk, text, strlen(text), NULL,
-                                        &err) != ESS_OK) {
-        hook_bus_lost(h, &err);
+    ess_err_clear(&berr);
+    failed = ess_worker_heartbeat_send(h->bus, h->store, h->env.ops_exchange, h->m->id,
+                                       ess_worker_instance(), st, h->m->heartbeat_sec, text, &err,
+                                       &berr);
+    if (failed & ESS_WORKER_HB_STORE_FAILED) {
+        hook_store_lost(h, &err);
+    }
+    if (failed & ESS_WORKER_HB_BUS_FAILED) {
+        hook_bus_lost(h, &berr);
     }
     free(text);
 }
@@ -408,21 +462,97 @@ static unsigned hook_map_all(const struct hook *h, json_t *records, struct hook_
     return 0;
 }
 
+/* Under conflict rules: every record replaced by its decided version, the
+ * decisions in *entries (committed once all are confirmed); or a 503. */
+static unsigned hook_decide_all(struct hook *h, json_t *records, json_t **entries,
+                                struct hook_answer *a)
+{
+    json_t *keys = json_array(), *state = NULL, *resolved, *entry;
+    char key[512];
+    struct ess_err err;
+    size_t i;
+    int rc = ESS_OK;
+
+    *entries = json_array();
+    ess_err_clear(&err);
+    for (i = 0; keys != NULL && i < json_array_size(records); i++) {
+        if (ess_twoway_key_text(json_array_get(records, i), h->m->key, key, sizeof(key))) {
+            json_array_append_new(keys, json_string(key));
+        }
+    }
+    if (hook_store_connect(h) != ESS_OK) {
+        json_decref(keys);
+        return hook_fail(a, MHD_HTTP_SERVICE_UNAVAILABLE, "postgres unreachable: %s",
+                         h->last_error);
+    }
+    rc = keys != NULL && *entries != NULL ? ess_twoway_load(h->m, h->store, keys, &state, &err)
+                                          : ess_err_set(&err, ESS_ENOMEM, "out of memory");
+    for (i = 0; rc == ESS_OK && i < json_array_size(records); i++) {
+        if (!ess_twoway_key_text(json_array_get(records, i), h->m->key, key, sizeof(key))) {
+            continue; /* an object or array key: published as is, not decided */
+        }
+        rc = ess_twoway_decide(h->m, state, key, json_array_get(records, i),
+                               ess_worker_wall_ms(), &resolved, &entry, &err);
+        if (rc == ESS_OK) {
+            json_array_set_new(records, i, resolved);
+            json_array_append_new(*entries, entry);
+        }
+    }
+    if (rc == ESS_ESTORE) {
+        hook_store_lost(h, &err);
+    }
+    json_decref(keys);
+    json_decref(state);
+    return rc == ESS_OK ? 0 : hook_fail(a, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", err.msg);
+}
+
+/* After every publish was confirmed: the decisions recorded, audited and
+ * announced; a 503 when Postgres failed (the partner's retry decides again). */
+static unsigned hook_conflicts_commit(struct hook *h, json_t *entries, struct hook_answer *a)
+{
+    struct ess_err err;
+    size_t n = 0;
+    int rc;
+
+    ess_err_clear(&err);
+    rc = ess_twoway_commit(h->m, h->store, h->bus, h->env.ops_exchange, entries, &n, &err);
+    h->conflicts += n;
+    if (rc == ESS_EBUS) {
+        ess_log_warn("conflict announcement not published: %s", err.msg);
+        hook_bus_lost(h, &err);
+        return 0;
+    }
+    if (rc != ESS_OK) {
+        hook_store_lost(h, &err);
+        return hook_fail(a, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", err.msg);
+    }
+    return 0;
+}
+
 /* Publish every record, each confirmed, or a 503. */
 static unsigned hook_publish_all(struct hook *h, json_t *records, const char *id,
                                  struct hook_answer *a)
 {
     char mid[HOOK_ID_MAX + 32];
     struct ess_err err;
+    json_t *entries = NULL;
     char *text;
     size_t i, n = json_array_size(records);
     int rc = ESS_OK;
+    unsigned st;
 
     if (h->bus == NULL && ess_worker_retry_due(&h->retry, ess_worker_mono_ms())) {
         hook_bus_connect(h);
     }
     if (h->bus == NULL) {
         return hook_fail(a, MHD_HTTP_SERVICE_UNAVAILABLE, "broker unreachable: %s", h->last_error);
+    }
+    if (h->m->conflict.on) {
+        st = hook_decide_all(h, records, &entries, a);
+        if (st != 0) {
+            json_decref(entries);
+            return st;
+        }
     }
     ess_err_clear(&err);
     for (i = 0; rc == ESS_OK && i < n; i++) {
@@ -440,8 +570,14 @@ static unsigned hook_publish_all(struct hook *h, json_t *records, const char *id
         hook_bus_lost(h, &err);
     }
     if (rc != ESS_OK) {
+        json_decref(entries);
         return hook_fail(a, MHD_HTTP_SERVICE_UNAVAILABLE, "not confirmed by the broker: %s",
                          err.msg);
+    }
+    st = entries != NULL ? hook_conflicts_commit(h, entries, a) : 0;
+    json_decref(entries);
+    if (st != 0) {
+        return st;
     }
     a->accepted = n;
     return 0;
@@ -774,6 +910,7 @@ int main(int argc, char **argv)
     h->m = m;
     ess_worker_env_load(&h->env);
     ess_worker_retry_init(&h->retry);
+    ess_worker_retry_init(&h->store_retry);
     ess_stats_init(&h->stats);
     h->started_ms = ess_worker_mono_ms();
     h->next_hb_ms = h->started_ms;
@@ -782,6 +919,7 @@ int main(int argc, char **argv)
 cleanup:
     if (h != NULL) {
         ess_bus_free(h->bus);
+        ess_store_free(h->store);
         hook_seen_fini(&h->seen);
         free(h);
     }
