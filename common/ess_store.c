@@ -22,6 +22,7 @@
  */
 #include "ess_store.h"
 
+#include "ess_audit.h"
 #include "ess_log.h"
 
 #include <jansson.h>
@@ -142,6 +143,8 @@ static const struct migration migrations[] = {
         "  hash text NOT NULL,"
         "  updated_at timestamptz NOT NULL DEFAULT now(),"
         "  PRIMARY KEY (connector, key));"},
+    /* 7: the tamper-evident audit log (ess_audit.h). */
+    {7, ESS_AUDIT_MIGRATION_SQL},
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
