@@ -923,7 +923,11 @@ static int render_compose(const struct deploy_args *a, const struct deploy_src *
            "      postgres: {condition: service_healthy}\n"
            "    restart: on-failure\n"
            "    stop_signal: SIGTERM\n"
-           "    stop_grace_period: 30s  # the worker drains in-flight deliveries (<= 15 s)\n");
+           "    stop_grace_period: 30s  # the worker drains in-flight deliveries (<= 15 s)\n"
+           "    user: \"65534:65534\"\n"
+           "    read_only: true\n"
+           "    cap_drop: [ALL]\n"
+           "    security_opt: [\"no-new-privileges:true\"]\n");
     return EX_OK;
 }
 
