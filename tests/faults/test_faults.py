@@ -47,6 +47,7 @@ class Run:
         self.worker = Worker(manifest(self.cid, self.partner.url("/in"), base + extra))
         self.bus = None
         self.ids = []
+        self.skip = 0  # partner records before this index are not deliveries (SOAP Faults)
 
     def start(self):
         self.worker.start()
@@ -69,7 +70,7 @@ class Run:
         want = set(self.ids)
 
         def done():
-            got = {r["headers"].get("x-ess-event-id") for r in self.partner.received()
+            got = {r["headers"].get("x-ess-event-id") for r in self.partner.received()[self.skip:]
                    if 200 <= (r.get("status") or 0) < 300}
             return want <= got or len(want - got)
         wait_until(lambda: done() is True, timeout, "%s: all %d events delivered (missing: %s)"
@@ -80,7 +81,7 @@ class Run:
         (deliveries, repeats)."""
         keys = {}
         ok = 0
-        for r in self.partner.received():
+        for r in self.partner.received()[self.skip:]:
             if not 200 <= (r.get("status") or 0) < 300:
                 continue
             h = r["headers"]
@@ -208,6 +209,7 @@ def soap_fault(notes):
     wait_until(lambda: sql("SELECT count(*) FROM ess_dead_letters WHERE connector = %s",
                            r.cid)[0][0] == 10, 60, "10 events parked on the SOAP Fault")
     r.partner.mode(mode="ok")
+    r.skip = r.partner.count()  # a 200 carrying a Fault is no delivery
     st = state_dir()
     hms(st, "ess", "dlq", "retry", r.cid, check_rc=0)
     r.wait_all(90, "after hms ess dlq retry")

@@ -113,6 +113,16 @@ def test_audit_chain_names_altered_and_removed_rows():
         tamper("UPDATE ess_audit SET content = %s WHERE chain = %s AND n = 3", orig, cid)
         check(verify(state, cid).returncode == 0, "verify after undoing the edit")
 
+        # the recorded manifest body edited (ess_manifests is not chained itself,
+        # but its SHA-256 is)
+        (body,) = sql("SELECT body FROM ess_manifests WHERE connector = %s", cid)[0]
+        sql("UPDATE ess_manifests SET body = body || '# x' WHERE connector = %s", cid)
+        r = verify(state, cid)
+        check(r.returncode == 65 and "manifest version" in r.stderr and "altered" in r.stderr,
+              "verify after a manifest edit: %d %r" % (r.returncode, r.stderr))
+        sql("UPDATE ess_manifests SET body = %s WHERE connector = %s", body, cid)
+        check(verify(state, cid).returncode == 0, "verify after undoing the manifest edit")
+
         # remove row 4: named
         tamper("DELETE FROM ess_audit WHERE chain = %s AND n = 4", cid)
         r = verify(state, cid)
