@@ -153,16 +153,18 @@ static void test_queue(void **state)
 {
     struct ess_audit *a = ess_audit_new("x");
     json_t *c = json_pack("{s:s}", "k", "a'b\\c");
+    json_t *arr = json_array();
 
     (void)state;
     assert_non_null(a);
     assert_int_equal(ess_audit_pending(a), 0);
     assert_int_equal(ess_audit_add(a, "attempt", 1, c), ESS_OK);
-    assert_int_equal(ess_audit_add(a, "attempt", 1, json_array()), ESS_EINVAL);
+    assert_int_equal(ess_audit_add(a, "attempt", 1, arr), ESS_EINVAL);
     assert_int_equal(ess_audit_pending(a), 1);
     assert_int_equal(ess_audit_flush(a, NULL, NULL), ESS_EINVAL);
     assert_int_equal(ess_audit_pending(a), 1);
     json_decref(c);
+    json_decref(arr);
     ess_audit_free(a);
     ess_audit_free(NULL);
 }
