@@ -81,10 +81,24 @@ def test_audit_chain_names_altered_and_removed_rows():
             bus.publish(topic, {"permit_id": "K%d" % i}, message_id="a-%d" % i)
         wait_until(lambda: len({r["headers"].get("x-ess-event-id") for r in partner.received()
                                 if r["status"] == 200}) == 5, 30, "five deliveries")
+        attempts0 = partner.count()
+        wait_until(lambda: sql("SELECT count(*) FROM ess_audit WHERE chain = %s AND kind ="
+                               " 'attempt'", cid)[0][0] == partner.count(), 15,
+                   "an attempt row per request")
+        # a second version recorded while the worker holds the chain head: its
+        # next append collides, re-reads the head and chains after the manifest
+        with open(path, "a") as g:
+            g.write("# version 2\n")
+        hms(state, "ess", "deploy", path, "--target", "systemd", "--out", tmp, check_rc=0)
+        for i in range(6, 8):
+            bus.publish(topic, {"permit_id": "K%d" % i}, message_id="a-%d" % i)
+        wait_until(lambda: partner.count() >= attempts0 + 2, 30, "two more deliveries")
         attempts = partner.count()
         wait_until(lambda: sql("SELECT count(*) FROM ess_audit WHERE chain = %s AND kind ="
                                " 'attempt'", cid)[0][0] == attempts, 15,
                    "%d attempt rows in ess_audit" % attempts)
+        check(sql("SELECT count(*) FROM ess_audit WHERE chain = %s AND kind = 'manifest'",
+                  cid)[0][0] == 2, "two manifest versions on the chain")
         kinds = [r[0] for r in sql("SELECT kind FROM ess_audit WHERE chain = %s ORDER BY n", cid)]
         check(kinds[0] == "manifest", "the manifest version is row 1: %r" % kinds)
         rows = sql("SELECT content FROM ess_audit WHERE chain = %s AND kind = 'attempt'"
@@ -115,12 +129,15 @@ def test_audit_chain_names_altered_and_removed_rows():
 
         # the recorded manifest body edited (ess_manifests is not chained itself,
         # but its SHA-256 is)
-        (body,) = sql("SELECT body FROM ess_manifests WHERE connector = %s", cid)[0]
-        sql("UPDATE ess_manifests SET body = body || '# x' WHERE connector = %s", cid)
+        (sha, body) = sql("SELECT sha, body FROM ess_manifests WHERE connector = %s"
+                          " ORDER BY deployed_at LIMIT 1", cid)[0]
+        sql("UPDATE ess_manifests SET body = body || '# x' WHERE connector = %s AND sha = %s",
+            cid, sha)
         r = verify(state, cid)
         check(r.returncode == 65 and "manifest version" in r.stderr and "altered" in r.stderr,
               "verify after a manifest edit: %d %r" % (r.returncode, r.stderr))
-        sql("UPDATE ess_manifests SET body = %s WHERE connector = %s", body, cid)
+        sql("UPDATE ess_manifests SET body = %s WHERE connector = %s AND sha = %s", body, cid,
+            sha)
         check(verify(state, cid).returncode == 0, "verify after undoing the manifest edit")
 
         # remove row 4: named
