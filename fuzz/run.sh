@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # fuzz/run.sh -- build the libFuzzer targets with clang (ASan+UBSan) and run
-# each for a bounded time, seeded from fuzz/seeds/ and fuzz/regress/.
+# each for a bounded time, seeded from fuzz/seeds/ and fuzz/regress/, with
+# fuzz/<target>.dict as its dictionary.
 #   ESS_FUZZ_SECONDS   seconds per target (default 60)
 #   ESS_FUZZ_BUILD     build dir (default build-fuzz beside the sources)
 #   ESS_FUZZ_TARGETS   which targets (default: manifest render webhook records)
@@ -29,7 +30,9 @@ for t in $targets; do
   corpus=$build/corpus/$t # grows across runs in the build dir; seeds stay clean
   mkdir -p "$corpus"
   log=$build/fuzz-$t.log
-  if "$build/fuzz/ess-fuzz-$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+  dict=()
+  [ -f "$src/fuzz/$t.dict" ] && dict=(-dict="$src/fuzz/$t.dict")
+  if "$build/fuzz/ess-fuzz-$t" "${dict[@]}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
     -max_len=65536 -print_final_stats=1 -artifact_prefix="$src/fuzz/crash-$t-" \
     "$corpus" "$src/fuzz/seeds/$t" "$src/fuzz/regress/$t" >"$log" 2>&1; then
     result=ok
