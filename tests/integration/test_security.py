@@ -7,13 +7,9 @@ import base64
 import json
 import os
 import shutil
-import socket
-import ssl
 import subprocess
 import sys
 import tempfile
-import threading
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from esslib import (AMQP_URL, PG_URL, Bus, Partner, Worker, check, hms, manifest, run, sql,  # noqa: E402
@@ -257,96 +253,44 @@ def test_hostile_keys_and_fields_intact():
 
 # ------------------------------------------------------------------ amqps --
 
-class TlsBroker:
-    """A TLS listener on loopback in front of the stack's plain AMQP port (the
-    test broker has no TLS listener of its own): the worker's amqps://
-    connection, certificate check included, is real rabbitmq-c + OpenSSL."""
-
-    def __init__(self, cert, key):
-        u = urllib.parse.urlsplit(AMQP_URL)
-        self.upstream = (u.hostname, u.port or 5672)
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.handshakes = []  # "ok" or the error, per connection
-        self.stopping = False
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    def serve(self, c):
-        try:
-            c.settimeout(10)
-            t = self.ctx.wrap_socket(c, server_side=True)
-            t.settimeout(None)
-        except (OSError, ssl.SSLError) as e:
-            self.handshakes.append(str(e))
-            c.close()
-            return
-        self.handshakes.append("ok")
-        u = socket.create_connection(self.upstream)
-
-        def pump(a, b):
-            try:
-                while True:
-                    d = a.recv(65536)
-                    if not d:
-                        break
-                    b.sendall(d)
-            except OSError:
-                pass
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        threading.Thread(target=pump, args=(u, t), daemon=True).start()
-        pump(t, u)
-
-    def url(self):
-        u = urllib.parse.urlsplit(AMQP_URL)
-        return "amqps://%s:%s@localhost:%d%s" % (u.username, u.password, self.port,
-                                                  u.path or "/")
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-
-
 def test_amqps_verifies_the_broker_certificate():
-    from test_tls_auth import Pki, make_leaf
-    p = Pki()
-    # rabbitmq-c 0.11 checks the host name against DNS names only (not IP SANs)
-    make_leaf(p.dir, "ca", "broker", "localhost",
-              "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n"
-              "basicConstraints=CA:FALSE\n")
-    broker = TlsBroker(p.path("broker.pem"), p.path("broker.key"))
+    """The stack's RabbitMQ has a TLS listener (stack.sh: ESS_AMQPS_URL, its CA
+    in ESS_STACK_CA_FILE): rabbitmq-c's OpenSSL socket against Erlang's TLS."""
+    from test_tls_auth import make_ca
+    url = os.environ.get("ESS_AMQPS_URL")
+    ca = os.environ.get("ESS_STACK_CA_FILE")
+    check(url and ca, "the stack has no TLS listener (ESS_AMQPS_URL): stack.sh up again")
+    tmp = tempfile.mkdtemp(prefix="it-sec-ca-")
     try:
-        env = {"ESS_AMQP_URL": broker.url(), "ESS_AMQP_CA_FILE": p.path("ca.pem")}
+        env = {"ESS_AMQP_URL": url, "ESS_AMQP_CA_FILE": ca}
 
         def body(cid, topic, partner, bus, worker):
-            check("ok" in broker.handshakes, "no TLS handshake: %r" % broker.handshakes)
             bus.publish(topic, {"permit_id": "T1"}, message_id="t-1")
             wait_until(lambda: partner.count() >= 1, 30, "a delivery consumed over amqps")
+            check("bus connected" in worker.log_text(), "connected over amqps")
         with_worker("", body, env=env)
 
         # a broker whose certificate the CA file does not vouch for: no connection
+        make_ca(tmp, "rogue", "ESS IT rogue CA")
         cid = unique_id("it-sec")
-        env["ESS_AMQP_CA_FILE"] = p.path("rogue.pem")
+        env["ESS_AMQP_CA_FILE"] = os.path.join(tmp, "rogue.pem")
         w = Worker(manifest(cid, "http://127.0.0.1:9/x"), env=env).start()
         try:
             w.wait_log("SSL peer cert verification failed", 30)
             check("consuming" not in w.log_text(), "consumed over an untrusted TLS connection")
         finally:
             w.kill9()
+        # a plain-text port behind an amqps:// URL: refused, not spoken to in clear
+        plain = AMQP_URL.replace("amqp://", "amqps://").replace("127.0.0.1", "localhost")
+        env.update({"ESS_AMQP_URL": plain, "ESS_AMQP_CA_FILE": ca})
+        w = Worker(manifest(cid, "http://127.0.0.1:9/x"), env=env).start()
+        try:
+            w.wait_log("SSL handshake failed", 30)
+            check("consuming" not in w.log_text(), "amqps:// fell back to plain AMQP")
+        finally:
+            w.kill9()
         # a CA file that is not there: a configuration error naming it
+        env["ESS_AMQP_URL"] = url
         env["ESS_AMQP_CA_FILE"] = "/nonexistent/ca.pem"
         w = Worker(manifest(cid, "http://127.0.0.1:9/x"), env=env).start()
         try:
@@ -354,8 +298,7 @@ def test_amqps_verifies_the_broker_certificate():
         finally:
             w.kill9()
     finally:
-        broker.stop()
-        p.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
