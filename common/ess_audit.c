@@ -211,22 +211,26 @@ static int audit_read_head(struct ess_audit *a, struct ess_store *s, struct ess_
 /* A full queue dropped records: the first one written says how many. */
 static int audit_note_lost(struct ess_audit *a)
 {
-    json_t *c = json_pack("{s:I}", "lost", (json_int_t)a->lost);
-    struct audit_rec r = {strdup("gap"), 0, NULL};
-    int rc = ESS_ENOMEM;
+    struct audit_rec r = {NULL, 0, NULL};
+    json_t *c;
 
-    r.content = c != NULL ? json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    r.at_ms = a->n > 0 ? a->q[0].at_ms : 0;
-    json_decref(c);
-    if (r.kind != NULL && r.content != NULL && audit_room(a) == ESS_OK) {
-        memmove(a->q + 1, a->q, a->n * sizeof(*a->q));
-        a->q[0] = r;
-        a->n++;
-        a->lost = 0;
-        return ESS_OK;
+    if (audit_room(a) != ESS_OK) { /* first: making room may drop one more */
+        return ESS_ENOMEM;
     }
-    rec_fini(&r);
-    return rc;
+    c = json_pack("{s:I}", "lost", (json_int_t)a->lost);
+    r.kind = strdup("gap");
+    r.content = c != NULL ? json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    r.at_ms = a->n > 0 ? a->q[0].at_ms : 0; /* where the gap ends */
+    json_decref(c);
+    if (r.kind == NULL || r.content == NULL) {
+        rec_fini(&r);
+        return ESS_ENOMEM;
+    }
+    memmove(a->q + 1, a->q, a->n * sizeof(*a->q));
+    a->q[0] = r;
+    a->n++;
+    a->lost = 0;
+    return ESS_OK;
 }
 
 /* INSERT the first k queued records chained after the cached head. */

@@ -169,6 +169,22 @@ static void test_queue(void **state)
     ess_audit_free(NULL);
 }
 
+/* A store away for long: the queue stays bounded (the oldest go, counted). */
+static void test_queue_bounded(void **state)
+{
+    struct ess_audit *a = ess_audit_new("x");
+    json_t *c = json_object();
+    long i;
+
+    (void)state;
+    for (i = 0; i < ESS_AUDIT_QUEUE_MAX + 10; i++) {
+        assert_int_equal(ess_audit_add(a, "attempt", i, c), ESS_OK);
+    }
+    assert_int_equal(ess_audit_pending(a), ESS_AUDIT_QUEUE_MAX);
+    json_decref(c);
+    ess_audit_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +192,7 @@ int main(void)
         cmocka_unit_test(test_intact_chain),
         cmocka_unit_test(test_tampering_table),
         cmocka_unit_test(test_queue),
+        cmocka_unit_test(test_queue_bounded),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
