@@ -4,8 +4,10 @@
 #   2. builds with -Werror and runs every unit and integration test under ctest
 #      (integration tests start their own RabbitMQ + Postgres on loopback),
 #   3. builds again with AddressSanitizer + UndefinedBehaviorSanitizer and runs
-#      the whole suite once more.
-# ESS_TEST_SKIP_SANITIZE=1 skips step 3 (a quicker local loop).
+#      the whole suite once more,
+#   4. fuzzes every libFuzzer target for a bounded time (fuzz/run.sh, clang;
+#      ESS_FUZZ_SECONDS per target, default 45: four targets, ~4 minutes).
+# ESS_TEST_SKIP_SANITIZE=1 skips step 3, ESS_TEST_SKIP_FUZZ=1 step 4 (a quicker local loop).
 set -euo pipefail
 cd "$(dirname "$0")"
 deploy/dev/install-deps.sh
@@ -26,4 +28,8 @@ if [ "${ESS_TEST_SKIP_SANITIZE:-0}" != 1 ]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   suite build-asan -DESS_SANITIZE=ON
+fi
+if [ "${ESS_TEST_SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== fuzzing (libFuzzer, ASan + UBSan) =="
+  ESS_FUZZ_SECONDS=${ESS_FUZZ_SECONDS:-45} fuzz/run.sh
 fi

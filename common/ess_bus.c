@@ -31,7 +31,9 @@
 #include <time.h>
 
 #include <amqp.h>
+#include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <openssl/ssl.h>
 
 #define BUS_CHANNEL 1
 #define BUS_CONNECT_TIMEOUT_S 5
@@ -129,14 +131,47 @@ static int bus_parse_url(char *copy, struct amqp_connection_info *ci, struct ess
         return ess_err_set(err, ESS_ECONFIG, "AMQP URL is not amqp://user:pass@host:port/vhost: %s",
                            amqp_error_string2(status));
     }
-    if (ci->ssl) {
-        return ess_err_set(err, ESS_ECONFIG, "AMQP URL: amqps:// is not supported");
-    }
     /* rabbitmq-c 0.11 parses "amqp://h:5672/" as vhost "", which no broker has. */
     if (ci->vhost == NULL || *ci->vhost == '\0') {
         ci->vhost = "/";
     }
     return ESS_OK;
+}
+
+/* amqps://: TLS with the peer's certificate and host name always verified
+ * (no switch turns that off): against ESS_AMQP_CA_FILE when set, else the
+ * system's trust store; ESS_AMQP_CERT_FILE + ESS_AMQP_KEY_FILE add a client
+ * certificate. NULL with err on failure. */
+static amqp_socket_t *bus_tls_socket(struct ess_bus *b, struct ess_err *err)
+{
+    const char *ca = getenv("ESS_AMQP_CA_FILE");
+    const char *cert = getenv("ESS_AMQP_CERT_FILE");
+    const char *key = getenv("ESS_AMQP_KEY_FILE");
+    amqp_socket_t *sock = amqp_ssl_socket_new(b->conn);
+
+    if (sock == NULL) {
+        ess_err_set(err, ESS_ENOMEM, "cannot create an AMQP TLS socket");
+        return NULL;
+    }
+    amqp_ssl_socket_set_verify_peer(sock, 1);
+    amqp_ssl_socket_set_verify_hostname(sock, 1);
+    if (ca != NULL && ca[0] != '\0' && amqp_ssl_socket_set_cacert(sock, ca) != AMQP_STATUS_OK) {
+        ess_err_set(err, ESS_ECONFIG, "ESS_AMQP_CA_FILE %s: not a readable PEM CA file", ca);
+        return NULL;
+    }
+    if ((ca == NULL || ca[0] == '\0') &&
+        SSL_CTX_set_default_verify_paths(amqp_ssl_socket_get_context(sock)) != 1) {
+        ess_err_set(err, ESS_ECONFIG, "amqps: the system trust store cannot be loaded; set "
+                                      "ESS_AMQP_CA_FILE");
+        return NULL;
+    }
+    if (cert != NULL && cert[0] != '\0' &&
+        amqp_ssl_socket_set_key(sock, cert, key != NULL ? key : cert) != AMQP_STATUS_OK) {
+        ess_err_set(err, ESS_ECONFIG, "ESS_AMQP_CERT_FILE %s / ESS_AMQP_KEY_FILE: not a readable "
+                                      "PEM certificate and key", cert);
+        return NULL;
+    }
+    return sock;
 }
 
 static int bus_open_socket(struct ess_bus *b, const struct amqp_connection_info *ci,
@@ -146,7 +181,14 @@ static int bus_open_socket(struct ess_bus *b, const struct amqp_connection_info 
     amqp_socket_t *sock;
     int status;
 
-    sock = amqp_tcp_socket_new(b->conn);
+    if (ci->ssl) {
+        sock = bus_tls_socket(b, err);
+        if (sock == NULL) {
+            return err != NULL && err->code != ESS_OK ? err->code : ESS_ECONFIG;
+        }
+    } else {
+        sock = amqp_tcp_socket_new(b->conn);
+    }
     if (sock == NULL) {
         return ess_err_set(err, ESS_ENOMEM, "cannot create an AMQP socket");
     }

@@ -36,7 +36,10 @@ struct ess_bus_msg {
 };
 
 /* Parse url (amqp://user:pass@host:port/vhost; an empty vhost is "/"), connect,
- * log in, open channel 1. NULL with err on failure. */
+ * log in, open channel 1. NULL with err on failure. amqps:// connects with TLS,
+ * the broker's certificate and host name verified against ESS_AMQP_CA_FILE
+ * (else the system trust store); ESS_AMQP_CERT_FILE/ESS_AMQP_KEY_FILE give a
+ * client certificate. Verification cannot be turned off. */
 struct ess_bus *ess_bus_new(const char *url, struct ess_err *err);
 void ess_bus_free(struct ess_bus *b);
 

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "ess_alert.h"
+#include "ess_audit.h"
 #include "ess_backoff.h"
 #include "ess_batch.h"
 #include "ess_breaker.h"
@@ -130,6 +131,8 @@ struct ess_push {
     json_t *quarantine;       /* keys held behind a parked event (a set) */
     int quarantine_known;     /* loaded from the store since it (re)connected */
     struct push_redelivery redeliveries[PUSH_REDELIVER_MAX];
+    /* every delivery attempt, for the audit chain; written with the tickets */
+    struct ess_audit *audit;
     /* tickets waiting for the next offset save */
     struct push_ticket *tickets;
     size_t n_tickets;
@@ -818,6 +821,28 @@ static void push_tickets_clear(struct ess_push *p)
     p->n_tickets = 0;
 }
 
+/* One audit row per attempt result: the event, or each event of a file. */
+static void push_audit(struct ess_push *p, const struct ess_partner_result *r,
+                       const struct ess_store_row *row)
+{
+    const char *error = r->status >= 200 && r->status < 300 && !r->transport_failed ? NULL
+                                                                                   : r->error;
+    const struct ess_keyq_item *it;
+    size_t i;
+
+    if (row != NULL) {
+        ess_audit_attempt(p->audit, row->seq, row->event_id, row->key, r->status, error);
+    } else if (p->batch != NULL && r->token == (uint64_t)(uintptr_t)p->batch) {
+        for (i = 0; i < ess_batch_count(p->batch); i++) {
+            it = ess_batch_item(p->batch, i);
+            ess_audit_attempt(p->audit, it->seq, it->event_id, it->key, r->status, error);
+        }
+    } else {
+        it = (const struct ess_keyq_item *)(uintptr_t)r->token;
+        ess_audit_attempt(p->audit, it->seq, it->event_id, it->key, r->status, error);
+    }
+}
+
 static int push_tickets_flush(struct ess_push *p)
 {
     struct ess_store_ticket *t;
@@ -825,6 +850,12 @@ static int push_tickets_flush(struct ess_push *p)
     size_t i;
     int rc;
 
+    ess_err_clear(&err);
+    if (p->store != NULL && ess_audit_pending(p->audit) > 0 &&
+        ess_audit_flush(p->audit, p->store, &err) != ESS_OK) {
+        push_store_lost(p, &err);
+        return ESS_ESTORE;
+    }
     if (p->n_tickets == 0 || p->store == NULL) {
         return p->store == NULL ? ESS_ESTORE : ESS_OK;
     }
@@ -1438,6 +1469,7 @@ static void push_result(struct ess_push *p, struct ess_partner_result *r, long l
     if (push_canary_result(p, r, now)) {
         return;
     }
+    push_audit(p, r, rd != NULL ? &rd->row : NULL);
     if (rd != NULL) {
         push_redelivery_result(p, rd, r);
         return;
@@ -2364,8 +2396,9 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
     snprintf(p->queue, sizeof(p->queue), "ess.%s", m->id);
     p->window = ess_keyq_new();
     p->delta = ess_delta_book_new();
+    p->audit = ess_audit_new(m->id);
     p->partner = ess_partner_new(m->timeout_ms, m->max_in_flight, err);
-    if (p->window == NULL || p->partner == NULL || p->delta == NULL ||
+    if (p->window == NULL || p->partner == NULL || p->delta == NULL || p->audit == NULL ||
         ess_partner_set_tls(p->partner, &m->tls, err) != ESS_OK ||
         ess_partner_set_ssh(p->partner, &m->ssh, m->target_url, err) != ESS_OK) {
         ess_err_set(err, ESS_ENOMEM, "cannot set up the delivery window");
@@ -2408,6 +2441,7 @@ void ess_push_free(struct ess_push *p)
     free(p->burst.v);
     push_tickets_clear(p);
     free(p->tickets);
+    ess_audit_free(p->audit);
     for (i = 0; i < PUSH_REDELIVER_MAX; i++) {
         if (p->redeliveries[i].in_use) {
             push_redelivery_end(&p->redeliveries[i]);

@@ -16,6 +16,8 @@
  */
 #include "ess_sign.h"
 
+#include <errno.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +228,34 @@ int ess_sign_verify(const char *secret, const char *msg_id, long long ts, const 
         p += n;
     }
     return ess_err_set(err, ESS_EPARSE, "no v1 signature in webhook-signature matches");
+}
+
+int ess_sign_check_request(const char *secret, const char *id, const char *ts, const char *sig,
+                           const char *body, size_t len, long long now_s, long long skew_s,
+                           struct ess_err *err)
+{
+    char *end = NULL;
+    long long t;
+
+    if (id == NULL || ts == NULL || sig == NULL) {
+        return ess_err_set(err, ESS_EPARSE, "missing webhook-id, webhook-timestamp or "
+                                            "webhook-signature");
+    }
+    errno = 0;
+    t = strtoll(ts, &end, 10);
+    if (end == ts || *end != '\0' || errno != 0) {
+        return ess_err_set(err, ESS_EPARSE, "webhook-timestamp is not a number: %.40s", ts);
+    }
+    /* both within +-2^62: the difference cannot overflow */
+    if (t < -(1LL << 62) || t > (1LL << 62) || now_s - t > skew_s || t - now_s > skew_s) {
+        return ess_err_set(err, ESS_EPARSE, "webhook-timestamp is more than %lld s off",
+                           skew_s);
+    }
+    /* the detail (a bad secret, say) is the operator's, not the sender's */
+    if (ess_sign_verify(secret, id, t, body, len, sig, NULL) != ESS_OK) {
+        return ess_err_set(err, ESS_EPARSE, "no webhook-signature matches");
+    }
+    return ESS_OK;
 }
 
 /* The value of the environment variable named by the manifest's `what` key. */

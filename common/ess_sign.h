@@ -32,6 +32,14 @@ int ess_sign_webhook(const char *secret, const char *msg_id, long long ts, const
 int ess_sign_verify(const char *secret, const char *msg_id, long long ts, const char *body,
                     size_t len, const char *header, struct ess_err *err);
 
+/* A received Standard Webhooks request, header values as they came (any may
+ * be NULL): id, timestamp (decimal seconds, within skew_s of now_s) and one
+ * matching signature. ESS_OK, or ESS_EPARSE with the reason in err (never
+ * the secret). Pure: the caller reads the secret and the clock. */
+int ess_sign_check_request(const char *secret, const char *id, const char *ts, const char *sig,
+                           const char *body, size_t len, long long now_s, long long skew_s,
+                           struct ess_err *err);
+
 /* Append the auth headers for one request to *headers (curl_slist_append):
  * hmac: webhook-id (= event_id), webhook-timestamp (= now_s), webhook-signature;
  * bearer: Authorization: Bearer <token>; basic: Authorization: Basic <b64>;

@@ -22,6 +22,7 @@
  */
 #include "ess_store.h"
 
+#include "ess_audit.h"
 #include "ess_log.h"
 
 #include <jansson.h>
@@ -179,6 +180,8 @@ static const struct migration migrations[] = {
         "CREATE INDEX ess_conflicts_key ON ess_conflicts (connector, key, id);"},
     /* 6: retention sweeps tickets oldest first, one connector at a time. */
     {6, "CREATE INDEX ess_tickets_connector_id ON ess_tickets (connector, id);"},
+    /* 7: the tamper-evident audit log (ess_audit.h). */
+    {7, ESS_AUDIT_MIGRATION_SQL},
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

@@ -48,6 +48,8 @@ static const struct hms_cmd commands[] = {
      "parked and held events"},
     {"ess", "tickets", hms_cmd_tickets, "<id> [--key K] [--limit N]",
      "per-change delivery record"},
+    {"ess", "audit", hms_cmd_audit, "verify <id>",
+     "walk the hash-chained audit log; name the first altered or removed row"},
     {"ops", "serve", hms_cmd_ops_serve, "[--listen 127.0.0.1:8080] [--public]",
      "live fleet dashboard: tiles, events, JSON API, Server-Sent Events"},
     {"dev", "", hms_cmd_dev, "up|down|status|partner [--port P]",

@@ -87,6 +87,7 @@ int hms_cmd_resume(int argc, char **argv, const struct hms_opts *o);
 int hms_cmd_replay(int argc, char **argv, const struct hms_opts *o);
 int hms_cmd_dlq(int argc, char **argv, const struct hms_opts *o);
 int hms_cmd_tickets(int argc, char **argv, const struct hms_opts *o);
+int hms_cmd_audit(int argc, char **argv, const struct hms_opts *o);
 int hms_cmd_dev(int argc, char **argv, const struct hms_opts *o);
 int hms_cmd_render(int argc, char **argv, const struct hms_opts *o);
 int hms_cmd_test(int argc, char **argv, const struct hms_opts *o);

@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ess_audit.h"
 #include "ess_bus.h"
 #include "ess_err.h"
 #include "ess_manifest.h"
@@ -335,11 +336,31 @@ static int record_manifest(struct ess_store *s, const struct deploy_src *src)
     char version[13];
     const char *p[4] = {src->m->id, version, src->m->sha256, src->text};
 
+    struct ess_audit *a = ess_audit_new(src->m->id);
+    struct ess_err err;
+    long long added = 0;
+    json_t *c;
+    int rc = 0;
+
     snprintf(version, sizeof(version), "%.12s", src->m->sha256);
-    return db_exec(s,
-                   "INSERT INTO ess_manifests (connector, version, sha, body)"
-                   " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                   4, p);
+    ess_err_clear(&err);
+    if (a == NULL || ess_store_exec(s, "INSERT INTO ess_manifests (connector, version, sha, body)"
+                                       " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                                    4, p, &added, &err) != ESS_OK) {
+        fprintf(stderr, "hms: %s\n", a == NULL ? "out of memory" : err.msg);
+        ess_audit_free(a);
+        return -1;
+    }
+    /* a new version goes on the audit chain (the body's sha256 stands for it) */
+    c = json_pack("{s:s, s:s}", "sha256", src->m->sha256, "version", version);
+    if (added > 0 && (c == NULL || ess_audit_add(a, "manifest", ess_worker_wall_ms(), c) != ESS_OK ||
+                      ess_audit_flush(a, s, &err) != ESS_OK)) {
+        fprintf(stderr, "hms: audit: %s\n", err.msg[0] != '\0' ? err.msg : "out of memory");
+        rc = -1;
+    }
+    json_decref(c);
+    ess_audit_free(a);
+    return rc;
 }
 
 static int record_deploy(struct ess_store *s, const struct deploy_src *src, const char *target,
@@ -902,7 +923,11 @@ static int render_compose(const struct deploy_args *a, const struct deploy_src *
            "      postgres: {condition: service_healthy}\n"
            "    restart: on-failure\n"
            "    stop_signal: SIGTERM\n"
-           "    stop_grace_period: 30s  # the worker drains in-flight deliveries (<= 15 s)\n");
+           "    stop_grace_period: 30s  # the worker drains in-flight deliveries (<= 15 s)\n"
+           "    user: \"65534:65534\"\n"
+           "    read_only: true\n"
+           "    cap_drop: [ALL]\n"
+           "    security_opt: [\"no-new-privileges:true\"]\n");
     return EX_OK;
 }
 

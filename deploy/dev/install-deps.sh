@@ -8,7 +8,7 @@ PKGS=(
   libmicrohttpd-dev libcmocka-dev
   rabbitmq-server postgresql-15 postgresql-client-15
   python3 python3-pika python3-psycopg2 python3-requests python3-yaml
-  docker-compose valgrind vsftpd openssl openssh-server
+  docker-compose valgrind vsftpd openssl openssh-server clang
   nodejs npm chromium
 )
 missing=()

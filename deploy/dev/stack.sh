@@ -197,6 +197,24 @@ ctl() {
     as_rabbit timeout "$((TIMEOUT + 15))" "$RMQ_BIN/rabbitmqctl" -q -n "$ESS_RABBIT_NODE" "$@"
 }
 
+# A throw-away CA and a server certificate for localhost / 127.0.0.1 (2 days).
+rabbit_tls() {
+    local d=$1
+    mkdir -p "$d"
+    (
+        cd "$d"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout ca.key -out ca.pem -days 2 -subj "/CN=ESS stack test CA" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout server.key -out server.csr -subj /CN=localhost
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -out server.pem -extfile server.ext
+        rm -f ca.key server.csr ca.srl
+    ) >"$d/openssl.log" 2>&1 || die "cannot make the TLS test certificates: $(cat "$d/openssl.log")"
+}
+
 rabbit_init() {
     local r
     r=$(RDIR)
@@ -206,9 +224,18 @@ rabbit_init() {
     chmod 400 "$r/home/.erlang.cookie"
     echo '[].' >"$r/enabled_plugins"
     : >"$r/rabbitmq-env.conf"
+    rabbit_tls "$r/tls"
     # The listener must be in the config file: a config without one binds [::]:5672.
+    # The TLS listener (amqps://localhost:PORT, a CA made here) is for the
+    # amqps:// tests; clients are not asked for certificates.
     cat >"$r/rabbitmq.conf" <<EOF
 listeners.tcp.1 = 127.0.0.1:$ESS_AMQP_PORT
+listeners.ssl.1 = 127.0.0.1:$ESS_AMQPS_PORT
+ssl_options.cacertfile = $r/tls/ca.pem
+ssl_options.certfile = $r/tls/server.pem
+ssl_options.keyfile = $r/tls/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
 loopback_users.guest = true
 disk_free_limit.absolute = 50MB
 log.file.level = info
@@ -411,6 +438,9 @@ write_env() {
             ESS_STACK_FAST "$FAST" \
             ESS_AMQP_URL "amqp://guest:guest@127.0.0.1:$ESS_AMQP_PORT/" \
             ESS_AMQP_PORT "$ESS_AMQP_PORT" \
+            ESS_AMQPS_URL "amqps://guest:guest@localhost:$ESS_AMQPS_PORT/" \
+            ESS_AMQPS_PORT "$ESS_AMQPS_PORT" \
+            ESS_STACK_CA_FILE "$DIR/rabbit/tls/ca.pem" \
             ESS_RABBIT_NODE "$ESS_RABBIT_NODE" \
             ESS_RABBIT_PIDFILE "$ESS_RABBIT_PIDFILE" \
             ESS_RABBIT_DIST_PORT "$ESS_RABBIT_DIST_PORT" \
@@ -482,7 +512,8 @@ cmd_up() {
     set_layout
     # A failed `up` leaves nothing running behind it.
     trap 'if [ $? -ne 0 ]; then stop_rabbit_quiet; stop_pg; fi' EXIT
-    read -r ESS_AMQP_PORT ESS_RABBIT_DIST_PORT ESS_EPMD_PORT ESS_PG_PORT < <(free_ports 4)
+    read -r ESS_AMQP_PORT ESS_RABBIT_DIST_PORT ESS_EPMD_PORT ESS_PG_PORT ESS_AMQPS_PORT \
+        < <(free_ports 5)
     ESS_RABBIT_NODE="ess-test-$$@localhost"
     write_env
     write_wrappers

@@ -45,9 +45,14 @@ def k8s():
         check(all("secretKeyRef" in e.get("valueFrom", {}) for e in c.get("env", [])),
               "%s: env not from secrets" % path)
         check("livenessProbe" in c and "resources" in c, "%s: probe/resources" % path)
-        check(pod.get("securityContext", {}).get("runAsNonRoot") is True and
-              c.get("securityContext", {}).get("readOnlyRootFilesystem") is True,
-              "%s: securityContext" % path)
+        psc = pod.get("securityContext", {})
+        csc = c.get("securityContext", {})
+        check(psc.get("runAsNonRoot") is True and psc.get("runAsUser", 0) != 0 and
+              csc.get("readOnlyRootFilesystem") is True and
+              csc.get("allowPrivilegeEscalation") is False and
+              csc.get("capabilities", {}).get("drop") == ["ALL"] and
+              csc.get("privileged", False) is False,
+              "%s: securityContext (non-root, read-only, no escalation, no capabilities)" % path)
 
 
 def systemd():
@@ -56,8 +61,17 @@ def systemd():
                  "PrivateTmp=yes", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
                  "Restart=on-failure", "KillSignal=SIGTERM", "TimeoutStopSec=30",
                  "EnvironmentFile=/etc/ess/%i.env",
-                 "ExecStart=/usr/local/bin/ess-push --manifest /etc/ess/%i.yml"):
+                 "ExecStart=/usr/local/bin/ess-push --manifest /etc/ess/%i.yml",
+                 # hardening (SECURITY.md): no capabilities, no new ones, no kernel knobs
+                 "PrivateDevices=yes", "CapabilityBoundingSet=", "AmbientCapabilities=",
+                 "RestrictNamespaces=yes", "RestrictSUIDSGID=yes", "LockPersonality=yes",
+                 "MemoryDenyWriteExecute=yes", "ProtectKernelTunables=yes",
+                 "ProtectKernelModules=yes", "ProtectKernelLogs=yes", "ProtectControlGroups=yes",
+                 "ProtectClock=yes", "SystemCallArchitectures=native",
+                 "SystemCallFilter=@system-service", "UMask=0077"):
         check(want in lines, "ess-worker@.service lacks %r" % want)
+    for bad in ("User=root", "DynamicUser=no", "NoNewPrivileges=no", "PrivateTmp=no"):
+        check(bad not in lines, "ess-worker@.service has %r" % bad)
 
 
 def reconcile_k8s():
@@ -118,6 +132,17 @@ def compose():
     svcs = dc["services"]
     for name in ("rabbitmq", "postgres"):
         check("healthcheck" in svcs.get(name, {}), "%s has no healthcheck" % name)
+    for name, svc in svcs.items():
+        for port in svc.get("ports", []):
+            check(str(port).startswith("127.0.0.1:"), "%s publishes %r beyond loopback"
+                  % (name, port))
+        if name.startswith("ess-"):
+            check(str(svc.get("user", "0")).split(":")[0] not in ("0", "root") and
+                  svc.get("read_only") is True and svc.get("cap_drop") == ["ALL"] and
+                  "no-new-privileges:true" in svc.get("security_opt", []) and
+                  not svc.get("privileged", False),
+                  "%s: not unprivileged and read-only (user, read_only, cap_drop, "
+                  "no-new-privileges)" % name)
     for m in sorted(glob.glob(os.path.join(SRC, "manifests", "*.yml"))):
         if m.endswith(".tests.yml"):
             continue  # mapping test cases (hms ess test), not connectors

@@ -15,7 +15,7 @@ and answered according to the current mode.
 Control API (JSON):
   GET  /_received[?since=N]  -> records[N:]
   GET  /_count               -> {"count": n, "connections": accepted connections}
-  POST /_mode   {"mode": "ok"|"fail"|"hang"|"garbage", "status": 503,
+  POST /_mode   {"mode": "ok"|"fail"|"hang"|"garbage"|"close", "status": 503,
                  "retry_after": "1", "delay_ms": 0,
                  "for_key": {"field": "permit_id", "value": "P7", "status": 400},
                  "reply": "<canned body>", "content_type": "text/xml"}
@@ -35,7 +35,8 @@ A partner that keeps what it is sent (two-way tests, reconcile):
                  side (stamped like a received one; not recorded as received)
 Modes: ok -> 200 {"ok":true}; fail -> status (default 503) with Retry-After when
 given; hang -> no answer for up to 60 s, then the connection is closed;
-garbage -> non-HTTP bytes, then close.
+garbage -> non-HTTP bytes, then close; close -> a 200 whose body stops half-way
+(Content-Length promises more), then close.
 
 Bounded: exits on SIGTERM/SIGINT, and by itself after --lifetime seconds
 (default 3600) so a crashed test cannot leave it behind.
@@ -127,8 +128,8 @@ def override_for(mode, body):
 def validate_mode(m):
     if not isinstance(m, dict):
         return "mode must be a JSON object"
-    if m.get("mode", "ok") not in ("ok", "fail", "hang", "garbage"):
-        return "mode must be ok, fail, hang or garbage"
+    if m.get("mode", "ok") not in ("ok", "fail", "hang", "garbage", "close"):
+        return "mode must be ok, fail, hang, garbage or close"
     rules = m.get("for_key")
     if rules is not None:
         rules = [rules] if isinstance(rules, dict) else rules
@@ -269,6 +270,12 @@ class Handler(BaseHTTPRequestHandler):
             return None
         if kind == "garbage":
             self.wfile.write(b"\x00\x7fTHIS IS NOT HTTP\r\n\xff\xfe garbage\r\n")
+            self.close_connection = True
+            return None
+        if kind == "close":  # the connection drops in the middle of the answer
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 100\r\n\r\n{\"ok\": tr")
+            self.wfile.flush()
             self.close_connection = True
             return None
         if kind == "fail":

@@ -434,6 +434,9 @@ def test_render_compose():
         check(svc["depends_on"] == {"rabbitmq": {"condition": "service_healthy"},
                                     "postgres": {"condition": "service_healthy"}}, "depends_on")
         check(svc["restart"] == "on-failure" and svc["stop_grace_period"] == "30s", "svc: %r" % svc)
+        check(svc.get("user") == "65534:65534" and svc.get("read_only") is True and
+              svc.get("cap_drop") == ["ALL"] and
+              svc.get("security_opt") == ["no-new-privileges:true"], "hardening: %r" % svc)
         check(set(svc["environment"]) == {"ESS_AMQP_URL", "ESS_PG_URL", "P_TOKEN"},
               "environment: %r" % svc["environment"])
         dc = shutil.which("docker-compose")

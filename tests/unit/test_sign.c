@@ -256,6 +256,50 @@ static void test_headers_manifest_without_env_name(void **state)
     assert_null(h);
 }
 
+/* A received request: every header and clock case, as a table. */
+static void test_check_request_table(void **state)
+{
+    static const struct {
+        const char *id, *ts, *sig;
+        long long now;
+        int rc;
+        const char *msg;
+    } cases[] = {
+        {SW_ID, "1614265330", SW_SIG, SW_TS, ESS_OK, ""},
+        {SW_ID, "1614265330", SW_SIG, SW_TS + 300, ESS_OK, ""},
+        {SW_ID, "1614265330", SW_SIG, SW_TS + 301, ESS_EPARSE, "more than 300 s off"},
+        {SW_ID, "1614265330", SW_SIG, SW_TS - 301, ESS_EPARSE, "more than 300 s off"},
+        {NULL, "1614265330", SW_SIG, SW_TS, ESS_EPARSE, "missing webhook-id"},
+        {SW_ID, NULL, SW_SIG, SW_TS, ESS_EPARSE, "missing webhook-id"},
+        {SW_ID, "1614265330", NULL, SW_TS, ESS_EPARSE, "missing webhook-id"},
+        {SW_ID, "", SW_SIG, SW_TS, ESS_EPARSE, "not a number"},
+        {SW_ID, "16x", SW_SIG, SW_TS, ESS_EPARSE, "not a number"},
+        {SW_ID, "99999999999999999999", SW_SIG, SW_TS, ESS_EPARSE, "not a number"},
+        {SW_ID, "-9223372036854775807", SW_SIG, SW_TS, ESS_EPARSE, "off"},
+        {SW_ID, "9223372036854775807", SW_SIG, 0, ESS_EPARSE, "off"},
+        {SW_ID, "1614265330", "v1,AAAA", SW_TS, ESS_EPARSE, "no webhook-signature matches"},
+        {"other", "1614265330", SW_SIG, SW_TS, ESS_EPARSE, "no webhook-signature matches"},
+    };
+    struct ess_err err;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ess_err_clear(&err);
+        assert_int_equal(ess_sign_check_request(SW_SECRET, cases[i].id, cases[i].ts, cases[i].sig,
+                                                SW_BODY, strlen(SW_BODY), cases[i].now, 300,
+                                                &err),
+                         cases[i].rc);
+        if (strstr(err.msg, cases[i].msg) == NULL) {
+            fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].msg);
+        }
+    }
+    ess_err_clear(&err);
+    assert_int_equal(ess_sign_check_request(NULL, SW_ID, "1614265330", SW_SIG, SW_BODY,
+                                            strlen(SW_BODY), SW_TS, 300, &err),
+                     ESS_EPARSE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_headers_hmac),
         cmocka_unit_test(test_headers_env_errors),
         cmocka_unit_test(test_headers_manifest_without_env_name),
+        cmocka_unit_test(test_check_request_table),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -46,6 +46,7 @@
 #include "ess_event.h"
 #include "ess_log.h"
 #include "ess_manifest.h"
+#include "ess_records.h"
 #include "ess_shape.h"
 #include "ess_stats.h"
 #include "ess_store.h"
@@ -370,126 +371,6 @@ static char *pull_next_url(const char *base, const char *link)
     return out;
 }
 
-/* ----------------------------------------------------------------- CSV --- */
-
-/* One RFC 4180 field starting at s[*i]; appended to b. Returns -1 on an
- * unterminated quote. *end gets the character that ended it (',' '\n' or 0). */
-static int csv_field(const char *s, size_t n, size_t *i, struct pull_buf *b, char *end)
-{
-    size_t j = *i;
-    int quoted = j < n && s[j] == '"';
-
-    b->len = 0;
-    buf_add(b, "", 0);
-    j += (size_t)quoted;
-    while (j < n) {
-        if (quoted && s[j] == '"' && j + 1 < n && s[j + 1] == '"') {
-            buf_add(b, "\"", 1);
-            j += 2;
-        } else if (quoted && s[j] == '"') {
-            quoted = 0;
-            j++;
-        } else if (!quoted && (s[j] == ',' || s[j] == '\n' || s[j] == '\r')) {
-            break;
-        } else {
-            buf_add(b, s + j, 1);
-            j++;
-        }
-    }
-    if (quoted) {
-        return -1;
-    }
-    *end = j < n ? s[j] : '\0';
-    j += j < n && s[j] == '\r';
-    *i = j < n ? j + 1 : j;
-    return 0;
-}
-
-/* One line as an array of strings; NULL on a bad quote. */
-static json_t *csv_line(const char *s, size_t n, size_t *i, struct pull_buf *b)
-{
-    json_t *row = json_array();
-    char end = ',';
-
-    while (row != NULL && end == ',') {
-        if (csv_field(s, n, i, b, &end) != 0) {
-            json_decref(row);
-            return NULL;
-        }
-        json_array_append_new(row, json_string(b->p != NULL ? b->p : ""));
-    }
-    return row;
-}
-
-static int csv_records(const char *s, size_t n, json_t *out, struct ess_err *err)
-{
-    struct pull_buf b = {NULL, 0, 0};
-    json_t *head = NULL;
-    json_t *row;
-    json_t *rec;
-    size_t i = 0, c;
-    int rc = ESS_OK;
-
-    head = csv_line(s, n, &i, &b);
-    while (rc == ESS_OK && head != NULL && i < n) {
-        row = csv_line(s, n, &i, &b);
-        if (row == NULL || json_array_size(row) != json_array_size(head)) {
-            rc = json_array_size(row) == 1 && json_string_length(json_array_get(row, 0)) == 0
-                     ? ESS_OK /* a blank line */
-                     : ess_err_set(err, ESS_EPARTNER, "partner: CSV line before byte %zu does "
-                                                      "not match the header", i);
-            json_decref(row);
-            continue;
-        }
-        rec = json_object();
-        for (c = 0; c < json_array_size(head); c++) {
-            json_object_set(rec, json_string_value(json_array_get(head, c)),
-                            json_array_get(row, c));
-        }
-        json_array_append_new(out, rec);
-        json_decref(row);
-    }
-    if (rc == ESS_OK && head == NULL) {
-        rc = ess_err_set(err, ESS_EPARTNER, "partner: CSV header has an unterminated quote");
-    }
-    json_decref(head);
-    free(b.p);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- pages -- */
-
-/* The records of one JSON answer into out; *next = its next link or NULL. */
-static int json_records(const struct pull *p, const struct pull_buf *b, json_t *out,
-                        char **next, struct ess_err *err)
-{
-    json_t *doc = json_loadb(b->p, b->len, JSON_DECODE_ANY, NULL);
-    json_t *recs = doc;
-    json_t *link = NULL;
-    int rc = ESS_OK;
-
-    if (doc == NULL) {
-        return ess_err_set(err, ESS_EPARTNER, "partner: answer is not JSON");
-    }
-    if (p->m->records_path != NULL) {
-        recs = json_is_object(doc) ? ess_event_path_get(doc, p->m->records_path) : NULL;
-    }
-    if (!json_is_array(recs)) {
-        rc = ess_err_set(err, ESS_EPARTNER, "partner: no records array at %s",
-                         p->m->records_path != NULL ? p->m->records_path : "the top level");
-    } else {
-        json_array_extend(out, recs);
-    }
-    if (json_is_object(doc) && p->m->next_path != NULL) {
-        link = ess_event_path_get(doc, p->m->next_path);
-    }
-    if (rc == ESS_OK && json_is_string(link) && json_string_length(link) > 0) {
-        *next = strdup(json_string_value(link));
-    }
-    json_decref(doc);
-    return rc;
-}
-
 /* Fetch and read one page; *got = its record count. */
 static int pull_page(struct pull *p, const char *url, json_t *all, size_t *got, char **next,
                      struct ess_err *err)
@@ -501,9 +382,9 @@ static int pull_page(struct pull *p, const char *url, json_t *all, size_t *got, 
     *next = NULL;
     rc = pull_get(p, url, &b, err);
     if (rc == ESS_OK && p->m->source_format == ESS_SOURCE_CSV) {
-        rc = csv_records(b.p, b.len, all, err);
+        rc = ess_records_csv(b.p, b.len, all, err);
     } else if (rc == ESS_OK) {
-        rc = json_records(p, &b, all, next, err);
+        rc = ess_records_json(b.p, b.len, p->m->records_path, p->m->next_path, all, next, err);
     }
     *got = json_array_size(all) - before;
     free(b.p);

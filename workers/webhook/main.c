@@ -52,6 +52,7 @@
 #include "ess_event.h"
 #include "ess_log.h"
 #include "ess_manifest.h"
+#include "ess_records.h"
 #include "ess_shape.h"
 #include "ess_sign.h"
 #include "ess_stats.h"
@@ -323,30 +324,14 @@ static const char *hook_header(struct MHD_Connection *c, const char *name)
 static unsigned hook_check_hmac(const struct hook *h, struct MHD_Connection *c,
                                 const struct hook_req *r, struct hook_answer *a)
 {
-    const char *id = hook_header(c, "webhook-id");
-    const char *ts = hook_header(c, "webhook-timestamp");
-    const char *sig = hook_header(c, "webhook-signature");
     struct ess_err err;
-    char *end = NULL;
-    long long t;
 
-    if (id == NULL || ts == NULL || sig == NULL) {
-        return hook_fail(a, MHD_HTTP_UNAUTHORIZED, "missing webhook-id, webhook-timestamp or "
-                                                   "webhook-signature");
-    }
-    errno = 0;
-    t = strtoll(ts, &end, 10);
-    if (end == ts || *end != '\0' || errno != 0) {
-        return hook_fail(a, MHD_HTTP_UNAUTHORIZED, "webhook-timestamp is not a number: %.40s", ts);
-    }
-    if (llabs(t - (long long)time(NULL)) > HOOK_SKEW_S) {
-        return hook_fail(a, MHD_HTTP_UNAUTHORIZED,
-                         "webhook-timestamp is more than 5 minutes off");
-    }
     ess_err_clear(&err);
-    if (ess_sign_verify(getenv(h->m->inbound_auth.secret_env), id, t, r->buf, r->len, sig,
-                        &err) != ESS_OK) {
-        return hook_fail(a, MHD_HTTP_UNAUTHORIZED, "no webhook-signature matches");
+    if (ess_sign_check_request(getenv(h->m->inbound_auth.secret_env),
+                               hook_header(c, "webhook-id"), hook_header(c, "webhook-timestamp"),
+                               hook_header(c, "webhook-signature"), r->buf, r->len, time(NULL),
+                               HOOK_SKEW_S, &err) != ESS_OK) {
+        return hook_fail(a, MHD_HTTP_UNAUTHORIZED, "%s", err.msg);
     }
     return 0;
 }
@@ -388,35 +373,14 @@ static void hook_request_id(struct hook *h, struct MHD_Connection *c, char *id, 
 static unsigned hook_parse(const struct hook *h, const struct hook_req *r, json_t **records,
                            struct hook_answer *a)
 {
-    json_error_t jerr;
-    json_t *doc;
-    unsigned st = 0;
+    struct ess_err err;
 
-    *records = NULL;
-    doc = json_loadb(r->buf != NULL ? r->buf : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
-    if (doc == NULL) {
-        a->status = MHD_HTTP_BAD_REQUEST;
-        snprintf(a->reason, sizeof(a->reason), "body is not JSON: %s (line %d, column %d)",
-                 jerr.text, jerr.line, jerr.column);
-        return a->status;
+    ess_err_clear(&err);
+    if (ess_records_body(r->buf, r->len, records, &err) != ESS_OK) {
+        return hook_fail(a, err.code == ESS_ENOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR
+                                                   : MHD_HTTP_BAD_REQUEST, "%s", err.msg);
     }
-    if (json_is_object(doc)) {
-        *records = json_array();
-        if (*records == NULL || json_array_append(*records, doc) != 0) {
-            st = hook_fail(a, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-        }
-    } else if (json_is_array(doc) && json_array_size(doc) > 0) {
-        *records = json_incref(doc);
-    } else {
-        st = hook_fail(a, MHD_HTTP_BAD_REQUEST,
-                       "body must be one JSON object or a non-empty array of objects");
-    }
-    json_decref(doc);
-    if (st != 0) {
-        json_decref(*records);
-        *records = NULL;
-    }
-    return st;
+    return 0;
 }
 
 static unsigned hook_map_one(const struct hook *h, json_t *in, size_t i, json_t **out,

@@ -1,0 +1,437 @@
+/*
+ * ess_audit -- the hash-chained audit log; see ess_audit.h.
+ */
+#include "ess_audit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#define AUDIT_CHUNK 500 /* rows per INSERT */
+#define AUDIT_PAGE 5000 /* rows per SELECT while verifying */
+#define AUDIT_COLS 7
+#define AUDIT_NUM 24
+
+static const char audit_zero[ESS_AUDIT_HASH_HEX] =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+struct audit_rec {
+    char *kind;
+    long long at_ms;
+    char *content;
+};
+
+struct ess_audit {
+    char *chain;
+    struct audit_rec *q; /* queued, oldest first */
+    size_t n, cap;
+    unsigned long long lost; /* dropped from a full queue, not yet recorded */
+    int have_head;
+    long long head_n;
+    char head[ESS_AUDIT_HASH_HEX];
+};
+
+int ess_audit_hash(const char *prev_hex, long long n, const char *chain, const char *kind,
+                   long long at_ms, const char *content, char out[ESS_AUDIT_HASH_HEX])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char nums[2 * AUDIT_NUM + 8];
+    EVP_MD_CTX *ctx;
+    unsigned int i;
+    int ok;
+
+    if (prev_hex == NULL || chain == NULL || kind == NULL || content == NULL) {
+        return ESS_EINVAL;
+    }
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        return ESS_ENOMEM;
+    }
+    ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+         EVP_DigestUpdate(ctx, prev_hex, strlen(prev_hex)) == 1;
+    snprintf(nums, sizeof(nums), "\n%lld\n", n);
+    ok = ok && EVP_DigestUpdate(ctx, nums, strlen(nums)) == 1 &&
+         EVP_DigestUpdate(ctx, chain, strlen(chain)) == 1 && EVP_DigestUpdate(ctx, "\n", 1) == 1 &&
+         EVP_DigestUpdate(ctx, kind, strlen(kind)) == 1;
+    snprintf(nums, sizeof(nums), "\n%lld\n", at_ms);
+    ok = ok && EVP_DigestUpdate(ctx, nums, strlen(nums)) == 1 &&
+         EVP_DigestUpdate(ctx, content, strlen(content)) == 1 &&
+         EVP_DigestFinal_ex(ctx, md, &mdlen) == 1;
+    EVP_MD_CTX_free(ctx);
+    if (!ok) {
+        return ESS_ENOMEM;
+    }
+    for (i = 0; i < mdlen && i < 32; i++) {
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    }
+    return ESS_OK;
+}
+
+/* ---------------------------------------------------------- appending -- */
+
+struct ess_audit *ess_audit_new(const char *chain)
+{
+    struct ess_audit *a = calloc(1, sizeof(*a));
+
+    if (a == NULL || chain == NULL) {
+        free(a);
+        return NULL;
+    }
+    a->chain = strdup(chain);
+    if (a->chain == NULL) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+static void rec_fini(struct audit_rec *r)
+{
+    free(r->kind);
+    free(r->content);
+}
+
+void ess_audit_free(struct ess_audit *a)
+{
+    size_t i;
+
+    if (a == NULL) {
+        return;
+    }
+    for (i = 0; i < a->n; i++) {
+        rec_fini(&a->q[i]);
+    }
+    free(a->q);
+    free(a->chain);
+    free(a);
+}
+
+size_t ess_audit_pending(const struct ess_audit *a)
+{
+    return a != NULL ? a->n : 0;
+}
+
+/* Room for one more record: grow, or drop the oldest when at the cap. */
+static int audit_room(struct ess_audit *a)
+{
+    struct audit_rec *grown;
+    size_t cap;
+
+    if (a->n == ESS_AUDIT_QUEUE_MAX) {
+        rec_fini(&a->q[0]);
+        memmove(a->q, a->q + 1, (a->n - 1) * sizeof(*a->q));
+        a->n--;
+        a->lost++;
+    }
+    if (a->n < a->cap) {
+        return ESS_OK;
+    }
+    cap = a->cap != 0 ? a->cap * 2 : 64;
+    grown = realloc(a->q, cap * sizeof(*grown));
+    if (grown == NULL) {
+        return ESS_ENOMEM;
+    }
+    a->q = grown;
+    a->cap = cap;
+    return ESS_OK;
+}
+
+int ess_audit_add(struct ess_audit *a, const char *kind, long long at_ms, json_t *content)
+{
+    struct audit_rec r = {NULL, at_ms, NULL};
+
+    if (a == NULL || kind == NULL || !json_is_object(content)) {
+        return ESS_EINVAL;
+    }
+    if (audit_room(a) != ESS_OK) {
+        a->lost++;
+        return ESS_ENOMEM;
+    }
+    r.kind = strdup(kind);
+    r.content = json_dumps(content, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    if (r.kind == NULL || r.content == NULL) {
+        rec_fini(&r);
+        a->lost++;
+        return ESS_ENOMEM;
+    }
+    a->q[a->n++] = r;
+    return ESS_OK;
+}
+
+int ess_audit_attempt(struct ess_audit *a, long long seq, const char *event_id, const char *key,
+                      long status, const char *error)
+{
+    struct timespec ts;
+    json_t *c;
+    int rc;
+
+    c = json_pack("{s:I, s:s?, s:s?, s:I}", "seq", (json_int_t)seq, "event_id", event_id, "key",
+                  key, "status", (json_int_t)status);
+    if (c != NULL && error != NULL && error[0] != '\0') {
+        json_object_set_new(c, "error", json_string(error));
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    rc = c != NULL ? ess_audit_add(a, "attempt",
+                                   (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, c)
+                   : ESS_ENOMEM;
+    json_decref(c);
+    return rc;
+}
+
+/* The chain's newest row from the store (n 0 and the zero hash when empty). */
+static int audit_read_head(struct ess_audit *a, struct ess_store *s, struct ess_err *err)
+{
+    const char *params[1] = {a->chain};
+    json_t *rows = NULL;
+    json_t *row;
+    const char *n;
+    const char *h;
+    int rc;
+
+    rc = ess_store_query_json(s, "SELECT n, hash FROM ess_audit WHERE chain = $1"
+                                 " ORDER BY n DESC LIMIT 1",
+                              1, params, &rows, err);
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    row = json_array_get(rows, 0);
+    n = json_string_value(json_object_get(row, "n"));
+    h = json_string_value(json_object_get(row, "hash"));
+    a->head_n = n != NULL ? strtoll(n, NULL, 10) : 0;
+    snprintf(a->head, sizeof(a->head), "%s", h != NULL ? h : audit_zero);
+    a->have_head = 1;
+    json_decref(rows);
+    return ESS_OK;
+}
+
+/* A full queue dropped records: the first one written says how many. */
+static int audit_note_lost(struct ess_audit *a)
+{
+    struct audit_rec r = {NULL, 0, NULL};
+    json_t *c;
+
+    if (audit_room(a) != ESS_OK) { /* first: making room may drop one more */
+        return ESS_ENOMEM;
+    }
+    c = json_pack("{s:I}", "lost", (json_int_t)a->lost);
+    r.kind = strdup("gap");
+    r.content = c != NULL ? json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    r.at_ms = a->n > 0 ? a->q[0].at_ms : 0; /* where the gap ends */
+    json_decref(c);
+    if (r.kind == NULL || r.content == NULL) {
+        rec_fini(&r);
+        return ESS_ENOMEM;
+    }
+    memmove(a->q + 1, a->q, a->n * sizeof(*a->q));
+    a->q[0] = r;
+    a->n++;
+    a->lost = 0;
+    return ESS_OK;
+}
+
+/* INSERT the first k queued records chained after the cached head. */
+static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, struct ess_err *err)
+{
+    size_t cap = 128 + k * 64;
+    char *sql = malloc(cap);
+    const char **vals = calloc(1 + k * (AUDIT_COLS - 1), sizeof(*vals));
+    char (*nums)[AUDIT_NUM] = calloc(2 * k, sizeof(*nums));
+    char (*hashes)[ESS_AUDIT_HASH_HEX] = calloc(k + 1, sizeof(*hashes));
+    size_t i, off, p;
+    int rc = ESS_OK;
+
+    if (sql == NULL || vals == NULL || nums == NULL || hashes == NULL) {
+        rc = ess_err_set(err, ESS_ENOMEM, "audit: out of memory");
+        goto done;
+    }
+    off = (size_t)snprintf(sql, cap, "INSERT INTO ess_audit (chain, n, kind, at_ms, content,"
+                                     " prev_hash, hash) VALUES ");
+    vals[0] = a->chain;
+    memcpy(hashes[0], a->head, sizeof(hashes[0]));
+    for (i = 0; i < k && rc == ESS_OK; i++) {
+        p = 1 + i * (AUDIT_COLS - 1);
+        snprintf(nums[2 * i], AUDIT_NUM, "%lld", a->head_n + 1 + (long long)i);
+        snprintf(nums[2 * i + 1], AUDIT_NUM, "%lld", a->q[i].at_ms);
+        rc = ess_audit_hash(hashes[i], a->head_n + 1 + (long long)i, a->chain, a->q[i].kind,
+                            a->q[i].at_ms, a->q[i].content, hashes[i + 1]);
+        vals[p] = nums[2 * i];
+        vals[p + 1] = a->q[i].kind;
+        vals[p + 2] = nums[2 * i + 1];
+        vals[p + 3] = a->q[i].content;
+        vals[p + 4] = hashes[i];
+        vals[p + 5] = hashes[i + 1];
+        off += (size_t)snprintf(sql + off, cap - off,
+                                "%s($1,$%zu::bigint,$%zu,$%zu::bigint,$%zu,$%zu,$%zu)",
+                                i > 0 ? "," : "", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6);
+    }
+    if (rc == ESS_OK && off >= cap) {
+        rc = ess_err_set(err, ESS_EINVAL, "audit: statement longer than %zu", cap);
+    }
+    if (rc == ESS_OK) {
+        rc = ess_store_exec(s, sql, (int)(1 + k * (AUDIT_COLS - 1)), vals, NULL, err);
+    }
+    if (rc == ESS_OK) {
+        a->head_n += (long long)k;
+        memcpy(a->head, hashes[k], sizeof(a->head));
+    }
+done:
+    free(sql);
+    free(vals);
+    free(nums);
+    free(hashes);
+    return rc;
+}
+
+static void audit_drop_front(struct ess_audit *a, size_t k)
+{
+    size_t i;
+
+    for (i = 0; i < k; i++) {
+        rec_fini(&a->q[i]);
+    }
+    memmove(a->q, a->q + k, (a->n - k) * sizeof(*a->q));
+    a->n -= k;
+}
+
+int ess_audit_flush(struct ess_audit *a, struct ess_store *s, struct ess_err *err)
+{
+    size_t k;
+    int tries = 0;
+    int rc = ESS_OK;
+
+    if (a == NULL || s == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "audit: NULL log or store");
+    }
+    if (a->lost > 0 && audit_note_lost(a) != ESS_OK) {
+        return ess_err_set(err, ESS_ENOMEM, "audit: out of memory");
+    }
+    while (a->n > 0 && rc == ESS_OK) {
+        k = a->n < AUDIT_CHUNK ? a->n : AUDIT_CHUNK;
+        rc = a->have_head ? ESS_OK : audit_read_head(a, s, err);
+        if (rc == ESS_OK) {
+            rc = audit_insert(a, s, k, err);
+        }
+        if (rc != ESS_OK) {
+            a->have_head = 0; /* another writer, or a lost connection: read it again */
+            if (++tries < 2 && rc != ESS_ENOMEM) {
+                ess_err_clear(err);
+                rc = ESS_OK;
+            }
+            continue;
+        }
+        audit_drop_front(a, k);
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------- verifying -- */
+
+void ess_audit_walk_init(struct ess_audit_walk *w)
+{
+    w->next_n = 1;
+    memcpy(w->head, audit_zero, sizeof(w->head));
+    w->bad_n = 0;
+}
+
+int ess_audit_walk_step(struct ess_audit_walk *w, const char *chain,
+                        const struct ess_audit_row *row, struct ess_err *err)
+{
+    char h[ESS_AUDIT_HASH_HEX];
+
+    if (w->bad_n != 0) {
+        return ESS_EPARSE; /* the first finding stands */
+    }
+    if (row->n != w->next_n) {
+        w->bad_n = w->next_n;
+        return ess_err_set(err, ESS_EPARSE, "audit %s: row %lld removed (the next row is %lld)",
+                           chain, w->next_n, row->n);
+    }
+    if (row->prev_hash == NULL || strcmp(row->prev_hash, w->head) != 0) {
+        w->bad_n = row->n > 1 ? row->n - 1 : 1;
+        return ess_err_set(err, ESS_EPARSE,
+                           "audit %s: row %lld altered or a row removed after it (row %lld "
+                           "does not chain to it)",
+                           chain, w->bad_n, row->n);
+    }
+    if (ess_audit_hash(w->head, row->n, chain, row->kind != NULL ? row->kind : "", row->at_ms,
+                       row->content != NULL ? row->content : "", h) != ESS_OK ||
+        row->hash == NULL || strcmp(h, row->hash) != 0) {
+        w->bad_n = row->n;
+        return ess_err_set(err, ESS_EPARSE, "audit %s: row %lld altered (its content does not "
+                           "match its hash)", chain, row->n);
+    }
+    memcpy(w->head, h, sizeof(w->head));
+    w->next_n++;
+    return ESS_OK;
+}
+
+static long long col_ll(json_t *row, const char *name)
+{
+    const char *v = json_string_value(json_object_get(row, name));
+
+    return v != NULL ? strtoll(v, NULL, 10) : -1;
+}
+
+static const char *col_s(json_t *row, const char *name)
+{
+    return json_string_value(json_object_get(row, name));
+}
+
+/* Walk one page; *last gets the last n read, *got the row count. */
+static int audit_walk_page(struct ess_audit_walk *w, const char *chain, json_t *rows,
+                           long long *last, struct ess_err *err)
+{
+    struct ess_audit_row r;
+    json_t *row;
+    size_t i;
+    int rc = ESS_OK;
+
+    json_array_foreach(rows, i, row) {
+        r = (struct ess_audit_row){col_ll(row, "n"),         col_s(row, "kind"),
+                                   col_ll(row, "at_ms"),     col_s(row, "content"),
+                                   col_s(row, "prev_hash"), col_s(row, "hash")};
+        *last = r.n;
+        rc = ess_audit_walk_step(w, chain, &r, err);
+        if (rc != ESS_OK) {
+            break;
+        }
+    }
+    return rc;
+}
+
+int ess_audit_verify(struct ess_store *s, const char *chain, long long *rows,
+                     struct ess_err *err)
+{
+    struct ess_audit_walk w;
+    char after[AUDIT_NUM];
+    const char *params[2] = {chain, after};
+    json_t *page = NULL;
+    long long last = 0;
+    size_t got;
+    int rc;
+
+    *rows = 0;
+    ess_audit_walk_init(&w);
+    do {
+        snprintf(after, sizeof(after), "%lld", last);
+        rc = ess_store_query_json(s, "SELECT n, kind, at_ms, content, prev_hash, hash"
+                                     " FROM ess_audit WHERE chain = $1 AND n > $2::bigint"
+                                     " ORDER BY n LIMIT 5000",
+                                  2, params, &page, err);
+        got = json_array_size(page);
+        if (rc == ESS_OK) {
+            *rows += (long long)got;
+            rc = audit_walk_page(&w, chain, page, &last, err);
+        }
+        json_decref(page);
+        page = NULL;
+    } while (rc == ESS_OK && got == AUDIT_PAGE);
+    if (rc == ESS_OK && *rows == 0) {
+        rc = ess_err_set(err, ESS_ENOTFOUND, "audit %s: no rows", chain);
+    }
+    return rc;
+}
