@@ -44,6 +44,16 @@ void ess_bus_free(struct ess_bus *b);
 int ess_bus_declare_push(struct ess_bus *b, const char *events_exchange, const char *ops_exchange,
                          const char *id, const struct ess_strlist *topics, struct ess_err *err);
 
+/* The same with the queue type of ess.<id> and ess.<id>.dead (x-queue-type,
+ * always sent; "classic" matches queues declared without it). A queue that
+ * exists with the other type is ESS_ECONFIG with a message naming the queue
+ * and what to do (RabbitMQ cannot change a queue's type); the channel is then
+ * closed, as after any failed declaration: free the bus. */
+int ess_bus_declare_push_typed(struct ess_bus *b, const char *events_exchange,
+                               const char *ops_exchange, const char *id,
+                               const struct ess_strlist *topics, enum ess_queue_type type,
+                               struct ess_err *err);
+
 /* Declare only the exchanges hms.events and hms.ops (reverse connectors,
  * which publish and own no queue). NULL names: the defaults. */
 int ess_bus_declare_exchanges(struct ess_bus *b, const char *events_exchange,

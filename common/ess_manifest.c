@@ -179,6 +179,10 @@ static int check_routing_key(const char *s, char *why, size_t len);
       0, 0, NULL, "after a parked event: hold its key's later events until dlq retry/drop")    \
     X("tickets", ESS_KEY_ENUM, "failures", 0, "all|failures|none", NULL, 0, OFF(tickets), 0,  \
       0, NULL, "delivery tickets: failures = changes not delivered at the first attempt")     \
+    X("queue_type", ESS_KEY_ENUM, "classic", 0, "classic|quorum", "kind=push", F_ONLY_WHEN,  \
+      OFF(queue_type), 0, 0, NULL,                                                            \
+      "RabbitMQ type of ess.<id> (x-queue-type); quorum: replicated on a cluster. Fixed "     \
+      "at creation: changing it needs the queue drained and deleted")                         \
     X("auth", ESS_KEY_AUTH, NULL, 0, NULL, NULL, 0, OFF(auth), 0, 0, NULL,                    \
       "partner authentication; secrets only via *_env variable names")                        \
     X("auth.type", ESS_KEY_ENUM, "none", 0, "none|basic|bearer|hmac", NULL, 0,                \

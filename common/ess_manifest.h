@@ -41,6 +41,10 @@ enum ess_tickets { ESS_TICKETS_ALL = 0, ESS_TICKETS_FAILURES, ESS_TICKETS_NONE }
 
 enum ess_source_format { ESS_SOURCE_JSON = 0, ESS_SOURCE_CSV };
 
+/* The RabbitMQ queue type of ess.<id> (x-queue-type). A queue's type is fixed
+ * when it is created: changing it means draining and deleting the queue. */
+enum ess_queue_type { ESS_QUEUE_CLASSIC = 0, ESS_QUEUE_QUORUM };
+
 enum ess_auth_type { ESS_AUTH_NONE = 0, ESS_AUTH_BASIC, ESS_AUTH_BEARER, ESS_AUTH_HMAC };
 
 struct ess_strlist {
@@ -147,6 +151,7 @@ struct ess_manifest {
     struct ess_strlist skip_origins; /* ess-origin values never delivered back */
     enum ess_on_park on_park;
     enum ess_tickets tickets;
+    enum ess_queue_type queue_type; /* push: ess.<id> and ess.<id>.dead */
     struct ess_auth auth;
     struct ess_tls tls;
     /* kind webhook (ess-webhook): where it listens, how it checks callers */

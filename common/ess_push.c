@@ -199,8 +199,8 @@ static int push_bus_open(struct ess_push *p)
     ess_err_clear(&err);
     bus = ess_bus_new(p->env.amqp_url, &err);
     if (bus == NULL ||
-        ess_bus_declare_push(bus, p->env.events_exchange, p->env.ops_exchange, p->m->id,
-                             &p->m->topics, &err) != ESS_OK ||
+        ess_bus_declare_push_typed(bus, p->env.events_exchange, p->env.ops_exchange, p->m->id,
+                                   &p->m->topics, p->m->queue_type, &err) != ESS_OK ||
         ess_bus_consume(bus, p->queue, p->m->prefetch, &err) != ESS_OK) {
         ess_bus_free(bus);
         ess_log_warn("bus connect attempt %d failed: %s", p->bus_retry.attempt + 1, err.msg);
@@ -1644,6 +1644,10 @@ static void push_reload(struct ess_push *p)
     } else if (strcmp(m->id, p->m->id) != 0) {
         ess_log_error("reload refused: id changed from %s to %s (deploy a new connector)",
                       p->m->id, m->id);
+    } else if (m->queue_type != p->m->queue_type) {
+        ess_log_error("reload refused: queue_type changed; RabbitMQ cannot change the type of "
+                      "queue %s: stop the worker, drain and delete the queue, deploy again",
+                      p->queue);
     } else if (push_batch_reload_refused(p, m)) {
         ess_log_error("reload refused: target_url moves between HTTP and a file drop "
                       "(deploy a new connector)");
@@ -1662,8 +1666,9 @@ static void push_reload(struct ess_push *p)
         p->m = m;
         m = NULL;
         if (p->bus != NULL &&
-            ess_bus_declare_push(p->bus, p->env.events_exchange, p->env.ops_exchange, p->m->id,
-                                 &p->m->topics, &err) != ESS_OK) {
+            ess_bus_declare_push_typed(p->bus, p->env.events_exchange, p->env.ops_exchange,
+                                       p->m->id, &p->m->topics, p->m->queue_type,
+                                       &err) != ESS_OK) {
             push_bus_lost(p, &err);
         }
     }

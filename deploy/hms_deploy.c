@@ -447,11 +447,12 @@ static int declare_topology(const struct ess_manifest *m)
                 err.msg);
         return EX_UNAVAILABLE;
     }
-    rc = ess_bus_declare_push(bus, env.events_exchange, env.ops_exchange, m->id, &m->topics, &err);
+    rc = ess_bus_declare_push_typed(bus, env.events_exchange, env.ops_exchange, m->id,
+                                    &m->topics, m->queue_type, &err);
     ess_bus_free(bus);
     if (rc != ESS_OK) {
         fprintf(stderr, "hms: declaring the topology of %s: %s\n", m->id, err.msg);
-        return EX_UNAVAILABLE;
+        return rc == ESS_ECONFIG ? EX_CONFIG : EX_UNAVAILABLE;
     }
     return EX_OK;
 }
