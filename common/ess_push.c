@@ -219,6 +219,7 @@ static int push_store_open(struct ess_push *p)
     struct ess_err err;
     struct ess_store *store;
     long long offset = 0;
+    char peer[300];
 
     ess_err_clear(&err);
     store = ess_store_new(p->env.pg_url, &err);
@@ -240,9 +241,10 @@ static int push_store_open(struct ess_push *p)
         p->offset_saved = offset;
         p->offset_known = 1;
         push_replay_filter(p, &p->ctl, offset); /* a replay that was under way */
-        ess_log_info("journal store connected; resuming after offset %lld", offset);
+        ess_log_info("journal store connected to %s; resuming after offset %lld",
+                     ess_store_peer(store, peer, sizeof(peer)), offset);
     } else {
-        ess_log_info("journal store reconnected");
+        ess_log_info("journal store reconnected to %s", ess_store_peer(store, peer, sizeof(peer)));
     }
     p->journal_more = 1;
     return ESS_OK;

@@ -331,6 +331,37 @@ static void on_notice(void *arg, const char *msg)
     ess_log_warn("postgres: %.*s", first_line(msg), msg);
 }
 
+/* libpq reports a failed multi-host conninfo as one line per host tried,
+ * each followed by tab-indented hints: keep each host's line, joined by "; ". */
+static void host_failures(const char *msg, char *buf, size_t len)
+{
+    size_t used = 0;
+    int n;
+
+    buf[0] = '\0';
+    while (*msg != '\0' && used + 1 < len) {
+        n = first_line(msg);
+        if (n > 0 && msg[0] != '\t') {
+            used += (size_t)snprintf(buf + used, len - used, "%s%.*s", used > 0 ? "; " : "", n,
+                                     msg);
+        }
+        msg += n;
+        msg += strspn(msg, "\r\n");
+    }
+    if (buf[0] == '\0') {
+        snprintf(buf, len, "unknown error");
+    }
+}
+
+const char *ess_store_peer(const struct ess_store *s, char *buf, size_t len)
+{
+    const char *host = s != NULL && s->conn != NULL ? PQhost(s->conn) : NULL;
+    const char *port = s != NULL && s->conn != NULL ? PQport(s->conn) : NULL;
+
+    snprintf(buf, len, "%s:%s", host != NULL ? host : "?", port != NULL ? port : "?");
+    return buf;
+}
+
 static int alloc_scratch(struct ess_store *s)
 {
     s->vals = calloc(1 + (size_t)APPEND_COLS * APPEND_CHUNK, sizeof(*s->vals));
@@ -364,9 +395,11 @@ struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err)
     }
     s->conn = PQconnectdbParams(keys, vals, 1);
     if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
-        const char *msg = s->conn != NULL ? PQerrorMessage(s->conn) : "out of memory";
+        char why[ESS_ERR_MSG_MAX];
 
-        ess_err_set(err, ESS_ESTORE, "postgres: connect: %.*s", first_line(msg), msg);
+        host_failures(s->conn != NULL ? PQerrorMessage(s->conn) : "out of memory", why,
+                      sizeof(why));
+        ess_err_set(err, ESS_ESTORE, "postgres: connect: %s", why);
         ess_store_free(s);
         return NULL;
     }

@@ -56,6 +56,10 @@ struct ess_store_rows {
 struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err);
 void ess_store_free(struct ess_store *s);
 
+/* "host:port" of the server this session is connected to (with a multi-host
+ * conninfo: the one libpq chose). Writes into buf, returns buf. */
+const char *ess_store_peer(const struct ess_store *s, char *buf, size_t len);
+
 /* Reconnect after a failure. */
 int ess_store_reset(struct ess_store *s, struct ess_err *err);
 
