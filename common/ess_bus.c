@@ -186,7 +186,7 @@ static int bus_login(struct ess_bus *b, const struct amqp_connection_info *ci, s
     return ESS_OK;
 }
 
-struct ess_bus *ess_bus_new(const char *url, struct ess_err *err)
+static struct ess_bus *bus_new_one(const char *url, struct ess_err *err)
 {
     struct amqp_connection_info ci;
     struct ess_bus *b = NULL;
@@ -221,6 +221,58 @@ done:
         return NULL;
     }
     return b;
+}
+
+/* "url1,url2,...": the nodes of a cluster, tried in order until one logs us
+ * in. Each failure is kept ("host:port: why") so the final error names all. */
+static struct ess_bus *bus_new_any(const char *urls, struct ess_err *err)
+{
+    char why[ESS_ERR_MSG_MAX];
+    struct ess_err one;
+    struct ess_bus *b = NULL;
+    char *copy = strdup(urls);
+    char *url;
+    char *next;
+    size_t used = 0;
+    int code = ESS_EBUS;
+
+    if (copy == NULL) {
+        ess_err_set(err, ESS_ENOMEM, "out of memory");
+        return NULL;
+    }
+    why[0] = '\0';
+    for (url = copy; url != NULL && b == NULL; url = next) {
+        next = strchr(url, ',');
+        if (next != NULL) {
+            *next++ = '\0';
+        }
+        ess_err_clear(&one);
+        b = bus_new_one(url, &one);
+        if (b == NULL && used < sizeof(why)) {
+            code = one.code == ESS_ECONFIG ? ESS_ECONFIG : code;
+            used += (size_t)snprintf(why + used, sizeof(why) - used, "%s%s",
+                                     used > 0 ? "; " : "", one.msg);
+        }
+    }
+    free(copy);
+    if (b == NULL) {
+        ess_err_set(err, code, "no broker node answered: %s", why);
+    }
+    return b;
+}
+
+struct ess_bus *ess_bus_new(const char *url, struct ess_err *err)
+{
+    if (url == NULL) {
+        ess_err_set(err, ESS_EINVAL, "ess_bus_new: url is NULL");
+        return NULL;
+    }
+    return strchr(url, ',') != NULL ? bus_new_any(url, err) : bus_new_one(url, err);
+}
+
+const char *ess_bus_peer(const struct ess_bus *b)
+{
+    return b != NULL ? b->peer : "";
 }
 
 static void bus_drop_envelope(struct ess_bus *b)

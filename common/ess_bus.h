@@ -36,8 +36,13 @@ struct ess_bus_msg {
 };
 
 /* Parse url (amqp://user:pass@host:port/vhost; an empty vhost is "/"), connect,
- * log in, open channel 1. NULL with err on failure. */
+ * log in, open channel 1. NULL with err on failure. A comma-separated list of
+ * URLs (the nodes of a cluster) is tried in order until one answers; the error
+ * then names every node's failure. A literal comma in a password is %2C. */
 struct ess_bus *ess_bus_new(const char *url, struct ess_err *err);
+
+/* "host:port" of the node this bus is connected to. Borrowed, lives with b. */
+const char *ess_bus_peer(const struct ess_bus *b);
 void ess_bus_free(struct ess_bus *b);
 
 /* Declare hms.events/ess.dlx/hms.ops, ess.<id> (+ bindings) and ess.<id>.dead. */

@@ -208,7 +208,8 @@ static int push_bus_open(struct ess_push *p)
         ess_worker_retry_failed(&p->bus_retry, ess_worker_mono_ms());
         return ESS_EBUS;
     }
-    ess_log_info("bus connected; consuming %s (prefetch %d)", p->queue, p->m->prefetch);
+    ess_log_info("bus connected to %s; consuming %s (prefetch %d)", ess_bus_peer(bus), p->queue,
+                 p->m->prefetch);
     p->bus = bus;
     ess_worker_retry_ok(&p->bus_retry);
     return ESS_OK;

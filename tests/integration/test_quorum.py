@@ -2,16 +2,18 @@
 as quorum queues on the single-node test broker, and such a connector
 delivers in order per key and dead-letters what it cannot parse. Asking for
 another type than an existing queue has is refused with a message naming the
-queue and what to do, by `hms ess deploy` and by the worker."""
+queue and what to do, by `hms ess deploy` and by the worker. ESS_AMQP_URL may
+list several nodes: a dead first one is skipped."""
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from esslib import (HMS, STACK_DIR, Bus, Partner, Worker, check, manifest, run,  # noqa: E402
+from esslib import (AMQP_URL, HMS, STACK_DIR, Bus, Partner, Worker, check, manifest, run,  # noqa: E402
                     state_dir, unique_id, wait_for_queue, wait_until)
 
 
@@ -96,5 +98,30 @@ def test_changing_the_type_is_refused_with_what_to_do():
         shutil.rmtree(state, ignore_errors=True)
 
 
+def test_amqp_url_list_skips_a_dead_node():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = s.getsockname()[1]
+    s.close()
+    cid = unique_id("it-urls")
+    partner = Partner()
+    urls = "amqp://guest:guest@127.0.0.1:%d/,%s" % (dead, AMQP_URL)
+    worker = Worker(manifest(cid, partner.url()), env={"ESS_AMQP_URL": urls})
+    bus = Bus()
+    try:
+        worker.start()
+        wait_for_queue(cid, worker=worker)
+        bus.publish("it.%s.changed" % cid, {"permit_id": "A", "n": 1}, message_id="u-1")
+        wait_until(lambda: partner.count() >= 1, 30, "a delivery with a node list in ESS_AMQP_URL")
+        port = AMQP_URL.rstrip("/").rsplit(":", 1)[1]
+        check("bus connected to 127.0.0.1:%s" % port in worker.log_text(),
+              "the worker should log the node it chose:\n" + worker.log_text())
+    finally:
+        worker.stop()
+        partner.stop()
+        bus.close()
+
+
 if __name__ == "__main__":
-    run([test_quorum_connector_delivers_in_order, test_changing_the_type_is_refused_with_what_to_do])
+    run([test_quorum_connector_delivers_in_order, test_changing_the_type_is_refused_with_what_to_do,
+         test_amqp_url_list_skips_a_dead_node])
