@@ -152,6 +152,7 @@ struct ess_manifest {
     enum ess_on_park on_park;
     enum ess_tickets tickets;
     enum ess_queue_type queue_type; /* push: ess.<id> and ess.<id>.dead */
+    int replicas;                   /* push: worker processes of this connector (ess_replica.h) */
     struct ess_auth auth;
     struct ess_tls tls;
     /* kind webhook (ess-webhook): where it listens, how it checks callers */

@@ -28,6 +28,7 @@
 #include "ess_log.h"
 #include "ess_partner.h"
 #include "ess_render.h"
+#include "ess_replica.h"
 #include "ess_shape.h"
 #include "ess_sign.h"
 #include "ess_stats.h"
@@ -131,6 +132,7 @@ struct ess_push {
     int batch_in_flight;     /* its upload is running */
     int batch_attempts;      /* failed uploads counted towards max_retry */
     long long batch_due_ms;  /* a sealed batch's next upload (monotonic) */
+    struct ess_replica *replica; /* replicas > 1 (ess_replica.h); NULL: the only worker */
 };
 
 /* The operator's side, defined further down. */
@@ -234,6 +236,7 @@ static int push_store_open(struct ess_push *p)
         return ESS_ESTORE;
     }
     p->store = store;
+    ess_store_journal_lock(store, p->replica != NULL);
     ess_worker_retry_ok(&p->store_retry);
     push_controls(p);
     push_redeliver(p, ess_worker_mono_ms());
@@ -358,7 +361,8 @@ static void push_window_direct(struct ess_push *p, const long long *seqs, size_t
     if (inserted == 0) {
         return;
     }
-    if (p->journal_more || !p->offset_known || p->burst.n == 0 || seqs[0] == -2 ||
+    if (p->replica != NULL || p->journal_more || !p->offset_known || p->burst.n == 0 ||
+        seqs[0] == -2 ||
         ess_keyq_pending(p->window) + inserted > p->window_max) {
         p->journal_more = 1;
         return;
@@ -550,6 +554,10 @@ static void push_window_add(struct ess_push *p, struct ess_store_row *row)
     const char *key = row->key; /* the window's copy once pushed */
     int rc;
 
+    if (p->replica != NULL && !ess_replica_wants(p->replica, row->key, row->seq)) {
+        ess_keyq_skip(p->window, row->seq); /* another replica's key */
+        return;
+    }
     if (push_replay_skips(p, row) || push_debounce_merge(p, row)) {
         ess_keyq_skip(p->window, row->seq);
         return;
@@ -786,7 +794,8 @@ static int push_send(struct ess_push *p, struct ess_keyq_item *it)
 static int push_may_dispatch(const struct ess_push *p)
 {
     return !p->ctl.paused && !p->replay_pending &&
-           (p->m->on_park != ESS_ON_PARK_HOLD_KEY || p->quarantine_known);
+           (p->m->on_park != ESS_ON_PARK_HOLD_KEY || p->quarantine_known) &&
+           (p->replica == NULL || ess_replica_may_dispatch(p->replica, ess_worker_mono_ms()));
 }
 
 /* ---- batch delivery: ftp://, ftps://, sftp:// file drops ---------------- */
@@ -1378,7 +1387,9 @@ static void push_redeliver(struct ess_push *p, long long now)
         return;
     }
     for (i = 0; i < rows.n; i++) {
-        push_redeliver_one(p, &rows.v[i]);
+        if (p->replica == NULL || ess_replica_owns_key(p->replica, rows.v[i].key)) {
+            push_redeliver_one(p, &rows.v[i]);
+        }
     }
     ess_store_rows_fini(&rows);
     /* The store's open keys are the quarantine; keys being re-sent stay in it. */
@@ -1417,6 +1428,11 @@ static void push_replay_apply(struct ess_push *p)
     struct ess_keyq *fresh;
     struct ess_err err;
 
+    if (p->replica != NULL) {
+        ess_log_warn("replay #%lld: not supported with replicas yet (per-partition offsets "
+                     "are not moved back): nothing is re-sent; run one replica to replay",
+                     p->ctl.replay_id);
+    }
     /* A replay only ever moves the offset back: a window that starts past
      * undelivered events (say, while paused) must not skip them. */
     if (from > resume) {
@@ -1484,7 +1500,8 @@ static void push_save_offset(struct ess_push *p)
         return;
     }
     ess_err_clear(&err);
-    if (ess_store_offset_set(p->store, p->m->id, mark, &err) != ESS_OK) {
+    if ((p->replica != NULL ? ess_replica_save(p->replica, p->store, mark, &err)
+                            : ess_store_offset_set(p->store, p->m->id, mark, &err)) != ESS_OK) {
         push_store_lost(p, &err);
         return;
     }
@@ -1542,10 +1559,51 @@ static void push_heartbeat(struct ess_push *p, long long now, const char *state)
     free(text);
 }
 
+/* Replicas: stamp, and when ownership must change rebuild the window from
+ * what this replica now owns -- once its transfers have finished. */
+static void push_replica_cron(struct ess_push *p, long long now)
+{
+    struct ess_keyq *fresh;
+    struct ess_err err;
+    long long floor = 0;
+
+    if (p->replica == NULL || p->store == NULL) {
+        return;
+    }
+    if (ess_replica_poll_due(p->replica, now)) {
+        p->journal_more = 1; /* rows the other replicas journaled */
+    }
+    ess_err_clear(&err);
+    if (ess_replica_tick(p->replica, p->store, now, &err) != ESS_OK) {
+        push_store_lost(p, &err);
+        return;
+    }
+    if (!ess_replica_rebalance_due(p->replica) || ess_partner_in_flight(p->partner) > 0 ||
+        !push_batch_idle(p) || p->replay_pending || push_tickets_flush(p) != ESS_OK) {
+        return;
+    }
+    fresh = ess_keyq_new();
+    if (fresh == NULL) {
+        return;
+    }
+    if (ess_replica_rebalance(p->replica, p->store, ess_keyq_low_water(p->window), &floor,
+                              &err) != ESS_OK) {
+        ess_keyq_free(fresh);
+        push_store_lost(p, &err);
+        return;
+    }
+    ess_keyq_free(p->window);
+    p->window = fresh;
+    ess_keyq_set_floor(p->window, floor);
+    p->offset_saved = floor;
+    p->journal_more = 1;
+}
+
 static void push_cron(struct ess_push *p, long long now)
 {
     struct ess_err err;
 
+    push_replica_cron(p, now);
     if (now >= p->next_control_ms) {
         push_controls(p);
         p->next_control_ms = now + PUSH_CONTROL_EVERY_MS;
@@ -1575,8 +1633,11 @@ static void push_cron(struct ess_push *p, long long now)
     }
     if (now >= p->next_retain_ms && p->store != NULL) {
         ess_err_clear(&err);
-        if (ess_store_retain(p->store, p->m->id, p->offset_saved, p->m->replay_window_sec,
-                             &err) != ESS_OK) {
+        /* Replicas: only below every partition's offset. */
+        if (ess_store_retain(p->store, p->m->id,
+                             p->replica != NULL ? ess_replica_retain_floor(p->replica)
+                                                : p->offset_saved,
+                             p->m->replay_window_sec, &err) != ESS_OK) {
             push_store_lost(p, &err);
         }
         p->next_retain_ms = now + PUSH_RETAIN_EVERY_MS;
@@ -1615,6 +1676,9 @@ static int push_timeout(struct ess_push *p, long long now)
     t = min_positive(t, due);
     t = min_positive(t, push_batch_timeout(p, now));
     t = min_positive(t, p->next_heartbeat_ms - now);
+    if (p->replica != NULL && p->store != NULL) {
+        t = min_positive(t, ess_replica_poll_in(p->replica, now));
+    }
     if (p->bus == NULL) {
         t = min_positive(t, p->bus_retry.next_ms - now);
     }
@@ -1724,6 +1788,9 @@ static void push_drain(struct ess_push *p)
     if (push_tickets_flush(p) == ESS_OK) {
         push_save_offset(p);
     }
+    if (p->replica != NULL) {
+        ess_replica_leave(p->replica, p->store, ess_keyq_low_water(p->window));
+    }
     push_heartbeat(p, ess_worker_mono_ms(), "stopped");
     ess_err_clear(&err);
     if (p->bus != NULL) {
@@ -1776,6 +1843,16 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
         ess_push_free(p);
         return NULL;
     }
+    if (ess_replica_count(m) > 1) {
+        p->replica = ess_replica_new(m->id, ess_worker_instance(), m->heartbeat_sec);
+        if (p->replica == NULL) {
+            ess_err_set(err, ESS_ENOMEM, "cannot set up the replica");
+            ess_push_free(p);
+            return NULL;
+        }
+        ess_log_info("one of %d replicas (instance %s): keys are shared out in %d partitions",
+                     ess_replica_count(m), ess_worker_instance(), ESS_REPLICA_PARTS);
+    }
     if (push_url_is_drop(m->target_url)) {
         p->batch = ess_batch_new();
         if (p->batch == NULL) {
@@ -1815,6 +1892,7 @@ void ess_push_free(struct ess_push *p)
     }
     json_decref(p->quarantine);
     ess_batch_free(p->batch);
+    ess_replica_free(p->replica);
     ess_partner_free(p->partner);
     ess_keyq_free(p->window);
     ess_bus_free(p->bus);

@@ -142,6 +142,21 @@ static const struct migration migrations[] = {
         "  hash text NOT NULL,"
         "  updated_at timestamptz NOT NULL DEFAULT now(),"
         "  PRIMARY KEY (connector, key));"},
+    /* 8: replicas of one connector (ess_replica.h) -- who is alive, and which
+     * replica delivers which of the 64 key partitions, from which offset. */
+    {8, "CREATE TABLE ess_replicas ("
+        "  connector text NOT NULL,"
+        "  instance text NOT NULL,"
+        "  started_at timestamptz NOT NULL DEFAULT now(),"
+        "  heartbeat_at timestamptz NOT NULL DEFAULT now(),"
+        "  PRIMARY KEY (connector, instance));"
+        "CREATE TABLE ess_partitions ("
+        "  connector text NOT NULL,"
+        "  part int NOT NULL,"
+        "  owner text,"
+        "  delivered_seq bigint NOT NULL,"
+        "  updated_at timestamptz NOT NULL DEFAULT now(),"
+        "  PRIMARY KEY (connector, part));"},
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -180,6 +195,7 @@ static const char *const stmt_sql[ST__COUNT] = {
 
 struct ess_store {
     PGconn *conn;
+    bool append_lock; /* journal appends serialised per connector (replicas) */
     bool prepared[ST__COUNT];
     /* journal_append scratch, reused across calls (sized for one chunk) */
     const char **vals;     /* 1 + APPEND_COLS * APPEND_CHUNK parameter values */
@@ -604,6 +620,36 @@ static int append_chunk(struct ess_store *s, const char *connector,
     return rc;
 }
 
+/* Several writers of one connector's journal (replicas): seqs are taken and
+ * committed under one transaction-scoped lock, so commit order is seq order
+ * and a reader's cursor never passes a seq that commits later. */
+static int append_lock(struct ess_store *s, const char *connector, struct ess_err *err)
+{
+    char key[300];
+    const char *vals[1] = {key};
+    PGresult *res;
+    int rc;
+
+    snprintf(key, sizeof(key), "ess_journal:%s", connector);
+    res = PQexecParams(s->conn, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, NULL, vals, NULL,
+                       NULL, 0);
+    rc = check_result(s, &res, PGRES_TUPLES_OK, "journal lock", err);
+    PQclear(res);
+    return rc;
+}
+
+void ess_store_journal_lock(struct ess_store *s, int on)
+{
+    if (s != NULL) {
+        s->append_lock = on != 0;
+    }
+}
+
+struct pg_conn *ess_store_pg(struct ess_store *s)
+{
+    return s != NULL ? s->conn : NULL;
+}
+
 int ess_store_journal_append(struct ess_store *s, const char *connector,
                              const struct ess_store_event *ev, size_t n, size_t *inserted,
                              long long *seqs, struct ess_err *err)
@@ -615,8 +661,14 @@ int ess_store_journal_append(struct ess_store *s, const char *connector,
     if (rc == ESS_OK && n > 0 && ev == NULL) {
         rc = ess_err_set(err, ESS_EINVAL, "store: NULL events");
     }
+    if (rc == ESS_OK && s->append_lock) {
+        txn = true;
+    }
     if (rc == ESS_OK && txn) {
         rc = exec_simple(s, "BEGIN", "journal begin", err);
+    }
+    if (rc == ESS_OK && s->append_lock) {
+        rc = append_lock(s, connector, err);
     }
     for (done = 0; rc == ESS_OK && done < n; done += APPEND_CHUNK) {
         size_t rows = n - done < APPEND_CHUNK ? n - done : APPEND_CHUNK;
