@@ -22,18 +22,18 @@
 struct ess_replica {
     char *connector;
     char *instance;
-    long long live_ms;    /* 2 x heartbeat_sec: older stamps are dead */
-    long long fence_ms;   /* 1.5 x heartbeat_sec: stop dispatching without a stamp */
+    long long live_ms;  /* 2 x heartbeat_sec: older stamps are dead */
+    long long fence_ms; /* 1.5 x heartbeat_sec: stop dispatching without a stamp */
     long long tick_ms;
     long long next_tick_ms;
-    long long last_ok_ms; /* monotonic time of the last successful stamp */
-    long long next_poll_ms; /* the next look for rows other replicas journaled */
-    uint64_t owned;       /* partitions this replica's window holds */
-    uint64_t desired;     /* what rendezvous hashing gives it at the last tick */
+    long long last_ok_ms;                 /* monotonic time of the last successful stamp */
+    long long next_poll_ms;               /* the next look for rows other replicas journaled */
+    uint64_t owned;                       /* partitions this replica's window holds */
+    uint64_t desired;                     /* what rendezvous hashing gives it at the last tick */
     long long offsets[ESS_REPLICA_PARTS]; /* of owned partitions, as claimed */
     long long retain_floor;
-    int due;              /* ownership must change */
-    int live_n;           /* live replicas at the last tick (for logs) */
+    int due;    /* ownership must change */
+    int live_n; /* live replicas at the last tick (for logs) */
 };
 
 /* ---- hashing ------------------------------------------------------------ */
@@ -71,8 +71,8 @@ int ess_replica_owner(const char *const *live, size_t n, unsigned part)
     int len = snprintf(tail, sizeof(tail), "/%u", part);
 
     for (i = 0; i < n; i++) {
-        score = mix(fnv1a(fnv1a(0xcbf29ce484222325ULL, live[i], strlen(live[i])), tail,
-                          (size_t)len));
+        score =
+            mix(fnv1a(fnv1a(0xcbf29ce484222325ULL, live[i], strlen(live[i])), tail, (size_t)len));
         if (owner < 0 || score > best) {
             best = score;
             owner = (int)i;
@@ -101,8 +101,7 @@ int ess_replica_count(const struct ess_manifest *m)
     return m->replicas;
 }
 
-struct ess_replica *ess_replica_new(const char *connector, const char *instance,
-                                    int heartbeat_sec)
+struct ess_replica *ess_replica_new(const char *connector, const char *instance, int heartbeat_sec)
 {
     struct ess_replica *r = calloc(1, sizeof(*r));
     long long hb = (long long)(heartbeat_sec > 0 ? heartbeat_sec : 1) * 1000;
@@ -216,8 +215,10 @@ static int replica_parts(struct ess_replica *r, struct ess_store *s, PGresult **
     const char *v[1] = {r->connector};
     int rc;
 
-    rc = replica_exec(s, "SELECT part, owner, delivered_seq FROM ess_partitions"
-                         " WHERE connector = $1", 1, v, "read partitions", res, err);
+    rc = replica_exec(s,
+                      "SELECT part, owner, delivered_seq FROM ess_partitions"
+                      " WHERE connector = $1",
+                      1, v, "read partitions", res, err);
     if (rc != ESS_OK || PQntuples(*res) == ESS_REPLICA_PARTS) {
         return rc;
     }
@@ -230,8 +231,10 @@ static int replica_parts(struct ess_replica *r, struct ess_store *s, PGresult **
                       " ON CONFLICT (connector, part) DO NOTHING",
                       1, v, "create partitions", NULL, err);
     if (rc == ESS_OK) {
-        rc = replica_exec(s, "SELECT part, owner, delivered_seq FROM ess_partitions"
-                             " WHERE connector = $1", 1, v, "read partitions", res, err);
+        rc = replica_exec(s,
+                          "SELECT part, owner, delivered_seq FROM ess_partitions"
+                          " WHERE connector = $1",
+                          1, v, "read partitions", res, err);
     }
     return rc;
 }
@@ -295,10 +298,10 @@ static void replica_judge(struct ess_replica *r, const PGresult *live, const PGr
     stolen = r->owned & ~mine;
     if (stolen != 0 && !r->due) {
         ess_log_warn("replica %s lost %d partition(s) to another replica (its stamp was too "
-                     "old?); rebalancing", r->instance, popcount64(stolen));
+                     "old?); rebalancing",
+                     r->instance, popcount64(stolen));
     }
-    if (stolen != 0 || (r->owned & ~r->desired) != 0 ||
-        (r->desired & ~r->owned & claimable) != 0) {
+    if (stolen != 0 || (r->owned & ~r->desired) != 0 || (r->desired & ~r->owned & claimable) != 0) {
         r->due = 1;
     }
 }
@@ -322,9 +325,11 @@ int ess_replica_tick(struct ess_replica *r, struct ess_store *s, long long now_m
     v[1] = live_ms;
     rc = replica_stamp(r, s, err);
     if (rc == ESS_OK) {
-        rc = replica_exec(s, "SELECT instance FROM ess_replicas WHERE connector = $1 AND"
-                             " heartbeat_at > now() - $2::bigint * interval '1 millisecond'"
-                             " ORDER BY instance", 2, v, "read live replicas", &live, err);
+        rc = replica_exec(s,
+                          "SELECT instance FROM ess_replicas WHERE connector = $1 AND"
+                          " heartbeat_at > now() - $2::bigint * interval '1 millisecond'"
+                          " ORDER BY instance",
+                          2, v, "read live replicas", &live, err);
     }
     if (rc == ESS_OK) {
         rc = replica_parts(r, s, &parts, err);
@@ -433,7 +438,8 @@ int ess_replica_rebalance(struct ess_replica *r, struct ess_store *s, long long 
     }
     r->due = 0;
     ess_log_info("replica %s of %d live: delivers %d of %d key partitions (+%d -%d), from seq "
-                 "%lld", r->instance, r->live_n, popcount64(r->owned), ESS_REPLICA_PARTS,
+                 "%lld",
+                 r->instance, r->live_n, popcount64(r->owned), ESS_REPLICA_PARTS,
                  popcount64(r->owned & ~before), popcount64(before & ~r->owned), *floor + 1);
     return ESS_OK;
 }
@@ -480,14 +486,15 @@ void ess_replica_leave(struct ess_replica *r, struct ess_store *s, long long mar
 
     ess_err_clear(&err);
     if (s == NULL || ess_replica_save(r, s, mark, &err) != ESS_OK ||
-        replica_exec(s, "UPDATE ess_partitions SET owner = NULL, updated_at = now()"
-                        " WHERE connector = $1 AND owner = $2", 2, v, "release partitions",
-                     NULL, &err) != ESS_OK ||
+        replica_exec(s,
+                     "UPDATE ess_partitions SET owner = NULL, updated_at = now()"
+                     " WHERE connector = $1 AND owner = $2",
+                     2, v, "release partitions", NULL, &err) != ESS_OK ||
         replica_exec(s, "DELETE FROM ess_replicas WHERE connector = $1 AND instance = $2", 2, v,
                      "unregister", NULL, &err) != ESS_OK) {
         ess_log_warn("replica %s could not hand its partitions over (%s); the others take "
-                     "them when its stamp is 2 x heartbeat_sec old", r->instance,
-                     err.code != ESS_OK ? err.msg : "no database");
+                     "them when its stamp is 2 x heartbeat_sec old",
+                     r->instance, err.code != ESS_OK ? err.msg : "no database");
         return;
     }
     r->owned = 0;

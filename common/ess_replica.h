@@ -51,8 +51,7 @@ struct ess_replica;
 int ess_replica_count(const struct ess_manifest *m);
 
 /* connector and instance are copied. NULL when out of memory. */
-struct ess_replica *ess_replica_new(const char *connector, const char *instance,
-                                    int heartbeat_sec);
+struct ess_replica *ess_replica_new(const char *connector, const char *instance, int heartbeat_sec);
 void ess_replica_free(struct ess_replica *r);
 
 /* The partition of a key, 0 .. ESS_REPLICA_PARTS-1. */
