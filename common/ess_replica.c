@@ -432,6 +432,12 @@ int ess_replica_rebalance(struct ess_replica *r, struct ess_store *s, long long 
     if (rc == ESS_OK) {
         rc = replica_claim(r, s, mark, floor, err);
     }
+    if (rc == ESS_OK) { /* replicas killed long ago (a restart is a new instance) */
+        rc = replica_exec(s,
+                          "DELETE FROM ess_replicas WHERE connector = $1 AND heartbeat_at <"
+                          " now() - interval '1 day'",
+                          1, v, "forget old replicas", NULL, err);
+    }
     if (rc != ESS_OK) {
         r->owned = 0; /* unsure what is ours: deliver nothing until the next try */
         return rc;
