@@ -1850,8 +1850,8 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
             ess_push_free(p);
             return NULL;
         }
-        ess_log_info("one of %d replicas (instance %s): keys are shared out in %d partitions",
-                     ess_replica_count(m), ess_worker_instance(), ESS_REPLICA_PARTS);
+        ess_log_info("one of %d replicas (replica %s): keys are shared out in %d partitions",
+                     ess_replica_count(m), ess_replica_name(p->replica), ESS_REPLICA_PARTS);
     }
     if (push_url_is_drop(m->target_url)) {
         p->batch = ess_batch_new();

@@ -11,6 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/random.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <libpq-fe.h>
 
 #include "ess_log.h"
@@ -101,6 +106,27 @@ int ess_replica_count(const struct ess_manifest *m)
     return m->replicas;
 }
 
+/* "<instance>#<random>": unique even when two processes share an instance
+ * name (ESS_INSTANCE set alike, pid 1 in two containers), which would let
+ * both deliver the same keys. */
+static char *replica_name(const char *instance)
+{
+    unsigned char rnd[4] = {0};
+    char *name;
+    size_t len = strlen(instance) + 10;
+
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        uint64_t x = ((uint64_t)getpid() * 2654435761ULL) ^ (uint64_t)time(NULL);
+
+        memcpy(rnd, &x, sizeof(rnd));
+    }
+    name = malloc(len);
+    if (name != NULL) {
+        snprintf(name, len, "%s#%02x%02x%02x%02x", instance, rnd[0], rnd[1], rnd[2], rnd[3]);
+    }
+    return name;
+}
+
 struct ess_replica *ess_replica_new(const char *connector, const char *instance, int heartbeat_sec)
 {
     struct ess_replica *r = calloc(1, sizeof(*r));
@@ -110,7 +136,7 @@ struct ess_replica *ess_replica_new(const char *connector, const char *instance,
         return NULL;
     }
     r->connector = strdup(connector);
-    r->instance = strdup(instance);
+    r->instance = replica_name(instance);
     if (r->connector == NULL || r->instance == NULL) {
         ess_replica_free(r);
         return NULL;
@@ -519,6 +545,11 @@ int ess_replica_poll_due(struct ess_replica *r, long long now_ms)
 long long ess_replica_poll_in(const struct ess_replica *r, long long now_ms)
 {
     return r->next_poll_ms > now_ms ? r->next_poll_ms - now_ms : 0;
+}
+
+const char *ess_replica_name(const struct ess_replica *r)
+{
+    return r->instance;
 }
 
 uint64_t ess_replica_owned(const struct ess_replica *r)

@@ -50,7 +50,9 @@ struct ess_replica;
  * deploy --replicas N`) when it is a number 1..64, else the manifest's. */
 int ess_replica_count(const struct ess_manifest *m);
 
-/* connector and instance are copied. NULL when out of memory. */
+/* connector is copied; the replica's name is instance + "#" + 8 random hex
+ * digits (unique even if two processes share an instance name). NULL when out
+ * of memory. */
 struct ess_replica *ess_replica_new(const char *connector, const char *instance, int heartbeat_sec);
 void ess_replica_free(struct ess_replica *r);
 
@@ -106,6 +108,9 @@ void ess_replica_leave(struct ess_replica *r, struct ess_store *s, long long mar
 #define ESS_REPLICA_POLL_MS 50
 int ess_replica_poll_due(struct ess_replica *r, long long now_ms);
 long long ess_replica_poll_in(const struct ess_replica *r, long long now_ms);
+
+/* The name it registers and owns partitions under. Lives with r. */
+const char *ess_replica_name(const struct ess_replica *r);
 
 /* Partitions owned (bit i = partition i), for logs and tests. */
 uint64_t ess_replica_owned(const struct ess_replica *r);

@@ -29,7 +29,7 @@ def consumers(queue):
 
 
 def instance_of(worker):
-    m = wait_until(lambda: re.search(r"one of \d+ replicas \(instance ([^)]+)\)",
+    m = wait_until(lambda: re.search(r"one of \d+ replicas \(replica ([^)]+)\)",
                                      worker.log_text()), 30, "the replica's instance in its log")
     return m.group(1)
 

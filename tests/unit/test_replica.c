@@ -103,6 +103,22 @@ static void test_new_wants_nothing_before_a_claim(void **state)
     ess_replica_free(NULL);
 }
 
+/* Two processes with one instance name must still be two replicas. */
+static void test_names_unique_for_one_instance(void **state)
+{
+    struct ess_replica *a = ess_replica_new("c", "pod:1", 1);
+    struct ess_replica *b = ess_replica_new("c", "pod:1", 1);
+
+    (void)state;
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(strncmp(ess_replica_name(a), "pod:1#", 6), 0);
+    assert_int_equal(strlen(ess_replica_name(a)), strlen("pod:1#") + 8);
+    assert_string_not_equal(ess_replica_name(a), ess_replica_name(b));
+    ess_replica_free(a);
+    ess_replica_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -111,6 +127,7 @@ int main(void)
         cmocka_unit_test(test_owner_balanced_and_minimal_moves),
         cmocka_unit_test(test_count_env_overrides),
         cmocka_unit_test(test_new_wants_nothing_before_a_claim),
+        cmocka_unit_test(test_names_unique_for_one_instance),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
