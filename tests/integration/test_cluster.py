@@ -3,7 +3,7 @@ loopback (stack.sh cluster-up), a connector with `queue_type: quorum` and
 ESS_AMQP_URL listing the three nodes. Events are published with confirms to
 node 3; half-way, node 1 -- the node the worker is connected to and the
 queue's leader -- is stopped. Every confirmed event is delivered, in order per
-key. Postgres is the test stack's."""
+key; node 1 then rejoins. Postgres is the test stack's."""
 import json
 import os
 import subprocess
@@ -156,6 +156,14 @@ def test_quorum_queue_survives_losing_a_node():
               or "bus connected to 127.0.0.1:%s" % env["ESS_CLUSTER_AMQP_PORTS"].split()[2] in log,
               "the worker should have moved to node 2 or 3:\n" + log)
         print("all delivered %.1f s after the start" % (time.monotonic() - started), flush=True)
+        # node 1 comes back into the cluster (and the queue's replicas)
+        cluster("cluster-start-node", CLUSTER_DIR, "1")
+        status = subprocess.run([STACK_SH, "cluster-ctl", CLUSTER_DIR, "1", "-q",
+                                 "cluster_status", "--formatter", "json"], check=True,
+                                timeout=120, stdout=subprocess.PIPE, text=True).stdout
+        running = json.loads(status).get("running_nodes", [])
+        check(sorted(running) == sorted(env["ESS_CLUSTER_NODES"].split()),
+              "node 1 should be back in a cluster of three: %r" % running)
     finally:
         if pub is not None:
             pub.close()
