@@ -2,7 +2,9 @@
 share its queue and journal. 10,000 events over 500 keys; one replica is
 SIGKILLed half-way. Its key partitions are taken over within 2 x
 heartbeat_sec (plus one stamp period), every event is delivered, and per key
-the first deliveries keep the publish order. `hms ess deploy --replicas 2`
+the first deliveries keep the publish order. Replicas joining mid-stream take
+their keys over from the running one without a key ever being in flight from
+two replicas at once. `hms ess deploy --replicas 2`
 starts two replicas locally and `hms ess stop` stops both."""
 import json
 import os
@@ -118,6 +120,50 @@ def test_three_replicas_one_killed_all_delivered_in_order():
         bus.close()
 
 
+def test_replicas_join_mid_stream_no_key_twice_at_once():
+    cid = unique_id("it-jrepl")
+    topic = "it.%s.changed" % cid
+    n, keys, delay = 1500, 50, 0.02
+    partner = Partner()
+    partner.mode(mode="ok", delay_ms=int(delay * 1000))
+    text = manifest(cid, partner.url(), "replicas: 3\nheartbeat_sec: 1\nmax_in_flight: 16\n")
+    workers = [Worker(text) for _ in range(3)]
+    bus = Bus()
+    try:
+        workers[0].start()
+        first = instance_of(workers[0])
+        wait_until(lambda: set(owners(cid).values()) == {first}, 30,
+                   "the first replica owning every partition")
+        for i in range(n):
+            bus.publish(topic, {"permit_id": "K%d" % (i % keys), "n": i}, message_id="j-%d" % i)
+            if i == n // 2:
+                wait_until(lambda: partner.count() >= n // 6, 60, "deliveries under way")
+                workers[1].start()
+                workers[2].start()
+        names = {first, instance_of(workers[1]), instance_of(workers[2])}
+        got = all_first_deliveries(partner, n, 120, "all %d events delivered" % n)
+        last = {}
+        for num, key in got:
+            check(num > last.get(key, -1), "key %s: %d after %d" % (key, num, last.get(key, -1)))
+            last[key] = num
+        check(set(owners(cid).values()) == names,
+              "the partitions should end up shared by all three: %r" % set(owners(cid).values()))
+        # each request is answered delay s after it arrived; a key's next request
+        # may only arrive after that answer -- from whichever replica.
+        arrivals = {}
+        for r in partner.received():
+            arrivals.setdefault(json.loads(r["body"])["permit_id"], []).append(r["ts"])
+        for key, ts in arrivals.items():
+            for a, b in zip(ts, ts[1:]):
+                check(b - a >= delay * 0.9, "key %s: two requests %.1f ms apart (in flight at "
+                      "once from two replicas?)" % (key, (b - a) * 1000))
+    finally:
+        for w in workers:
+            w.stop()
+        partner.stop()
+        bus.close()
+
+
 def read_pid(path):
     try:
         with open(path) as f:
@@ -165,4 +211,5 @@ def test_hms_deploy_replicas():
 
 
 if __name__ == "__main__":
-    run([test_three_replicas_one_killed_all_delivered_in_order, test_hms_deploy_replicas])
+    run([test_three_replicas_one_killed_all_delivered_in_order,
+         test_replicas_join_mid_stream_no_key_twice_at_once, test_hms_deploy_replicas])
