@@ -452,8 +452,8 @@ static int declare_topology(const struct ess_manifest *m)
                 err.msg);
         return EX_UNAVAILABLE;
     }
-    rc = ess_bus_declare_push_typed(bus, env.events_exchange, env.ops_exchange, m->id,
-                                    &m->topics, m->queue_type, &err);
+    rc = ess_bus_declare_push_typed(bus, env.events_exchange, env.ops_exchange, m->id, &m->topics,
+                                    m->queue_type, &err);
     ess_bus_free(bus);
     if (rc != ESS_OK) {
         fprintf(stderr, "hms: declaring the topology of %s: %s\n", m->id, err.msg);
@@ -1213,6 +1213,14 @@ static int deploy_args_check(const struct deploy_args *a)
     }
     if (a->auto_rollback && strcmp(a->target, "local") != 0) {
         fprintf(stderr, "hms: --auto-rollback watches a local worker; not with --target %s\n",
+                a->target);
+        return EX_USAGE;
+    }
+    if (a->replicas > 0 && strcmp(a->target, "local") != 0 && strcmp(a->target, "k8s") != 0) {
+        fprintf(stderr,
+                "hms: --replicas starts local workers or sets a k8s Deployment's "
+                "replicas; with --target %s set replicas: N in the manifest and run N "
+                "copies\n",
                 a->target);
         return EX_USAGE;
     }
