@@ -13,6 +13,8 @@
 #   stack.sh restart-pg DIR      stop + start Postgres, same port and data
 #   stack.sh stop-rabbit|start-rabbit|stop-pg|start-pg DIR
 #   stack.sh ctl DIR ARGS...     rabbitmqctl against the private node
+#   stack.sh standby-up|standby-promote|standby-down DIR   a streaming replica of
+#                                the stack's Postgres (DIR/standby.env), promote it, stop it
 #   stack.sh cluster-up DIR      a 3-node RabbitMQ cluster (no Postgres), DIR/env
 #   stack.sh cluster-down DIR    stop every node and the cluster's epmd
 #   stack.sh cluster-stop-node|cluster-start-node DIR N   one node (1..3)
@@ -39,7 +41,7 @@ say() {
 }
 
 usage() {
-    sed -n '9,19p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+    sed -n '9,21p' "$SELF" | sed 's/^# \{0,1\}//' >&2
     exit 64
 }
 
@@ -457,6 +459,57 @@ EOF
     chmod 755 "$DIR/bin/rabbitmqctl" "$DIR/bin/psql"
 }
 
+# -------------------------------------------------------------- standby ----
+# A hot standby of the stack's Postgres (pg_basebackup -R, streaming), on its
+# own port, data in DIR/pg-standby: for testing a multi-host conninfo and a
+# failover (stop-pg, standby-promote). DIR/standby.env has ESS_PG_STANDBY_PORT.
+
+STANDBY_DATA() { echo "$DIR/pg-standby"; }
+
+cmd_standby_up() {
+    local sb port
+    sb=$(STANDBY_DATA)
+    cmd_standby_down >/dev/null 2>&1 || true
+    rm -rf "${sb:?}" "$DIR/pgsock-standby" "$DIR/standby.env"
+    mkdir -p "$sb" "$DIR/pgsock-standby"
+    chmod 700 "$sb"
+    own postgres "$sb" "$DIR/pgsock-standby"
+    read -r port < <(free_ports 1)
+    pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$ESS_PG_PORT" -U postgres -D "$sb" -R \
+        -X stream >"$DIR/pg-standby-basebackup.log" 2>&1 || {
+        tail_log "$DIR/pg-standby-basebackup.log"
+        die "pg_basebackup from 127.0.0.1:$ESS_PG_PORT failed"
+    }
+    printf '\n# ---- stack.sh standby-up: a hot standby of 127.0.0.1:%s ----\nport = %s\nunix_socket_directories = '"'"'%s'"'"'\nhot_standby = on\n' \
+        "$ESS_PG_PORT" "$port" "$DIR/pgsock-standby" | pg tee -a "$sb/postgresql.conf" >/dev/null
+    touch "$DIR/pg-standby.log"
+    own postgres "$DIR/pg-standby.log"
+    if ! pg "$PG_BIN/pg_ctl" -D "$sb" -l "$DIR/pg-standby.log" -w -t "$TIMEOUT" start \
+        </dev/null >/dev/null 2>&1; then
+        tail_log "$DIR/pg-standby.log"
+        die "the standby did not start on 127.0.0.1:$port within ${TIMEOUT}s"
+    fi
+    printf 'ESS_PG_STANDBY_PORT=%q\nESS_PG_STANDBY_DATA=%q\n' "$port" "$sb" >"$DIR/standby.env"
+    say "postgres standby of :$ESS_PG_PORT up on 127.0.0.1:$port"
+}
+
+cmd_standby_promote() {
+    pg "$PG_BIN/pg_ctl" -D "$(STANDBY_DATA)" -w -t "$TIMEOUT" promote >/dev/null ||
+        die "pg_ctl promote of $(STANDBY_DATA) failed"
+    say "postgres standby promoted"
+}
+
+cmd_standby_down() {
+    local sb pid
+    sb=$(STANDBY_DATA)
+    pid=$(read_pid "$sb/postmaster.pid")
+    if pid_alive "$pid"; then
+        pg "$PG_BIN/pg_ctl" -D "$sb" -m fast -w -t "$TIMEOUT" stop >/dev/null 2>&1 || true
+        kill_pid "$pid" "standby postmaster"
+        say "postgres standby stopped"
+    fi
+}
+
 # -------------------------------------------------------------- cluster ----
 # Three nodes ess-cl{1,2,3}-PID@localhost, each with its own AMQP and
 # distribution port and directory DIR/node<i>, one private epmd (its own
@@ -674,6 +727,9 @@ start-rabbit) load_env; set_layout; start_rabbit ;;
 stop-pg) load_env; set_layout; stop_pg ;;
 start-pg) load_env; set_layout; start_pg ;;
 ctl) load_env; set_layout; as_rabbit "$RMQ_BIN/rabbitmqctl" -n "$ESS_RABBIT_NODE" "$@" ;;
+standby-up) load_env; set_layout; cmd_standby_up ;;
+standby-promote) load_env; set_layout; cmd_standby_promote ;;
+standby-down) load_env; set_layout; cmd_standby_down ;;
 cluster-up) cmd_cluster_up ;;
 cluster-down) cmd_cluster_down ;;
 cluster-stop-node) [ $# -eq 1 ] || usage; load_env; cluster_select "$1"; stop_rabbit ;;
