@@ -475,8 +475,9 @@ cmd_standby_up() {
     chmod 700 "$sb"
     own postgres "$sb" "$DIR/pgsock-standby"
     read -r port < <(free_ports 1)
+    # -c fast: the default spread checkpoint can take minutes on a busy primary.
     pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$ESS_PG_PORT" -U postgres -D "$sb" -R \
-        -X stream >"$DIR/pg-standby-basebackup.log" 2>&1 || {
+        -X stream -c fast >"$DIR/pg-standby-basebackup.log" 2>&1 || {
         tail_log "$DIR/pg-standby-basebackup.log"
         die "pg_basebackup from 127.0.0.1:$ESS_PG_PORT failed"
     }
