@@ -228,7 +228,7 @@ static int bus_login(struct ess_bus *b, const struct amqp_connection_info *ci, s
     return ESS_OK;
 }
 
-struct ess_bus *ess_bus_new(const char *url, struct ess_err *err)
+static struct ess_bus *bus_new_one(const char *url, struct ess_err *err)
 {
     struct amqp_connection_info ci;
     struct ess_bus *b = NULL;
@@ -263,6 +263,58 @@ done:
         return NULL;
     }
     return b;
+}
+
+/* "url1,url2,...": the nodes of a cluster, tried in order until one logs us
+ * in. Each failure is kept ("host:port: why") so the final error names all. */
+static struct ess_bus *bus_new_any(const char *urls, struct ess_err *err)
+{
+    char why[ESS_ERR_MSG_MAX];
+    struct ess_err one;
+    struct ess_bus *b = NULL;
+    char *copy = strdup(urls);
+    char *url;
+    char *next;
+    size_t used = 0;
+    int code = ESS_EBUS;
+
+    if (copy == NULL) {
+        ess_err_set(err, ESS_ENOMEM, "out of memory");
+        return NULL;
+    }
+    why[0] = '\0';
+    for (url = copy; url != NULL && b == NULL; url = next) {
+        next = strchr(url, ',');
+        if (next != NULL) {
+            *next++ = '\0';
+        }
+        ess_err_clear(&one);
+        b = bus_new_one(url, &one);
+        if (b == NULL && used < sizeof(why)) {
+            code = one.code == ESS_ECONFIG ? ESS_ECONFIG : code;
+            used += (size_t)snprintf(why + used, sizeof(why) - used, "%s%s",
+                                     used > 0 ? "; " : "", one.msg);
+        }
+    }
+    free(copy);
+    if (b == NULL) {
+        ess_err_set(err, code, "no broker node answered: %s", why);
+    }
+    return b;
+}
+
+struct ess_bus *ess_bus_new(const char *url, struct ess_err *err)
+{
+    if (url == NULL) {
+        ess_err_set(err, ESS_EINVAL, "ess_bus_new: url is NULL");
+        return NULL;
+    }
+    return strchr(url, ',') != NULL ? bus_new_any(url, err) : bus_new_one(url, err);
+}
+
+const char *ess_bus_peer(const struct ess_bus *b)
+{
+    return b != NULL ? b->peer : "";
 }
 
 static void bus_drop_envelope(struct ess_bus *b)
@@ -305,26 +357,59 @@ static int bus_exchange(struct ess_bus *b, const char *name, const char *type, s
     return bus_check_rpc(b, what, err);
 }
 
-/* dead_rk: route dead letters to ess.dlx with this key; NULL for none. */
-static int bus_queue(struct ess_bus *b, const char *name, const char *dead_rk, struct ess_err *err)
+static const char *bus_queue_type_name(enum ess_queue_type t)
 {
-    amqp_table_entry_t args[2];
+    return t == ESS_QUEUE_QUORUM ? "quorum" : "classic";
+}
+
+/* A queue's type is fixed when it is created: redeclaring it with another
+ * x-queue-type is a channel error (406 "inequivalent arg 'x-queue-type'").
+ * Say which queue, what it is and what to do instead of the broker's words. */
+static int bus_queue_type_error(const char *name, enum ess_queue_type want, struct ess_err *err)
+{
+    const char *have = want == ESS_QUEUE_QUORUM ? "classic" : "quorum";
+
+    ess_err_clear(err); /* replaces the broker's 406 text */
+    return ess_err_set(err, ESS_ECONFIG,
+                       "queue %s already exists as a %s queue but the manifest says queue_type: "
+                       "%s; RabbitMQ cannot change a queue's type: set queue_type: %s again, or "
+                       "stop the worker, let the queue drain (rabbitmqctl list_queues), delete it "
+                       "(rabbitmqctl delete_queue %s) and deploy again",
+                       name, have, bus_queue_type_name(want), have, name);
+}
+
+/* dead_rk: route dead letters to ess.dlx with this key; NULL for none. */
+static int bus_queue(struct ess_bus *b, const char *name, const char *dead_rk,
+                     enum ess_queue_type type, struct ess_err *err)
+{
+    amqp_table_entry_t args[3];
     amqp_table_t table = amqp_empty_table;
     char what[BUS_NAME_MAX + 32];
+    int rc;
 
+    /* Always explicit: RabbitMQ treats "classic" and an absent x-queue-type
+     * as the same, so queues declared before this key existed still match. */
+    args[0].key = amqp_cstring_bytes("x-queue-type");
+    args[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    args[0].value.value.bytes = amqp_cstring_bytes(bus_queue_type_name(type));
+    table.num_entries = 1;
     if (dead_rk != NULL) {
-        args[0].key = amqp_cstring_bytes("x-dead-letter-exchange");
-        args[0].value.kind = AMQP_FIELD_KIND_UTF8;
-        args[0].value.value.bytes = amqp_cstring_bytes(BUS_DLX);
-        args[1].key = amqp_cstring_bytes("x-dead-letter-routing-key");
+        args[1].key = amqp_cstring_bytes("x-dead-letter-exchange");
         args[1].value.kind = AMQP_FIELD_KIND_UTF8;
-        args[1].value.value.bytes = amqp_cstring_bytes(dead_rk);
-        table.num_entries = 2;
-        table.entries = args;
+        args[1].value.value.bytes = amqp_cstring_bytes(BUS_DLX);
+        args[2].key = amqp_cstring_bytes("x-dead-letter-routing-key");
+        args[2].value.kind = AMQP_FIELD_KIND_UTF8;
+        args[2].value.value.bytes = amqp_cstring_bytes(dead_rk);
+        table.num_entries = 3;
     }
+    table.entries = args;
     snprintf(what, sizeof(what), "declare queue %s", name);
     amqp_queue_declare(b->conn, BUS_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, table);
-    return bus_check_rpc(b, what, err);
+    rc = bus_check_rpc(b, what, err);
+    if (rc != ESS_OK && err != NULL && strstr(err->msg, "inequivalent arg 'x-queue-type'") != NULL) {
+        rc = bus_queue_type_error(name, type, err);
+    }
+    return rc;
 }
 
 static int bus_bind(struct ess_bus *b, const char *queue, const char *exchange, const char *rk,
@@ -339,7 +424,8 @@ static int bus_bind(struct ess_bus *b, const char *queue, const char *exchange, 
 }
 
 static int bus_declare_queues(struct ess_bus *b, const char *events, const char *id,
-                              const struct ess_strlist *topics, struct ess_err *err)
+                              const struct ess_strlist *topics, enum ess_queue_type type,
+                              struct ess_err *err)
 {
     char queue[BUS_NAME_MAX];
     char dead[BUS_NAME_MAX + 8];
@@ -348,12 +434,12 @@ static int bus_declare_queues(struct ess_bus *b, const char *events, const char 
 
     snprintf(queue, sizeof(queue), "ess.%s", id);
     snprintf(dead, sizeof(dead), "%s.dead", queue);
-    rc = bus_queue(b, queue, queue, err);
+    rc = bus_queue(b, queue, queue, type, err);
     for (i = 0; rc == ESS_OK && topics != NULL && i < topics->n; i++) {
         rc = bus_bind(b, queue, events, topics->v[i], err);
     }
     if (rc == ESS_OK) {
-        rc = bus_queue(b, dead, NULL, err);
+        rc = bus_queue(b, dead, NULL, type, err);
     }
     if (rc == ESS_OK) {
         rc = bus_bind(b, dead, BUS_DLX, queue, err);
@@ -363,6 +449,15 @@ static int bus_declare_queues(struct ess_bus *b, const char *events, const char 
 
 int ess_bus_declare_push(struct ess_bus *b, const char *events_exchange, const char *ops_exchange,
                          const char *id, const struct ess_strlist *topics, struct ess_err *err)
+{
+    return ess_bus_declare_push_typed(b, events_exchange, ops_exchange, id, topics,
+                                      ESS_QUEUE_CLASSIC, err);
+}
+
+int ess_bus_declare_push_typed(struct ess_bus *b, const char *events_exchange,
+                               const char *ops_exchange, const char *id,
+                               const struct ess_strlist *topics, enum ess_queue_type type,
+                               struct ess_err *err)
 {
     const char *events = events_exchange != NULL ? events_exchange : "hms.events";
     const char *ops = ops_exchange != NULL ? ops_exchange : "hms.ops";
@@ -382,7 +477,7 @@ int ess_bus_declare_push(struct ess_bus *b, const char *events_exchange, const c
         rc = bus_exchange(b, ops, "topic", err);
     }
     if (rc == ESS_OK) {
-        rc = bus_declare_queues(b, events, id, topics, err);
+        rc = bus_declare_queues(b, events, id, topics, type, err);
     }
     return rc;
 }

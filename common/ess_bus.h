@@ -39,13 +39,29 @@ struct ess_bus_msg {
  * log in, open channel 1. NULL with err on failure. amqps:// connects with TLS,
  * the broker's certificate and host name verified against ESS_AMQP_CA_FILE
  * (else the system trust store); ESS_AMQP_CERT_FILE/ESS_AMQP_KEY_FILE give a
- * client certificate. Verification cannot be turned off. */
+ * client certificate. Verification cannot be turned off.
+ * A comma-separated list of URLs (the nodes of a cluster) is tried in order
+ * until one answers; the error then names every node's failure. A literal
+ * comma in a password is %2C. */
 struct ess_bus *ess_bus_new(const char *url, struct ess_err *err);
+
+/* "host:port" of the node this bus is connected to. Borrowed, lives with b. */
+const char *ess_bus_peer(const struct ess_bus *b);
 void ess_bus_free(struct ess_bus *b);
 
 /* Declare hms.events/ess.dlx/hms.ops, ess.<id> (+ bindings) and ess.<id>.dead. */
 int ess_bus_declare_push(struct ess_bus *b, const char *events_exchange, const char *ops_exchange,
                          const char *id, const struct ess_strlist *topics, struct ess_err *err);
+
+/* The same with the queue type of ess.<id> and ess.<id>.dead (x-queue-type,
+ * always sent; "classic" matches queues declared without it). A queue that
+ * exists with the other type is ESS_ECONFIG with a message naming the queue
+ * and what to do (RabbitMQ cannot change a queue's type); the channel is then
+ * closed, as after any failed declaration: free the bus. */
+int ess_bus_declare_push_typed(struct ess_bus *b, const char *events_exchange,
+                               const char *ops_exchange, const char *id,
+                               const struct ess_strlist *topics, enum ess_queue_type type,
+                               struct ess_err *err);
 
 /* Declare only the exchanges hms.events and hms.ops (reverse connectors,
  * which publish and own no queue). NULL names: the defaults. */

@@ -232,6 +232,13 @@ static int check_host_key(const char *s, char *why, size_t len);
       "the partner's test endpoint; absent: target_url")                                      \
     X("canary.record", ESS_KEY_ANYMAP, NULL, 0, NULL, NULL, 0, OFF(canary.record), 0, 0, NULL, \
       "the synthetic event, shaped like a real one; required with canary")             \
+    X("queue_type", ESS_KEY_ENUM, "classic", 0, "classic|quorum", "kind=push", F_ONLY_WHEN,  \
+      OFF(queue_type), 0, 0, NULL,                                                            \
+      "RabbitMQ type of ess.<id> (x-queue-type); quorum: replicated on a cluster. Fixed "     \
+      "at creation: changing it needs the queue drained and deleted")                         \
+    X("replicas", ESS_KEY_INT, "1", 0, NULL, "kind=push", F_ONLY_WHEN, OFF(replicas), 1, 64,   \
+      NULL, "worker processes sharing ess.<id> and its journal; each key is delivered by "    \
+      "one of them at a time, in order (ESS_REPLICAS overrides)")                             \
     X("auth", ESS_KEY_AUTH, NULL, 0, NULL, NULL, 0, OFF(auth), 0, 0, NULL,                    \
       "partner authentication; secrets only via *_env variable names")                        \
     X("auth.type", ESS_KEY_ENUM, "none", 0, "none|basic|bearer|hmac", NULL, 0,                \

@@ -42,6 +42,10 @@ enum ess_tickets { ESS_TICKETS_ALL = 0, ESS_TICKETS_FAILURES, ESS_TICKETS_NONE }
 
 enum ess_source_format { ESS_SOURCE_JSON = 0, ESS_SOURCE_CSV };
 
+/* The RabbitMQ queue type of ess.<id> (x-queue-type). A queue's type is fixed
+ * when it is created: changing it means draining and deleting the queue. */
+enum ess_queue_type { ESS_QUEUE_CLASSIC = 0, ESS_QUEUE_QUORUM };
+
 enum ess_auth_type { ESS_AUTH_NONE = 0, ESS_AUTH_BASIC, ESS_AUTH_BEARER, ESS_AUTH_HMAC };
 
 /* conflict.strategy, in the order of the key table's choices (ess_conflict.h). */
@@ -201,6 +205,8 @@ struct ess_manifest {
     char *metrics_listen;      /* "IPv4:PORT" for GET /metrics; NULL: off */
     struct ess_alerts alerts;
     struct ess_canary canary;
+    enum ess_queue_type queue_type; /* push: ess.<id> and ess.<id>.dead */
+    int replicas;                   /* push: worker processes of this connector (ess_replica.h) */
     struct ess_auth auth;
     struct ess_tls tls;
     struct ess_ssh ssh;

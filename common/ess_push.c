@@ -33,6 +33,7 @@
 #include "ess_partner.h"
 #include "ess_render.h"
 #include "ess_schedule.h"
+#include "ess_replica.h"
 #include "ess_shape.h"
 #include "ess_sign.h"
 #include "ess_stats.h"
@@ -164,6 +165,7 @@ struct ess_push {
     /* delivery_windows / blackouts: outside them everything is journaled and held */
     int held;
     long long sched_check_ms; /* monotonic: when to look at the schedule again */
+    struct ess_replica *replica; /* replicas > 1 (ess_replica.h); NULL: the only worker */
 };
 
 /* Ops visibility (metrics, alerts, canary, retention), defined further down. */
@@ -244,8 +246,8 @@ static int push_bus_open(struct ess_push *p)
     ess_err_clear(&err);
     bus = ess_bus_new(p->env.amqp_url, &err);
     if (bus == NULL ||
-        ess_bus_declare_push(bus, p->env.events_exchange, p->env.ops_exchange, p->m->id,
-                             &p->m->topics, &err) != ESS_OK ||
+        ess_bus_declare_push_typed(bus, p->env.events_exchange, p->env.ops_exchange, p->m->id,
+                                   &p->m->topics, p->m->queue_type, &err) != ESS_OK ||
         ess_bus_consume(bus, p->queue, p->m->prefetch, &err) != ESS_OK) {
         ess_bus_free(bus);
         ess_log_warn("bus connect attempt %d failed: %s", p->bus_retry.attempt + 1, err.msg);
@@ -253,7 +255,8 @@ static int push_bus_open(struct ess_push *p)
         ess_worker_retry_failed(&p->bus_retry, ess_worker_mono_ms());
         return ESS_EBUS;
     }
-    ess_log_info("bus connected; consuming %s (prefetch %d)", p->queue, p->m->prefetch);
+    ess_log_info("bus connected to %s; consuming %s (prefetch %d)", ess_bus_peer(bus), p->queue,
+                 p->m->prefetch);
     p->bus = bus;
     ess_worker_retry_ok(&p->bus_retry);
     return ESS_OK;
@@ -264,6 +267,7 @@ static int push_store_open(struct ess_push *p)
     struct ess_err err;
     struct ess_store *store;
     long long offset = 0;
+    char peer[300];
 
     ess_err_clear(&err);
     store = ess_store_new(p->env.pg_url, &err);
@@ -277,6 +281,7 @@ static int push_store_open(struct ess_push *p)
         return ESS_ESTORE;
     }
     p->store = store;
+    ess_store_journal_lock(store, p->replica != NULL);
     ess_worker_retry_ok(&p->store_retry);
     push_controls(p);
     push_redeliver(p, ess_worker_mono_ms());
@@ -285,9 +290,10 @@ static int push_store_open(struct ess_push *p)
         p->offset_saved = offset;
         p->offset_known = 1;
         push_replay_filter(p, &p->ctl, offset); /* a replay that was under way */
-        ess_log_info("journal store connected; resuming after offset %lld", offset);
+        ess_log_info("journal store connected to %s; resuming after offset %lld",
+                     ess_store_peer(store, peer, sizeof(peer)), offset);
     } else {
-        ess_log_info("journal store reconnected");
+        ess_log_info("journal store reconnected to %s", ess_store_peer(store, peer, sizeof(peer)));
     }
     p->journal_more = 1;
     return ESS_OK;
@@ -400,7 +406,8 @@ static void push_window_direct(struct ess_push *p, const long long *seqs, size_t
     if (inserted == 0) {
         return;
     }
-    if (p->journal_more || !p->offset_known || p->burst.n == 0 || seqs[0] == -2 ||
+    if (p->replica != NULL || p->journal_more || !p->offset_known || p->burst.n == 0 ||
+        seqs[0] == -2 ||
         ess_keyq_pending(p->window) + inserted > p->window_max) {
         p->journal_more = 1;
         return;
@@ -593,6 +600,10 @@ static void push_window_add(struct ess_push *p, struct ess_store_row *row)
     const char *key = row->key; /* the window's copy once pushed */
     int rc;
 
+    if (p->replica != NULL && !ess_replica_wants(p->replica, row->key, row->seq)) {
+        ess_keyq_skip(p->window, row->seq); /* another replica's key */
+        return;
+    }
     if (push_replay_skips(p, row) || push_debounce_merge(p, row)) {
         ess_keyq_skip(p->window, row->seq);
         return;
@@ -984,7 +995,8 @@ static int push_send(struct ess_push *p, struct ess_keyq_item *it)
 static int push_may_dispatch(const struct ess_push *p)
 {
     return !p->ctl.paused && !p->held && !p->replay_pending &&
-           (p->m->on_park != ESS_ON_PARK_HOLD_KEY || p->quarantine_known);
+           (p->m->on_park != ESS_ON_PARK_HOLD_KEY || p->quarantine_known) &&
+           (p->replica == NULL || ess_replica_may_dispatch(p->replica, ess_worker_mono_ms()));
 }
 
 /* ---- batch delivery: ftp://, ftps://, sftp:// file drops ---------------- */
@@ -1669,7 +1681,9 @@ static void push_redeliver(struct ess_push *p, long long now)
         return;
     }
     for (i = 0; i < rows.n; i++) {
-        push_redeliver_one(p, &rows.v[i]);
+        if (p->replica == NULL || ess_replica_owns_key(p->replica, rows.v[i].key)) {
+            push_redeliver_one(p, &rows.v[i]);
+        }
     }
     ess_store_rows_fini(&rows);
     /* The store's open keys are the quarantine; keys being re-sent stay in it. */
@@ -1709,6 +1723,11 @@ static void push_replay_apply(struct ess_push *p)
     struct ess_keyq *fresh;
     struct ess_err err;
 
+    if (p->replica != NULL) {
+        ess_log_warn("replay #%lld: not supported with replicas yet (per-partition offsets "
+                     "are not moved back): nothing is re-sent; run one replica to replay",
+                     p->ctl.replay_id);
+    }
     /* A replay only ever moves the offset back: a window that starts past
      * undelivered events (say, while paused) must not skip them. */
     if (from > resume) {
@@ -1822,7 +1841,8 @@ static void push_save_offset(struct ess_push *p)
         return;
     }
     ess_err_clear(&err);
-    if (ess_store_offset_set(p->store, p->m->id, mark, &err) != ESS_OK) {
+    if ((p->replica != NULL ? ess_replica_save(p->replica, p->store, mark, &err)
+                            : ess_store_offset_set(p->store, p->m->id, mark, &err)) != ESS_OK) {
         push_store_lost(p, &err);
         return;
     }
@@ -1885,8 +1905,49 @@ static void push_heartbeat(struct ess_push *p, long long now, const char *state)
     free(text);
 }
 
+/* Replicas: stamp, and when ownership must change rebuild the window from
+ * what this replica now owns -- once its transfers have finished. */
+static void push_replica_cron(struct ess_push *p, long long now)
+{
+    struct ess_keyq *fresh;
+    struct ess_err err;
+    long long floor = 0;
+
+    if (p->replica == NULL || p->store == NULL) {
+        return;
+    }
+    if (ess_replica_poll_due(p->replica, now)) {
+        p->journal_more = 1; /* rows the other replicas journaled */
+    }
+    ess_err_clear(&err);
+    if (ess_replica_tick(p->replica, p->store, now, &err) != ESS_OK) {
+        push_store_lost(p, &err);
+        return;
+    }
+    if (!ess_replica_rebalance_due(p->replica) || ess_partner_in_flight(p->partner) > 0 ||
+        !push_batch_idle(p) || p->replay_pending || push_tickets_flush(p) != ESS_OK) {
+        return;
+    }
+    fresh = ess_keyq_new();
+    if (fresh == NULL) {
+        return;
+    }
+    if (ess_replica_rebalance(p->replica, p->store, ess_keyq_low_water(p->window), &floor,
+                              &err) != ESS_OK) {
+        ess_keyq_free(fresh);
+        push_store_lost(p, &err);
+        return;
+    }
+    ess_keyq_free(p->window);
+    p->window = fresh;
+    ess_keyq_set_floor(p->window, floor);
+    p->offset_saved = floor;
+    p->journal_more = 1;
+}
+
 static void push_cron(struct ess_push *p, long long now)
 {
+    push_replica_cron(p, now);
     if (now >= p->next_control_ms) {
         push_controls(p);
         p->next_control_ms = now + PUSH_CONTROL_EVERY_MS;
@@ -1957,7 +2018,11 @@ static void push_retain(struct ess_push *p, long long now)
     long long deleted = 0;
 
     ess_err_clear(&err);
-    if (ess_store_retain_batch(p->store, p->m->id, p->offset_saved, p->m->replay_window_sec,
+    /* Replicas: only below every partition's offset. */
+    if (ess_store_retain_batch(p->store, p->m->id,
+                               p->replica != NULL ? ess_replica_retain_floor(p->replica)
+                                                  : p->offset_saved,
+                               p->m->replay_window_sec,
                                p->m->ticket_retention_sec, PUSH_RETAIN_BATCH, &deleted,
                                &err) != ESS_OK) {
         p->next_retain_ms = now + PUSH_RETAIN_EVERY_MS;
@@ -2238,6 +2303,9 @@ static int push_timeout(struct ess_push *p, long long now)
     if (p->held) {
         t = min_positive(t, p->sched_check_ms - now);
     }
+    if (p->replica != NULL && p->store != NULL) {
+        t = min_positive(t, ess_replica_poll_in(p->replica, now));
+    }
     if (p->bus == NULL) {
         t = min_positive(t, p->bus_retry.next_ms - now);
     }
@@ -2270,6 +2338,10 @@ static void push_reload(struct ess_push *p)
     } else if (strcmp(m->id, p->m->id) != 0) {
         ess_log_error("reload refused: id changed from %s to %s (deploy a new connector)",
                       p->m->id, m->id);
+    } else if (m->queue_type != p->m->queue_type) {
+        ess_log_error("reload refused: queue_type changed; RabbitMQ cannot change the type of "
+                      "queue %s: stop the worker, drain and delete the queue, deploy again",
+                      p->queue);
     } else if (push_batch_reload_refused(p, m)) {
         ess_log_error("reload refused: target_url moves between HTTP and a file drop "
                       "(deploy a new connector)");
@@ -2294,8 +2366,9 @@ static void push_reload(struct ess_push *p)
         m = NULL;
         p->sched_check_ms = 0; /* the schedule may have changed */
         if (p->bus != NULL &&
-            ess_bus_declare_push(p->bus, p->env.events_exchange, p->env.ops_exchange, p->m->id,
-                                 &p->m->topics, &err) != ESS_OK) {
+            ess_bus_declare_push_typed(p->bus, p->env.events_exchange, p->env.ops_exchange,
+                                       p->m->id, &p->m->topics, p->m->queue_type,
+                                       &err) != ESS_OK) {
             push_bus_lost(p, &err);
         }
     }
@@ -2349,6 +2422,9 @@ static void push_drain(struct ess_push *p)
     }
     if (push_tickets_flush(p) == ESS_OK && push_delta_flush(p) == ESS_OK) {
         push_save_offset(p);
+    }
+    if (p->replica != NULL) {
+        ess_replica_leave(p->replica, p->store, ess_keyq_low_water(p->window));
     }
     push_heartbeat(p, ess_worker_mono_ms(), "stopped");
     ess_err_clear(&err);
@@ -2405,6 +2481,16 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
         ess_push_free(p);
         return NULL;
     }
+    if (ess_replica_count(m) > 1) {
+        p->replica = ess_replica_new(m->id, ess_worker_instance(), m->heartbeat_sec);
+        if (p->replica == NULL) {
+            ess_err_set(err, ESS_ENOMEM, "cannot set up the replica");
+            ess_push_free(p);
+            return NULL;
+        }
+        ess_log_info("one of %d replicas (replica %s): keys are shared out in %d partitions",
+                     ess_replica_count(m), ess_replica_name(p->replica), ESS_REPLICA_PARTS);
+    }
     if (push_url_is_drop(m->target_url)) {
         p->batch = ess_batch_new();
         if (p->batch == NULL) {
@@ -2452,6 +2538,7 @@ void ess_push_free(struct ess_push *p)
     ess_alert_free(p->alerts);
     ess_delta_book_free(p->delta);
     ess_batch_free(p->batch);
+    ess_replica_free(p->replica);
     ess_partner_free(p->partner);
     ess_keyq_free(p->window);
     ess_bus_free(p->bus);

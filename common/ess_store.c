@@ -182,6 +182,21 @@ static const struct migration migrations[] = {
     {6, "CREATE INDEX ess_tickets_connector_id ON ess_tickets (connector, id);"},
     /* 7: the tamper-evident audit log (ess_audit.h). */
     {7, ESS_AUDIT_MIGRATION_SQL},
+    /* 8: replicas of one connector (ess_replica.h) -- who is alive, and which
+     * replica delivers which of the 64 key partitions, from which offset. */
+    {8, "CREATE TABLE ess_replicas ("
+        "  connector text NOT NULL,"
+        "  instance text NOT NULL,"
+        "  started_at timestamptz NOT NULL DEFAULT now(),"
+        "  heartbeat_at timestamptz NOT NULL DEFAULT now(),"
+        "  PRIMARY KEY (connector, instance));"
+        "CREATE TABLE ess_partitions ("
+        "  connector text NOT NULL,"
+        "  part int NOT NULL,"
+        "  owner text,"
+        "  delivered_seq bigint NOT NULL,"
+        "  updated_at timestamptz NOT NULL DEFAULT now(),"
+        "  PRIMARY KEY (connector, part));"},
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -229,6 +244,7 @@ static const char *const stmt_sql[ST__COUNT] = {
 
 struct ess_store {
     PGconn *conn;
+    bool append_lock; /* journal appends serialised per connector (replicas) */
     bool prepared[ST__COUNT];
     /* journal_append scratch, reused across calls (sized for one chunk) */
     const char **vals;     /* 1 + APPEND_COLS * APPEND_CHUNK parameter values */
@@ -380,6 +396,37 @@ static void on_notice(void *arg, const char *msg)
     ess_log_warn("postgres: %.*s", first_line(msg), msg);
 }
 
+/* libpq reports a failed multi-host conninfo as one line per host tried,
+ * each followed by tab-indented hints: keep each host's line, joined by "; ". */
+static void host_failures(const char *msg, char *buf, size_t len)
+{
+    size_t used = 0;
+    int n;
+
+    buf[0] = '\0';
+    while (*msg != '\0' && used + 1 < len) {
+        n = first_line(msg);
+        if (n > 0 && msg[0] != '\t') {
+            used += (size_t)snprintf(buf + used, len - used, "%s%.*s", used > 0 ? "; " : "", n,
+                                     msg);
+        }
+        msg += n;
+        msg += strspn(msg, "\r\n");
+    }
+    if (buf[0] == '\0') {
+        snprintf(buf, len, "unknown error");
+    }
+}
+
+const char *ess_store_peer(const struct ess_store *s, char *buf, size_t len)
+{
+    const char *host = s != NULL && s->conn != NULL ? PQhost(s->conn) : NULL;
+    const char *port = s != NULL && s->conn != NULL ? PQport(s->conn) : NULL;
+
+    snprintf(buf, len, "%s:%s", host != NULL ? host : "?", port != NULL ? port : "?");
+    return buf;
+}
+
 static int alloc_scratch(struct ess_store *s)
 {
     s->vals = calloc(1 + (size_t)APPEND_COLS * APPEND_CHUNK, sizeof(*s->vals));
@@ -413,9 +460,11 @@ struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err)
     }
     s->conn = PQconnectdbParams(keys, vals, 1);
     if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
-        const char *msg = s->conn != NULL ? PQerrorMessage(s->conn) : "out of memory";
+        char why[ESS_ERR_MSG_MAX];
 
-        ess_err_set(err, ESS_ESTORE, "postgres: connect: %.*s", first_line(msg), msg);
+        host_failures(s->conn != NULL ? PQerrorMessage(s->conn) : "out of memory", why,
+                      sizeof(why));
+        ess_err_set(err, ESS_ESTORE, "postgres: connect: %s", why);
         ess_store_free(s);
         return NULL;
     }
@@ -620,6 +669,36 @@ static int append_chunk(struct ess_store *s, const char *connector,
     return rc;
 }
 
+/* Several writers of one connector's journal (replicas): seqs are taken and
+ * committed under one transaction-scoped lock, so commit order is seq order
+ * and a reader's cursor never passes a seq that commits later. */
+static int append_lock(struct ess_store *s, const char *connector, struct ess_err *err)
+{
+    char key[300];
+    const char *vals[1] = {key};
+    PGresult *res;
+    int rc;
+
+    snprintf(key, sizeof(key), "ess_journal:%s", connector);
+    res = PQexecParams(s->conn, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, NULL, vals, NULL,
+                       NULL, 0);
+    rc = check_result(s, &res, PGRES_TUPLES_OK, "journal lock", err);
+    PQclear(res);
+    return rc;
+}
+
+void ess_store_journal_lock(struct ess_store *s, int on)
+{
+    if (s != NULL) {
+        s->append_lock = on != 0;
+    }
+}
+
+struct pg_conn *ess_store_pg(struct ess_store *s)
+{
+    return s != NULL ? s->conn : NULL;
+}
+
 int ess_store_journal_append(struct ess_store *s, const char *connector,
                              const struct ess_store_event *ev, size_t n, size_t *inserted,
                              long long *seqs, struct ess_err *err)
@@ -631,8 +710,14 @@ int ess_store_journal_append(struct ess_store *s, const char *connector,
     if (rc == ESS_OK && n > 0 && ev == NULL) {
         rc = ess_err_set(err, ESS_EINVAL, "store: NULL events");
     }
+    if (rc == ESS_OK && s->append_lock) {
+        txn = true;
+    }
     if (rc == ESS_OK && txn) {
         rc = exec_simple(s, "BEGIN", "journal begin", err);
+    }
+    if (rc == ESS_OK && s->append_lock) {
+        rc = append_lock(s, connector, err);
     }
     for (done = 0; rc == ESS_OK && done < n; done += APPEND_CHUNK) {
         size_t rows = n - done < APPEND_CHUNK ? n - done : APPEND_CHUNK;

@@ -58,6 +58,10 @@ struct ess_store_rows {
 struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err);
 void ess_store_free(struct ess_store *s);
 
+/* "host:port" of the server this session is connected to (with a multi-host
+ * conninfo: the one libpq chose). Writes into buf, returns buf. */
+const char *ess_store_peer(const struct ess_store *s, char *buf, size_t len);
+
 /* Reconnect after a failure. */
 int ess_store_reset(struct ess_store *s, struct ess_err *err);
 
@@ -71,6 +75,15 @@ int ess_store_migrate(struct ess_store *s, struct ess_err *err);
 int ess_store_journal_append(struct ess_store *s, const char *connector,
                              const struct ess_store_event *ev, size_t n, size_t *inserted,
                              long long *seqs, struct ess_err *err);
+
+/* on: every journal_append is one transaction holding a per-connector
+ * advisory lock (replicas: several processes append to one journal, and
+ * readers must see seqs commit in order). Off (the default) for one writer. */
+void ess_store_journal_lock(struct ess_store *s, int on);
+
+/* The libpq connection (PGconn) for modules with their own tables
+ * (ess_replica). Borrowed: valid until ess_store_free/reset. */
+struct pg_conn *ess_store_pg(struct ess_store *s);
 
 /* Rows with seq > after_seq, in seq order, at most limit. rows is filled
  * (release with ess_store_rows_fini even on failure). */

@@ -8,6 +8,9 @@
  * acts on its target:
  *   local    start ess-push detached under <state>/workers/<id>/ (manifest.yml,
  *            worker.log, worker.pid) and wait for its first heartbeat row;
+ *            with replicas N > 1 (--replicas or the manifest), replicas 2..N
+ *            run from <id>/replica-<i>/ (worker.log, worker.pid), all with
+ *            ESS_REPLICAS=N, and `hms ess stop` stops every one;
  *            a running worker of that id is first stopped gracefully (SIGTERM:
  *            it drains in-flight deliveries and exits 0; its queue keeps
  *            filling meanwhile, so the switch loses nothing).
@@ -48,6 +51,7 @@
 #include "ess_bus.h"
 #include "ess_err.h"
 #include "ess_manifest.h"
+#include "ess_replica.h"
 #include "ess_version.h"
 #include "ess_worker.h"
 
@@ -66,6 +70,7 @@ struct deploy_args {
     const char *out;    /* --out DIR (systemd) */
     int auto_rollback;
     int wait_sec;
+    int replicas; /* --replicas N; 0: the manifest's replicas (ess_replica_count) */
 };
 
 struct deploy_src { /* a manifest version: its text and what it parses to */
@@ -468,11 +473,12 @@ static int declare_topology(const struct ess_manifest *m)
                 err.msg);
         return EX_UNAVAILABLE;
     }
-    rc = ess_bus_declare_push(bus, env.events_exchange, env.ops_exchange, m->id, &m->topics, &err);
+    rc = ess_bus_declare_push_typed(bus, env.events_exchange, env.ops_exchange, m->id, &m->topics,
+                                    m->queue_type, &err);
     ess_bus_free(bus);
     if (rc != ESS_OK) {
         fprintf(stderr, "hms: declaring the topology of %s: %s\n", m->id, err.msg);
-        return EX_UNAVAILABLE;
+        return rc == ESS_ECONFIG ? EX_CONFIG : EX_UNAVAILABLE;
     }
     return EX_OK;
 }
@@ -499,6 +505,17 @@ static void worker_files_init(struct worker_files *f, const char *state, const c
 {
     snprintf(f->dir, sizeof(f->dir), "%s/workers/%s", state, id);
     snprintf(f->manifest, sizeof(f->manifest), "%s/manifest.yml", f->dir);
+    snprintf(f->log, sizeof(f->log), "%s/worker.log", f->dir);
+    snprintf(f->pid, sizeof(f->pid), "%s/worker.pid", f->dir);
+}
+
+/* Replica i (2..ESS_REPLICA_MAX) of a local deploy: its own directory, log and
+ * pid file; the manifest is the first worker's. */
+#define ESS_REPLICA_MAX 64
+static void replica_files_init(struct worker_files *f, const struct worker_files *first, int i)
+{
+    snprintf(f->dir, sizeof(f->dir), "%.*s/replica-%d", PATH_MAX - 24, first->dir, i);
+    snprintf(f->manifest, sizeof(f->manifest), "%s", first->manifest);
     snprintf(f->log, sizeof(f->log), "%s/worker.log", f->dir);
     snprintf(f->pid, sizeof(f->pid), "%s/worker.pid", f->dir);
 }
@@ -632,6 +649,26 @@ static int find_push_bin(char *out, size_t len, int quiet)
     return -1;
 }
 
+/* Stop replicas 2.. of a local deploy that still run; how many were stopped. */
+static int replicas_stop(const struct worker_files *first, const char *id)
+{
+    struct worker_files f;
+    pid_t pid;
+    int i, n = 0;
+
+    for (i = 2; i <= ESS_REPLICA_MAX; i++) {
+        replica_files_init(&f, first, i);
+        pid = pid_read(f.pid);
+        if (pid_is_push(pid)) {
+            worker_stop(&f, pid, id);
+            n++;
+        } else if (pid != 0) {
+            unlink(f.pid);
+        }
+    }
+    return n;
+}
+
 /* In the child: own session, stdin /dev/null, stdout+stderr to the log. */
 static void child_exec(const struct worker_files *f, const char *bin)
 {
@@ -742,14 +779,49 @@ static int local_prepare(const struct hms_opts *o, const struct deploy_src *src,
 
 /* Stop the running worker of this id, start the new version, wait for its
  * first heartbeat. sysexits code; run->pid and run->instance on success. */
+/* Replicas 2..n of a local deploy, after the first: each started and waited
+ * for like it. sysexits code. */
+static int deploy_local_replicas(struct ess_store *s, const struct deploy_src *src,
+                                 const struct worker_files *first, const char *bin, int n,
+                                 int wait_sec, const char *since)
+{
+    struct worker_files f;
+    char instance[320];
+    pid_t pid;
+    int i, rc;
+
+    for (i = 2; i <= n; i++) {
+        replica_files_init(&f, first, i);
+        if (mkdirs(f.dir, 0700) != 0) {
+            return EX_CANTCREAT;
+        }
+        pid = worker_spawn(&f, bin);
+        if (pid < 0) {
+            return EX_OSERR;
+        }
+        instance_of(pid, instance, sizeof(instance));
+        rc = wait_heartbeat(s, src->m->id, instance, since, pid, wait_sec);
+        if (rc != 0) {
+            tail_file(f.log, 20);
+            fprintf(stderr, "hms: replica %d of %s (pid %ld) %s\n", i, src->m->id, (long)pid,
+                    rc == 1 ? "exited before its first heartbeat" : "sent no heartbeat");
+            return EX_UNAVAILABLE;
+        }
+        printf("  replica %d: pid %ld, log %s\n", i, (long)pid, f.log);
+    }
+    return EX_OK;
+}
+
 static int deploy_local(const struct hms_opts *o, struct ess_store *s, const struct deploy_src *src,
-                        int wait_sec, struct local_run *run)
+                        int wait_sec, int replicas, struct local_run *run)
 {
     struct worker_files f;
     char bin[PATH_MAX];
     char since[64];
+    char count[16];
     pid_t old;
     int rc = local_prepare(o, src, &f, bin, sizeof(bin));
+    int n = replicas > 0 ? replicas : ess_replica_count(src->m);
 
     if (rc != EX_OK) {
         return rc;
@@ -758,6 +830,10 @@ static int deploy_local(const struct hms_opts *o, struct ess_store *s, const str
     if (pid_is_push(old)) {
         worker_stop(&f, old, src->m->id);
     }
+    replicas_stop(&f, src->m->id);
+    /* Every replica learns how many it is one of (ess_replica.h). */
+    snprintf(count, sizeof(count), "%d", n);
+    setenv("ESS_REPLICAS", count, 1);
     if (db_one(s, "SELECT clock_timestamp()::text AS t", 0, NULL, "t", since, sizeof(since)) != 0 ||
         write_text(f.manifest, src->text, src->len, 0600) != 0) {
         return EX_UNAVAILABLE;
@@ -771,7 +847,7 @@ static int deploy_local(const struct hms_opts *o, struct ess_store *s, const str
     if (rc == 0) {
         printf("deployed %s version %.12s: pid %ld, log %s\n", src->m->id, src->m->sha256,
                (long)run->pid, f.log);
-        return EX_OK;
+        return n > 1 ? deploy_local_replicas(s, src, &f, bin, n, wait_sec, since) : EX_OK;
     }
     tail_file(f.log, 20);
     if (rc == 1) {
@@ -1027,13 +1103,13 @@ static void print_k8s_probe(const struct ess_manifest *m)
         m->heartbeat_sec, m->id, m->id, period + 10, period);
 }
 
-static void print_k8s_deployment(const struct deploy_src *src)
+static void print_k8s_deployment(const struct deploy_src *src, int replicas)
 {
     const char *id = src->m->id;
 
     printf("---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ess-push-%s\n"
            "  labels: {app.kubernetes.io/name: ess-push, app.kubernetes.io/instance: %s}\n"
-           "spec:\n  replicas: 1\n"
+           "spec:\n  replicas: %d\n"
            "  # Recreate, never RollingUpdate: two workers must never share a key's order.\n"
            "  strategy: {type: Recreate}\n"
            "  selector:\n    matchLabels: {app.kubernetes.io/name: ess-push, "
@@ -1048,8 +1124,11 @@ static void print_k8s_deployment(const struct deploy_src *src)
            "        runAsGroup: 65534\n        seccompProfile: {type: RuntimeDefault}\n"
            "      containers:\n        - name: ess-push\n          image: ess:%s\n"
            "          args: [--manifest, /etc/ess/%s.yml]\n",
-           id, id, id, id, src->m->sha256, ESS_VERSION, id);
+           id, id, replicas, id, id, src->m->sha256, ESS_VERSION, id);
     print_k8s_env(src->m);
+    if (replicas != ess_replica_count(src->m)) { /* --replicas N overrides the manifest */
+        printf("            - {name: ESS_REPLICAS, value: \"%d\"}\n", replicas);
+    }
     printf("          resources:\n            requests: {cpu: 50m, memory: 32Mi}\n"
            "            limits: {cpu: 500m, memory: 64Mi}\n");
     print_k8s_probe(src->m);
@@ -1061,10 +1140,10 @@ static void print_k8s_deployment(const struct deploy_src *src)
            id);
 }
 
-static int render_k8s(const struct deploy_src *src)
+static int render_k8s(const struct deploy_args *a, const struct deploy_src *src)
 {
     print_k8s_configmap(src);
-    print_k8s_deployment(src);
+    print_k8s_deployment(src, a->replicas > 0 ? a->replicas : ess_replica_count(src->m));
     return EX_OK;
 }
 
@@ -1091,9 +1170,9 @@ static int deploy_version(const struct hms_opts *o, struct ess_store *s,
         return render_compose(a, src);
     }
     if (strcmp(a->target, "k8s") == 0) {
-        return render_k8s(src);
+        return render_k8s(a, src);
     }
-    rc = deploy_local(o, s, src, a->wait_sec, run);
+    rc = deploy_local(o, s, src, a->wait_sec, a->replicas, run);
     if (rc != EX_OK) {
         mark_failed(s, run->deploy_id, "worker did not start");
     }
@@ -1116,6 +1195,12 @@ static int deploy_args_parse(int argc, char **argv, struct deploy_args *a)
             a->target = argv[++i];
         } else if (strcmp(argv[i], "--out") == 0 && next != NULL) {
             a->out = argv[++i];
+        } else if (strcmp(argv[i], "--replicas") == 0 && next != NULL) {
+            if (parse_seconds(argv[++i], &a->replicas) != 0 || a->replicas > ESS_REPLICA_MAX) {
+                fprintf(stderr, "hms: --replicas: not a number 1..%d: %s\n", ESS_REPLICA_MAX,
+                        argv[i]);
+                return EX_USAGE;
+            }
         } else if (strcmp(argv[i], "--wait") == 0 && next != NULL) {
             if (parse_seconds(argv[++i], &a->wait_sec) != 0) {
                 fprintf(stderr, "hms: --wait: not a number of seconds: %s\n", argv[i]);
@@ -1138,7 +1223,7 @@ static int deploy_args_check(const struct deploy_args *a)
 
     if (a->path == NULL) {
         fprintf(stderr, "usage: hms ess deploy <manifest> [--target local|systemd|compose|k8s]"
-                        " [--auto-rollback] [--wait S] [--out DIR]\n");
+                        " [--auto-rollback] [--wait S] [--replicas N] [--out DIR]\n");
         return EX_USAGE;
     }
     for (i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
@@ -1153,6 +1238,14 @@ static int deploy_args_check(const struct deploy_args *a)
     }
     if (a->auto_rollback && strcmp(a->target, "local") != 0) {
         fprintf(stderr, "hms: --auto-rollback watches a local worker; not with --target %s\n",
+                a->target);
+        return EX_USAGE;
+    }
+    if (a->replicas > 0 && strcmp(a->target, "local") != 0 && strcmp(a->target, "k8s") != 0) {
+        fprintf(stderr,
+                "hms: --replicas starts local workers or sets a k8s Deployment's "
+                "replicas; with --target %s set replicas: N in the manifest and run N "
+                "copies\n",
                 a->target);
         return EX_USAGE;
     }
@@ -1255,7 +1348,7 @@ static int watch_failing(struct ess_store *s, const char *id, const struct local
 static int roll_back_to(const struct hms_opts *o, struct ess_store *s, const char *id,
                         const char *sha, const char *note)
 {
-    struct deploy_args a = {NULL, "local", NULL, 0, DEPLOY_WAIT_SEC};
+    struct deploy_args a = {NULL, "local", NULL, 0, DEPLOY_WAIT_SEC, 0};
     struct deploy_src src;
     struct local_run run;
     char name[128];
@@ -1610,10 +1703,15 @@ int hms_cmd_stop(int argc, char **argv, const struct hms_opts *o)
         if (pid != 0) {
             unlink(f.pid); /* stale: the worker is gone */
         }
+        if (replicas_stop(&f, argv[0]) > 0) {
+            printf("stopped the replicas of %s\n", argv[0]);
+            return EX_OK;
+        }
         fprintf(stderr, "hms: no local worker for %s is running (%s)\n", argv[0], f.pid);
         return EX_DATAERR;
     }
     worker_stop(&f, pid, argv[0]);
+    replicas_stop(&f, argv[0]);
     printf("stopped %s (log %s)\n", argv[0], f.log);
     return EX_OK;
 }

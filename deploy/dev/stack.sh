@@ -13,6 +13,12 @@
 #   stack.sh restart-pg DIR      stop + start Postgres, same port and data
 #   stack.sh stop-rabbit|start-rabbit|stop-pg|start-pg DIR
 #   stack.sh ctl DIR ARGS...     rabbitmqctl against the private node
+#   stack.sh standby-up|standby-promote|standby-down DIR   a streaming replica of
+#                                the stack's Postgres (DIR/standby.env), promote it, stop it
+#   stack.sh cluster-up DIR      a 3-node RabbitMQ cluster (no Postgres), DIR/env
+#   stack.sh cluster-down DIR    stop every node and the cluster's epmd
+#   stack.sh cluster-stop-node|cluster-start-node DIR N   one node (1..3)
+#   stack.sh cluster-ctl DIR N ARGS...   rabbitmqctl against node N
 #
 # ESS_STACK_TIMEOUT (seconds, default 90) bounds every wait.
 # ESS_STACK_FAST=1 at `up` turns Postgres fsync off (faster CI, NOT durable
@@ -35,7 +41,7 @@ say() {
 }
 
 usage() {
-    sed -n '9,15p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+    sed -n '9,21p' "$SELF" | sed 's/^# \{0,1\}//' >&2
     exit 64
 }
 
@@ -160,7 +166,8 @@ load_env() {
 
 # ------------------------------------------------------------- rabbitmq ----
 
-RDIR() { echo "$DIR/rabbit"; }
+# RABBIT_DIR: a cluster node's directory (cluster_select); else the stack's one.
+RDIR() { echo "${RABBIT_DIR:-$DIR/rabbit}"; }
 
 rabbit_env() {
     local r
@@ -219,8 +226,12 @@ rabbit_init() {
     local r
     r=$(RDIR)
     mkdir -p "$r/home" "$r/mnesia" "$r/log"
-    /usr/bin/python3 -c 'import secrets,string; print("".join(secrets.choice(string.ascii_uppercase) for _ in range(32)), end="")' \
-        >"$r/home/.erlang.cookie"
+    if [ -n "${CLUSTER_COOKIE:-}" ]; then # cluster nodes must share one cookie
+        printf '%s' "$CLUSTER_COOKIE" >"$r/home/.erlang.cookie"
+    else
+        /usr/bin/python3 -c 'import secrets,string; print("".join(secrets.choice(string.ascii_uppercase) for _ in range(32)), end="")' \
+            >"$r/home/.erlang.cookie"
+    fi
     chmod 400 "$r/home/.erlang.cookie"
     echo '[].' >"$r/enabled_plugins"
     : >"$r/rabbitmq-env.conf"
@@ -246,7 +257,7 @@ EOF
 epmd_start() {
     local r pidfile
     r=$(RDIR)
-    pidfile="$r/epmd.pid"
+    pidfile="${EPMD_PIDFILE:-$r/epmd.pid}" # a cluster's nodes share one epmd
     if pid_alive "$(read_pid "$pidfile")"; then
         return 0
     fi
@@ -339,9 +350,13 @@ stop_rabbit_quiet() {
         kill_pid "$beam" "rabbitmq beam"
     fi
     kill_pid "$shpid" "rabbitmq-server script"
+    rm -f "$r/server.pid"
+    if [ -n "${EPMD_PIDFILE:-}" ]; then # cluster: the other nodes still need it
+        return 0
+    fi
     epmd=$(read_pid "$r/epmd.pid")
     kill_pid "$epmd" "epmd"
-    rm -f "$r/server.pid" "$r/epmd.pid"
+    rm -f "$r/epmd.pid"
 }
 
 stop_rabbit() {
@@ -474,6 +489,173 @@ EOF
     chmod 755 "$DIR/bin/rabbitmqctl" "$DIR/bin/psql"
 }
 
+# -------------------------------------------------------------- standby ----
+# A hot standby of the stack's Postgres (pg_basebackup -R, streaming), on its
+# own port, data in DIR/pg-standby: for testing a multi-host conninfo and a
+# failover (stop-pg, standby-promote). DIR/standby.env has ESS_PG_STANDBY_PORT.
+
+STANDBY_DATA() { echo "$DIR/pg-standby"; }
+
+cmd_standby_up() {
+    local sb port
+    sb=$(STANDBY_DATA)
+    cmd_standby_down >/dev/null 2>&1 || true
+    rm -rf "${sb:?}" "$DIR/pgsock-standby" "$DIR/standby.env"
+    mkdir -p "$sb" "$DIR/pgsock-standby"
+    chmod 700 "$sb"
+    own postgres "$sb" "$DIR/pgsock-standby"
+    read -r port < <(free_ports 1)
+    # -c fast: the default spread checkpoint can take minutes on a busy primary.
+    pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$ESS_PG_PORT" -U postgres -D "$sb" -R \
+        -X stream -c fast >"$DIR/pg-standby-basebackup.log" 2>&1 || {
+        tail_log "$DIR/pg-standby-basebackup.log"
+        die "pg_basebackup from 127.0.0.1:$ESS_PG_PORT failed"
+    }
+    printf '\n# ---- stack.sh standby-up: a hot standby of 127.0.0.1:%s ----\nport = %s\nunix_socket_directories = '"'"'%s'"'"'\nhot_standby = on\n' \
+        "$ESS_PG_PORT" "$port" "$DIR/pgsock-standby" | pg tee -a "$sb/postgresql.conf" >/dev/null
+    touch "$DIR/pg-standby.log"
+    own postgres "$DIR/pg-standby.log"
+    if ! pg "$PG_BIN/pg_ctl" -D "$sb" -l "$DIR/pg-standby.log" -w -t "$TIMEOUT" start \
+        </dev/null >/dev/null 2>&1; then
+        tail_log "$DIR/pg-standby.log"
+        die "the standby did not start on 127.0.0.1:$port within ${TIMEOUT}s"
+    fi
+    printf 'ESS_PG_STANDBY_PORT=%q\nESS_PG_STANDBY_DATA=%q\n' "$port" "$sb" >"$DIR/standby.env"
+    say "postgres standby of :$ESS_PG_PORT up on 127.0.0.1:$port"
+}
+
+cmd_standby_promote() {
+    pg "$PG_BIN/pg_ctl" -D "$(STANDBY_DATA)" -w -t "$TIMEOUT" promote >/dev/null ||
+        die "pg_ctl promote of $(STANDBY_DATA) failed"
+    say "postgres standby promoted"
+}
+
+cmd_standby_down() {
+    local sb pid
+    sb=$(STANDBY_DATA)
+    pid=$(read_pid "$sb/postmaster.pid")
+    if pid_alive "$pid"; then
+        pg "$PG_BIN/pg_ctl" -D "$sb" -m fast -w -t "$TIMEOUT" stop >/dev/null 2>&1 || true
+        kill_pid "$pid" "standby postmaster"
+        say "postgres standby stopped"
+    fi
+}
+
+# -------------------------------------------------------------- cluster ----
+# Three nodes ess-cl{1,2,3}-PID@localhost, each with its own AMQP and
+# distribution port and directory DIR/node<i>, one private epmd (its own
+# port) and one Erlang cookie; nodes 2 and 3 join node 1. DIR/env has
+# ESS_AMQP_URL as the three node URLs, comma-separated (ess_bus tries them in
+# order), and ESS_CLUSTER_AMQP_PORTS / ESS_CLUSTER_NODES, space-separated.
+
+CLUSTER_N=3
+
+# Point the single-node rabbit functions at node $1 of the cluster in DIR.
+cluster_select() {
+    local i=$1 ports dists nodes
+    case "$i" in 1 | 2 | 3) ;; *) die "cluster node must be 1..$CLUSTER_N, not '$i'" ;; esac
+    read -r -a ports <<<"$ESS_CLUSTER_AMQP_PORTS"
+    read -r -a dists <<<"$ESS_CLUSTER_DIST_PORTS"
+    read -r -a nodes <<<"$ESS_CLUSTER_NODES"
+    RABBIT_DIR="$DIR/node$i"
+    EPMD_PIDFILE="$DIR/node1/epmd.pid"
+    ESS_AMQP_PORT=${ports[$((i - 1))]}
+    ESS_RABBIT_DIST_PORT=${dists[$((i - 1))]}
+    ESS_RABBIT_NODE=${nodes[$((i - 1))]}
+    ESS_RABBIT_PIDFILE="$RABBIT_DIR/rabbit.pid"
+}
+
+cluster_write_env() {
+    local f="$DIR/env.tmp" urls="" p
+    for p in $ESS_CLUSTER_AMQP_PORTS; do
+        urls="${urls:+$urls,}amqp://guest:guest@127.0.0.1:$p/"
+    done
+    {
+        echo "# written by stack.sh cluster-up"
+        printf '%s=%q\n' \
+            ESS_CLUSTER_DIR "$DIR" \
+            ESS_STACK_SH "$SELF" \
+            ESS_AMQP_URL "$urls" \
+            ESS_CLUSTER_AMQP_PORTS "$ESS_CLUSTER_AMQP_PORTS" \
+            ESS_CLUSTER_DIST_PORTS "$ESS_CLUSTER_DIST_PORTS" \
+            ESS_CLUSTER_NODES "$ESS_CLUSTER_NODES" \
+            ESS_EPMD_PORT "$ESS_EPMD_PORT" \
+            CLUSTER_COOKIE "$CLUSTER_COOKIE"
+    } >"$f"
+    mv "$f" "$DIR/env"
+}
+
+cluster_start_node() {
+    cluster_select "$1"
+    start_rabbit
+}
+
+cluster_join() {
+    local first
+    first=${ESS_CLUSTER_NODES%% *}
+    cluster_select "$1"
+    # join_cluster prints harmless errors about tables of the node being joined.
+    { ctl stop_app && ctl join_cluster "$first" && ctl start_app; } >>"$(RDIR)/log/join.log" 2>&1 || {
+        tail_log "$(RDIR)/log/join.log"
+        die "node $ESS_RABBIT_NODE could not join $first (see $(RDIR)/log/rabbit.log)"
+    }
+    say "$ESS_RABBIT_NODE joined $first"
+}
+
+cluster_stop_all() {
+    local i
+    for i in $(seq 1 $CLUSTER_N); do
+        cluster_select "$i"
+        stop_rabbit
+    done
+    kill_pid "$(read_pid "$DIR/node1/epmd.pid")" "epmd"
+    rm -f "$DIR/node1/epmd.pid"
+}
+
+cmd_cluster_up() {
+    local i all
+    ensure_packages
+    mkdir -p "$DIR"
+    DIR=$(readlink -f "$DIR")
+    if [ -f "$DIR/env" ]; then
+        load_env
+        say "cluster in $DIR: stopping what is left and starting fresh"
+        cluster_stop_all
+    fi
+    rm -rf "${DIR:?}"/node[0-9] "$DIR/env"
+    read -r -a all < <(free_ports $((2 * CLUSTER_N + 1)))
+    ESS_CLUSTER_AMQP_PORTS="${all[*]:0:$CLUSTER_N}"
+    ESS_CLUSTER_DIST_PORTS="${all[*]:$CLUSTER_N:$CLUSTER_N}"
+    ESS_EPMD_PORT=${all[$((2 * CLUSTER_N))]}
+    ESS_CLUSTER_NODES=""
+    for i in $(seq 1 $CLUSTER_N); do
+        ESS_CLUSTER_NODES="${ESS_CLUSTER_NODES:+$ESS_CLUSTER_NODES }ess-cl$i-$$@localhost"
+    done
+    CLUSTER_COOKIE=$(/usr/bin/python3 -c 'import secrets,string; print("".join(secrets.choice(string.ascii_uppercase) for _ in range(32)))')
+    cluster_write_env
+    trap 'if [ $? -ne 0 ]; then cluster_stop_all; fi' EXIT
+    for i in $(seq 1 $CLUSTER_N); do
+        cluster_select "$i"
+        rabbit_init
+        start_rabbit
+        if [ "$i" -gt 1 ]; then
+            cluster_join "$i"
+        fi
+    done
+    trap - EXIT
+    echo "$DIR/env"
+}
+
+cmd_cluster_down() {
+    if [ ! -f "$DIR/env" ]; then
+        say "nothing to stop in $DIR"
+        return 0
+    fi
+    DIR=$(readlink -f "$DIR")
+    load_env
+    cluster_stop_all
+}
+
 # --------------------------------------------------------------- verbs -----
 
 set_layout() {
@@ -577,5 +759,13 @@ start-rabbit) load_env; set_layout; start_rabbit ;;
 stop-pg) load_env; set_layout; stop_pg ;;
 start-pg) load_env; set_layout; start_pg ;;
 ctl) load_env; set_layout; as_rabbit "$RMQ_BIN/rabbitmqctl" -n "$ESS_RABBIT_NODE" "$@" ;;
+standby-up) load_env; set_layout; cmd_standby_up ;;
+standby-promote) load_env; set_layout; cmd_standby_promote ;;
+standby-down) load_env; set_layout; cmd_standby_down ;;
+cluster-up) cmd_cluster_up ;;
+cluster-down) cmd_cluster_down ;;
+cluster-stop-node) [ $# -eq 1 ] || usage; load_env; cluster_select "$1"; stop_rabbit ;;
+cluster-start-node) [ $# -eq 1 ] || usage; load_env; cluster_start_node "$1" ;;
+cluster-ctl) [ $# -ge 1 ] || usage; load_env; cluster_select "$1"; shift; as_rabbit "$RMQ_BIN/rabbitmqctl" -n "$ESS_RABBIT_NODE" "$@" ;;
 *) usage ;;
 esac

@@ -181,9 +181,13 @@ static void test_migrate_idempotent(void **state)
 
     assert_int_equal(ess_store_migrate(f->store, &err), ESS_OK);
     assert_int_equal(ess_store_migrate(f->store, &err), ESS_OK);
-    /* every version once, 1..max */
+    /* every version once, 1..max without a gap */
+    assert_int_equal(sql_ll(f, "SELECT count(*) FROM ess_schema_migrations", NULL, NULL),
+                     sql_ll(f, "SELECT count(DISTINCT version) FROM ess_schema_migrations", NULL,
+                            NULL));
     assert_int_equal(sql_ll(f, "SELECT count(*) FROM ess_schema_migrations", NULL, NULL),
                      sql_ll(f, "SELECT max(version) FROM ess_schema_migrations", NULL, NULL));
+    assert_int_equal(sql_ll(f, "SELECT min(version) FROM ess_schema_migrations", NULL, NULL), 1);
     assert_int_equal(sql_ll(f, "SELECT count(*) FROM pg_tables WHERE tablename = ANY($1::text[])",
                             "{ess_journal,ess_offsets,ess_dead_letters,ess_manifests,ess_controls}",
                             NULL),
