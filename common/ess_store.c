@@ -1329,27 +1329,40 @@ int ess_store_pull_cursor_get(struct ess_store *s, const char *connector, char *
     return rc;
 }
 
+/* Run sql with $1 = connector and $2 = keys (a JSON array of strings,
+ * borrowed) as JSON text: the "state of these keys" lookups. */
+static int keys_select(struct ess_store *s, const char *sql, const char *connector, json_t *keys,
+                       const char *what, PGresult **res, struct ess_err *err)
+{
+    const char *vals[2] = {connector, NULL};
+    char *text;
+    int rc = check_args(s, connector, err);
+
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    text = json_dumps(keys, JSON_COMPACT);
+    if (text == NULL) {
+        return ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+    }
+    vals[1] = text;
+    rc = exec_params(s, sql, 2, vals, PGRES_TUPLES_OK, what, res, err);
+    free(text);
+    return rc;
+}
+
 int ess_store_pull_hashes_get(struct ess_store *s, const char *connector, json_t *keys,
                               json_t **hashes, struct ess_err *err)
 {
-    const char *vals[2] = {connector, NULL};
     PGresult *res = NULL;
-    char *text = NULL;
-    int rc = check_args(s, connector, err);
     int r;
+    int rc;
 
     *hashes = NULL;
-    text = rc == ESS_OK ? json_dumps(keys, JSON_COMPACT) : NULL;
-    if (rc == ESS_OK && text == NULL) {
-        rc = ess_err_set(err, ESS_ENOMEM, "store: out of memory");
-    }
-    vals[1] = text;
-    if (rc == ESS_OK) {
-        rc = exec_params(s,
-                         "SELECT key, hash FROM ess_pull_hashes WHERE connector = $1 AND key IN"
-                         " (SELECT json_array_elements_text($2::json))",
-                         2, vals, PGRES_TUPLES_OK, "pull hashes get", &res, err);
-    }
+    rc = keys_select(s,
+                     "SELECT key, hash FROM ess_pull_hashes WHERE connector = $1 AND key IN"
+                     " (SELECT json_array_elements_text($2::json))",
+                     connector, keys, "pull hashes get", &res, err);
     if (rc == ESS_OK) {
         *hashes = json_object();
         for (r = 0; *hashes != NULL && r < PQntuples(res); r++) {
@@ -1358,7 +1371,6 @@ int ess_store_pull_hashes_get(struct ess_store *s, const char *connector, json_t
         }
         rc = *hashes != NULL ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory");
     }
-    free(text);
     PQclear(res);
     return rc;
 }
@@ -1422,25 +1434,16 @@ int ess_store_pull_commit(struct ess_store *s, const char *connector, const char
 int ess_store_delta_get(struct ess_store *s, const char *connector, json_t *keys,
                         json_t **states, struct ess_err *err)
 {
-    const char *vals[2] = {connector, NULL};
     PGresult *res = NULL;
-    char *text = NULL;
     json_t *state;
-    int rc = check_args(s, connector, err);
     int r;
+    int rc;
 
     *states = NULL;
-    text = rc == ESS_OK ? json_dumps(keys, JSON_COMPACT) : NULL;
-    if (rc == ESS_OK && text == NULL) {
-        rc = ess_err_set(err, ESS_ENOMEM, "store: out of memory");
-    }
-    vals[1] = text;
-    if (rc == ESS_OK) {
-        rc = exec_params(s,
-                         "SELECT key, state FROM ess_delta_state WHERE connector = $1 AND key IN"
-                         " (SELECT json_array_elements_text($2::json))",
-                         2, vals, PGRES_TUPLES_OK, "delta state get", &res, err);
-    }
+    rc = keys_select(s,
+                     "SELECT key, state FROM ess_delta_state WHERE connector = $1 AND key IN"
+                     " (SELECT json_array_elements_text($2::json))",
+                     connector, keys, "delta state get", &res, err);
     if (rc == ESS_OK) {
         *states = json_object();
         for (r = 0; *states != NULL && r < PQntuples(res); r++) {
@@ -1452,7 +1455,6 @@ int ess_store_delta_get(struct ess_store *s, const char *connector, json_t *keys
         }
         rc = *states != NULL ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory");
     }
-    free(text);
     PQclear(res);
     return rc;
 }
@@ -1519,26 +1521,17 @@ int ess_store_conflict_hms_put(struct ess_store *s, const char *from, const char
 int ess_store_conflict_get(struct ess_store *s, const char *connector, json_t *keys,
                            json_t **state, struct ess_err *err)
 {
-    const char *vals[2] = {connector, NULL};
     PGresult *res = NULL;
-    char *text = NULL;
     json_t *row;
-    int rc = check_args(s, connector, err);
     int r, c;
+    int rc;
 
     *state = NULL;
-    text = rc == ESS_OK ? json_dumps(keys, JSON_COMPACT) : NULL;
-    if (rc == ESS_OK && text == NULL) {
-        rc = ess_err_set(err, ESS_ENOMEM, "store: out of memory");
-    }
-    vals[1] = text;
-    if (rc == ESS_OK) {
-        rc = exec_params(s,
-                         "SELECT key, hms_body, hms_ms, partner_body, partner_ms"
-                         " FROM ess_conflict_state WHERE connector = $1 AND key IN"
-                         " (SELECT json_array_elements_text($2::json))",
-                         2, vals, PGRES_TUPLES_OK, "conflict state get", &res, err);
-    }
+    rc = keys_select(s,
+                     "SELECT key, hms_body, hms_ms, partner_body, partner_ms"
+                     " FROM ess_conflict_state WHERE connector = $1 AND key IN"
+                     " (SELECT json_array_elements_text($2::json))",
+                     connector, keys, "conflict state get", &res, err);
     if (rc == ESS_OK) {
         *state = json_object();
         for (r = 0; *state != NULL && r < PQntuples(res); r++) {
@@ -1558,7 +1551,6 @@ int ess_store_conflict_get(struct ess_store *s, const char *connector, json_t *k
         }
         rc = *state != NULL ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory");
     }
-    free(text);
     PQclear(res);
     return rc;
 }

@@ -44,6 +44,7 @@
 #include "ess_bus.h"
 #include "ess_err.h"
 #include "ess_event.h"
+#include "ess_fetch.h"
 #include "ess_log.h"
 #include "ess_manifest.h"
 #include "ess_records.h"
@@ -255,72 +256,34 @@ static size_t pull_write(char *data, size_t size, size_t n, void *arg)
 }
 
 /* Request headers: the manifest's static ones, Accept, and a bearer token. */
-static struct curl_slist *pull_headers(const struct pull *p)
+/* The poll's easy handle: shared settings (ess_fetch), then a bounded time and b. */
+static CURLcode pull_curl_setup(struct pull *p, const char *url, struct pull_buf *b)
 {
-    struct curl_slist *h = NULL;
-    char line[1024];
-    const char *tok;
-    size_t i;
+    CURLcode rc = ess_fetch_setup(p->curl, p->m, url, "ess-pull/" ESS_VERSION);
 
-    h = curl_slist_append(h, p->m->source_format == ESS_SOURCE_CSV ? "Accept: text/csv"
-                                                                  : "Accept: application/json");
-    for (i = 0; i < p->m->headers.n; i++) {
-        snprintf(line, sizeof(line), "%s: %s", p->m->headers.keys[i], p->m->headers.vals[i]);
-        h = curl_slist_append(h, line);
-    }
-    if (p->m->auth.type == ESS_AUTH_BEARER) {
-        tok = getenv(p->m->auth.token_env);
-        snprintf(line, sizeof(line), "Authorization: Bearer %s", tok != NULL ? tok : "");
-        h = curl_slist_append(h, line);
-    }
-    return h;
-}
-
-static void pull_curl_setup(struct pull *p, const char *url, struct pull_buf *b)
-{
-    const struct ess_manifest *m = p->m;
-
-    curl_easy_reset(p->curl);
-    curl_easy_setopt(p->curl, CURLOPT_URL, url);
-    curl_easy_setopt(p->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, (long)m->timeout_ms);
-    curl_easy_setopt(p->curl, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, pull_write);
-    curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, b);
-    curl_easy_setopt(p->curl, CURLOPT_USERAGENT, "ess-pull/" ESS_VERSION);
-    if (m->auth.type == ESS_AUTH_BASIC) {
-        curl_easy_setopt(p->curl, CURLOPT_USERNAME, getenv(m->auth.user_env));
-        curl_easy_setopt(p->curl, CURLOPT_PASSWORD, getenv(m->auth.password_env));
-    }
-    if (m->tls.ca_file != NULL) {
-        curl_easy_setopt(p->curl, CURLOPT_CAINFO, m->tls.ca_file);
-    }
-    if (m->tls.cert_file != NULL) {
-        curl_easy_setopt(p->curl, CURLOPT_SSLCERT, m->tls.cert_file);
-    }
-    if (m->tls.key_file != NULL) {
-        curl_easy_setopt(p->curl, CURLOPT_SSLKEY, m->tls.key_file);
-    }
-    if (!m->tls.verify) {
-        curl_easy_setopt(p->curl, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(p->curl, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
+    rc |= curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, (long)p->m->timeout_ms);
+    rc |= curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, pull_write);
+    rc |= curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, b);
+    return rc;
 }
 
 /* GET url into b (NUL-terminated); ESS_EPARTNER unless the answer is 2xx. */
 static int pull_get(struct pull *p, const char *url, struct pull_buf *b, struct ess_err *err)
 {
-    struct curl_slist *hdrs = pull_headers(p);
+    struct curl_slist *hdrs = ess_fetch_headers(
+        p->m, p->m->source_format == ESS_SOURCE_CSV ? "text/csv" : "application/json");
     long status = 0;
     CURLcode cc;
     int rc = ESS_OK;
 
     b->len = 0;
-    pull_curl_setup(p, url, b);
-    curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, hdrs);
-    cc = curl_easy_perform(p->curl);
-    curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
+    cc = CURLE_OUT_OF_MEMORY;
+    if (hdrs != NULL) {
+        cc = pull_curl_setup(p, url, b);
+        cc |= curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, hdrs);
+        cc = cc == CURLE_OK ? curl_easy_perform(p->curl) : CURLE_FAILED_INIT;
+        curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
+    }
     if (cc != CURLE_OK) {
         rc = ess_err_set(err, ESS_EPARTNER, "partner: GET %s: %s", url, curl_easy_strerror(cc));
     } else if (status < 200 || status > 299) {

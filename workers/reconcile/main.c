@@ -46,6 +46,7 @@
 #include "ess_bus.h"
 #include "ess_err.h"
 #include "ess_event.h"
+#include "ess_fetch.h"
 #include "ess_jsonstream.h"
 #include "ess_log.h"
 #include "ess_manifest.h"
@@ -433,64 +434,27 @@ static size_t fetch_write(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-static struct curl_slist *rec_headers(const struct ess_manifest *m)
-{
-    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
-    char line[1024];
-    const char *tok;
-    size_t i;
-
-    for (i = 0; i < m->headers.n; i++) {
-        snprintf(line, sizeof(line), "%s: %s", m->headers.keys[i], m->headers.vals[i]);
-        h = curl_slist_append(h, line);
-    }
-    if (m->auth.type == ESS_AUTH_BEARER) {
-        tok = getenv(m->auth.token_env);
-        snprintf(line, sizeof(line), "Authorization: Bearer %s", tok != NULL ? tok : "");
-        h = curl_slist_append(h, line);
-    }
-    return h;
-}
-
 /* GET url through f (streamed or collected); ESS_EPARTNER unless 2xx. */
 static int rec_get(struct rec *r, const char *url, struct fetch *f)
 {
     const struct ess_manifest *m = r->m;
-    struct curl_slist *hdrs = rec_headers(m);
+    struct curl_slist *hdrs = ess_fetch_headers(m, "application/json");
     long status = 0;
     CURLcode cc;
     int rc = ESS_OK;
 
-    curl_easy_reset(r->curl);
-    curl_easy_setopt(r->curl, CURLOPT_URL, url);
-    curl_easy_setopt(r->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(r->curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(r->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)m->timeout_ms);
-    curl_easy_setopt(r->curl, CURLOPT_LOW_SPEED_LIMIT, 1L); /* a stalled listing, not a long one */
-    curl_easy_setopt(r->curl, CURLOPT_LOW_SPEED_TIME, (long)(m->timeout_ms / 1000 + 1));
-    curl_easy_setopt(r->curl, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(r->curl, CURLOPT_WRITEFUNCTION, fetch_write);
-    curl_easy_setopt(r->curl, CURLOPT_WRITEDATA, f);
-    curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(r->curl, CURLOPT_USERAGENT, "ess-reconcile/" ESS_VERSION);
-    if (m->auth.type == ESS_AUTH_BASIC) {
-        curl_easy_setopt(r->curl, CURLOPT_USERNAME, getenv(m->auth.user_env));
-        curl_easy_setopt(r->curl, CURLOPT_PASSWORD, getenv(m->auth.password_env));
+    cc = CURLE_OUT_OF_MEMORY;
+    if (hdrs != NULL) {
+        /* Bounded connect; a long listing is fine as long as it keeps flowing. */
+        cc = ess_fetch_setup(r->curl, m, url, "ess-reconcile/" ESS_VERSION);
+        cc |= curl_easy_setopt(r->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)m->timeout_ms);
+        cc |= curl_easy_setopt(r->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        cc |= curl_easy_setopt(r->curl, CURLOPT_LOW_SPEED_TIME, (long)(m->timeout_ms / 1000 + 1));
+        cc |= curl_easy_setopt(r->curl, CURLOPT_WRITEFUNCTION, fetch_write);
+        cc |= curl_easy_setopt(r->curl, CURLOPT_WRITEDATA, f);
+        cc |= curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, hdrs);
+        cc = cc == CURLE_OK ? curl_easy_perform(r->curl) : CURLE_FAILED_INIT;
     }
-    if (m->tls.ca_file != NULL) {
-        curl_easy_setopt(r->curl, CURLOPT_CAINFO, m->tls.ca_file);
-    }
-    if (m->tls.cert_file != NULL) {
-        curl_easy_setopt(r->curl, CURLOPT_SSLCERT, m->tls.cert_file);
-    }
-    if (m->tls.key_file != NULL) {
-        curl_easy_setopt(r->curl, CURLOPT_SSLKEY, m->tls.key_file);
-    }
-    if (!m->tls.verify) {
-        curl_easy_setopt(r->curl, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(r->curl, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    cc = curl_easy_perform(r->curl);
     curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
     if (f->failed) {
         rc = r->err.code != 0 ? r->err.code : ess_err_set(&r->err, ESS_ENOMEM, "out of memory");
