@@ -45,6 +45,7 @@
 #include "ess_version.h"
 
 #define PARTNER_ERR_BODY 160 /* body bytes quoted in an "HTTP 503: ..." line */
+#define PARTNER_WAIT_FDS 4   /* extra fds ess_partner_wait_fds() watches */
 
 struct partner_xfer {
     CURL *easy;
@@ -736,29 +737,46 @@ static void partner_collect(struct ess_partner *p)
     }
 }
 
-int ess_partner_wait(struct ess_partner *p, int extra_fd, int timeout_ms, int *extra_ready)
+int ess_partner_wait_fds(struct ess_partner *p, const int *fds, int *ready, int n,
+                         int timeout_ms)
 {
-    struct curl_waitfd wfd;
+    struct curl_waitfd wfd[PARTNER_WAIT_FDS];
+    unsigned nw = 0;
     CURLMcode mc;
+    int i;
 
-    memset(&wfd, 0, sizeof(wfd));
-    wfd.fd = extra_fd;
-    wfd.events = CURL_WAIT_POLLIN;
-    if (extra_ready != NULL) {
-        *extra_ready = 0;
+    for (i = 0; i < n; i++) {
+        ready[i] = 0;
+        if (fds[i] >= 0 && nw < PARTNER_WAIT_FDS) {
+            wfd[nw] = (struct curl_waitfd){fds[i], CURL_WAIT_POLLIN, 0};
+            nw++;
+        }
     }
     if (p->done != NULL || timeout_ms < 0) {
         timeout_ms = 0; /* results are waiting: do not sleep on them */
     }
-    mc = curl_multi_poll(p->multi, extra_fd >= 0 ? &wfd : NULL, extra_fd >= 0 ? 1 : 0,
-                         timeout_ms, NULL);
+    mc = curl_multi_poll(p->multi, nw > 0 ? wfd : NULL, nw, timeout_ms, NULL);
     if (mc != CURLM_OK) {
         return ESS_EPARTNER;
     }
-    if (extra_fd >= 0 && extra_ready != NULL) {
-        *extra_ready = (wfd.revents & (CURL_WAIT_POLLIN | CURL_WAIT_POLLPRI)) != 0;
+    for (i = 0, nw = 0; i < n; i++) {
+        if (fds[i] >= 0 && nw < PARTNER_WAIT_FDS) {
+            ready[i] = (wfd[nw].revents & (CURL_WAIT_POLLIN | CURL_WAIT_POLLPRI)) != 0;
+            nw++;
+        }
     }
     return ESS_OK;
+}
+
+int ess_partner_wait(struct ess_partner *p, int extra_fd, int timeout_ms, int *extra_ready)
+{
+    int ready = 0;
+    int rc = ess_partner_wait_fds(p, &extra_fd, &ready, 1, timeout_ms);
+
+    if (extra_ready != NULL) {
+        *extra_ready = ready;
+    }
+    return rc;
 }
 
 int ess_partner_perform(struct ess_partner *p)

@@ -53,6 +53,8 @@ struct burst_msg { /* a consumed message waiting for its journal COMMIT */
 
 struct push_burst {
     struct burst_msg *v;
+    struct ess_store_event *ev; /* v as the store reads it (borrowed strings), cap entries */
+    long long *seqs;            /* journal seqs of v once journaled, cap entries */
     size_t n;
     size_t cap;
     uint64_t last_tag; /* ack up to this once journaled */
@@ -97,7 +99,8 @@ struct ess_push {
     struct ess_keyq *window;
     struct ess_breaker breaker;
     struct ess_stats stats;
-    struct push_burst burst;
+    struct push_burst burst;      /* being filled from the broker */
+    struct push_burst journaling; /* its INSERT is pending (ess_store_journal_send) */
     struct ess_worker_retry bus_retry;
     struct ess_worker_retry store_retry;
     uint64_t rng;
@@ -165,6 +168,81 @@ static void burst_clear(struct push_burst *b)
     b->has_tag = 0;
 }
 
+static int burst_grow(struct push_burst *b, size_t cap)
+{
+    struct burst_msg *v;
+    struct ess_store_event *ev;
+    long long *seqs;
+
+    if (cap <= b->cap) {
+        return ESS_OK;
+    }
+    v = realloc(b->v, cap * sizeof(*v));
+    if (v != NULL) {
+        b->v = v;
+    }
+    ev = realloc(b->ev, cap * sizeof(*ev));
+    if (ev != NULL) {
+        b->ev = ev;
+    }
+    seqs = realloc(b->seqs, cap * sizeof(*seqs));
+    if (seqs != NULL) {
+        b->seqs = seqs;
+    }
+    if (v == NULL || ev == NULL || seqs == NULL) {
+        return ESS_ENOMEM;
+    }
+    b->cap = cap;
+    return ESS_OK;
+}
+
+static void burst_free(struct push_burst *b)
+{
+    burst_clear(b);
+    free(b->v);
+    free(b->ev);
+    free(b->seqs);
+}
+
+static void push_bus_lost(struct ess_push *p, const struct ess_err *e);
+
+/* The journal append of p->journaling will not complete (the store is being
+ * dropped): its events go back in front of the burst being filled, in the
+ * order they came, to be journaled again. */
+static void push_burst_requeue(struct ess_push *p)
+{
+    struct push_burst *j = &p->journaling;
+    struct push_burst *b = &p->burst;
+    struct push_burst t;
+    struct ess_err err;
+
+    if (j->n == 0 && !j->has_tag) {
+        return;
+    }
+    if (burst_grow(j, j->n + b->n) != ESS_OK) {
+        /* Cannot keep both: drop them and the channel, so that the broker
+         * sends every unacked message again. */
+        burst_clear(j);
+        if (p->bus != NULL) {
+            ess_err_set(&err, ESS_ENOMEM, "out of memory requeueing a burst");
+            push_bus_lost(p, &err);
+        }
+        burst_clear(b);
+    } else {
+        memcpy(j->v + j->n, b->v, b->n * sizeof(*b->v));
+        j->n += b->n;
+        b->n = 0;
+        if (b->has_tag) {
+            j->last_tag = b->last_tag;
+            j->has_tag = 1;
+        }
+        b->has_tag = 0;
+    }
+    t = *b;
+    *b = *j;
+    *j = t;
+}
+
 static void push_bus_lost(struct ess_push *p, const struct ess_err *e)
 {
     char line[600];
@@ -173,8 +251,11 @@ static void push_bus_lost(struct ess_push *p, const struct ess_err *e)
     push_error(p, "bus", e);
     ess_bus_free(p->bus);
     p->bus = NULL;
-    /* Unacked messages come back from the broker; the journal dedupes them. */
+    /* Unacked messages come back from the broker; the journal dedupes them.
+     * A burst being journaled still joins the window, but its delivery tags
+     * belonged to the lost channel: never ack them on the next one. */
     burst_clear(&p->burst);
+    p->journaling.has_tag = 0;
     ess_worker_retry_failed(&p->bus_retry, ess_worker_mono_ms());
 }
 
@@ -184,6 +265,7 @@ static void push_store_lost(struct ess_push *p, const struct ess_err *e)
 
     ess_log_warn("journal store lost: %s; reconnecting", ess_err_format(e, line, sizeof(line)));
     push_error(p, "store", e);
+    push_burst_requeue(p);
     ess_store_free(p->store);
     p->store = NULL;
     ess_worker_retry_failed(&p->store_retry, ess_worker_mono_ms());
@@ -262,18 +344,14 @@ static void push_connect(struct ess_push *p, long long now)
 
 static int burst_add(struct push_burst *b, struct ess_event *ev, const struct ess_bus_msg *msg)
 {
-    struct burst_msg *grown;
     struct burst_msg *bm;
     size_t cap;
 
     if (b->n == b->cap) {
         cap = b->cap ? b->cap * 2 : 256;
-        grown = realloc(b->v, cap * sizeof(*grown));
-        if (grown == NULL) {
+        if (burst_grow(b, cap) != ESS_OK) {
             return ESS_ENOMEM;
         }
-        b->v = grown;
-        b->cap = cap;
     }
     bm = &b->v[b->n];
     /* A plain object is journaled as received; a CloudEvent as its data. */
@@ -343,38 +421,38 @@ static int push_take_one(struct ess_push *p, const struct ess_bus_msg *msg,
     return ESS_OK;
 }
 
-/* Journal the burst in one transaction, then ack it with one multiple-ack. */
 /* When the window holds everything journaled so far, the burst's new events
  * join it directly (saving a read of what was just written); otherwise the
  * refill reads them back. Takes the burst's strings. */
-static void push_window_direct(struct ess_push *p, const long long *seqs, size_t inserted)
+static void push_window_direct(struct ess_push *p, struct push_burst *b, size_t inserted)
 {
+    const long long *seqs = b->seqs;
     struct ess_store_row row;
     size_t i;
 
     if (inserted == 0) {
         return;
     }
-    if (p->journal_more || !p->offset_known || p->burst.n == 0 || seqs[0] == -2 ||
+    if (p->journal_more || !p->offset_known || b->n == 0 || seqs[0] == -2 ||
         ess_keyq_pending(p->window) + inserted > p->window_max) {
         p->journal_more = 1;
         return;
     }
-    for (i = 0; i < p->burst.n; i++) {
+    for (i = 0; i < b->n; i++) {
         if (seqs[i] >= 0 && seqs[i] <= ess_keyq_last_seq(p->window)) {
             p->journal_more = 1; /* another writer interleaved: read back instead */
             return;
         }
     }
-    for (i = 0; i < p->burst.n; i++) {
+    for (i = 0; i < b->n; i++) {
         if (seqs[i] < 0) {
             continue; /* a duplicate: journaled before */
         }
-        row = (struct ess_store_row){seqs[i], p->burst.v[i].event_id, p->burst.v[i].key,
-                                     p->burst.v[i].body, p->burst.v[i].received_ms};
-        p->burst.v[i].event_id = NULL;
-        p->burst.v[i].key = NULL;
-        p->burst.v[i].body = NULL;
+        row = (struct ess_store_row){seqs[i], b->v[i].event_id, b->v[i].key, b->v[i].body,
+                                     b->v[i].received_ms};
+        b->v[i].event_id = NULL;
+        b->v[i].key = NULL;
+        b->v[i].body = NULL;
         push_window_add(p, &row);
         free(row.event_id);
         free(row.key);
@@ -382,45 +460,101 @@ static void push_window_direct(struct ess_push *p, const long long *seqs, size_t
     }
 }
 
-static void push_flush(struct ess_push *p)
+/* A burst is durable in the journal: its new events join the window, and
+ * the broker may forget it (one multiple-ack, never before the COMMIT). */
+static void push_journaled(struct ess_push *p, struct push_burst *b, size_t inserted)
 {
-    struct ess_store_event *ev;
-    long long *seqs;
     struct ess_err err;
-    size_t inserted = 0;
-    size_t i;
 
-    if (p->burst.n == 0 && !p->burst.has_tag) {
-        return;
-    }
     ess_err_clear(&err);
-    ev = calloc(p->burst.n ? p->burst.n : 1, sizeof(*ev));
-    seqs = calloc(p->burst.n ? p->burst.n : 1, sizeof(*seqs));
-    if (ev == NULL || seqs == NULL) {
-        free(ev);
-        free(seqs);
-        return; /* try again next turn; nothing is acked */
-    }
-    for (i = 0; i < p->burst.n; i++) {
-        ev[i] = (struct ess_store_event){p->burst.v[i].event_id, p->burst.v[i].key,
-                                         p->burst.v[i].topic, p->burst.v[i].body,
-                                         p->burst.v[i].received_ms};
-    }
-    if (p->burst.n > 0 && ess_store_journal_append(p->store, p->m->id, ev, p->burst.n,
-                                                   &inserted, seqs, &err) != ESS_OK) {
-        free(ev);
-        free(seqs);
-        push_store_lost(p, &err);
-        return;
-    }
-    free(ev);
-    push_window_direct(p, seqs, inserted);
-    free(seqs);
-    if (p->burst.has_tag && ess_bus_ack_upto(p->bus, p->burst.last_tag, &err) != ESS_OK) {
+    push_window_direct(p, b, inserted);
+    if (b->has_tag && p->bus != NULL && ess_bus_ack_upto(p->bus, b->last_tag, &err) != ESS_OK) {
+        burst_clear(b);
         push_bus_lost(p, &err);
         return;
     }
-    burst_clear(&p->burst);
+    burst_clear(b);
+}
+
+static void burst_events(struct push_burst *b)
+{
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        b->ev[i] = (struct ess_store_event){b->v[i].event_id, b->v[i].key, b->v[i].topic,
+                                            b->v[i].body, b->v[i].received_ms};
+    }
+}
+
+/* The pending append's result, if it is in (block: wait for it). */
+static void push_journal_poll(struct ess_push *p, int block)
+{
+    struct push_burst *j = &p->journaling;
+    struct ess_err err;
+    size_t inserted = 0;
+    int done = 0;
+
+    if (p->store == NULL || !ess_store_journal_pending(p->store)) {
+        return;
+    }
+    ess_err_clear(&err);
+    if (ess_store_journal_finish(p->store, j->ev, j->n, block, &done, &inserted, j->seqs,
+                                 &err) != ESS_OK) {
+        push_store_lost(p, &err); /* requeues the burst: journaled again later */
+        return;
+    }
+    if (done) {
+        push_journaled(p, j, inserted);
+    }
+}
+
+/* Start journaling the burst taken so far, unless an append is pending:
+ * deliveries go on while Postgres commits it (push_journal_poll picks up
+ * the result). A burst larger than one statement goes synchronously. */
+static void push_journal_send(struct ess_push *p)
+{
+    struct push_burst *b = &p->burst;
+    struct push_burst t;
+    struct ess_err err;
+    size_t inserted = 0;
+
+    if (p->store == NULL || p->bus == NULL || ess_store_journal_pending(p->store) ||
+        (b->n == 0 && !b->has_tag)) {
+        return;
+    }
+    ess_err_clear(&err);
+    if (b->n == 0) {
+        push_journaled(p, b, 0); /* only skipped messages: nothing to journal */
+        return;
+    }
+    burst_events(b);
+    if (b->n > ESS_STORE_SEND_MAX) {
+        if (ess_store_journal_append(p->store, p->m->id, b->ev, b->n, &inserted, b->seqs,
+                                     &err) != ESS_OK) {
+            push_store_lost(p, &err);
+            return;
+        }
+        push_journaled(p, b, inserted);
+        return;
+    }
+    if (ess_store_journal_send(p->store, p->m->id, b->ev, b->n, &err) != ESS_OK) {
+        push_store_lost(p, &err);
+        return;
+    }
+    t = p->journaling;
+    p->journaling = *b;
+    *b = t;
+    /* libpq may have read some of the answer while sending: look at it now,
+     * or the loop could sleep on a socket whose data is already in libpq. */
+    push_journal_poll(p, 0);
+}
+
+/* Everything taken is journaled and acked before returning (SIGTERM). */
+static void push_flush(struct ess_push *p)
+{
+    push_journal_poll(p, 1);
+    push_journal_send(p);
+    push_journal_poll(p, 1);
 }
 
 static void push_take(struct ess_push *p)
@@ -433,8 +567,9 @@ static void push_take(struct ess_push *p)
     if (p->bus == NULL || p->store == NULL) {
         return;
     }
+    push_journal_poll(p, 0);
     ess_err_clear(&err);
-    while (p->burst.n < limit) {
+    while (p->bus != NULL && p->burst.n < limit) {
         rc = ess_bus_next(p->bus, 0, &msg, &err);
         if (rc < 0) {
             push_bus_lost(p, &err);
@@ -448,7 +583,7 @@ static void push_take(struct ess_push *p)
             return;
         }
     }
-    push_flush(p);
+    push_journal_send(p);
 }
 
 /* ---- refill: journal -> window ------------------------------------------ */
@@ -569,8 +704,9 @@ static void push_refill(struct ess_push *p)
     size_t i;
     int want;
 
-    if (p->store == NULL || !p->offset_known || !p->journal_more || pending >= p->window_max / 2) {
-        return;
+    if (p->store == NULL || !p->offset_known || !p->journal_more ||
+        pending >= p->window_max / 2 || ess_store_journal_pending(p->store)) {
+        return; /* a read would wait for the pending append: after it, then */
     }
     ess_err_clear(&err);
     want = (int)(p->window_max - pending);
@@ -1618,7 +1754,8 @@ static int push_timeout(struct ess_push *p, long long now)
     if (p->store == NULL) {
         t = min_positive(t, p->store_retry.next_ms - now);
     }
-    if (p->journal_more && ess_keyq_pending(p->window) < p->window_max / 2) {
+    if (p->journal_more && ess_keyq_pending(p->window) < p->window_max / 2 &&
+        !ess_store_journal_pending(p->store)) {
         t = 0;
     }
     if (t < 0) {
@@ -1674,11 +1811,13 @@ static void push_reload(struct ess_push *p)
 static void push_turn(struct ess_push *p)
 {
     long long now = ess_worker_mono_ms();
-    int bus_ready = 0;
+    int fds[2];
+    int ready[2];
 
     push_connect(p, now);
-    ess_partner_wait(p->partner, p->bus != NULL ? ess_bus_fd(p->bus) : -1, push_timeout(p, now),
-                     &bus_ready);
+    fds[0] = p->bus != NULL ? ess_bus_fd(p->bus) : -1;
+    fds[1] = ess_store_journal_pending(p->store) ? ess_store_fd(p->store) : -1;
+    ess_partner_wait_fds(p->partner, fds, ready, 2, push_timeout(p, now));
     push_take(p);
     push_refill(p);
     now = ess_worker_mono_ms();
@@ -1796,8 +1935,8 @@ void ess_push_free(struct ess_push *p)
     if (p == NULL) {
         return;
     }
-    burst_clear(&p->burst);
-    free(p->burst.v);
+    burst_free(&p->burst);
+    burst_free(&p->journaling);
     push_tickets_clear(p);
     free(p->tickets);
     for (i = 0; i < PUSH_REDELIVER_MAX; i++) {

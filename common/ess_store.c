@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define APPEND_CHUNK 1000
+#define APPEND_CHUNK ESS_STORE_SEND_MAX
 #define APPEND_COLS 5      /* event_id, key, topic, body, received_ms ($1 is connector) */
 #define NUM_MAX 24         /* a long long in decimal, with sign and NUL */
 #define MIGRATE_LOCK "4539501" /* pg_advisory_lock key: "ESS" schema migrations */
@@ -184,9 +184,20 @@ struct ess_store {
     /* journal_append scratch, reused across calls (sized for one chunk) */
     const char **vals;     /* 1 + APPEND_COLS * APPEND_CHUNK parameter values */
     char (*nums)[NUM_MAX]; /* received_ms as text, one per row */
+    char *head;            /* INSERT head and APPEND_CHUNK row tuples, built once */
+    size_t head_cap;
+    size_t *row_end;       /* row_end[k]: length of head through row k+1's tuple */
     char *sql;             /* INSERT text for up to APPEND_CHUNK rows */
-    size_t sql_cap;
+    /* the append sent by journal_send, until journal_finish takes its result */
+    bool pend;             /* sent, result not taken yet */
+    bool pend_done;        /* every result of it read (ReadyForQuery seen), or pend_lost */
+    bool pend_lost;        /* the session failed while reading it: outcome unknown */
+    PGresult *pend_res;    /* its first result (NULL until read, or none came) */
+    PGresult *pend_fail;   /* a later error result (the COMMIT failed) */
 };
+
+static void store_settle(struct ess_store *s);
+static void build_append_head(struct ess_store *s);
 
 /* -------------------------------------------------------------- helpers -- */
 
@@ -240,12 +251,68 @@ static int check_result(struct ess_store *s, PGresult **res, ExecStatusType want
     return rc;
 }
 
+/* Forget a pending append (its results, if any were read). */
+static void store_pend_clear(struct ess_store *s)
+{
+    PQclear(s->pend_res);
+    PQclear(s->pend_fail);
+    s->pend_res = NULL;
+    s->pend_fail = NULL;
+    s->pend = false;
+    s->pend_done = false;
+    s->pend_lost = false;
+}
+
+/* Read what the server has sent for the pending append without blocking
+ * (block: wait for all of it). Its first result is kept for journal_finish,
+ * a later error (the implicit COMMIT failed) too; pend_done once libpq
+ * returns NULL, i.e. after ReadyForQuery: the transaction is over. */
+static void store_pend_read(struct ess_store *s, bool block)
+{
+    PGresult *r;
+
+    while (s->pend && !s->pend_done) {
+        if (!block && PQconsumeInput(s->conn) == 0) {
+            s->pend_lost = true; /* the session is gone: nothing more comes */
+            s->pend_done = true;
+            return;
+        }
+        if (!block && PQisBusy(s->conn)) {
+            return;
+        }
+        r = PQgetResult(s->conn);
+        if (r == NULL) {
+            s->pend_done = true;
+        } else if (s->pend_res == NULL) {
+            s->pend_res = r;
+        } else if (s->pend_fail == NULL && PQresultStatus(r) != PGRES_TUPLES_OK &&
+                   PQresultStatus(r) != PGRES_COMMAND_OK) {
+            s->pend_fail = r;
+        } else {
+            PQclear(r);
+        }
+    }
+}
+
+/* Before any other statement: the session runs one at a time, so a pending
+ * append is waited for; journal_finish still gets its result. */
+static void store_settle(struct ess_store *s)
+{
+    if (s->pend) {
+        store_pend_read(s, true);
+    }
+}
+
 /* Run a parameterless command (BEGIN, COMMIT, a migration script). */
 static int exec_simple(struct ess_store *s, const char *sql, const char *what,
                        struct ess_err *err)
 {
-    PGresult *res = PQexec(s->conn, sql);
-    int rc = check_result(s, &res, PGRES_COMMAND_OK, what, err);
+    PGresult *res;
+    int rc;
+
+    store_settle(s);
+    res = PQexec(s->conn, sql);
+    rc = check_result(s, &res, PGRES_COMMAND_OK, what, err);
 
     PQclear(res);
     return rc;
@@ -254,6 +321,7 @@ static int exec_simple(struct ess_store *s, const char *sql, const char *what,
 /* Best effort: leave the session out of any failed transaction. */
 static void rollback_quietly(struct ess_store *s)
 {
+    store_settle(s);
     if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
         PQclear(PQexec(s->conn, "ROLLBACK"));
     }
@@ -269,6 +337,7 @@ static int prepare(struct ess_store *s, enum stmt_id id, const char *sql, int np
     if (s->prepared[id]) {
         return ESS_OK;
     }
+    store_settle(s);
     snprintf(name, sizeof(name), "ess_st%d", (int)id);
     res = PQprepare(s->conn, name, sql, nparams, NULL);
     rc = check_result(s, &res, PGRES_COMMAND_OK, "prepare", err);
@@ -293,6 +362,7 @@ static int exec_prepared(struct ess_store *s, enum stmt_id id, const char *sql, 
         return rc;
     }
     snprintf(name, sizeof(name), "ess_st%d", (int)id);
+    store_settle(s);
     *res = PQexecPrepared(s->conn, name, nparams, vals, NULL, NULL, 0);
     return check_result(s, res, want, what, err);
 }
@@ -301,6 +371,7 @@ static int exec_params(struct ess_store *s, const char *sql, int nparams,
                        const char *const *vals, ExecStatusType want, const char *what,
                        PGresult **res, struct ess_err *err)
 {
+    store_settle(s);
     *res = PQexecParams(s->conn, sql, nparams, NULL, vals, NULL, NULL, 0);
     return check_result(s, res, want, what, err);
 }
@@ -336,9 +407,16 @@ static int alloc_scratch(struct ess_store *s)
     s->vals = calloc(1 + (size_t)APPEND_COLS * APPEND_CHUNK, sizeof(*s->vals));
     s->nums = calloc(APPEND_CHUNK, sizeof(*s->nums));
     /* "($1,$nnnnn,$nnnnn,$nnnnn,$nnnnn,$nnnnn::bigint)," is < 64 chars a row */
-    s->sql_cap = 256 + (size_t)APPEND_CHUNK * 64;
-    s->sql = malloc(s->sql_cap);
-    return s->vals != NULL && s->nums != NULL && s->sql != NULL ? ESS_OK : ESS_ENOMEM;
+    s->head_cap = 256 + (size_t)APPEND_CHUNK * 64;
+    s->head = malloc(s->head_cap);
+    s->sql = malloc(s->head_cap);
+    s->row_end = calloc(APPEND_CHUNK, sizeof(*s->row_end));
+    if (s->vals == NULL || s->nums == NULL || s->head == NULL || s->sql == NULL ||
+        s->row_end == NULL) {
+        return ESS_ENOMEM;
+    }
+    build_append_head(s);
+    return ESS_OK;
 }
 
 struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err)
@@ -382,8 +460,12 @@ void ess_store_free(struct ess_store *s)
     if (s->conn != NULL) {
         PQfinish(s->conn);
     }
+    PQclear(s->pend_res);
+    PQclear(s->pend_fail);
     free(s->vals);
     free(s->nums);
+    free(s->head);
+    free(s->row_end);
     free(s->sql);
     free(s);
 }
@@ -393,8 +475,9 @@ int ess_store_reset(struct ess_store *s, struct ess_err *err)
     if (s == NULL || s->conn == NULL) {
         return ess_err_set(err, ESS_EINVAL, "store: NULL store");
     }
-    /* A new session has no prepared statements. */
+    /* A new session has no prepared statements, and no pending append. */
     memset(s->prepared, 0, sizeof(s->prepared));
+    store_pend_clear(s);
     PQreset(s->conn);
     if (PQstatus(s->conn) != CONNECTION_OK) {
         return store_fail(s, NULL, "reconnect", err);
@@ -461,6 +544,7 @@ int ess_store_migrate(struct ess_store *s, struct ess_err *err)
     for (i = 0; rc == ESS_OK && i < N_MIGRATIONS; i++) {
         rc = migrate_one(s, &migrations[i], err);
     }
+    store_settle(s);
     res = PQexecParams(s->conn, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, lock, NULL,
                        NULL, 0);
     PQclear(res);
@@ -469,22 +553,34 @@ int ess_store_migrate(struct ess_store *s, struct ess_err *err)
 
 /* ------------------------------------------------------------- journal -- */
 
-/* INSERT text for rows rows into s->sql. */
-static void build_append_sql(struct ess_store *s, size_t rows)
+#define APPEND_HEAD                                                                            \
+    "INSERT INTO ess_journal (connector, event_id, key, topic, body, received_ms) VALUES "
+#define APPEND_TAIL " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id"
+
+/* The placeholder list for APPEND_CHUNK rows is built once: the INSERT for k
+ * rows is its first row_end[k-1] bytes and the tail (a memcpy per burst, not
+ * a snprintf per row). */
+static void build_append_head(struct ess_store *s)
 {
     size_t off, i;
     int p = 2;
 
-    off = (size_t)snprintf(s->sql, s->sql_cap,
-                           "INSERT INTO ess_journal (connector, event_id, key, topic, body,"
-                           " received_ms) VALUES ");
-    for (i = 0; i < rows; i++, p += APPEND_COLS) {
-        off += (size_t)snprintf(s->sql + off, s->sql_cap - off,
+    off = (size_t)snprintf(s->head, s->head_cap, "%s", APPEND_HEAD);
+    for (i = 0; i < APPEND_CHUNK; i++, p += APPEND_COLS) {
+        off += (size_t)snprintf(s->head + off, s->head_cap - off,
                                 "%s($1,$%d,$%d,$%d,$%d,$%d::bigint)", i > 0 ? "," : "", p,
                                 p + 1, p + 2, p + 3, p + 4);
+        s->row_end[i] = off;
     }
-    snprintf(s->sql + off, s->sql_cap - off,
-             " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id");
+}
+
+/* INSERT text for rows (1..APPEND_CHUNK) rows into s->sql. */
+static void build_append_sql(struct ess_store *s, size_t rows)
+{
+    size_t off = s->row_end[rows - 1];
+
+    memcpy(s->sql, s->head, off);
+    memcpy(s->sql + off, APPEND_TAIL, sizeof(APPEND_TAIL));
 }
 
 static int fill_append_params(struct ess_store *s, const char *connector,
@@ -551,9 +647,7 @@ static int append_chunk(struct ess_store *s, const char *connector,
         return rc;
     }
     if (rows == APPEND_CHUNK) {
-        if (!s->prepared[ST_APPEND_CHUNK]) {
-            build_append_sql(s, rows);
-        }
+        build_append_sql(s, rows);
         rc = exec_prepared(s, ST_APPEND_CHUNK, s->sql, nparams, s->vals, PGRES_TUPLES_OK,
                            "journal insert", &res, err);
     } else {
@@ -602,6 +696,83 @@ int ess_store_journal_append(struct ess_store *s, const char *connector,
         *inserted = count;
     }
     return rc;
+}
+
+int ess_store_journal_send(struct ess_store *s, const char *connector,
+                           const struct ess_store_event *ev, size_t n, struct ess_err *err)
+{
+    int rc = check_args(s, connector, err);
+
+    if (rc == ESS_OK && (ev == NULL || n == 0 || n > ESS_STORE_SEND_MAX)) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: journal_send takes 1 to %d events",
+                         ESS_STORE_SEND_MAX);
+    }
+    if (rc == ESS_OK && s->pend) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: an append is already pending");
+    }
+    if (rc == ESS_OK) {
+        rc = fill_append_params(s, connector, ev, n, err);
+    }
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    build_append_sql(s, n);
+    /* libpq copies the parameters into its output buffer and, in blocking
+     * mode, flushes it before returning: ev is not needed after this. */
+    if (PQsendQueryParams(s->conn, s->sql, 1 + APPEND_COLS * (int)n, NULL, s->vals, NULL, NULL,
+                          0) == 0) {
+        return store_fail(s, NULL, "journal insert", err);
+    }
+    s->pend = true;
+    return ESS_OK;
+}
+
+int ess_store_journal_finish(struct ess_store *s, const struct ess_store_event *ev, size_t n,
+                             int block, int *done, size_t *inserted, long long *seqs,
+                             struct ess_err *err)
+{
+    PGresult *res;
+    int rc;
+
+    *done = 0;
+    if (s == NULL || s->conn == NULL || !s->pend) {
+        return ess_err_set(err, ESS_EINVAL, "store: no append is pending");
+    }
+    store_pend_read(s, block != 0);
+    if (!s->pend_done) {
+        return ESS_OK;
+    }
+    *done = 1;
+    if (s->pend_lost) {
+        rc = store_fail(s, NULL, "journal insert", err);
+        store_pend_clear(s);
+        return rc;
+    }
+    res = s->pend_fail != NULL ? s->pend_fail : s->pend_res;
+    s->pend_fail = NULL;
+    s->pend_res = res == s->pend_res ? NULL : s->pend_res;
+    rc = check_result(s, &res, PGRES_TUPLES_OK, "journal insert", err);
+    if (rc == ESS_OK) {
+        if (inserted != NULL) {
+            *inserted = (size_t)PQntuples(res);
+        }
+        if (seqs != NULL) {
+            map_seqs(res, ev, n, seqs);
+        }
+    }
+    PQclear(res);
+    store_pend_clear(s);
+    return rc;
+}
+
+int ess_store_journal_pending(const struct ess_store *s)
+{
+    return s != NULL && s->pend;
+}
+
+int ess_store_fd(const struct ess_store *s)
+{
+    return s != NULL && s->conn != NULL ? PQsocket(s->conn) : -1;
 }
 
 void ess_store_rows_fini(struct ess_store_rows *rows)

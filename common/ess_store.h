@@ -70,6 +70,28 @@ int ess_store_journal_append(struct ess_store *s, const char *connector,
                              const struct ess_store_event *ev, size_t n, size_t *inserted,
                              long long *seqs, struct ess_err *err);
 
+/* The journal pipelined: send a burst's INSERT (one statement, so one
+ * transaction) and return at once; the caller keeps polling journal_finish
+ * (with ess_store_fd() in its poll set) while it delivers earlier events, and
+ * acks the burst only once finish reports it done with ESS_OK: the statement
+ * and its implicit COMMIT are over, the rows durable. One append may be
+ * pending per store; any other call on the store waits for it first (its
+ * result is still kept for finish). n is 1..ESS_STORE_SEND_MAX; ev is only
+ * read during send. finish takes the same ev and n (to match the returned
+ * seqs) and fills *inserted / seqs like journal_append; block != 0 waits.
+ * *done is 0 while the server is still at it. On an error the append is over
+ * and nothing of it can be relied on: journal the burst again. */
+#define ESS_STORE_SEND_MAX 1000
+int ess_store_journal_send(struct ess_store *s, const char *connector,
+                           const struct ess_store_event *ev, size_t n, struct ess_err *err);
+int ess_store_journal_finish(struct ess_store *s, const struct ess_store_event *ev, size_t n,
+                             int block, int *done, size_t *inserted, long long *seqs,
+                             struct ess_err *err);
+/* 1 while an append is pending (sent, result not yet taken by finish). */
+int ess_store_journal_pending(const struct ess_store *s);
+/* The session's socket (readable when the server answers), -1 without one. */
+int ess_store_fd(const struct ess_store *s);
+
 /* Rows with seq > after_seq, in seq order, at most limit. rows is filled
  * (release with ess_store_rows_fini even on failure). */
 int ess_store_journal_read(struct ess_store *s, const char *connector, long long after_seq,
