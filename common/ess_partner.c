@@ -6,8 +6,9 @@
  * connection opened by one transfer is reused by the next (HTTP/1.1
  * keep-alive); CURLMOPT_MAX_HOST_CONNECTIONS bounds the sockets we open to the
  * partner at max_in_flight. Easy handles are never thrown away: a finished
- * transfer goes back to a free pool and the next send curl_easy_reset()s it,
- * which keeps its DNS cache and TLS session cache warm.
+ * transfer goes back to a free pool, keeping its DNS cache and TLS session
+ * cache warm, and the next send sets only what differs per request (URL,
+ * body, headers, timeout); the rest stays set (partner_setup).
  *
  * A transfer ("xfer") lives from ess_partner_send() until its result is taken
  * by ess_partner_next_result(): when curl reports it done, its result is
@@ -17,8 +18,8 @@
  * what ess_partner_in_flight() counts, so results not yet taken hold room.
  *
  * TLS (ess_partner_set_tls: CA file, client certificate and key, verify) is
- * applied to every transfer after the reset; libcurl only reuses a cached
- * connection whose TLS settings match, so changing them never sends a request
+ * applied at a handle's full setup, redone after a change; libcurl only
+ * reuses a cached connection whose TLS settings match, so changing them never sends a request
  * over a connection set up with the old ones.
  *
  * send() speaks http:// and https://; upload() drops a file on ftp://, ftps://
@@ -60,6 +61,8 @@ struct partner_xfer {
     char errbuf[CURL_ERROR_SIZE];
     int running; /* added to the multi handle */
     int upload;  /* a file drop: success is the transfer's, not an HTTP status */
+    int http_set;      /* the handle holds every HTTP option but the request's own */
+    unsigned tls_gen;  /* the partner's tls_gen when they were set */
     struct partner_xfer *next; /* free pool or done queue */
 };
 
@@ -78,6 +81,7 @@ struct ess_partner {
     char *tls_cert;
     char *tls_key;
     int tls_verify;
+    unsigned tls_gen; /* bumped by set_tls */
 };
 
 static size_t partner_on_body(char *data, size_t size, size_t nmemb, void *ud)
@@ -141,33 +145,7 @@ static struct curl_slist *partner_no_expect(struct curl_slist *headers)
     return curl_slist_append(headers, "Expect:");
 }
 
-static CURLcode partner_setup(struct partner_xfer *x, const char *url, size_t len)
-{
-    CURL *e = x->easy;
-    CURLcode rc = CURLE_OK;
-
-    curl_easy_reset(e);
-    rc |= curl_easy_setopt(e, CURLOPT_URL, url);
-    rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    rc |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body != NULL ? x->body : "");
-    rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
-    rc |= curl_easy_setopt(e, CURLOPT_USERAGENT, "ess/" ESS_VERSION);
-    rc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
-    rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    rc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    rc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, partner_on_body);
-    rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-    rc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, partner_on_header);
-    rc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-    rc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-    rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-    return rc;
-}
-
-/* After partner_setup (curl_easy_reset clears these): trust, client
+/* After a curl_easy_reset: trust, client
  * certificate, verification. Unused by curl for http:// URLs. */
 static CURLcode partner_setup_tls(const struct ess_partner *p, CURL *e)
 {
@@ -184,6 +162,56 @@ static CURLcode partner_setup_tls(const struct ess_partner *p, CURL *e)
     }
     rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, p->tls_verify ? 1L : 0L);
     rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, p->tls_verify ? 2L : 0L);
+    return rc;
+}
+
+/* What each request sets: its URL, body and headers. */
+static CURLcode partner_setup_request(struct partner_xfer *x, const char *url, size_t len)
+{
+    CURL *e = x->easy;
+    CURLcode rc = CURLE_OK;
+
+    rc |= curl_easy_setopt(e, CURLOPT_URL, url);
+    rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body != NULL ? x->body : "");
+    rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+    rc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
+    return rc;
+}
+
+/* Everything else, once per handle: a handle that sent the previous request
+ * keeps its options (curl_easy_reset and two dozen setopts a request were a
+ * measurable share of the CPU per event); an upload or new TLS settings in
+ * between mean a full setup again. */
+static CURLcode partner_setup(const struct ess_partner *p, struct partner_xfer *x,
+                              const char *url, size_t len)
+{
+    CURL *e = x->easy;
+    CURLcode rc = CURLE_OK;
+
+    if (x->http_set && x->tls_gen == p->tls_gen) {
+        return partner_setup_request(x, url, len);
+    }
+    x->http_set = 0;
+    curl_easy_reset(e);
+    rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    rc |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    rc |= curl_easy_setopt(e, CURLOPT_USERAGENT, "ess/" ESS_VERSION);
+    rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    rc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    rc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, partner_on_body);
+    rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    rc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, partner_on_header);
+    rc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    rc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    rc |= partner_setup_tls(p, e);
+    rc |= partner_setup_request(x, url, len);
+    if (rc == CURLE_OK) {
+        x->http_set = 1;
+        x->tls_gen = p->tls_gen;
+    }
     return rc;
 }
 
@@ -341,6 +369,7 @@ int ess_partner_set_tls(struct ess_partner *p, const struct ess_tls *tls, struct
     free(p->tls_ca);
     free(p->tls_cert);
     free(p->tls_key);
+    p->tls_gen++; /* every kept handle is set up again before its next send */
     p->tls_ca = ca;
     p->tls_cert = cert;
     p->tls_key = key;
@@ -396,7 +425,7 @@ int ess_partner_send(struct ess_partner *p, uint64_t token, const char *url,
     x->timeout_ms = p->timeout_ms;
     x->upload = 0;
     partner_reset_result(x, token);
-    if (partner_setup(x, url, len) != CURLE_OK || partner_setup_tls(p, x->easy) != CURLE_OK ||
+    if (partner_setup(p, x, url, len) != CURLE_OK ||
         curl_multi_add_handle(p->multi, x->easy) != CURLM_OK) {
         rc = ess_err_set(err, ESS_EPARTNER, "libcurl refused the transfer setup");
         goto fail;
@@ -505,6 +534,7 @@ static CURLcode partner_setup_upload(struct partner_xfer *x, const char *file_ur
     long stall_s = x->timeout_ms / 1000 > 0 ? x->timeout_ms / 1000 : 1;
     CURLcode rc = CURLE_OK;
 
+    x->http_set = 0;
     curl_easy_reset(e);
     rc |= curl_easy_setopt(e, CURLOPT_URL, file_url);
     rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "ftp,ftps,sftp");
