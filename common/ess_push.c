@@ -35,8 +35,12 @@
 #include "ess_version.h"
 
 #define PUSH_BREAKER_THRESHOLD 5
-#define PUSH_PROBE_MIN_MS 500
-#define PUSH_PROBE_MAX_MS 2000 /* one request every 2 s at most: cheap for a partner, quick recovery */
+/* While the partner is down one request at a time probes it, at most every
+ * 250 ms: four small requests a second are nothing to a partner, and the
+ * backlog starts draining within a quarter second of its recovery (with a 2 s
+ * cap, waiting for the next probe was most of an outage drain). */
+#define PUSH_PROBE_MIN_MS 100
+#define PUSH_PROBE_MAX_MS 250
 #define PUSH_RETRY_BASE_MS 200
 #define PUSH_RETRY_CAP_MS 30000
 #define PUSH_OFFSET_EVERY_MS 500 /* a crash repeats at most this much of deliveries */
