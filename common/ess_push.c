@@ -1740,8 +1740,8 @@ static int push_timeout(struct ess_push *p, long long now)
     long long t = p->next_offset_ms - now;
     long long due = -1;
 
-    if (p->bus != NULL && ess_bus_buffered(p->bus)) {
-        return 0;
+    if ((p->bus != NULL && ess_bus_buffered(p->bus)) || ess_store_journal_ready(p->store)) {
+        return 0; /* ready, with nothing left to wake poll() */
     }
     if (ess_partner_room(p->partner) > 0 && push_may_dispatch(p) && !push_batch_busy(p)) {
         due = ess_keyq_next_due(p->window, now);

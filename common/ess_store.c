@@ -770,6 +770,11 @@ int ess_store_journal_pending(const struct ess_store *s)
     return s != NULL && s->pend;
 }
 
+int ess_store_journal_ready(const struct ess_store *s)
+{
+    return s != NULL && s->pend && s->pend_done;
+}
+
 int ess_store_fd(const struct ess_store *s)
 {
     return s != NULL && s->conn != NULL ? PQsocket(s->conn) : -1;

@@ -89,6 +89,9 @@ int ess_store_journal_finish(struct ess_store *s, const struct ess_store_event *
                              struct ess_err *err);
 /* 1 while an append is pending (sent, result not yet taken by finish). */
 int ess_store_journal_pending(const struct ess_store *s);
+/* 1 when the pending append's result is already in (another call waited for
+ * it): finish returns at once, and its socket will not become readable. */
+int ess_store_journal_ready(const struct ess_store *s);
 /* The session's socket (readable when the server answers), -1 without one. */
 int ess_store_fd(const struct ess_store *s);
 

@@ -494,6 +494,7 @@ static void test_send_then_other_call(void **state)
     assert_int_equal(ess_store_backlog(f->store, c, 0, &count, &err), ESS_OK);
     assert_int_equal(count, 50); /* committed before the count ran */
     assert_int_equal(ess_store_journal_pending(f->store), 1);
+    assert_int_equal(ess_store_journal_ready(f->store), 1); /* in, not yet taken */
     assert_int_equal(ess_store_journal_finish(f->store, ev, 50, 0, &done, &inserted, NULL, &err),
                      ESS_OK);
     assert_int_equal(done, 1);
