@@ -164,8 +164,15 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_READ] = "SELECT seq, event_id, key, body, received_ms FROM ess_journal"
                 " WHERE connector = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int",
     [ST_OFFSET_GET] = "SELECT delivered_seq FROM ess_offsets WHERE connector = $1",
+    /* Saved every 500 ms with the loop waiting: committed without waiting for
+     * the WAL flush (synchronous_commit off for this transaction only). A
+     * Postgres crash may lose the last few saves, and the worker then repeats
+     * those deliveries, as at-least-once allows; WAL order keeps it behind
+     * every synchronous commit (journal, tickets) that follows it. */
     [ST_OFFSET_SET] = "INSERT INTO ess_offsets (connector, delivered_seq, updated_at)"
-                      " VALUES ($1, $2::bigint, now()) ON CONFLICT (connector) DO UPDATE"
+                      " SELECT $1, $2::bigint, now()"
+                      " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
+                      " ON CONFLICT (connector) DO UPDATE"
                       " SET delivered_seq = EXCLUDED.delivered_seq, updated_at = now()",
     /* A row parked again (a replayed event, a failed retry) is open again. */
     [ST_PARK] = "INSERT INTO ess_dead_letters (connector, seq, event_id, key, body, reason,"
