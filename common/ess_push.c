@@ -110,6 +110,9 @@ struct ess_push {
     uint64_t rng;
     size_t window_max;
     int journal_more;      /* the journal may hold rows past the window */
+    int reading;           /* a refill read is pending (ess_store_journal_read_send) */
+    long long read_after;  /* its seq cursor: the window's last seq when sent */
+    int read_want;         /* its limit */
     int offset_known;      /* the stored offset was read into the window */
     long long offset_saved;
     long long next_offset_ms;
@@ -144,6 +147,8 @@ struct ess_push {
 static void push_controls(struct ess_push *p);
 static void push_window_add(struct ess_push *p, struct ess_store_row *row);
 static void push_redeliver(struct ess_push *p, long long now);
+static int push_refill_due(const struct ess_push *p);
+static void push_refill_poll(struct ess_push *p, int block);
 static void push_replay_filter(struct ess_push *p, const struct ess_store_controls *c,
                                long long offset);
 
@@ -270,6 +275,7 @@ static void push_store_lost(struct ess_push *p, const struct ess_err *e)
     ess_log_warn("journal store lost: %s; reconnecting", ess_err_format(e, line, sizeof(line)));
     push_error(p, "store", e);
     push_burst_requeue(p);
+    p->reading = 0;
     ess_store_free(p->store);
     p->store = NULL;
     ess_worker_retry_failed(&p->store_retry, ess_worker_mono_ms());
@@ -498,8 +504,8 @@ static void push_journal_poll(struct ess_push *p, int block)
     size_t inserted = 0;
     int done = 0;
 
-    if (p->store == NULL || !ess_store_journal_pending(p->store)) {
-        return;
+    if (p->store == NULL || j->n == 0) {
+        return; /* no append pending (the journaling burst is empty without one) */
     }
     ess_err_clear(&err);
     if (ess_store_journal_finish(p->store, j->ev, j->n, block, &done, &inserted, j->seqs,
@@ -556,6 +562,7 @@ static void push_journal_send(struct ess_push *p)
 /* Everything taken is journaled and acked before returning (SIGTERM). */
 static void push_flush(struct ess_push *p)
 {
+    push_refill_poll(p, 1);
     push_journal_poll(p, 1);
     push_journal_send(p);
     push_journal_poll(p, 1);
@@ -587,7 +594,9 @@ static void push_take(struct ess_push *p)
             return;
         }
     }
-    push_journal_send(p);
+    if (!push_refill_due(p)) {
+        push_journal_send(p); /* else the refill's read goes first, this next */
+    }
 }
 
 /* ---- refill: journal -> window ------------------------------------------ */
@@ -700,31 +709,65 @@ static void push_window_add(struct ess_push *p, struct ess_store_row *row)
     }
 }
 
-static void push_refill(struct ess_push *p)
+/* The window is under half full and the journal holds more. */
+static int push_refill_due(const struct ess_push *p)
+{
+    return p->store != NULL && p->offset_known && p->journal_more && !p->reading &&
+           ess_keyq_pending(p->window) < p->window_max / 2;
+}
+
+/* The pending read's rows, if they are in (block: wait for them). */
+static void push_refill_poll(struct ess_push *p, int block)
 {
     struct ess_store_rows rows = {0};
     struct ess_err err;
-    size_t pending = ess_keyq_pending(p->window);
     size_t i;
-    int want;
+    int done = 0;
 
-    if (p->store == NULL || !p->offset_known || !p->journal_more ||
-        pending >= p->window_max / 2 || ess_store_journal_pending(p->store)) {
-        return; /* a read would wait for the pending append: after it, then */
+    if (!p->reading || p->store == NULL) {
+        return;
     }
     ess_err_clear(&err);
-    want = (int)(p->window_max - pending);
-    if (ess_store_journal_read(p->store, p->m->id, ess_keyq_last_seq(p->window), want, &rows,
-                               &err) != ESS_OK) {
+    if (ess_store_journal_read_finish(p->store, block, &done, &rows, &err) != ESS_OK) {
         ess_store_rows_fini(&rows);
         push_store_lost(p, &err);
         return;
     }
-    for (i = 0; i < rows.n; i++) {
-        push_window_add(p, &rows.v[i]);
+    if (!done) {
+        return;
     }
-    p->journal_more = rows.n == (size_t)want;
+    p->reading = 0;
+    if (ess_keyq_last_seq(p->window) != p->read_after) {
+        p->journal_more = 1; /* the window moved meanwhile (a replay): read again */
+    } else {
+        for (i = 0; i < rows.n; i++) {
+            push_window_add(p, &rows.v[i]);
+        }
+        p->journal_more = rows.n == (size_t)p->read_want;
+    }
     ess_store_rows_fini(&rows);
+}
+
+/* journal -> window, pipelined like the appends: the read is sent, and its
+ * rows join the window on a later turn while deliveries go on. */
+static void push_refill(struct ess_push *p)
+{
+    struct ess_err err;
+
+    push_refill_poll(p, 0);
+    if (!push_refill_due(p) || ess_store_journal_pending(p->store)) {
+        return; /* the one pending statement is an append: after it, then */
+    }
+    ess_err_clear(&err);
+    p->read_after = ess_keyq_last_seq(p->window);
+    p->read_want = (int)(p->window_max - ess_keyq_pending(p->window));
+    if (ess_store_journal_read_send(p->store, p->m->id, p->read_after, p->read_want, &err) !=
+        ESS_OK) {
+        push_store_lost(p, &err);
+        return;
+    }
+    p->reading = 1;
+    push_refill_poll(p, 0); /* libpq may have read some of it while sending */
 }
 
 /* ---- dispatch: window -> partner ----------------------------------------- */

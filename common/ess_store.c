@@ -197,6 +197,7 @@ struct ess_store {
     char *sql;             /* INSERT text for up to APPEND_CHUNK rows */
     /* the append sent by journal_send, until journal_finish takes its result */
     bool pend;             /* sent, result not taken yet */
+    bool pend_read;        /* it is a journal read (read_send), not an append */
     bool pend_done;        /* every result of it read (ReadyForQuery seen), or pend_lost */
     bool pend_lost;        /* the session failed while reading it: outcome unknown */
     PGresult *pend_res;    /* its first result (NULL until read, or none came) */
@@ -205,6 +206,7 @@ struct ess_store {
 
 static void store_settle(struct ess_store *s);
 static void build_append_head(struct ess_store *s);
+static int copy_rows(const PGresult *res, struct ess_store_rows *rows, struct ess_err *err);
 
 /* -------------------------------------------------------------- helpers -- */
 
@@ -266,6 +268,7 @@ static void store_pend_clear(struct ess_store *s)
     s->pend_res = NULL;
     s->pend_fail = NULL;
     s->pend = false;
+    s->pend_read = false;
     s->pend_done = false;
     s->pend_lost = false;
 }
@@ -715,7 +718,7 @@ int ess_store_journal_send(struct ess_store *s, const char *connector,
                          ESS_STORE_SEND_MAX);
     }
     if (rc == ESS_OK && s->pend) {
-        rc = ess_err_set(err, ESS_EINVAL, "store: an append is already pending");
+        rc = ess_err_set(err, ESS_EINVAL, "store: a statement is already pending");
     }
     if (rc == ESS_OK) {
         rc = fill_append_params(s, connector, ev, n, err);
@@ -734,32 +737,22 @@ int ess_store_journal_send(struct ess_store *s, const char *connector,
     return ESS_OK;
 }
 
+static int store_pend_take(struct ess_store *s, int block, int *done, ExecStatusType want,
+                           const char *what, PGresult **res, struct ess_err *err);
+
 int ess_store_journal_finish(struct ess_store *s, const struct ess_store_event *ev, size_t n,
                              int block, int *done, size_t *inserted, long long *seqs,
                              struct ess_err *err)
 {
-    PGresult *res;
+    PGresult *res = NULL;
     int rc;
 
     *done = 0;
-    if (s == NULL || s->conn == NULL || !s->pend) {
+    if (s == NULL || s->conn == NULL || !s->pend || s->pend_read) {
         return ess_err_set(err, ESS_EINVAL, "store: no append is pending");
     }
-    store_pend_read(s, block != 0);
-    if (!s->pend_done) {
-        return ESS_OK;
-    }
-    *done = 1;
-    if (s->pend_lost) {
-        rc = store_fail(s, NULL, "journal insert", err);
-        store_pend_clear(s);
-        return rc;
-    }
-    res = s->pend_fail != NULL ? s->pend_fail : s->pend_res;
-    s->pend_fail = NULL;
-    s->pend_res = res == s->pend_res ? NULL : s->pend_res;
-    rc = check_result(s, &res, PGRES_TUPLES_OK, "journal insert", err);
-    if (rc == ESS_OK) {
+    rc = store_pend_take(s, block, done, PGRES_TUPLES_OK, "journal insert", &res, err);
+    if (rc == ESS_OK && res != NULL) {
         if (inserted != NULL) {
             *inserted = (size_t)PQntuples(res);
         }
@@ -768,13 +761,88 @@ int ess_store_journal_finish(struct ess_store *s, const struct ess_store_event *
         }
     }
     PQclear(res);
-    store_pend_clear(s);
     return rc;
 }
 
 int ess_store_journal_pending(const struct ess_store *s)
 {
     return s != NULL && s->pend;
+}
+
+/* The pending statement's result, once every result of it is in: *res (the
+ * caller PQclear()s it) checked against want; 0 with *done 0 before. */
+static int store_pend_take(struct ess_store *s, int block, int *done, ExecStatusType want,
+                           const char *what, PGresult **res, struct ess_err *err)
+{
+    int rc;
+
+    *res = NULL;
+    store_pend_read(s, block != 0);
+    if (!s->pend_done) {
+        return ESS_OK;
+    }
+    *done = 1;
+    if (s->pend_lost) {
+        rc = store_fail(s, NULL, what, err);
+        store_pend_clear(s);
+        return rc;
+    }
+    *res = s->pend_fail != NULL ? s->pend_fail : s->pend_res;
+    if (*res == s->pend_res) {
+        s->pend_res = NULL;
+    } else {
+        s->pend_fail = NULL;
+    }
+    store_pend_clear(s);
+    return check_result(s, res, want, what, err);
+}
+
+int ess_store_journal_read_send(struct ess_store *s, const char *connector, long long after_seq,
+                                int limit, struct ess_err *err)
+{
+    char after[NUM_MAX], lim[NUM_MAX];
+    const char *vals[3] = {connector, after, lim};
+    char name[32];
+    int rc = check_args(s, connector, err);
+
+    if (rc == ESS_OK && s->pend) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: a statement is already pending");
+    }
+    if (rc == ESS_OK) {
+        rc = prepare(s, ST_READ, stmt_sql[ST_READ], 3, err);
+    }
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    snprintf(after, sizeof(after), "%lld", after_seq);
+    snprintf(lim, sizeof(lim), "%d", limit > 0 ? limit : 0);
+    snprintf(name, sizeof(name), "ess_st%d", (int)ST_READ);
+    if (PQsendQueryPrepared(s->conn, name, 3, vals, NULL, NULL, 0) == 0) {
+        return store_fail(s, NULL, "journal read", err);
+    }
+    s->pend = true;
+    s->pend_read = true;
+    return ESS_OK;
+}
+
+int ess_store_journal_read_finish(struct ess_store *s, int block, int *done,
+                                  struct ess_store_rows *rows, struct ess_err *err)
+{
+    PGresult *res = NULL;
+    int rc;
+
+    *done = 0;
+    rows->v = NULL;
+    rows->n = 0;
+    if (s == NULL || s->conn == NULL || !s->pend || !s->pend_read) {
+        return ess_err_set(err, ESS_EINVAL, "store: no journal read is pending");
+    }
+    rc = store_pend_take(s, block, done, PGRES_TUPLES_OK, "journal read", &res, err);
+    if (rc == ESS_OK && res != NULL) {
+        rc = copy_rows(res, rows, err);
+    }
+    PQclear(res);
+    return rc;
 }
 
 int ess_store_journal_ready(const struct ess_store *s)

@@ -87,9 +87,16 @@ int ess_store_journal_send(struct ess_store *s, const char *connector,
 int ess_store_journal_finish(struct ess_store *s, const struct ess_store_event *ev, size_t n,
                              int block, int *done, size_t *inserted, long long *seqs,
                              struct ess_err *err);
-/* 1 while an append is pending (sent, result not yet taken by finish). */
+/* The same for a journal read: read_send starts what journal_read does;
+ * read_finish fills rows (release with ess_store_rows_fini, also on failure)
+ * once *done. An append and a read share the one pending slot. */
+int ess_store_journal_read_send(struct ess_store *s, const char *connector, long long after_seq,
+                                int limit, struct ess_err *err);
+int ess_store_journal_read_finish(struct ess_store *s, int block, int *done,
+                                  struct ess_store_rows *rows, struct ess_err *err);
+/* 1 while an append or a read is pending (sent, result not yet taken). */
 int ess_store_journal_pending(const struct ess_store *s);
-/* 1 when the pending append's result is already in (another call waited for
+/* 1 when the pending statement's result is already in (another call waited for
  * it): finish returns at once, and its socket will not become readable. */
 int ess_store_journal_ready(const struct ess_store *s);
 /* The session's socket (readable when the server answers), -1 without one. */

@@ -502,6 +502,47 @@ static void test_send_then_other_call(void **state)
     free_events(ev, 50);
 }
 
+/* A pipelined read returns what journal_read does; it shares the slot. */
+static void test_read_send_finish(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    struct ess_store_event *ev = make_events(0, 30, 4);
+    struct ess_store_rows rows = {0};
+    struct ess_store_rows want = {0};
+    double deadline = now_s() + 10;
+    int done = 0;
+    size_t i;
+
+    name(c, sizeof(c), "readsend");
+    assert_int_equal(append(f, c, ev, 30), 30);
+    assert_int_equal(ess_store_journal_read(f->store, c, 0, 30, &want, &err), ESS_OK);
+    assert_int_equal(ess_store_journal_read_send(f->store, c, want.v[4].seq, 10, &err), ESS_OK);
+    assert_int_equal(ess_store_journal_pending(f->store), 1);
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 1, &err), ESS_EINVAL);
+    assert_int_equal(ess_store_journal_finish(f->store, ev, 1, 0, &done, NULL, NULL, &err),
+                     ESS_EINVAL); /* not an append */
+    ess_err_clear(&err);
+    while (!done) {
+        assert_int_equal(ess_store_journal_read_finish(f->store, 0, &done, &rows, &err), ESS_OK);
+        if (now_s() > deadline) {
+            fail_msg("read_finish: not done after 10 s");
+        }
+    }
+    assert_int_equal(rows.n, 10);
+    for (i = 0; i < rows.n; i++) {
+        assert_int_equal(rows.v[i].seq, want.v[5 + i].seq);
+        assert_string_equal(rows.v[i].event_id, want.v[5 + i].event_id);
+        assert_string_equal(rows.v[i].body, want.v[5 + i].body);
+    }
+    assert_int_equal(ess_store_journal_pending(f->store), 0);
+    ess_store_rows_fini(&rows);
+    assert_int_equal(ess_store_journal_read_finish(f->store, 1, &done, &rows, &err), ESS_EINVAL);
+    ess_store_rows_fini(&want);
+    free_events(ev, 30);
+}
+
 /* The session dies with an append pending: finish reports ESS_ESTORE (never
  * done-and-OK), and a reset store works again. */
 static void test_send_connection_loss(void **state)
@@ -632,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_backlog_and_retain),
         cmocka_unit_test(test_send_finish),
         cmocka_unit_test(test_send_then_other_call),
+        cmocka_unit_test(test_read_send_finish),
         cmocka_unit_test(test_send_connection_loss),
         cmocka_unit_test(test_connect_failure),
         cmocka_unit_test(test_connection_loss_and_reset),
