@@ -175,8 +175,8 @@ static int bus_login(struct ess_bus *b, const struct amqp_connection_info *ci, s
     char what[BUS_NAME_MAX + 128];
 
     snprintf(what, sizeof(what), "login to %s vhost '%s' as '%s'", b->peer, ci->vhost, ci->user);
-    r = amqp_login(b->conn, ci->vhost, 0, BUS_FRAME_MAX, BUS_HEARTBEAT_S,
-                   AMQP_SASL_METHOD_PLAIN, ci->user, ci->password);
+    r = amqp_login(b->conn, ci->vhost, 0, BUS_FRAME_MAX, BUS_HEARTBEAT_S, AMQP_SASL_METHOD_PLAIN,
+                   ci->user, ci->password);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         return bus_reply_error(b, r, what, err);
     }

@@ -63,8 +63,8 @@ struct partner_xfer {
     char errbuf[CURL_ERROR_SIZE];
     int running; /* added to the multi handle */
     int upload;  /* a file drop: success is the transfer's, not an HTTP status */
-    int http_set;      /* the handle holds every HTTP option but the request's own */
-    unsigned tls_gen;  /* the partner's tls_gen when they were set */
+    int http_set;              /* the handle holds every HTTP option but the request's own */
+    unsigned tls_gen;          /* the partner's tls_gen when they were set */
     struct partner_xfer *next; /* free pool or done queue */
 };
 
@@ -186,8 +186,8 @@ static CURLcode partner_setup_request(struct partner_xfer *x, const char *url, s
  * keeps its options (curl_easy_reset and two dozen setopts a request were a
  * measurable share of the CPU per event); an upload or new TLS settings in
  * between mean a full setup again. */
-static CURLcode partner_setup(const struct ess_partner *p, struct partner_xfer *x,
-                              const char *url, size_t len)
+static CURLcode partner_setup(const struct ess_partner *p, struct partner_xfer *x, const char *url,
+                              size_t len)
 {
     CURL *e = x->easy;
     CURLcode rc = CURLE_OK;
@@ -795,8 +795,7 @@ static void partner_collect(struct ess_partner *p)
     }
 }
 
-int ess_partner_wait_fds(struct ess_partner *p, const int *fds, int *ready, int n,
-                         int timeout_ms)
+int ess_partner_wait_fds(struct ess_partner *p, const int *fds, int *ready, int n, int timeout_ms)
 {
     struct curl_waitfd wfd[PARTNER_WAIT_FDS];
     unsigned nw = 0;

@@ -508,8 +508,8 @@ static void push_journal_poll(struct ess_push *p, int block)
         return; /* no append pending (the journaling burst is empty without one) */
     }
     ess_err_clear(&err);
-    if (ess_store_journal_finish(p->store, j->ev, j->n, block, &done, &inserted, j->seqs,
-                                 &err) != ESS_OK) {
+    if (ess_store_journal_finish(p->store, j->ev, j->n, block, &done, &inserted, j->seqs, &err) !=
+        ESS_OK) {
         push_store_lost(p, &err); /* requeues the burst: journaled again later */
         return;
     }
@@ -539,8 +539,8 @@ static void push_journal_send(struct ess_push *p)
     }
     burst_events(b);
     if (b->n > ESS_STORE_SEND_MAX) {
-        if (ess_store_journal_append(p->store, p->m->id, b->ev, b->n, &inserted, b->seqs,
-                                     &err) != ESS_OK) {
+        if (ess_store_journal_append(p->store, p->m->id, b->ev, b->n, &inserted, b->seqs, &err) !=
+            ESS_OK) {
             push_store_lost(p, &err);
             return;
         }

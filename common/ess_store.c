@@ -195,13 +195,13 @@ struct ess_store {
     size_t head_cap;
     size_t *row_end;       /* row_end[k]: length of head through row k+1's tuple */
     char *sql;             /* INSERT text for up to APPEND_CHUNK rows */
-    /* the append sent by journal_send, until journal_finish takes its result */
-    bool pend;             /* sent, result not taken yet */
-    bool pend_read;        /* it is a journal read (read_send), not an append */
-    bool pend_done;        /* every result of it read (ReadyForQuery seen), or pend_lost */
-    bool pend_lost;        /* the session failed while reading it: outcome unknown */
-    PGresult *pend_res;    /* its first result (NULL until read, or none came) */
-    PGresult *pend_fail;   /* a later error result (the COMMIT failed) */
+    /* the statement sent by journal_send / read_send until its finish takes the result */
+    bool pend;           /* sent, result not taken yet */
+    bool pend_read;      /* it is a journal read (read_send), not an append */
+    bool pend_done;      /* every result of it read (ReadyForQuery seen), or pend_lost */
+    bool pend_lost;      /* the session failed while reading it: outcome unknown */
+    PGresult *pend_res;  /* its first result (NULL until read, or none came) */
+    PGresult *pend_fail; /* a later error result (the COMMIT failed) */
 };
 
 static void store_settle(struct ess_store *s);
@@ -563,7 +563,7 @@ int ess_store_migrate(struct ess_store *s, struct ess_err *err)
 
 /* ------------------------------------------------------------- journal -- */
 
-#define APPEND_HEAD                                                                            \
+#define APPEND_HEAD                                                                                \
     "INSERT INTO ess_journal (connector, event_id, key, topic, body, received_ms) VALUES "
 #define APPEND_TAIL " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id"
 
@@ -577,9 +577,9 @@ static void build_append_head(struct ess_store *s)
 
     off = (size_t)snprintf(s->head, s->head_cap, "%s", APPEND_HEAD);
     for (i = 0; i < APPEND_CHUNK; i++, p += APPEND_COLS) {
-        off += (size_t)snprintf(s->head + off, s->head_cap - off,
-                                "%s($1,$%d,$%d,$%d,$%d,$%d::bigint)", i > 0 ? "," : "", p,
-                                p + 1, p + 2, p + 3, p + 4);
+        off +=
+            (size_t)snprintf(s->head + off, s->head_cap - off, "%s($1,$%d,$%d,$%d,$%d,$%d::bigint)",
+                             i > 0 ? "," : "", p, p + 1, p + 2, p + 3, p + 4);
         s->row_end[i] = off;
     }
 }

@@ -11,7 +11,8 @@
  * received_ms bigint, journaled_at timestamptz) UNIQUE (connector, event_id):
  * a burst of events is one multi-row INSERT ... ON CONFLICT DO NOTHING in one
  * transaction (parameters, never escaping by hand), and the caller acks the
- * burst only after that COMMIT.
+ * burst only after that COMMIT. The worker pipelines it (journal_send /
+ * journal_finish: libpq's asynchronous API, one statement pending per store).
  * ess_offsets(connector, delivered_seq): the low-water mark. Every journal row
  * with seq <= delivered_seq was delivered or parked; a restarted worker resumes
  * after it. ess_dead_letters: parked events with reason and attempts.

@@ -413,8 +413,8 @@ static void test_backlog_and_retain(void **state)
 /* ---------------------------------------------------- pipelined append -- */
 
 /* Poll journal_finish without blocking until done (bounded), as a loop would. */
-static int finish_polling(struct fixture *f, struct ess_store_event *ev, size_t n,
-                          size_t *inserted, long long *seqs, struct ess_err *err)
+static int finish_polling(struct fixture *f, struct ess_store_event *ev, size_t n, size_t *inserted,
+                          long long *seqs, struct ess_err *err)
 {
     double deadline = now_s() + 10;
     int done = 0;
@@ -459,9 +459,8 @@ static void test_send_finish(void **state)
     }
     /* overlapping the first: 100 duplicates (-1) and 100 new, in order */
     assert_int_equal(ess_store_journal_send(f->store, c, ev + 100, 200, &err), ESS_OK);
-    assert_int_equal(ess_store_journal_finish(f->store, ev + 100, 200, 1, &done, &inserted, seqs,
-                                              &err),
-                     ESS_OK);
+    assert_int_equal(
+        ess_store_journal_finish(f->store, ev + 100, 200, 1, &done, &inserted, seqs, &err), ESS_OK);
     assert_int_equal(done, 1);
     assert_int_equal(inserted, 100);
     assert_int_equal(seqs[0], -1);
