@@ -1801,9 +1801,10 @@ static int push_timeout(struct ess_push *p, long long now)
     if (p->store == NULL) {
         t = min_positive(t, p->store_retry.next_ms - now);
     }
-    if (p->journal_more && ess_keyq_pending(p->window) < p->window_max / 2 &&
-        !ess_store_journal_pending(p->store)) {
-        t = 0;
+    if (p->store != NULL && !ess_store_journal_pending(p->store) &&
+        ((p->journal_more && ess_keyq_pending(p->window) < p->window_max / 2) ||
+         (p->bus != NULL && (p->burst.n > 0 || p->burst.has_tag)))) {
+        t = 0; /* a read or a burst can go now; nothing else would wake us */
     }
     if (t < 0) {
         t = 0;
