@@ -27,6 +27,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,7 @@ static const struct migration migrations[] = {
 
 enum stmt_id {
     ST_APPEND_CHUNK, /* SQL built at run time: APPEND_CHUNK rows */
+    ST_APPEND_ARRAYS,
     ST_READ,
     ST_OFFSET_GET,
     ST_OFFSET_SET,
@@ -161,6 +163,13 @@ enum stmt_id {
 
 static const char *const stmt_sql[ST__COUNT] = {
     [ST_APPEND_CHUNK] = NULL,
+    /* journal_send: one prepared statement for any burst size, the columns
+     * as binary arrays (no per-burst parse and plan of a 3000-value list) */
+    [ST_APPEND_ARRAYS] =
+        "INSERT INTO ess_journal (connector, event_id, key, topic, body, received_ms)"
+        " SELECT $1, e, k, t, b, r FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::int8[]) AS u(e, k, t, b, r)"
+        " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id",
     [ST_READ] = "SELECT seq, event_id, key, body, received_ms FROM ess_journal"
                 " WHERE connector = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int",
     [ST_OFFSET_GET] = "SELECT delivered_seq FROM ess_offsets WHERE connector = $1",
@@ -185,6 +194,12 @@ static const char *const stmt_sql[ST__COUNT] = {
                   " AND journaled_at < now() - $3::bigint * interval '1 second'",
 };
 
+struct store_buf { /* a growing byte buffer */
+    char *p;
+    size_t len;
+    size_t cap;
+};
+
 struct ess_store {
     PGconn *conn;
     bool prepared[ST__COUNT];
@@ -195,6 +210,7 @@ struct ess_store {
     size_t head_cap;
     size_t *row_end;       /* row_end[k]: length of head through row k+1's tuple */
     char *sql;             /* INSERT text for up to APPEND_CHUNK rows */
+    struct store_buf arr[APPEND_COLS]; /* journal_send's binary array parameters */
     /* the statement sent by journal_send / read_send until its finish takes the result */
     bool pend;           /* sent, result not taken yet */
     bool pend_read;      /* it is a journal read (read_send), not an append */
@@ -464,6 +480,8 @@ struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err)
 
 void ess_store_free(struct ess_store *s)
 {
+    int i;
+
     if (s == NULL) {
         return;
     }
@@ -477,6 +495,9 @@ void ess_store_free(struct ess_store *s)
     free(s->head);
     free(s->row_end);
     free(s->sql);
+    for (i = 0; i < APPEND_COLS; i++) {
+        free(s->arr[i].p);
+    }
     free(s);
 }
 
@@ -708,10 +729,123 @@ int ess_store_journal_append(struct ess_store *s, const char *connector,
     return rc;
 }
 
+/* ---- binary array parameters (PostgreSQL's array_recv format) ---------- */
+
+#define OID_TEXT 25 /* pg_type.oid of text and int8: fixed in every PostgreSQL */
+#define OID_INT8 20
+
+static int buf_room(struct store_buf *b, size_t more)
+{
+    size_t cap = b->cap ? b->cap : 4096;
+    char *p;
+
+    if (b->len + more <= b->cap) {
+        return ESS_OK;
+    }
+    while (cap < b->len + more) {
+        cap *= 2;
+    }
+    p = realloc(b->p, cap);
+    if (p == NULL) {
+        return ESS_ENOMEM;
+    }
+    b->p = p;
+    b->cap = cap;
+    return ESS_OK;
+}
+
+static void buf_be32(struct store_buf *b, uint32_t v)
+{
+    unsigned char *o = (unsigned char *)b->p + b->len;
+
+    o[0] = (unsigned char)(v >> 24);
+    o[1] = (unsigned char)(v >> 16);
+    o[2] = (unsigned char)(v >> 8);
+    o[3] = (unsigned char)v;
+    b->len += 4;
+}
+
+/* Header of a one-dimensional array of n elements of type oid. */
+static int buf_array_start(struct store_buf *b, uint32_t oid, size_t n, int has_null)
+{
+    b->len = 0;
+    if (buf_room(b, 20) != ESS_OK) {
+        return ESS_ENOMEM;
+    }
+    buf_be32(b, 1);                 /* dimensions */
+    buf_be32(b, has_null ? 1 : 0);  /* flags: has nulls */
+    buf_be32(b, oid);               /* element type */
+    buf_be32(b, (uint32_t)n);       /* length */
+    buf_be32(b, 1);                 /* lower bound */
+    return ESS_OK;
+}
+
+/* One text element (NULL: SQL NULL): its length, then its bytes. */
+static int buf_array_text(struct store_buf *b, const char *text)
+{
+    size_t len = text != NULL ? strlen(text) : 0;
+
+    if (len > 0x3fffffff || buf_room(b, 4 + len) != ESS_OK) {
+        return ESS_ENOMEM;
+    }
+    buf_be32(b, text != NULL ? (uint32_t)len : 0xffffffffu);
+    memcpy(b->p + b->len, text != NULL ? text : "", len);
+    b->len += len;
+    return ESS_OK;
+}
+
+static int buf_array_int8(struct store_buf *b, long long v)
+{
+    uint64_t u = (uint64_t)v;
+
+    if (buf_room(b, 12) != ESS_OK) {
+        return ESS_ENOMEM;
+    }
+    buf_be32(b, 8);
+    buf_be32(b, (uint32_t)(u >> 32));
+    buf_be32(b, (uint32_t)u);
+    return ESS_OK;
+}
+
+/* The burst as five binary arrays in s->arr (event_id, key, topic, body, received_ms). */
+static int fill_append_arrays(struct ess_store *s, const struct ess_store_event *ev, size_t n,
+                              struct ess_err *err)
+{
+    int topic_null = 0;
+    int rc = ESS_OK;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (ev[i].event_id == NULL || ev[i].key == NULL || ev[i].body == NULL) {
+            return ess_err_set(err, ESS_EINVAL, "store: event %zu has no event_id, key or body",
+                               i);
+        }
+        topic_null |= ev[i].topic == NULL;
+    }
+    rc |= buf_array_start(&s->arr[0], OID_TEXT, n, 0);
+    rc |= buf_array_start(&s->arr[1], OID_TEXT, n, 0);
+    rc |= buf_array_start(&s->arr[2], OID_TEXT, n, topic_null);
+    rc |= buf_array_start(&s->arr[3], OID_TEXT, n, 0);
+    rc |= buf_array_start(&s->arr[4], OID_INT8, n, 0);
+    for (i = 0; rc == ESS_OK && i < n; i++) {
+        rc |= buf_array_text(&s->arr[0], ev[i].event_id);
+        rc |= buf_array_text(&s->arr[1], ev[i].key);
+        rc |= buf_array_text(&s->arr[2], ev[i].topic);
+        rc |= buf_array_text(&s->arr[3], ev[i].body);
+        rc |= buf_array_int8(&s->arr[4], ev[i].received_ms);
+    }
+    return rc == ESS_OK ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory (%zu events)", n);
+}
+
 int ess_store_journal_send(struct ess_store *s, const char *connector,
                            const struct ess_store_event *ev, size_t n, struct ess_err *err)
 {
+    const char *vals[1 + APPEND_COLS];
+    int lens[1 + APPEND_COLS];
+    int fmts[1 + APPEND_COLS];
+    char name[32];
     int rc = check_args(s, connector, err);
+    int i;
 
     if (rc == ESS_OK && (ev == NULL || n == 0 || n > ESS_STORE_SEND_MAX)) {
         rc = ess_err_set(err, ESS_EINVAL, "store: journal_send takes 1 to %d events",
@@ -721,16 +855,30 @@ int ess_store_journal_send(struct ess_store *s, const char *connector,
         rc = ess_err_set(err, ESS_EINVAL, "store: a statement is already pending");
     }
     if (rc == ESS_OK) {
-        rc = fill_append_params(s, connector, ev, n, err);
+        rc = fill_append_arrays(s, ev, n, err);
+    }
+    if (rc == ESS_OK) {
+        rc = prepare(s, ST_APPEND_ARRAYS, stmt_sql[ST_APPEND_ARRAYS], 1 + APPEND_COLS, err);
     }
     if (rc != ESS_OK) {
         return rc;
     }
-    build_append_sql(s, n);
+    vals[0] = connector;
+    lens[0] = 0;
+    fmts[0] = 0;
+    for (i = 0; i < APPEND_COLS; i++) {
+        if (s->arr[i].len > (size_t)INT32_MAX) {
+            return ess_err_set(err, ESS_EINVAL, "store: a burst of %zu bytes is too large",
+                               s->arr[i].len);
+        }
+        vals[1 + i] = s->arr[i].p;
+        lens[1 + i] = (int)s->arr[i].len;
+        fmts[1 + i] = 1; /* binary */
+    }
+    snprintf(name, sizeof(name), "ess_st%d", (int)ST_APPEND_ARRAYS);
     /* libpq copies the parameters into its output buffer and, in blocking
      * mode, flushes it before returning: ev is not needed after this. */
-    if (PQsendQueryParams(s->conn, s->sql, 1 + APPEND_COLS * (int)n, NULL, s->vals, NULL, NULL,
-                          0) == 0) {
+    if (PQsendQueryPrepared(s->conn, name, 1 + APPEND_COLS, vals, lens, fmts, 0) == 0) {
         return store_fail(s, NULL, "journal insert", err);
     }
     s->pend = true;

@@ -477,6 +477,44 @@ static void test_send_finish(void **state)
     free_events(ev, 300);
 }
 
+/* What journal_send stores reads back byte for byte: quotes, backslashes,
+ * UTF-8, an empty body, a NULL topic (SQL NULL), received_ms. */
+static void test_send_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    struct ess_store_event ev[3] = {
+        {"rt-1", "k\"1", NULL, "{\"a\":\"caf\u00e9 \\\\ \\\"q\\\"\"}", 1700000000123LL},
+        {"rt-2", "k2", "t.x", "", -5},
+        {"rt-3", "k\u00e9", "t.y", "{}", 0},
+    };
+    struct ess_store_rows rows = {0};
+    size_t inserted = 0;
+    int done = 0;
+    int i;
+
+    name(c, sizeof(c), "roundtrip");
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 3, &err), ESS_OK);
+    assert_int_equal(ess_store_journal_finish(f->store, ev, 3, 1, &done, &inserted, NULL, &err),
+                     ESS_OK);
+    assert_int_equal(inserted, 3);
+    assert_int_equal(ess_store_journal_read(f->store, c, 0, 10, &rows, &err), ESS_OK);
+    assert_int_equal(rows.n, 3);
+    for (i = 0; i < 3; i++) {
+        assert_string_equal(rows.v[i].event_id, ev[i].event_id);
+        assert_string_equal(rows.v[i].key, ev[i].key);
+        assert_string_equal(rows.v[i].body, ev[i].body);
+        assert_true(rows.v[i].received_ms == ev[i].received_ms);
+    }
+    assert_int_equal(sql_ll(f,
+                            "SELECT count(*) FROM ess_journal WHERE connector = $1"
+                            " AND topic IS NULL",
+                            c, NULL),
+                     1);
+    ess_store_rows_fini(&rows);
+}
+
 /* Another call while an append is pending waits for it; finish still gets it. */
 static void test_send_then_other_call(void **state)
 {
@@ -671,6 +709,7 @@ int main(void)
         cmocka_unit_test(test_park),
         cmocka_unit_test(test_backlog_and_retain),
         cmocka_unit_test(test_send_finish),
+        cmocka_unit_test(test_send_round_trip),
         cmocka_unit_test(test_send_then_other_call),
         cmocka_unit_test(test_read_send_finish),
         cmocka_unit_test(test_send_connection_loss),
