@@ -16,6 +16,12 @@
  * a larger one is wrapped in BEGIN/COMMIT so the caller's ack still covers a
  * single transaction.
  *
+ * journal_send, the worker's pipelined path (libpq's asynchronous API, one
+ * statement pending per session), sends a burst of up to 1000 events as one
+ * prepared INSERT ... SELECT FROM unnest($2::text[], ...): five parameters in
+ * PostgreSQL's binary array format, so the server neither parses nor plans a
+ * statement per burst. journal_read_send pipelines the refill read the same way.
+ *
  * The session carries connect_timeout, TCP keepalives and a statement_timeout
  * so that a dead or stuck server turns into ESS_ESTORE, never a hang. Values
  * from the caller's conninfo win over these defaults.
