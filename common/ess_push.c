@@ -46,6 +46,10 @@
 #define PUSH_OFFSET_EVERY_MS 500 /* a crash repeats at most this much of deliveries */
 #define PUSH_RETAIN_EVERY_MS 60000
 #define PUSH_DRAIN_MAX_MS 15000
+/* The window reads no more while it holds this many times window_max events
+ * (delivered ones stay until the oldest undelivered one is done): memory
+ * stays bounded behind a slow key, the backlog stays in Postgres. */
+#define PUSH_HELD_MAX 4
 
 struct burst_msg { /* a consumed message waiting for its journal COMMIT */
     char *event_id;
@@ -713,7 +717,8 @@ static void push_window_add(struct ess_push *p, struct ess_store_row *row)
 static int push_refill_due(const struct ess_push *p)
 {
     return p->store != NULL && p->offset_known && p->journal_more && !p->reading &&
-           ess_keyq_pending(p->window) < p->window_max / 2;
+           ess_keyq_pending(p->window) < p->window_max / 2 &&
+           ess_keyq_held(p->window) < p->window_max * PUSH_HELD_MAX;
 }
 
 /* The pending read's rows, if they are in (block: wait for them). */
@@ -1421,6 +1426,10 @@ static void push_collect(struct ess_push *p)
     }
     if (was_open && !ess_breaker_open(&p->breaker)) {
         ess_log_info("partner is back; draining the backlog in order");
+        /* Events that failed in the outage wait for probe-paced retries: they
+         * go now, or the oldest holds the low-water mark (and every event
+         * delivered after it stays in memory) until its timer. */
+        ess_keyq_retry_now(p->window, now);
     }
 }
 
@@ -1802,8 +1811,7 @@ static int push_timeout(struct ess_push *p, long long now)
         t = min_positive(t, p->store_retry.next_ms - now);
     }
     if (p->store != NULL && !ess_store_journal_pending(p->store) &&
-        ((p->journal_more && ess_keyq_pending(p->window) < p->window_max / 2) ||
-         (p->bus != NULL && (p->burst.n > 0 || p->burst.has_tag)))) {
+        (push_refill_due(p) || (p->bus != NULL && (p->burst.n > 0 || p->burst.has_tag)))) {
         t = 0; /* a read or a burst can go now; nothing else would wake us */
     }
     if (t < 0) {
@@ -1965,7 +1973,7 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
     }
     /* Enough waiting events to keep every transfer slot busy across keys,
      * small enough that the backlog stays in Postgres, not in memory. */
-    p->window_max = (size_t)m->max_in_flight * 16 < 1024 ? 1024 : (size_t)m->max_in_flight * 16;
+    p->window_max = (size_t)m->max_in_flight * 16 < 512 ? 512 : (size_t)m->max_in_flight * 16;
     ess_breaker_init(&p->breaker, PUSH_BREAKER_THRESHOLD, PUSH_PROBE_MIN_MS, PUSH_PROBE_MAX_MS);
     ess_stats_init(&p->stats);
     ess_worker_retry_init(&p->bus_retry);
