@@ -451,6 +451,26 @@ long long ess_keyq_oldest_received_ms(const struct ess_keyq *q)
     return -1;
 }
 
+size_t ess_keyq_held(const struct ess_keyq *q)
+{
+    return q->ring_n;
+}
+
+void ess_keyq_retry_now(struct ess_keyq *q, long long now_ms)
+{
+    size_t i;
+
+    for (i = 0; i < q->heap_n; i++) {
+        if (q->heap[i]->pub.failed_ms != 0 && q->heap[i]->pub.due_ms > now_ms) {
+            q->heap[i]->pub.due_ms = now_ms;
+        }
+    }
+    /* Ties at now_ms reorder by seq: rebuild the heap bottom-up. */
+    for (i = q->heap_n / 2; i-- > 0;) {
+        kq_heap_down(q, i);
+    }
+}
+
 long long ess_keyq_last_seq(const struct ess_keyq *q)
 {
     return q->last_seq;

@@ -91,6 +91,15 @@ size_t ess_keyq_pending(const struct ess_keyq *q);
  * none. Walks from the low-water mark: done events past it are few. */
 long long ess_keyq_oldest_received_ms(const struct ess_keyq *q);
 
+/* Events held in memory: not done, or done but not yet passed by the
+ * low-water mark (one slow event holds every later one of the window). */
+size_t ess_keyq_held(const struct ess_keyq *q);
+
+/* Every waiting head that failed before (failed_ms != 0) and is due later
+ * than now_ms is due at now_ms: the partner is back, so retries scheduled for
+ * the outage go at once, in seq order (a debounce's wait is left alone). */
+void ess_keyq_retry_now(struct ess_keyq *q, long long now_ms);
+
 /* Highest seq ever pushed (the read cursor), or the floor. */
 long long ess_keyq_last_seq(const struct ess_keyq *q);
 

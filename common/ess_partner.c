@@ -6,8 +6,9 @@
  * connection opened by one transfer is reused by the next (HTTP/1.1
  * keep-alive); CURLMOPT_MAX_HOST_CONNECTIONS bounds the sockets we open to the
  * partner at max_in_flight. Easy handles are never thrown away: a finished
- * transfer goes back to a free pool and the next send curl_easy_reset()s it,
- * which keeps its DNS cache and TLS session cache warm.
+ * transfer goes back to a free pool, keeping its DNS cache and TLS session
+ * cache warm, and the next send sets only what differs per request (URL,
+ * body, headers, timeout); the rest stays set (partner_setup).
  *
  * A transfer ("xfer") lives from ess_partner_send() until its result is taken
  * by ess_partner_next_result(): when curl reports it done, its result is
@@ -17,8 +18,8 @@
  * what ess_partner_in_flight() counts, so results not yet taken hold room.
  *
  * TLS (ess_partner_set_tls: CA file, client certificate and key, verify) is
- * applied to every transfer after the reset; libcurl only reuses a cached
- * connection whose TLS settings match, so changing them never sends a request
+ * applied at a handle's full setup, redone after a change; libcurl only
+ * reuses a cached connection whose TLS settings match, so changing them never sends a request
  * over a connection set up with the old ones.
  *
  * A manifest `tls` block on ftp:// means explicit FTPS (AUTH TLS required,
@@ -39,6 +40,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -50,6 +52,8 @@
 #include "ess_version.h"
 
 #define PARTNER_ERR_BODY 160 /* body bytes quoted in an "HTTP 503: ..." line */
+#define PARTNER_WAIT_FDS 4   /* extra fds ess_partner_wait_fds() watches */
+#define PARTNER_RECV_BUFFER 4096L
 
 struct partner_xfer {
     CURL *easy;
@@ -64,6 +68,8 @@ struct partner_xfer {
     char errbuf[CURL_ERROR_SIZE];
     int running; /* added to the multi handle */
     int upload;  /* a file drop: success is the transfer's, not an HTTP status */
+    int http_set;              /* the handle holds every HTTP option but the request's own */
+    unsigned tls_gen;          /* the partner's tls_gen when they were set */
     struct partner_xfer *next; /* free pool or done queue */
 };
 
@@ -87,6 +93,8 @@ struct ess_partner {
     char *ssh_key;
     char *ssh_host_sha256;
     char *ssh_known_hosts;
+    unsigned tls_gen; /* bumped by set_tls */
+    int no_proxy_env; /* no *_proxy variable is set: tell curl not to look, per transfer */
 };
 
 static size_t partner_on_body(char *data, size_t size, size_t nmemb, void *ud)
@@ -150,33 +158,7 @@ static struct curl_slist *partner_no_expect(struct curl_slist *headers)
     return curl_slist_append(headers, "Expect:");
 }
 
-static CURLcode partner_setup(struct partner_xfer *x, const char *url, size_t len)
-{
-    CURL *e = x->easy;
-    CURLcode rc = CURLE_OK;
-
-    curl_easy_reset(e);
-    rc |= curl_easy_setopt(e, CURLOPT_URL, url);
-    rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    rc |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body != NULL ? x->body : "");
-    rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
-    rc |= curl_easy_setopt(e, CURLOPT_USERAGENT, "ess/" ESS_VERSION);
-    rc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
-    rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    rc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    rc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, partner_on_body);
-    rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-    rc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, partner_on_header);
-    rc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-    rc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-    rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-    return rc;
-}
-
-/* After partner_setup (curl_easy_reset clears these): trust, client
+/* After a curl_easy_reset: trust, client
  * certificate, verification. Unused by curl for http:// URLs. */
 static CURLcode partner_setup_tls(const struct ess_partner *p, CURL *e)
 {
@@ -214,6 +196,62 @@ static CURLcode partner_setup_ssh(const struct ess_partner *p, CURL *e)
     }
     if (p->ssh_known_hosts != NULL) {
         rc |= curl_easy_setopt(e, CURLOPT_SSH_KNOWNHOSTS, p->ssh_known_hosts);
+    }
+    return rc;
+}
+
+/* What each request sets: its URL, body and headers. */
+static CURLcode partner_setup_request(struct partner_xfer *x, const char *url, size_t len)
+{
+    CURL *e = x->easy;
+    CURLcode rc = CURLE_OK;
+
+    rc |= curl_easy_setopt(e, CURLOPT_URL, url);
+    rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body != NULL ? x->body : "");
+    rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+    rc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
+    return rc;
+}
+
+/* Everything else, once per handle: a handle that sent the previous request
+ * keeps its options (curl_easy_reset and two dozen setopts a request were a
+ * measurable share of the CPU per event); an upload or new TLS settings in
+ * between mean a full setup again. */
+static CURLcode partner_setup(const struct ess_partner *p, struct partner_xfer *x, const char *url,
+                              size_t len)
+{
+    CURL *e = x->easy;
+    CURLcode rc = CURLE_OK;
+
+    if (x->http_set && x->tls_gen == p->tls_gen) {
+        return partner_setup_request(x, url, len);
+    }
+    x->http_set = 0;
+    curl_easy_reset(e);
+    rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    rc |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    rc |= curl_easy_setopt(e, CURLOPT_USERAGENT, "ess/" ESS_VERSION);
+    rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    rc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    rc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* Answers are short and only their start is kept: a 4 KiB receive buffer
+     * instead of 16 KiB per handle (a longer answer takes more reads). */
+    rc |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, PARTNER_RECV_BUFFER);
+    rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, partner_on_body);
+    rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    rc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, partner_on_header);
+    rc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    rc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    if (p->no_proxy_env) {
+        rc |= curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+    }
+    rc |= partner_setup_tls(p, e);
+    rc |= partner_setup_request(x, url, len);
+    if (rc == CURLE_OK) {
+        x->http_set = 1;
+        x->tls_gen = p->tls_gen;
     }
     return rc;
 }
@@ -267,6 +305,24 @@ static void partner_reset_result(struct partner_xfer *x, uint64_t token)
     x->errbuf[0] = '\0';
 }
 
+/* libcurl reads the proxy variables (and no_proxy) from the environment at
+ * every transfer. With none of them set -- the environment does not change
+ * under a running worker -- a no-proxy-for-any-host setting gives the same
+ * result without the lookups. With one set, curl keeps doing what it does. */
+static int partner_no_proxy_env(void)
+{
+    static const char *const names[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
+                                        "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
+    size_t i;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (getenv(names[i]) != NULL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 struct ess_partner *ess_partner_new(long timeout_ms, int max_in_flight, struct ess_err *err)
 {
     struct ess_partner *p = NULL;
@@ -287,6 +343,7 @@ struct ess_partner *ess_partner_new(long timeout_ms, int max_in_flight, struct e
     p->timeout_ms = timeout_ms;
     p->max_in_flight = max_in_flight;
     p->tls_verify = 1;
+    p->no_proxy_env = partner_no_proxy_env();
     if (curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_in_flight) !=
             CURLM_OK ||
         curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, (long)max_in_flight) != CURLM_OK) {
@@ -411,6 +468,7 @@ int ess_partner_set_tls(struct ess_partner *p, const struct ess_tls *tls, struct
     free(p->tls_ca);
     free(p->tls_cert);
     free(p->tls_key);
+    p->tls_gen++; /* every kept handle is set up again before its next send */
     p->tls_ca = ca;
     p->tls_cert = cert;
     p->tls_key = key;
@@ -467,7 +525,7 @@ int ess_partner_send(struct ess_partner *p, uint64_t token, const char *url,
     x->timeout_ms = p->timeout_ms;
     x->upload = 0;
     partner_reset_result(x, token);
-    if (partner_setup(x, url, len) != CURLE_OK || partner_setup_tls(p, x->easy) != CURLE_OK ||
+    if (partner_setup(p, x, url, len) != CURLE_OK ||
         curl_multi_add_handle(p->multi, x->easy) != CURLM_OK) {
         rc = ess_err_set(err, ESS_EPARTNER, "libcurl refused the transfer setup");
         goto fail;
@@ -576,6 +634,7 @@ static CURLcode partner_setup_upload(struct partner_xfer *x, const char *file_ur
     long stall_s = x->timeout_ms / 1000 > 0 ? x->timeout_ms / 1000 : 1;
     CURLcode rc = CURLE_OK;
 
+    x->http_set = 0;
     curl_easy_reset(e);
     rc |= curl_easy_setopt(e, CURLOPT_URL, file_url);
     rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "ftp,ftps,sftp");
@@ -808,29 +867,45 @@ static void partner_collect(struct ess_partner *p)
     }
 }
 
-int ess_partner_wait(struct ess_partner *p, int extra_fd, int timeout_ms, int *extra_ready)
+int ess_partner_wait_fds(struct ess_partner *p, const int *fds, int *ready, int n, int timeout_ms)
 {
-    struct curl_waitfd wfd;
+    struct curl_waitfd wfd[PARTNER_WAIT_FDS];
+    unsigned nw = 0;
     CURLMcode mc;
+    int i;
 
-    memset(&wfd, 0, sizeof(wfd));
-    wfd.fd = extra_fd;
-    wfd.events = CURL_WAIT_POLLIN;
-    if (extra_ready != NULL) {
-        *extra_ready = 0;
+    for (i = 0; i < n; i++) {
+        ready[i] = 0;
+        if (fds[i] >= 0 && nw < PARTNER_WAIT_FDS) {
+            wfd[nw] = (struct curl_waitfd){fds[i], CURL_WAIT_POLLIN, 0};
+            nw++;
+        }
     }
     if (p->done != NULL || timeout_ms < 0) {
         timeout_ms = 0; /* results are waiting: do not sleep on them */
     }
-    mc = curl_multi_poll(p->multi, extra_fd >= 0 ? &wfd : NULL, extra_fd >= 0 ? 1 : 0,
-                         timeout_ms, NULL);
+    mc = curl_multi_poll(p->multi, nw > 0 ? wfd : NULL, nw, timeout_ms, NULL);
     if (mc != CURLM_OK) {
         return ESS_EPARTNER;
     }
-    if (extra_fd >= 0 && extra_ready != NULL) {
-        *extra_ready = (wfd.revents & (CURL_WAIT_POLLIN | CURL_WAIT_POLLPRI)) != 0;
+    for (i = 0, nw = 0; i < n; i++) {
+        if (fds[i] >= 0 && nw < PARTNER_WAIT_FDS) {
+            ready[i] = (wfd[nw].revents & (CURL_WAIT_POLLIN | CURL_WAIT_POLLPRI)) != 0;
+            nw++;
+        }
     }
     return ESS_OK;
+}
+
+int ess_partner_wait(struct ess_partner *p, int extra_fd, int timeout_ms, int *extra_ready)
+{
+    int ready = 0;
+    int rc = ess_partner_wait_fds(p, &extra_fd, &ready, 1, timeout_ms);
+
+    if (extra_ready != NULL) {
+        *extra_ready = ready;
+    }
+    return rc;
 }
 
 int ess_partner_perform(struct ess_partner *p)

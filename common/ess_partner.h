@@ -89,6 +89,10 @@ int ess_partner_room(const struct ess_partner *p); /* max_in_flight - in_flight 
  * *extra_ready is set to 1 when extra_fd is readable. Returns ESS_OK. */
 int ess_partner_wait(struct ess_partner *p, int extra_fd, int timeout_ms, int *extra_ready);
 
+/* The same with up to 4 extra fds (a negative one is skipped): ready[i] is
+ * set to 1 when fds[i] is readable (the AMQP socket, the journal's session). */
+int ess_partner_wait_fds(struct ess_partner *p, const int *fds, int *ready, int n, int timeout_ms);
+
 /* Drive all transfers without blocking. */
 int ess_partner_perform(struct ess_partner *p);
 

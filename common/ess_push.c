@@ -42,8 +42,12 @@
 #include "ess_version.h"
 
 #define PUSH_BREAKER_THRESHOLD 5
-#define PUSH_PROBE_MIN_MS 500
-#define PUSH_PROBE_MAX_MS 2000 /* one request every 2 s at most: cheap for a partner, quick recovery */
+/* While the partner is down one request at a time probes it, at most every
+ * 250 ms: four small requests a second are nothing to a partner, and the
+ * backlog starts draining within a quarter second of its recovery (with a 2 s
+ * cap, waiting for the next probe was most of an outage drain). */
+#define PUSH_PROBE_MIN_MS 100
+#define PUSH_PROBE_MAX_MS 250
 #define PUSH_RETRY_BASE_MS 200
 #define PUSH_RETRY_CAP_MS 30000
 #define PUSH_OFFSET_EVERY_MS 500 /* a crash repeats at most this much of deliveries */
@@ -52,6 +56,10 @@
 #define PUSH_RETAIN_BATCH 1000     /* rows per DELETE: each step stays short */
 #define PUSH_ALERT_EVERY_MS 1000
 #define PUSH_DRAIN_MAX_MS 15000
+/* The window reads no more while it holds this many times window_max events
+ * (delivered ones stay until the oldest undelivered one is done): memory
+ * stays bounded behind a slow key, the backlog stays in Postgres. */
+#define PUSH_HELD_MAX 4
 
 struct burst_msg { /* a consumed message waiting for its journal COMMIT */
     char *event_id;
@@ -63,6 +71,8 @@ struct burst_msg { /* a consumed message waiting for its journal COMMIT */
 
 struct push_burst {
     struct burst_msg *v;
+    struct ess_store_event *ev; /* v as the store reads it (borrowed strings), cap entries */
+    long long *seqs;            /* journal seqs of v once journaled, cap entries */
     size_t n;
     size_t cap;
     uint64_t last_tag; /* ack up to this once journaled */
@@ -107,12 +117,16 @@ struct ess_push {
     struct ess_keyq *window;
     struct ess_breaker breaker;
     struct ess_stats stats;
-    struct push_burst burst;
+    struct push_burst burst;      /* being filled from the broker */
+    struct push_burst journaling; /* its INSERT is pending (ess_store_journal_send) */
     struct ess_worker_retry bus_retry;
     struct ess_worker_retry store_retry;
     uint64_t rng;
     size_t window_max;
     int journal_more;      /* the journal may hold rows past the window */
+    int reading;           /* a refill read is pending (ess_store_journal_read_send) */
+    long long read_after;  /* its seq cursor: the window's last seq when sent */
+    int read_want;         /* its limit */
     int offset_known;      /* the stored offset was read into the window */
     long long offset_saved;
     long long next_offset_ms;
@@ -184,6 +198,8 @@ static int push_ops_new(struct ess_push *p, struct ess_err *err);
 static void push_controls(struct ess_push *p);
 static void push_window_add(struct ess_push *p, struct ess_store_row *row);
 static void push_redeliver(struct ess_push *p, long long now);
+static int push_refill_due(const struct ess_push *p);
+static void push_refill_poll(struct ess_push *p, int block);
 static void push_replay_filter(struct ess_push *p, const struct ess_store_controls *c,
                                long long offset);
 
@@ -212,6 +228,81 @@ static void burst_clear(struct push_burst *b)
     b->has_tag = 0;
 }
 
+static int burst_grow(struct push_burst *b, size_t cap)
+{
+    struct burst_msg *v;
+    struct ess_store_event *ev;
+    long long *seqs;
+
+    if (cap <= b->cap) {
+        return ESS_OK;
+    }
+    v = realloc(b->v, cap * sizeof(*v));
+    if (v != NULL) {
+        b->v = v;
+    }
+    ev = realloc(b->ev, cap * sizeof(*ev));
+    if (ev != NULL) {
+        b->ev = ev;
+    }
+    seqs = realloc(b->seqs, cap * sizeof(*seqs));
+    if (seqs != NULL) {
+        b->seqs = seqs;
+    }
+    if (v == NULL || ev == NULL || seqs == NULL) {
+        return ESS_ENOMEM;
+    }
+    b->cap = cap;
+    return ESS_OK;
+}
+
+static void burst_free(struct push_burst *b)
+{
+    burst_clear(b);
+    free(b->v);
+    free(b->ev);
+    free(b->seqs);
+}
+
+static void push_bus_lost(struct ess_push *p, const struct ess_err *e);
+
+/* The journal append of p->journaling will not complete (the store is being
+ * dropped): its events go back in front of the burst being filled, in the
+ * order they came, to be journaled again. */
+static void push_burst_requeue(struct ess_push *p)
+{
+    struct push_burst *j = &p->journaling;
+    struct push_burst *b = &p->burst;
+    struct push_burst t;
+    struct ess_err err;
+
+    if (j->n == 0 && !j->has_tag) {
+        return;
+    }
+    if (burst_grow(j, j->n + b->n) != ESS_OK) {
+        /* Cannot keep both: drop them and the channel, so that the broker
+         * sends every unacked message again. */
+        burst_clear(j);
+        if (p->bus != NULL) {
+            ess_err_set(&err, ESS_ENOMEM, "out of memory requeueing a burst");
+            push_bus_lost(p, &err);
+        }
+        burst_clear(b);
+    } else {
+        memcpy(j->v + j->n, b->v, b->n * sizeof(*b->v));
+        j->n += b->n;
+        b->n = 0;
+        if (b->has_tag) {
+            j->last_tag = b->last_tag;
+            j->has_tag = 1;
+        }
+        b->has_tag = 0;
+    }
+    t = *b;
+    *b = *j;
+    *j = t;
+}
+
 static void push_bus_lost(struct ess_push *p, const struct ess_err *e)
 {
     char line[600];
@@ -220,8 +311,11 @@ static void push_bus_lost(struct ess_push *p, const struct ess_err *e)
     push_error(p, "bus", e);
     ess_bus_free(p->bus);
     p->bus = NULL;
-    /* Unacked messages come back from the broker; the journal dedupes them. */
+    /* Unacked messages come back from the broker; the journal dedupes them.
+     * A burst being journaled still joins the window, but its delivery tags
+     * belonged to the lost channel: never ack them on the next one. */
     burst_clear(&p->burst);
+    p->journaling.has_tag = 0;
     ess_worker_retry_failed(&p->bus_retry, ess_worker_mono_ms());
 }
 
@@ -231,6 +325,8 @@ static void push_store_lost(struct ess_push *p, const struct ess_err *e)
 
     ess_log_warn("journal store lost: %s; reconnecting", ess_err_format(e, line, sizeof(line)));
     push_error(p, "store", e);
+    push_burst_requeue(p);
+    p->reading = 0;
     ess_store_free(p->store);
     p->store = NULL;
     ess_worker_retry_failed(&p->store_retry, ess_worker_mono_ms());
@@ -313,18 +409,14 @@ static void push_connect(struct ess_push *p, long long now)
 
 static int burst_add(struct push_burst *b, struct ess_event *ev, const struct ess_bus_msg *msg)
 {
-    struct burst_msg *grown;
     struct burst_msg *bm;
     size_t cap;
 
     if (b->n == b->cap) {
         cap = b->cap ? b->cap * 2 : 256;
-        grown = realloc(b->v, cap * sizeof(*grown));
-        if (grown == NULL) {
+        if (burst_grow(b, cap) != ESS_OK) {
             return ESS_ENOMEM;
         }
-        b->v = grown;
-        b->cap = cap;
     }
     bm = &b->v[b->n];
     /* A plain object is journaled as received; a CloudEvent as its data. */
@@ -394,39 +486,38 @@ static int push_take_one(struct ess_push *p, const struct ess_bus_msg *msg,
     return ESS_OK;
 }
 
-/* Journal the burst in one transaction, then ack it with one multiple-ack. */
 /* When the window holds everything journaled so far, the burst's new events
  * join it directly (saving a read of what was just written); otherwise the
  * refill reads them back. Takes the burst's strings. */
-static void push_window_direct(struct ess_push *p, const long long *seqs, size_t inserted)
+static void push_window_direct(struct ess_push *p, struct push_burst *b, size_t inserted)
 {
+    const long long *seqs = b->seqs;
     struct ess_store_row row;
     size_t i;
 
     if (inserted == 0) {
         return;
     }
-    if (p->replica != NULL || p->journal_more || !p->offset_known || p->burst.n == 0 ||
-        seqs[0] == -2 ||
+    if (p->replica != NULL || p->journal_more || !p->offset_known || b->n == 0 || seqs[0] == -2 ||
         ess_keyq_pending(p->window) + inserted > p->window_max) {
         p->journal_more = 1;
         return;
     }
-    for (i = 0; i < p->burst.n; i++) {
+    for (i = 0; i < b->n; i++) {
         if (seqs[i] >= 0 && seqs[i] <= ess_keyq_last_seq(p->window)) {
             p->journal_more = 1; /* another writer interleaved: read back instead */
             return;
         }
     }
-    for (i = 0; i < p->burst.n; i++) {
+    for (i = 0; i < b->n; i++) {
         if (seqs[i] < 0) {
             continue; /* a duplicate: journaled before */
         }
-        row = (struct ess_store_row){seqs[i], p->burst.v[i].event_id, p->burst.v[i].key,
-                                     p->burst.v[i].body, p->burst.v[i].received_ms};
-        p->burst.v[i].event_id = NULL;
-        p->burst.v[i].key = NULL;
-        p->burst.v[i].body = NULL;
+        row = (struct ess_store_row){seqs[i], b->v[i].event_id, b->v[i].key, b->v[i].body,
+                                     b->v[i].received_ms};
+        b->v[i].event_id = NULL;
+        b->v[i].key = NULL;
+        b->v[i].body = NULL;
         push_window_add(p, &row);
         free(row.event_id);
         free(row.key);
@@ -434,46 +525,108 @@ static void push_window_direct(struct ess_push *p, const long long *seqs, size_t
     }
 }
 
-static void push_flush(struct ess_push *p)
+/* A burst is durable in the journal: its new events join the window, and
+ * the broker may forget it (one multiple-ack, never before the COMMIT). */
+static void push_journaled(struct ess_push *p, struct push_burst *b, size_t inserted)
 {
-    struct ess_store_event *ev;
-    long long *seqs;
     struct ess_err err;
-    size_t inserted = 0;
-    size_t i;
 
-    if (p->burst.n == 0 && !p->burst.has_tag) {
-        return;
-    }
     ess_err_clear(&err);
-    ev = calloc(p->burst.n ? p->burst.n : 1, sizeof(*ev));
-    seqs = calloc(p->burst.n ? p->burst.n : 1, sizeof(*seqs));
-    if (ev == NULL || seqs == NULL) {
-        free(ev);
-        free(seqs);
-        return; /* try again next turn; nothing is acked */
-    }
-    for (i = 0; i < p->burst.n; i++) {
-        ev[i] = (struct ess_store_event){p->burst.v[i].event_id, p->burst.v[i].key,
-                                         p->burst.v[i].topic, p->burst.v[i].body,
-                                         p->burst.v[i].received_ms};
-    }
-    if (p->burst.n > 0 && (ess_store_journal_append(p->store, p->m->id, ev, p->burst.n,
-                                                    &inserted, seqs, &err) != ESS_OK ||
-                           ess_twoway_hms_record(p->store, p->m, ev, p->burst.n, &err) != ESS_OK)) {
-        free(ev);
-        free(seqs);
+    /* Two-way: HMS's last change per key, recorded before the broker forgets it. */
+    if (b->n > 0 && ess_twoway_hms_record(p->store, p->m, b->ev, b->n, &err) != ESS_OK) {
         push_store_lost(p, &err);
         return;
     }
-    free(ev);
-    push_window_direct(p, seqs, inserted);
-    free(seqs);
-    if (p->burst.has_tag && ess_bus_ack_upto(p->bus, p->burst.last_tag, &err) != ESS_OK) {
+    push_window_direct(p, b, inserted);
+    if (b->has_tag && p->bus != NULL && ess_bus_ack_upto(p->bus, b->last_tag, &err) != ESS_OK) {
+        burst_clear(b);
         push_bus_lost(p, &err);
         return;
     }
-    burst_clear(&p->burst);
+    burst_clear(b);
+}
+
+static void burst_events(struct push_burst *b)
+{
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        b->ev[i] = (struct ess_store_event){b->v[i].event_id, b->v[i].key, b->v[i].topic,
+                                            b->v[i].body, b->v[i].received_ms};
+    }
+}
+
+/* The pending append's result, if it is in (block: wait for it). */
+static void push_journal_poll(struct ess_push *p, int block)
+{
+    struct push_burst *j = &p->journaling;
+    struct ess_err err;
+    size_t inserted = 0;
+    int done = 0;
+
+    if (p->store == NULL || j->n == 0) {
+        return; /* no append pending (the journaling burst is empty without one) */
+    }
+    ess_err_clear(&err);
+    if (ess_store_journal_finish(p->store, j->ev, j->n, block, &done, &inserted, j->seqs, &err) !=
+        ESS_OK) {
+        push_store_lost(p, &err); /* requeues the burst: journaled again later */
+        return;
+    }
+    if (done) {
+        push_journaled(p, j, inserted);
+    }
+}
+
+/* Start journaling the burst taken so far, unless an append is pending:
+ * deliveries go on while Postgres commits it (push_journal_poll picks up
+ * the result). A burst larger than one statement goes synchronously. */
+static void push_journal_send(struct ess_push *p)
+{
+    struct push_burst *b = &p->burst;
+    struct push_burst t;
+    struct ess_err err;
+    size_t inserted = 0;
+
+    if (p->store == NULL || p->bus == NULL || ess_store_journal_pending(p->store) ||
+        (b->n == 0 && !b->has_tag)) {
+        return;
+    }
+    ess_err_clear(&err);
+    if (b->n == 0) {
+        push_journaled(p, b, 0); /* only skipped messages: nothing to journal */
+        return;
+    }
+    burst_events(b);
+    /* Replicas append under a per-connector lock, in a transaction of its own. */
+    if (b->n > ESS_STORE_SEND_MAX || p->replica != NULL) {
+        if (ess_store_journal_append(p->store, p->m->id, b->ev, b->n, &inserted, b->seqs, &err) !=
+            ESS_OK) {
+            push_store_lost(p, &err);
+            return;
+        }
+        push_journaled(p, b, inserted);
+        return;
+    }
+    if (ess_store_journal_send(p->store, p->m->id, b->ev, b->n, &err) != ESS_OK) {
+        push_store_lost(p, &err);
+        return;
+    }
+    t = p->journaling;
+    p->journaling = *b;
+    *b = t;
+    /* libpq may have read some of the answer while sending: look at it now,
+     * or the loop could sleep on a socket whose data is already in libpq. */
+    push_journal_poll(p, 0);
+}
+
+/* Everything taken is journaled and acked before returning (SIGTERM). */
+static void push_flush(struct ess_push *p)
+{
+    push_refill_poll(p, 1);
+    push_journal_poll(p, 1);
+    push_journal_send(p);
+    push_journal_poll(p, 1);
 }
 
 static void push_take(struct ess_push *p)
@@ -486,8 +639,9 @@ static void push_take(struct ess_push *p)
     if (p->bus == NULL || p->store == NULL) {
         return;
     }
+    push_journal_poll(p, 0);
     ess_err_clear(&err);
-    while (p->burst.n < limit) {
+    while (p->bus != NULL && p->burst.n < limit) {
         rc = ess_bus_next(p->bus, 0, &msg, &err);
         if (rc < 0) {
             push_bus_lost(p, &err);
@@ -501,7 +655,9 @@ static void push_take(struct ess_push *p)
             return;
         }
     }
-    push_flush(p);
+    if (!push_refill_due(p)) {
+        push_journal_send(p); /* else the refill's read goes first, this next */
+    }
 }
 
 /* ---- refill: journal -> window ------------------------------------------ */
@@ -618,30 +774,66 @@ static void push_window_add(struct ess_push *p, struct ess_store_row *row)
     }
 }
 
-static void push_refill(struct ess_push *p)
+/* The window is under half full and the journal holds more. */
+static int push_refill_due(const struct ess_push *p)
+{
+    return p->store != NULL && p->offset_known && p->journal_more && !p->reading &&
+           ess_keyq_pending(p->window) < p->window_max / 2 &&
+           ess_keyq_held(p->window) < p->window_max * PUSH_HELD_MAX;
+}
+
+/* The pending read's rows, if they are in (block: wait for them). */
+static void push_refill_poll(struct ess_push *p, int block)
 {
     struct ess_store_rows rows = {0};
     struct ess_err err;
-    size_t pending = ess_keyq_pending(p->window);
     size_t i;
-    int want;
+    int done = 0;
 
-    if (p->store == NULL || !p->offset_known || !p->journal_more || pending >= p->window_max / 2) {
+    if (!p->reading || p->store == NULL) {
         return;
     }
     ess_err_clear(&err);
-    want = (int)(p->window_max - pending);
-    if (ess_store_journal_read(p->store, p->m->id, ess_keyq_last_seq(p->window), want, &rows,
-                               &err) != ESS_OK) {
+    if (ess_store_journal_read_finish(p->store, block, &done, &rows, &err) != ESS_OK) {
         ess_store_rows_fini(&rows);
         push_store_lost(p, &err);
         return;
     }
-    for (i = 0; i < rows.n; i++) {
-        push_window_add(p, &rows.v[i]);
+    if (!done) {
+        return;
     }
-    p->journal_more = rows.n == (size_t)want;
+    p->reading = 0;
+    if (ess_keyq_last_seq(p->window) != p->read_after) {
+        p->journal_more = 1; /* the window moved meanwhile (a replay): read again */
+    } else {
+        for (i = 0; i < rows.n; i++) {
+            push_window_add(p, &rows.v[i]);
+        }
+        p->journal_more = rows.n == (size_t)p->read_want;
+    }
     ess_store_rows_fini(&rows);
+}
+
+/* journal -> window, pipelined like the appends: the read is sent, and its
+ * rows join the window on a later turn while deliveries go on. */
+static void push_refill(struct ess_push *p)
+{
+    struct ess_err err;
+
+    push_refill_poll(p, 0);
+    if (!push_refill_due(p) || ess_store_journal_pending(p->store)) {
+        return; /* the one pending statement is an append: after it, then */
+    }
+    ess_err_clear(&err);
+    p->read_after = ess_keyq_last_seq(p->window);
+    p->read_want = (int)(p->window_max - ess_keyq_pending(p->window));
+    if (ess_store_journal_read_send(p->store, p->m->id, p->read_after, p->read_want, &err) !=
+        ESS_OK) {
+        push_store_lost(p, &err);
+        return;
+    }
+    p->reading = 1;
+    push_refill_poll(p, 0); /* libpq may have read some of it while sending */
 }
 
 /* ---- dispatch: window -> partner ----------------------------------------- */
@@ -1544,6 +1736,10 @@ static void push_collect(struct ess_push *p)
     }
     if (was_open && !ess_breaker_open(&p->breaker)) {
         ess_log_info("partner is back; draining the backlog in order");
+        /* Events that failed in the outage wait for probe-paced retries: they
+         * go now, or the oldest holds the low-water mark (and every event
+         * delivered after it stays in memory) until its timer. */
+        ess_keyq_retry_now(p->window, now);
     }
 }
 
@@ -2284,8 +2480,8 @@ static int push_timeout(struct ess_push *p, long long now)
     long long t = p->next_offset_ms - now;
     long long due = -1;
 
-    if (p->bus != NULL && ess_bus_buffered(p->bus)) {
-        return 0;
+    if ((p->bus != NULL && ess_bus_buffered(p->bus)) || ess_store_journal_ready(p->store)) {
+        return 0; /* ready, with nothing left to wake poll() */
     }
     if (ess_partner_room(p->partner) > 0 && push_may_dispatch(p) && !push_batch_busy(p)) {
         due = ess_keyq_next_due(p->window, now);
@@ -2312,8 +2508,9 @@ static int push_timeout(struct ess_push *p, long long now)
     if (p->store == NULL) {
         t = min_positive(t, p->store_retry.next_ms - now);
     }
-    if (p->journal_more && ess_keyq_pending(p->window) < p->window_max / 2) {
-        t = 0;
+    if (p->store != NULL && !ess_store_journal_pending(p->store) &&
+        (push_refill_due(p) || (p->bus != NULL && (p->burst.n > 0 || p->burst.has_tag)))) {
+        t = 0; /* a read or a burst can go now; nothing else would wake us */
     }
     if (t < 0) {
         t = 0;
@@ -2379,11 +2576,13 @@ static void push_reload(struct ess_push *p)
 static void push_turn(struct ess_push *p)
 {
     long long now = ess_worker_mono_ms();
-    int bus_ready = 0;
+    int fds[2];
+    int ready[2];
 
     push_connect(p, now);
-    ess_partner_wait(p->partner, p->bus != NULL ? ess_bus_fd(p->bus) : -1, push_timeout(p, now),
-                     &bus_ready);
+    fds[0] = p->bus != NULL ? ess_bus_fd(p->bus) : -1;
+    fds[1] = ess_store_journal_pending(p->store) ? ess_store_fd(p->store) : -1;
+    ess_partner_wait_fds(p->partner, fds, ready, 2, push_timeout(p, now));
     push_take(p);
     push_refill(p);
     now = ess_worker_mono_ms();
@@ -2501,7 +2700,7 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
     }
     /* Enough waiting events to keep every transfer slot busy across keys,
      * small enough that the backlog stays in Postgres, not in memory. */
-    p->window_max = (size_t)m->max_in_flight * 16 < 1024 ? 1024 : (size_t)m->max_in_flight * 16;
+    p->window_max = (size_t)m->max_in_flight * 16 < 512 ? 512 : (size_t)m->max_in_flight * 16;
     ess_breaker_init(&p->breaker, PUSH_BREAKER_THRESHOLD, PUSH_PROBE_MIN_MS, PUSH_PROBE_MAX_MS);
     ess_stats_init(&p->stats);
     ess_worker_retry_init(&p->bus_retry);
@@ -2523,8 +2722,8 @@ void ess_push_free(struct ess_push *p)
     if (p == NULL) {
         return;
     }
-    burst_clear(&p->burst);
-    free(p->burst.v);
+    burst_free(&p->burst);
+    burst_free(&p->journaling);
     push_tickets_clear(p);
     free(p->tickets);
     ess_audit_free(p->audit);

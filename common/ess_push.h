@@ -4,12 +4,17 @@
  *
  * DESIGN (DESIGN.md "Delivery semantics")
  * One thread, one loop; each turn waits once (curl_multi_poll over the partner
- * sockets plus the AMQP socket, timeout = the earliest timer), then:
+ * sockets plus the AMQP socket and, while a statement is pending, the journal's
+ * session; timeout = the earliest timer), then:
  *   take     drain what the broker delivered into a burst; unusable messages are
  *            rejected (-> ess.dlx -> ess.<id>.dead); the burst is journaled in
  *            ONE transaction and only after COMMIT acked with one multiple-ack.
+ *            The INSERT is pipelined (ess_store_journal_send): deliveries go on
+ *            while Postgres commits it, the next burst fills meanwhile, and the
+ *            burst is acked on the turn its result (after COMMIT) comes in.
  *   refill   the delivery window (ess_keyq) is filled from the journal after
  *            the last seq it holds: restart, backlog and live traffic are one path.
+ *            Pipelined the same way; one statement is pending at a time.
  *   dispatch due heads of keys -> shape (-> delta: only changed fields) -> POST,
  *            bounded in flight; nothing while paused or outside the partner's
  *            schedule (ess_schedule: heartbeats say held; the journal fills).

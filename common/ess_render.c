@@ -543,6 +543,17 @@ int ess_render_body(const struct ess_manifest *m, json_t *record, char **body, s
     if (m == NULL || !json_is_object(record)) {
         return ess_err_set(err, ESS_EINVAL, "render: need a manifest and an object");
     }
+    if (m->format == ESS_FORMAT_JSON) {
+        /* The hot path: JSON needs no key order and no stream, just the text. */
+        buf = json_dumps(record, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (buf == NULL) {
+            return ess_err_set(err, ESS_ENOMEM, "render: cannot encode JSON");
+        }
+        *body = buf;
+        *len = strlen(buf);
+        *content_type = content_type_of(m);
+        return ESS_OK;
+    }
     r.fmt = ess_manifest_format_name(m->format);
     keys = render_order(m, record, &n);
     r.f = keys != NULL ? open_memstream(&buf, &blen) : NULL;

@@ -16,6 +16,12 @@
  * a larger one is wrapped in BEGIN/COMMIT so the caller's ack still covers a
  * single transaction.
  *
+ * journal_send, the worker's pipelined path (libpq's asynchronous API, one
+ * statement pending per session), sends a burst of up to 1000 events as one
+ * prepared INSERT ... SELECT FROM unnest($2::text[], ...): five parameters in
+ * PostgreSQL's binary array format, so the server neither parses nor plans a
+ * statement per burst. journal_read_send pipelines the refill read the same way.
+ *
  * The session carries connect_timeout, TCP keepalives and a statement_timeout
  * so that a dead or stuck server turns into ESS_ESTORE, never a hang. Values
  * from the caller's conninfo win over these defaults.
@@ -28,11 +34,12 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define APPEND_CHUNK 1000
+#define APPEND_CHUNK ESS_STORE_SEND_MAX
 #define APPEND_COLS 5      /* event_id, key, topic, body, received_ms ($1 is connector) */
 #define NUM_MAX 24         /* a long long in decimal, with sign and NUL */
 #define MIGRATE_LOCK "4539501" /* pg_advisory_lock key: "ESS" schema migrations */
@@ -205,6 +212,7 @@ static const struct migration migrations[] = {
 
 enum stmt_id {
     ST_APPEND_CHUNK, /* SQL built at run time: APPEND_CHUNK rows */
+    ST_APPEND_ARRAYS,
     ST_READ,
     ST_OFFSET_GET,
     ST_OFFSET_SET,
@@ -217,11 +225,25 @@ enum stmt_id {
 
 static const char *const stmt_sql[ST__COUNT] = {
     [ST_APPEND_CHUNK] = NULL,
+    /* journal_send: one prepared statement for any burst size, the columns
+     * as binary arrays (no per-burst parse and plan of a 3000-value list) */
+    [ST_APPEND_ARRAYS] =
+        "INSERT INTO ess_journal (connector, event_id, key, topic, body, received_ms)"
+        " SELECT $1, e, k, t, b, r FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::int8[]) AS u(e, k, t, b, r)"
+        " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id",
     [ST_READ] = "SELECT seq, event_id, key, body, received_ms FROM ess_journal"
                 " WHERE connector = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int",
     [ST_OFFSET_GET] = "SELECT delivered_seq FROM ess_offsets WHERE connector = $1",
+    /* Saved every 500 ms with the loop waiting: committed without waiting for
+     * the WAL flush (synchronous_commit off for this transaction only). A
+     * Postgres crash may lose the last few saves, and the worker then repeats
+     * those deliveries, as at-least-once allows; WAL order keeps it behind
+     * every synchronous commit (journal, tickets) that follows it. */
     [ST_OFFSET_SET] = "INSERT INTO ess_offsets (connector, delivered_seq, updated_at)"
-                      " VALUES ($1, $2::bigint, now()) ON CONFLICT (connector) DO UPDATE"
+                      " SELECT $1, $2::bigint, now()"
+                      " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
+                      " ON CONFLICT (connector) DO UPDATE"
                       " SET delivered_seq = EXCLUDED.delivered_seq, updated_at = now()",
     /* A row parked again (a replayed event, a failed retry) is open again. */
     [ST_PARK] = "INSERT INTO ess_dead_letters (connector, seq, event_id, key, body, reason,"
@@ -242,6 +264,12 @@ static const char *const stmt_sql[ST__COUNT] = {
                           " WHERE done_at < now() - $2::bigint * interval '1 second')",
 };
 
+struct store_buf { /* a growing byte buffer */
+    char *p;
+    size_t len;
+    size_t cap;
+};
+
 struct ess_store {
     PGconn *conn;
     bool append_lock; /* journal appends serialised per connector (replicas) */
@@ -249,9 +277,23 @@ struct ess_store {
     /* journal_append scratch, reused across calls (sized for one chunk) */
     const char **vals;     /* 1 + APPEND_COLS * APPEND_CHUNK parameter values */
     char (*nums)[NUM_MAX]; /* received_ms as text, one per row */
+    char *head;            /* INSERT head and APPEND_CHUNK row tuples, built once */
+    size_t head_cap;
+    size_t *row_end;       /* row_end[k]: length of head through row k+1's tuple */
     char *sql;             /* INSERT text for up to APPEND_CHUNK rows */
-    size_t sql_cap;
+    struct store_buf arr[APPEND_COLS]; /* journal_send's binary array parameters */
+    /* the statement sent by journal_send / read_send until its finish takes the result */
+    bool pend;           /* sent, result not taken yet */
+    bool pend_read;      /* it is a journal read (read_send), not an append */
+    bool pend_done;      /* every result of it read (ReadyForQuery seen), or pend_lost */
+    bool pend_lost;      /* the session failed while reading it: outcome unknown */
+    PGresult *pend_res;  /* its first result (NULL until read, or none came) */
+    PGresult *pend_fail; /* a later error result (the COMMIT failed) */
 };
+
+static void store_settle(struct ess_store *s);
+static void build_append_head(struct ess_store *s);
+static int copy_rows(const PGresult *res, struct ess_store_rows *rows, struct ess_err *err);
 
 /* -------------------------------------------------------------- helpers -- */
 
@@ -305,12 +347,69 @@ static int check_result(struct ess_store *s, PGresult **res, ExecStatusType want
     return rc;
 }
 
+/* Forget a pending append (its results, if any were read). */
+static void store_pend_clear(struct ess_store *s)
+{
+    PQclear(s->pend_res);
+    PQclear(s->pend_fail);
+    s->pend_res = NULL;
+    s->pend_fail = NULL;
+    s->pend = false;
+    s->pend_read = false;
+    s->pend_done = false;
+    s->pend_lost = false;
+}
+
+/* Read what the server has sent for the pending append without blocking
+ * (block: wait for all of it). Its first result is kept for journal_finish,
+ * a later error (the implicit COMMIT failed) too; pend_done once libpq
+ * returns NULL, i.e. after ReadyForQuery: the transaction is over. */
+static void store_pend_read(struct ess_store *s, bool block)
+{
+    PGresult *r;
+
+    while (s->pend && !s->pend_done) {
+        if (!block && PQconsumeInput(s->conn) == 0) {
+            s->pend_lost = true; /* the session is gone: nothing more comes */
+            s->pend_done = true;
+            return;
+        }
+        if (!block && PQisBusy(s->conn)) {
+            return;
+        }
+        r = PQgetResult(s->conn);
+        if (r == NULL) {
+            s->pend_done = true;
+        } else if (s->pend_res == NULL) {
+            s->pend_res = r;
+        } else if (s->pend_fail == NULL && PQresultStatus(r) != PGRES_TUPLES_OK &&
+                   PQresultStatus(r) != PGRES_COMMAND_OK) {
+            s->pend_fail = r;
+        } else {
+            PQclear(r);
+        }
+    }
+}
+
+/* Before any other statement: the session runs one at a time, so a pending
+ * append is waited for; journal_finish still gets its result. */
+static void store_settle(struct ess_store *s)
+{
+    if (s->pend) {
+        store_pend_read(s, true);
+    }
+}
+
 /* Run a parameterless command (BEGIN, COMMIT, a migration script). */
 static int exec_simple(struct ess_store *s, const char *sql, const char *what,
                        struct ess_err *err)
 {
-    PGresult *res = PQexec(s->conn, sql);
-    int rc = check_result(s, &res, PGRES_COMMAND_OK, what, err);
+    PGresult *res;
+    int rc;
+
+    store_settle(s);
+    res = PQexec(s->conn, sql);
+    rc = check_result(s, &res, PGRES_COMMAND_OK, what, err);
 
     PQclear(res);
     return rc;
@@ -319,6 +418,7 @@ static int exec_simple(struct ess_store *s, const char *sql, const char *what,
 /* Best effort: leave the session out of any failed transaction. */
 static void rollback_quietly(struct ess_store *s)
 {
+    store_settle(s);
     if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
         PQclear(PQexec(s->conn, "ROLLBACK"));
     }
@@ -334,6 +434,7 @@ static int prepare(struct ess_store *s, enum stmt_id id, const char *sql, int np
     if (s->prepared[id]) {
         return ESS_OK;
     }
+    store_settle(s);
     snprintf(name, sizeof(name), "ess_st%d", (int)id);
     res = PQprepare(s->conn, name, sql, nparams, NULL);
     rc = check_result(s, &res, PGRES_COMMAND_OK, "prepare", err);
@@ -358,6 +459,7 @@ static int exec_prepared(struct ess_store *s, enum stmt_id id, const char *sql, 
         return rc;
     }
     snprintf(name, sizeof(name), "ess_st%d", (int)id);
+    store_settle(s);
     *res = PQexecPrepared(s->conn, name, nparams, vals, NULL, NULL, 0);
     return check_result(s, res, want, what, err);
 }
@@ -366,6 +468,7 @@ static int exec_params(struct ess_store *s, const char *sql, int nparams,
                        const char *const *vals, ExecStatusType want, const char *what,
                        PGresult **res, struct ess_err *err)
 {
+    store_settle(s);
     *res = PQexecParams(s->conn, sql, nparams, NULL, vals, NULL, NULL, 0);
     return check_result(s, res, want, what, err);
 }
@@ -432,9 +535,16 @@ static int alloc_scratch(struct ess_store *s)
     s->vals = calloc(1 + (size_t)APPEND_COLS * APPEND_CHUNK, sizeof(*s->vals));
     s->nums = calloc(APPEND_CHUNK, sizeof(*s->nums));
     /* "($1,$nnnnn,$nnnnn,$nnnnn,$nnnnn,$nnnnn::bigint)," is < 64 chars a row */
-    s->sql_cap = 256 + (size_t)APPEND_CHUNK * 64;
-    s->sql = malloc(s->sql_cap);
-    return s->vals != NULL && s->nums != NULL && s->sql != NULL ? ESS_OK : ESS_ENOMEM;
+    s->head_cap = 256 + (size_t)APPEND_CHUNK * 64;
+    s->head = malloc(s->head_cap);
+    s->sql = malloc(s->head_cap);
+    s->row_end = calloc(APPEND_CHUNK, sizeof(*s->row_end));
+    if (s->vals == NULL || s->nums == NULL || s->head == NULL || s->sql == NULL ||
+        s->row_end == NULL) {
+        return ESS_ENOMEM;
+    }
+    build_append_head(s);
+    return ESS_OK;
 }
 
 struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err)
@@ -474,15 +584,24 @@ struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err)
 
 void ess_store_free(struct ess_store *s)
 {
+    int i;
+
     if (s == NULL) {
         return;
     }
     if (s->conn != NULL) {
         PQfinish(s->conn);
     }
+    PQclear(s->pend_res);
+    PQclear(s->pend_fail);
     free(s->vals);
     free(s->nums);
+    free(s->head);
+    free(s->row_end);
     free(s->sql);
+    for (i = 0; i < APPEND_COLS; i++) {
+        free(s->arr[i].p);
+    }
     free(s);
 }
 
@@ -491,8 +610,9 @@ int ess_store_reset(struct ess_store *s, struct ess_err *err)
     if (s == NULL || s->conn == NULL) {
         return ess_err_set(err, ESS_EINVAL, "store: NULL store");
     }
-    /* A new session has no prepared statements. */
+    /* A new session has no prepared statements, and no pending append. */
     memset(s->prepared, 0, sizeof(s->prepared));
+    store_pend_clear(s);
     PQreset(s->conn);
     if (PQstatus(s->conn) != CONNECTION_OK) {
         return store_fail(s, NULL, "reconnect", err);
@@ -559,6 +679,7 @@ int ess_store_migrate(struct ess_store *s, struct ess_err *err)
     for (i = 0; rc == ESS_OK && i < N_MIGRATIONS; i++) {
         rc = migrate_one(s, &migrations[i], err);
     }
+    store_settle(s);
     res = PQexecParams(s->conn, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, lock, NULL,
                        NULL, 0);
     PQclear(res);
@@ -567,22 +688,34 @@ int ess_store_migrate(struct ess_store *s, struct ess_err *err)
 
 /* ------------------------------------------------------------- journal -- */
 
-/* INSERT text for rows rows into s->sql. */
-static void build_append_sql(struct ess_store *s, size_t rows)
+#define APPEND_HEAD                                                                                \
+    "INSERT INTO ess_journal (connector, event_id, key, topic, body, received_ms) VALUES "
+#define APPEND_TAIL " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id"
+
+/* The placeholder list for APPEND_CHUNK rows is built once: the INSERT for k
+ * rows is its first row_end[k-1] bytes and the tail (a memcpy per burst, not
+ * a snprintf per row). */
+static void build_append_head(struct ess_store *s)
 {
     size_t off, i;
     int p = 2;
 
-    off = (size_t)snprintf(s->sql, s->sql_cap,
-                           "INSERT INTO ess_journal (connector, event_id, key, topic, body,"
-                           " received_ms) VALUES ");
-    for (i = 0; i < rows; i++, p += APPEND_COLS) {
-        off += (size_t)snprintf(s->sql + off, s->sql_cap - off,
-                                "%s($1,$%d,$%d,$%d,$%d,$%d::bigint)", i > 0 ? "," : "", p,
-                                p + 1, p + 2, p + 3, p + 4);
+    off = (size_t)snprintf(s->head, s->head_cap, "%s", APPEND_HEAD);
+    for (i = 0; i < APPEND_CHUNK; i++, p += APPEND_COLS) {
+        off +=
+            (size_t)snprintf(s->head + off, s->head_cap - off, "%s($1,$%d,$%d,$%d,$%d,$%d::bigint)",
+                             i > 0 ? "," : "", p, p + 1, p + 2, p + 3, p + 4);
+        s->row_end[i] = off;
     }
-    snprintf(s->sql + off, s->sql_cap - off,
-             " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id");
+}
+
+/* INSERT text for rows (1..APPEND_CHUNK) rows into s->sql. */
+static void build_append_sql(struct ess_store *s, size_t rows)
+{
+    size_t off = s->row_end[rows - 1];
+
+    memcpy(s->sql, s->head, off);
+    memcpy(s->sql + off, APPEND_TAIL, sizeof(APPEND_TAIL));
 }
 
 static int fill_append_params(struct ess_store *s, const char *connector,
@@ -649,9 +782,7 @@ static int append_chunk(struct ess_store *s, const char *connector,
         return rc;
     }
     if (rows == APPEND_CHUNK) {
-        if (!s->prepared[ST_APPEND_CHUNK]) {
-            build_append_sql(s, rows);
-        }
+        build_append_sql(s, rows);
         rc = exec_prepared(s, ST_APPEND_CHUNK, s->sql, nparams, s->vals, PGRES_TUPLES_OK,
                            "journal insert", &res, err);
     } else {
@@ -736,6 +867,280 @@ int ess_store_journal_append(struct ess_store *s, const char *connector,
         *inserted = count;
     }
     return rc;
+}
+
+/* ---- binary array parameters (PostgreSQL's array_recv format) ---------- */
+
+#define OID_TEXT 25 /* pg_type.oid of text and int8: fixed in every PostgreSQL */
+#define OID_INT8 20
+
+static int buf_room(struct store_buf *b, size_t more)
+{
+    size_t cap = b->cap ? b->cap : 4096;
+    char *p;
+
+    if (b->len + more <= b->cap) {
+        return ESS_OK;
+    }
+    while (cap < b->len + more) {
+        cap *= 2;
+    }
+    p = realloc(b->p, cap);
+    if (p == NULL) {
+        return ESS_ENOMEM;
+    }
+    b->p = p;
+    b->cap = cap;
+    return ESS_OK;
+}
+
+static void buf_be32(struct store_buf *b, uint32_t v)
+{
+    unsigned char *o = (unsigned char *)b->p + b->len;
+
+    o[0] = (unsigned char)(v >> 24);
+    o[1] = (unsigned char)(v >> 16);
+    o[2] = (unsigned char)(v >> 8);
+    o[3] = (unsigned char)v;
+    b->len += 4;
+}
+
+/* Header of a one-dimensional array of n elements of type oid. */
+static int buf_array_start(struct store_buf *b, uint32_t oid, size_t n, int has_null)
+{
+    b->len = 0;
+    if (buf_room(b, 20) != ESS_OK) {
+        return ESS_ENOMEM;
+    }
+    buf_be32(b, 1);                 /* dimensions */
+    buf_be32(b, has_null ? 1 : 0);  /* flags: has nulls */
+    buf_be32(b, oid);               /* element type */
+    buf_be32(b, (uint32_t)n);       /* length */
+    buf_be32(b, 1);                 /* lower bound */
+    return ESS_OK;
+}
+
+/* One text element (NULL: SQL NULL): its length, then its bytes. */
+static int buf_array_text(struct store_buf *b, const char *text)
+{
+    size_t len = text != NULL ? strlen(text) : 0;
+
+    if (len > 0x3fffffff || buf_room(b, 4 + len) != ESS_OK) {
+        return ESS_ENOMEM;
+    }
+    buf_be32(b, text != NULL ? (uint32_t)len : 0xffffffffu);
+    memcpy(b->p + b->len, text != NULL ? text : "", len);
+    b->len += len;
+    return ESS_OK;
+}
+
+static int buf_array_int8(struct store_buf *b, long long v)
+{
+    uint64_t u = (uint64_t)v;
+
+    if (buf_room(b, 12) != ESS_OK) {
+        return ESS_ENOMEM;
+    }
+    buf_be32(b, 8);
+    buf_be32(b, (uint32_t)(u >> 32));
+    buf_be32(b, (uint32_t)u);
+    return ESS_OK;
+}
+
+/* The burst as five binary arrays in s->arr (event_id, key, topic, body, received_ms). */
+static int fill_append_arrays(struct ess_store *s, const struct ess_store_event *ev, size_t n,
+                              struct ess_err *err)
+{
+    int topic_null = 0;
+    int rc = ESS_OK;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (ev[i].event_id == NULL || ev[i].key == NULL || ev[i].body == NULL) {
+            return ess_err_set(err, ESS_EINVAL, "store: event %zu has no event_id, key or body",
+                               i);
+        }
+        topic_null |= ev[i].topic == NULL;
+    }
+    rc |= buf_array_start(&s->arr[0], OID_TEXT, n, 0);
+    rc |= buf_array_start(&s->arr[1], OID_TEXT, n, 0);
+    rc |= buf_array_start(&s->arr[2], OID_TEXT, n, topic_null);
+    rc |= buf_array_start(&s->arr[3], OID_TEXT, n, 0);
+    rc |= buf_array_start(&s->arr[4], OID_INT8, n, 0);
+    for (i = 0; rc == ESS_OK && i < n; i++) {
+        rc |= buf_array_text(&s->arr[0], ev[i].event_id);
+        rc |= buf_array_text(&s->arr[1], ev[i].key);
+        rc |= buf_array_text(&s->arr[2], ev[i].topic);
+        rc |= buf_array_text(&s->arr[3], ev[i].body);
+        rc |= buf_array_int8(&s->arr[4], ev[i].received_ms);
+    }
+    return rc == ESS_OK ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory (%zu events)", n);
+}
+
+int ess_store_journal_send(struct ess_store *s, const char *connector,
+                           const struct ess_store_event *ev, size_t n, struct ess_err *err)
+{
+    const char *vals[1 + APPEND_COLS];
+    int lens[1 + APPEND_COLS];
+    int fmts[1 + APPEND_COLS];
+    char name[32];
+    int rc = check_args(s, connector, err);
+    int i;
+
+    if (rc == ESS_OK && (ev == NULL || n == 0 || n > ESS_STORE_SEND_MAX)) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: journal_send takes 1 to %d events",
+                         ESS_STORE_SEND_MAX);
+    }
+    if (rc == ESS_OK && s->pend) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: a statement is already pending");
+    }
+    if (rc == ESS_OK) {
+        rc = fill_append_arrays(s, ev, n, err);
+    }
+    if (rc == ESS_OK) {
+        rc = prepare(s, ST_APPEND_ARRAYS, stmt_sql[ST_APPEND_ARRAYS], 1 + APPEND_COLS, err);
+    }
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    vals[0] = connector;
+    lens[0] = 0;
+    fmts[0] = 0;
+    for (i = 0; i < APPEND_COLS; i++) {
+        if (s->arr[i].len > (size_t)INT32_MAX) {
+            return ess_err_set(err, ESS_EINVAL, "store: a burst of %zu bytes is too large",
+                               s->arr[i].len);
+        }
+        vals[1 + i] = s->arr[i].p;
+        lens[1 + i] = (int)s->arr[i].len;
+        fmts[1 + i] = 1; /* binary */
+    }
+    snprintf(name, sizeof(name), "ess_st%d", (int)ST_APPEND_ARRAYS);
+    /* libpq copies the parameters into its output buffer and, in blocking
+     * mode, flushes it before returning: ev is not needed after this. */
+    if (PQsendQueryPrepared(s->conn, name, 1 + APPEND_COLS, vals, lens, fmts, 0) == 0) {
+        return store_fail(s, NULL, "journal insert", err);
+    }
+    s->pend = true;
+    return ESS_OK;
+}
+
+static int store_pend_take(struct ess_store *s, int block, int *done, ExecStatusType want,
+                           const char *what, PGresult **res, struct ess_err *err);
+
+int ess_store_journal_finish(struct ess_store *s, const struct ess_store_event *ev, size_t n,
+                             int block, int *done, size_t *inserted, long long *seqs,
+                             struct ess_err *err)
+{
+    PGresult *res = NULL;
+    int rc;
+
+    *done = 0;
+    if (s == NULL || s->conn == NULL || !s->pend || s->pend_read) {
+        return ess_err_set(err, ESS_EINVAL, "store: no append is pending");
+    }
+    rc = store_pend_take(s, block, done, PGRES_TUPLES_OK, "journal insert", &res, err);
+    if (rc == ESS_OK && res != NULL) {
+        if (inserted != NULL) {
+            *inserted = (size_t)PQntuples(res);
+        }
+        if (seqs != NULL) {
+            map_seqs(res, ev, n, seqs);
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_journal_pending(const struct ess_store *s)
+{
+    return s != NULL && s->pend;
+}
+
+/* The pending statement's result, once every result of it is in: *res (the
+ * caller PQclear()s it) checked against want; 0 with *done 0 before. */
+static int store_pend_take(struct ess_store *s, int block, int *done, ExecStatusType want,
+                           const char *what, PGresult **res, struct ess_err *err)
+{
+    int rc;
+
+    *res = NULL;
+    store_pend_read(s, block != 0);
+    if (!s->pend_done) {
+        return ESS_OK;
+    }
+    *done = 1;
+    if (s->pend_lost) {
+        rc = store_fail(s, NULL, what, err);
+        store_pend_clear(s);
+        return rc;
+    }
+    *res = s->pend_fail != NULL ? s->pend_fail : s->pend_res;
+    if (*res == s->pend_res) {
+        s->pend_res = NULL;
+    } else {
+        s->pend_fail = NULL;
+    }
+    store_pend_clear(s);
+    return check_result(s, res, want, what, err);
+}
+
+int ess_store_journal_read_send(struct ess_store *s, const char *connector, long long after_seq,
+                                int limit, struct ess_err *err)
+{
+    char after[NUM_MAX], lim[NUM_MAX];
+    const char *vals[3] = {connector, after, lim};
+    char name[32];
+    int rc = check_args(s, connector, err);
+
+    if (rc == ESS_OK && s->pend) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: a statement is already pending");
+    }
+    if (rc == ESS_OK) {
+        rc = prepare(s, ST_READ, stmt_sql[ST_READ], 3, err);
+    }
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    snprintf(after, sizeof(after), "%lld", after_seq);
+    snprintf(lim, sizeof(lim), "%d", limit > 0 ? limit : 0);
+    snprintf(name, sizeof(name), "ess_st%d", (int)ST_READ);
+    if (PQsendQueryPrepared(s->conn, name, 3, vals, NULL, NULL, 0) == 0) {
+        return store_fail(s, NULL, "journal read", err);
+    }
+    s->pend = true;
+    s->pend_read = true;
+    return ESS_OK;
+}
+
+int ess_store_journal_read_finish(struct ess_store *s, int block, int *done,
+                                  struct ess_store_rows *rows, struct ess_err *err)
+{
+    PGresult *res = NULL;
+    int rc;
+
+    *done = 0;
+    rows->v = NULL;
+    rows->n = 0;
+    if (s == NULL || s->conn == NULL || !s->pend || !s->pend_read) {
+        return ess_err_set(err, ESS_EINVAL, "store: no journal read is pending");
+    }
+    rc = store_pend_take(s, block, done, PGRES_TUPLES_OK, "journal read", &res, err);
+    if (rc == ESS_OK && res != NULL) {
+        rc = copy_rows(res, rows, err);
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ess_store_journal_ready(const struct ess_store *s)
+{
+    return s != NULL && s->pend && s->pend_done;
+}
+
+int ess_store_fd(const struct ess_store *s)
+{
+    return s != NULL && s->conn != NULL ? PQsocket(s->conn) : -1;
 }
 
 void ess_store_rows_fini(struct ess_store_rows *rows)

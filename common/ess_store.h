@@ -11,7 +11,8 @@
  * received_ms bigint, journaled_at timestamptz) UNIQUE (connector, event_id):
  * a burst of events is one multi-row INSERT ... ON CONFLICT DO NOTHING in one
  * transaction (parameters, never escaping by hand), and the caller acks the
- * burst only after that COMMIT.
+ * burst only after that COMMIT. The worker pipelines it (journal_send /
+ * journal_finish: libpq's asynchronous API, one statement pending per store).
  * ess_offsets(connector, delivered_seq): the low-water mark. Every journal row
  * with seq <= delivered_seq was delivered or parked; a restarted worker resumes
  * after it. ess_dead_letters: parked events with reason and attempts.
@@ -84,6 +85,38 @@ void ess_store_journal_lock(struct ess_store *s, int on);
 /* The libpq connection (PGconn) for modules with their own tables
  * (ess_replica). Borrowed: valid until ess_store_free/reset. */
 struct pg_conn *ess_store_pg(struct ess_store *s);
+
+/* The journal pipelined: send a burst's INSERT (one statement, so one
+ * transaction) and return at once; the caller keeps polling journal_finish
+ * (with ess_store_fd() in its poll set) while it delivers earlier events, and
+ * acks the burst only once finish reports it done with ESS_OK: the statement
+ * and its implicit COMMIT are over, the rows durable. One append may be
+ * pending per store; any other call on the store waits for it first (its
+ * result is still kept for finish). n is 1..ESS_STORE_SEND_MAX; ev is only
+ * read during send. finish takes the same ev and n (to match the returned
+ * seqs) and fills *inserted / seqs like journal_append; block != 0 waits.
+ * *done is 0 while the server is still at it. On an error the append is over
+ * and nothing of it can be relied on: journal the burst again. */
+#define ESS_STORE_SEND_MAX 1000
+int ess_store_journal_send(struct ess_store *s, const char *connector,
+                           const struct ess_store_event *ev, size_t n, struct ess_err *err);
+int ess_store_journal_finish(struct ess_store *s, const struct ess_store_event *ev, size_t n,
+                             int block, int *done, size_t *inserted, long long *seqs,
+                             struct ess_err *err);
+/* The same for a journal read: read_send starts what journal_read does;
+ * read_finish fills rows (release with ess_store_rows_fini, also on failure)
+ * once *done. An append and a read share the one pending slot. */
+int ess_store_journal_read_send(struct ess_store *s, const char *connector, long long after_seq,
+                                int limit, struct ess_err *err);
+int ess_store_journal_read_finish(struct ess_store *s, int block, int *done,
+                                  struct ess_store_rows *rows, struct ess_err *err);
+/* 1 while an append or a read is pending (sent, result not yet taken). */
+int ess_store_journal_pending(const struct ess_store *s);
+/* 1 when the pending statement's result is already in (another call waited for
+ * it): finish returns at once, and its socket will not become readable. */
+int ess_store_journal_ready(const struct ess_store *s);
+/* The session's socket (readable when the server answers), -1 without one. */
+int ess_store_fd(const struct ess_store *s);
 
 /* Rows with seq > after_seq, in seq order, at most limit. rows is filled
  * (release with ess_store_rows_fini even on failure). */

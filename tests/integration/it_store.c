@@ -414,6 +414,212 @@ static void test_backlog_and_retain(void **state)
     free_events(ev, 5);
 }
 
+/* ---------------------------------------------------- pipelined append -- */
+
+/* Poll journal_finish without blocking until done (bounded), as a loop would. */
+static int finish_polling(struct fixture *f, struct ess_store_event *ev, size_t n, size_t *inserted,
+                          long long *seqs, struct ess_err *err)
+{
+    double deadline = now_s() + 10;
+    int done = 0;
+    int rc;
+
+    for (;;) {
+        rc = ess_store_journal_finish(f->store, ev, n, 0, &done, inserted, seqs, err);
+        if (rc != ESS_OK || done) {
+            return rc;
+        }
+        if (now_s() > deadline) {
+            fail_msg("journal_finish: not done after 10 s");
+        }
+        usleep(1000);
+    }
+}
+
+static void test_send_finish(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    struct ess_store_event *ev = make_events(0, 300, 7);
+    long long seqs[300];
+    size_t inserted = 0;
+    int done = 1;
+    size_t i;
+
+    name(c, sizeof(c), "send");
+    assert_int_equal(ess_store_journal_pending(f->store), 0);
+    assert_true(ess_store_fd(f->store) >= 0);
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 200, &err), ESS_OK);
+    assert_int_equal(ess_store_journal_pending(f->store), 1);
+    /* one at a time */
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 1, &err), ESS_EINVAL);
+    ess_err_clear(&err);
+    assert_int_equal(finish_polling(f, ev, 200, &inserted, seqs, &err), ESS_OK);
+    assert_int_equal(ess_store_journal_pending(f->store), 0);
+    assert_int_equal(inserted, 200);
+    for (i = 1; i < 200; i++) {
+        assert_true(seqs[i] > seqs[i - 1]);
+    }
+    /* overlapping the first: 100 duplicates (-1) and 100 new, in order */
+    assert_int_equal(ess_store_journal_send(f->store, c, ev + 100, 200, &err), ESS_OK);
+    assert_int_equal(
+        ess_store_journal_finish(f->store, ev + 100, 200, 1, &done, &inserted, seqs, &err), ESS_OK);
+    assert_int_equal(done, 1);
+    assert_int_equal(inserted, 100);
+    assert_int_equal(seqs[0], -1);
+    assert_int_equal(seqs[99], -1);
+    assert_true(seqs[100] > 0);
+    assert_int_equal(sql_ll(f, "SELECT count(*) FROM ess_journal WHERE connector = $1", c, NULL),
+                     300);
+    /* nothing pending: finish refuses; bad sizes refused */
+    assert_int_equal(ess_store_journal_finish(f->store, ev, 1, 0, &done, NULL, NULL, &err),
+                     ESS_EINVAL);
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 0, &err), ESS_EINVAL);
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, ESS_STORE_SEND_MAX + 1, &err),
+                     ESS_EINVAL);
+    free_events(ev, 300);
+}
+
+/* What journal_send stores reads back byte for byte: quotes, backslashes,
+ * UTF-8, an empty body, a NULL topic (SQL NULL), received_ms. */
+static void test_send_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    struct ess_store_event ev[3] = {
+        {"rt-1", "k\"1", NULL, "{\"a\":\"caf\u00e9 \\\\ \\\"q\\\"\"}", 1700000000123LL},
+        {"rt-2", "k2", "t.x", "", -5},
+        {"rt-3", "k\u00e9", "t.y", "{}", 0},
+    };
+    struct ess_store_rows rows = {0};
+    size_t inserted = 0;
+    int done = 0;
+    int i;
+
+    name(c, sizeof(c), "roundtrip");
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 3, &err), ESS_OK);
+    assert_int_equal(ess_store_journal_finish(f->store, ev, 3, 1, &done, &inserted, NULL, &err),
+                     ESS_OK);
+    assert_int_equal(inserted, 3);
+    assert_int_equal(ess_store_journal_read(f->store, c, 0, 10, &rows, &err), ESS_OK);
+    assert_int_equal(rows.n, 3);
+    for (i = 0; i < 3; i++) {
+        assert_string_equal(rows.v[i].event_id, ev[i].event_id);
+        assert_string_equal(rows.v[i].key, ev[i].key);
+        assert_string_equal(rows.v[i].body, ev[i].body);
+        assert_true(rows.v[i].received_ms == ev[i].received_ms);
+    }
+    assert_int_equal(sql_ll(f,
+                            "SELECT count(*) FROM ess_journal WHERE connector = $1"
+                            " AND topic IS NULL",
+                            c, NULL),
+                     1);
+    ess_store_rows_fini(&rows);
+}
+
+/* Another call while an append is pending waits for it; finish still gets it. */
+static void test_send_then_other_call(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    struct ess_store_event *ev = make_events(0, 50, 5);
+    long long count = -1;
+    size_t inserted = 0;
+    int done = 0;
+
+    name(c, sizeof(c), "settle");
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 50, &err), ESS_OK);
+    assert_int_equal(ess_store_backlog(f->store, c, 0, &count, &err), ESS_OK);
+    assert_int_equal(count, 50); /* committed before the count ran */
+    assert_int_equal(ess_store_journal_pending(f->store), 1);
+    assert_int_equal(ess_store_journal_ready(f->store), 1); /* in, not yet taken */
+    assert_int_equal(ess_store_journal_finish(f->store, ev, 50, 0, &done, &inserted, NULL, &err),
+                     ESS_OK);
+    assert_int_equal(done, 1);
+    assert_int_equal(inserted, 50);
+    free_events(ev, 50);
+}
+
+/* A pipelined read returns what journal_read does; it shares the slot. */
+static void test_read_send_finish(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    struct ess_store_event *ev = make_events(0, 30, 4);
+    struct ess_store_rows rows = {0};
+    struct ess_store_rows want = {0};
+    double deadline = now_s() + 10;
+    int done = 0;
+    size_t i;
+
+    name(c, sizeof(c), "readsend");
+    assert_int_equal(append(f, c, ev, 30), 30);
+    assert_int_equal(ess_store_journal_read(f->store, c, 0, 30, &want, &err), ESS_OK);
+    assert_int_equal(ess_store_journal_read_send(f->store, c, want.v[4].seq, 10, &err), ESS_OK);
+    assert_int_equal(ess_store_journal_pending(f->store), 1);
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 1, &err), ESS_EINVAL);
+    assert_int_equal(ess_store_journal_finish(f->store, ev, 1, 0, &done, NULL, NULL, &err),
+                     ESS_EINVAL); /* not an append */
+    ess_err_clear(&err);
+    while (!done) {
+        assert_int_equal(ess_store_journal_read_finish(f->store, 0, &done, &rows, &err), ESS_OK);
+        if (now_s() > deadline) {
+            fail_msg("read_finish: not done after 10 s");
+        }
+    }
+    assert_int_equal(rows.n, 10);
+    for (i = 0; i < rows.n; i++) {
+        assert_int_equal(rows.v[i].seq, want.v[5 + i].seq);
+        assert_string_equal(rows.v[i].event_id, want.v[5 + i].event_id);
+        assert_string_equal(rows.v[i].body, want.v[5 + i].body);
+    }
+    assert_int_equal(ess_store_journal_pending(f->store), 0);
+    ess_store_rows_fini(&rows);
+    assert_int_equal(ess_store_journal_read_finish(f->store, 1, &done, &rows, &err), ESS_EINVAL);
+    ess_store_rows_fini(&want);
+    free_events(ev, 30);
+}
+
+/* The session dies with an append pending: finish reports ESS_ESTORE (never
+ * done-and-OK), and a reset store works again. */
+static void test_send_connection_loss(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    struct ess_store_event *ev = make_events(0, 20, 5);
+    size_t inserted = 0;
+    int rc;
+
+    name(c, sizeof(c), "sendloss");
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 20, &err), ESS_OK);
+    /* what the server answered may be in or not: either way the loss shows */
+    assert_true(sql_ll(f,
+                       "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                       " WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                       "ess", NULL) >= 1);
+    rc = finish_polling(f, ev, 20, &inserted, NULL, &err);
+    if (rc == ESS_OK) {
+        /* the answer (and COMMIT) had come before the kill: the rows are there */
+        assert_int_equal(inserted, 20);
+        assert_int_equal(
+            sql_ll(f, "SELECT count(*) FROM ess_journal WHERE connector = $1", c, NULL), 20);
+        rc = ess_store_backlog(f->store, c, 0, &(long long){0}, &err);
+    }
+    assert_int_equal(rc, ESS_ESTORE);
+    assert_null(strchr(err.msg, '\n'));
+    assert_int_equal(ess_store_journal_pending(f->store), 0);
+    ess_err_clear(&err);
+    assert_int_equal(ess_store_reset(f->store, &err), ESS_OK);
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 20, &err), ESS_OK);
+    assert_int_equal(finish_polling(f, ev, 20, &inserted, NULL, &err), ESS_OK);
+    free_events(ev, 20);
+}
+
 /* ------------------------------------------------------------- failures -- */
 
 static void test_connect_failure(void **state)
@@ -506,6 +712,11 @@ int main(void)
         cmocka_unit_test(test_offsets),
         cmocka_unit_test(test_park),
         cmocka_unit_test(test_backlog_and_retain),
+        cmocka_unit_test(test_send_finish),
+        cmocka_unit_test(test_send_round_trip),
+        cmocka_unit_test(test_send_then_other_call),
+        cmocka_unit_test(test_read_send_finish),
+        cmocka_unit_test(test_send_connection_loss),
         cmocka_unit_test(test_connect_failure),
         cmocka_unit_test(test_connection_loss_and_reset),
         cmocka_unit_test(test_einval),

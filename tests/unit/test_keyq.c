@@ -95,6 +95,64 @@ static void test_retry_keeps_key_order(void **state)
     ess_keyq_free(q);
 }
 
+/* held counts what memory keeps: done events stay until the mark passes them. */
+static void test_held_until_the_mark_passes(void **state)
+{
+    struct ess_keyq *q = ess_keyq_new();
+    struct ess_keyq_item *it[3];
+    int i;
+
+    (void)state;
+    push(q, 1, "A");
+    push(q, 2, "B");
+    push(q, 3, "C");
+    for (i = 0; i < 3; i++) {
+        it[i] = ess_keyq_take(q, 0);
+    }
+    ess_keyq_done(q, it[1]);
+    ess_keyq_done(q, it[2]);
+    assert_int_equal(ess_keyq_pending(q), 1);
+    assert_int_equal(ess_keyq_held(q), 3); /* 1 holds 2 and 3 */
+    ess_keyq_done(q, it[0]);
+    assert_int_equal(ess_keyq_held(q), 0);
+    ess_keyq_free(q);
+}
+
+/* retry_now: failed heads go at once, in seq order; a debounced (never
+ * failed) head keeps its time. */
+static void test_retry_now_wakes_failed_heads_only(void **state)
+{
+    struct ess_keyq *q = ess_keyq_new();
+    struct ess_keyq_item *a;
+    struct ess_keyq_item *b;
+    struct ess_keyq_item *c;
+
+    (void)state;
+    push(q, 1, "A");
+    push(q, 2, "B");
+    push(q, 3, "C");
+    a = ess_keyq_take(q, 0);
+    b = ess_keyq_take(q, 0);
+    c = ess_keyq_tail(q, "C");
+    ess_keyq_reschedule(q, c, 5000); /* a debounce wait */
+    a->failed_ms = 10;
+    b->failed_ms = 10;
+    ess_keyq_retry(q, b, 900); /* b due before a, both later than now */
+    ess_keyq_retry(q, a, 2000);
+    assert_null(ess_keyq_take(q, 100));
+    ess_keyq_retry_now(q, 100);
+    assert_int_equal(ess_keyq_next_due(q, 100), 0);
+    a = ess_keyq_take(q, 100);
+    assert_int_equal(a->seq, 1); /* same time now: seq order */
+    b = ess_keyq_take(q, 100);
+    assert_int_equal(b->seq, 2);
+    assert_null(ess_keyq_take(q, 100)); /* C still waits for its quiet time */
+    assert_int_equal(ess_keyq_next_due(q, 100), 4900);
+    ess_keyq_done(q, a);
+    ess_keyq_done(q, b);
+    ess_keyq_free(q);
+}
+
 static void test_skip_lets_the_mark_pass(void **state)
 {
     struct ess_keyq *q = ess_keyq_new();
@@ -251,6 +309,8 @@ int main(void)
         cmocka_unit_test(test_tail_and_reschedule),
         cmocka_unit_test(test_many_keys_in_order),
         cmocka_unit_test(test_absorb_successor),
+        cmocka_unit_test(test_held_until_the_mark_passes),
+        cmocka_unit_test(test_retry_now_wakes_failed_heads_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
  * ess-push -- bus -> partner. Wires the modules together: arguments, manifest,
  * environment, then the push pipeline (common/ess_push.c) until SIGTERM.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <sysexits.h>
@@ -30,6 +31,12 @@ int main(int argc, char **argv)
     if (rc >= 0) {
         return rc;
     }
+    /* Memory: one malloc arena whatever thread libcurl's resolver starts, and
+     * fixed mmap / trim thresholds (glibc raises them as big blocks are freed,
+     * after which a burst's buffers stay in the heap for good). */
+    mallopt(M_ARENA_MAX, 1);
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 128 * 1024);
     ess_err_clear(&err);
     ess_worker_env_load(&env);
     ess_worker_signals_install();
