@@ -29,23 +29,25 @@ def sink_count(port):
         return json.loads(r.read())["count"]
 
 
-def declare(cid):
+def declare(cid, replicas):
     """ess.<cid> as ess_bus declares it, bound to bench.<cid>."""
     c = pika.BlockingConnection(pika.URLParameters(os.environ["ESS_AMQP_URL"]))
     ch = c.channel()
     ch.exchange_declare("hms.events", "topic", durable=True)
     ch.exchange_declare("ess.dlx", "direct", durable=True)
     q = "ess." + cid
-    ch.queue_declare(q, durable=True, arguments={"x-queue-type": "classic",
-                                                 "x-dead-letter-exchange": "ess.dlx",
-                                                 "x-dead-letter-routing-key": q})
+    args = {"x-queue-type": "classic", "x-dead-letter-exchange": "ess.dlx",
+            "x-dead-letter-routing-key": q}
+    if replicas > 1:
+        args["x-single-active-consumer"] = True  # as ess_bus_set_single_active
+    ch.queue_declare(q, durable=True, arguments=args)
     ch.queue_bind(q, "hms.events", "bench." + cid)
     c.close()
 
 
 def one_run(args, port, replicas, tag):
     cid = "bench-repl%d-%s" % (replicas, tag)
-    declare(cid)
+    declare(cid, replicas)
     subprocess.run([os.path.join(args.bin_dir, "bench", "ess-bench-publish"), "--routing-key",
                     "bench." + cid, "--count", str(args.events), "--id-prefix", cid],
                    check=True, stdout=subprocess.DEVNULL, timeout=600)

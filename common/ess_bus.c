@@ -57,6 +57,7 @@ struct ess_bus {
     char peer[BUS_NAME_MAX];
     int confirming;    /* confirm.select done */
     uint64_t next_seq; /* publish sequence number = the broker's delivery tag */
+    int single_active; /* declare ess.<id> with x-single-active-consumer (replicas) */
 };
 
 /* ----------------------------------------------------------- errors ---- */
@@ -382,11 +383,28 @@ static int bus_queue_type_error(const char *name, enum ess_queue_type want, stru
                        name, have, bus_queue_type_name(want), have, name);
 }
 
-/* dead_rk: route dead letters to ess.dlx with this key; NULL for none. */
+/* x-single-active-consumer is fixed at creation too (replicas need it). */
+static int bus_single_active_error(const char *name, int want, struct ess_err *err)
+{
+    ess_err_clear(err); /* replaces the broker's 406 text */
+    return ess_err_set(err, ESS_ECONFIG,
+                       "queue %s already exists %s x-single-active-consumer, which %s; RabbitMQ "
+                       "cannot change it: stop every worker of this connector, let the queue "
+                       "drain (rabbitmqctl list_queues), delete it (rabbitmqctl delete_queue %s) "
+                       "and deploy again",
+                       name, want ? "without" : "with",
+                       want ? "replicas need (one consumer journals, so each key stays in order)"
+                            : "a single worker does not use (replicas: 1)",
+                       name);
+}
+
+/* dead_rk: route dead letters to ess.dlx with this key; NULL for none. The
+ * main queue (dead_rk set) of a replicated connector has one active consumer:
+ * replicas competing for messages would journal a key's changes out of order. */
 static int bus_queue(struct ess_bus *b, const char *name, const char *dead_rk,
                      enum ess_queue_type type, struct ess_err *err)
 {
-    amqp_table_entry_t args[3];
+    amqp_table_entry_t args[4];
     amqp_table_t table = amqp_empty_table;
     char what[BUS_NAME_MAX + 32];
     int rc;
@@ -405,6 +423,12 @@ static int bus_queue(struct ess_bus *b, const char *name, const char *dead_rk,
         args[2].value.kind = AMQP_FIELD_KIND_UTF8;
         args[2].value.value.bytes = amqp_cstring_bytes(dead_rk);
         table.num_entries = 3;
+        if (b->single_active) {
+            args[3].key = amqp_cstring_bytes("x-single-active-consumer");
+            args[3].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+            args[3].value.value.boolean = 1;
+            table.num_entries = 4;
+        }
     }
     table.entries = args;
     snprintf(what, sizeof(what), "declare queue %s", name);
@@ -412,6 +436,9 @@ static int bus_queue(struct ess_bus *b, const char *name, const char *dead_rk,
     rc = bus_check_rpc(b, what, err);
     if (rc != ESS_OK && err != NULL && strstr(err->msg, "inequivalent arg 'x-queue-type'") != NULL) {
         rc = bus_queue_type_error(name, type, err);
+    } else if (rc != ESS_OK && err != NULL &&
+               strstr(err->msg, "inequivalent arg 'x-single-active-consumer'") != NULL) {
+        rc = bus_single_active_error(name, b->single_active, err);
     }
     return rc;
 }
@@ -449,6 +476,13 @@ static int bus_declare_queues(struct ess_bus *b, const char *events, const char 
         rc = bus_bind(b, dead, BUS_DLX, queue, err);
     }
     return rc;
+}
+
+void ess_bus_set_single_active(struct ess_bus *b, int on)
+{
+    if (b != NULL) {
+        b->single_active = on != 0;
+    }
 }
 
 int ess_bus_declare_push(struct ess_bus *b, const char *events_exchange, const char *ops_exchange,

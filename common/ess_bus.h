@@ -63,6 +63,11 @@ int ess_bus_declare_push_typed(struct ess_bus *b, const char *events_exchange,
                                const struct ess_strlist *topics, enum ess_queue_type type,
                                struct ess_err *err);
 
+/* on: declare_push gives ess.<id> x-single-active-consumer, so of the workers
+ * consuming it (replicas) one at a time gets messages, in order; the broker
+ * moves to another when it goes. Set before declaring. */
+void ess_bus_set_single_active(struct ess_bus *b, int on);
+
 /* Declare only the exchanges hms.events and hms.ops (reverse connectors,
  * which publish and own no queue). NULL names: the defaults. */
 int ess_bus_declare_exchanges(struct ess_bus *b, const char *events_exchange,

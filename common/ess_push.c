@@ -341,6 +341,7 @@ static int push_bus_open(struct ess_push *p)
 
     ess_err_clear(&err);
     bus = ess_bus_new(p->env.amqp_url, &err);
+    ess_bus_set_single_active(bus, p->replica != NULL);
     if (bus == NULL ||
         ess_bus_declare_push_typed(bus, p->env.events_exchange, p->env.ops_exchange, p->m->id,
                                    &p->m->topics, p->m->queue_type, &err) != ESS_OK ||

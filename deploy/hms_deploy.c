@@ -458,7 +458,9 @@ static int src_from_db(struct ess_store *s, const char *id, const char *sha, str
 
 /* ---- RabbitMQ ------------------------------------------------------------- */
 
-static int declare_topology(const struct ess_manifest *m)
+/* replicas: the count deployed (--replicas or the manifest): above one, ess.<id>
+ * has a single active consumer (ess_bus_set_single_active). */
+static int declare_topology(const struct ess_manifest *m, int replicas)
 {
     struct ess_worker_env env;
     struct ess_bus *bus;
@@ -473,6 +475,7 @@ static int declare_topology(const struct ess_manifest *m)
                 err.msg);
         return EX_UNAVAILABLE;
     }
+    ess_bus_set_single_active(bus, replicas > 1);
     rc = ess_bus_declare_push_typed(bus, env.events_exchange, env.ops_exchange, m->id, &m->topics,
                                     m->queue_type, &err);
     ess_bus_free(bus);
@@ -1154,7 +1157,7 @@ static int deploy_version(const struct hms_opts *o, struct ess_store *s,
                           const struct deploy_args *a, const struct deploy_src *src,
                           const char *note, struct local_run *run)
 {
-    int rc = declare_topology(src->m);
+    int rc = declare_topology(src->m, a->replicas > 0 ? a->replicas : ess_replica_count(src->m));
 
     if (rc != EX_OK) {
         return rc;
