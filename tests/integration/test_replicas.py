@@ -245,6 +245,8 @@ def test_replay_with_two_replicas_resends_the_window_once():
         check(partner.count() == first + phase, "%d deliveries, want %d"
               % (partner.count(), first + phase))
         print("replay with 2 replicas: %d events re-sent once each" % phase, flush=True)
+        for w in workers:
+            check(w.stop() == 0, "a replica did not stop cleanly:\n" + w.log_text())
     finally:
         for w in workers:
             w.stop()
