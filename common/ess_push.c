@@ -1912,6 +1912,43 @@ static void push_replay_filter(struct ess_push *p, const struct ess_store_contro
     snprintf(p->replay.key, sizeof(p->replay.key), "%s", c->replay_key);
 }
 
+/* Replicas: the replay lowers the partitions' offsets (once, whichever
+ * replica gets there first, see ess_replica_replay); each rebuilds its window
+ * from the offsets it owns, skipping what is outside the replay's window. */
+static void push_replica_replay(struct ess_push *p)
+{
+    long long from = p->ctl.replay_from_seq > 0 ? p->ctl.replay_from_seq - 1 : 0;
+    long long id = p->ctl.replay_id;
+    long long floor = 0;
+    struct ess_store_controls c;
+    struct ess_keyq *fresh;
+    struct ess_err err;
+
+    ess_err_clear(&err);
+    if (p->store == NULL || push_tickets_flush(p) != ESS_OK ||
+        (fresh = ess_keyq_new()) == NULL) {
+        return; /* tried again on the next turn */
+    }
+    if (ess_replica_save(p->replica, p->store, ess_keyq_low_water(p->window), &err) != ESS_OK ||
+        ess_replica_replay(p->replica, p->store, id, from, &floor, &err) != ESS_OK ||
+        ess_store_controls_get(p->store, p->m->id, &c, &err) != ESS_OK) {
+        ess_keyq_free(fresh);
+        push_store_lost(p, &err);
+        return;
+    }
+    ess_keyq_free(p->window);
+    p->window = fresh;
+    ess_keyq_set_floor(p->window, floor);
+    p->offset_saved = floor;
+    p->journal_more = 1;
+    p->replay_pending = 0;
+    p->ctl = c;
+    push_replay_filter(p, &p->ctl, floor);
+    ess_log_info("replay #%lld: replica %s re-reads from seq %lld (%s)", id,
+                 ess_replica_name(p->replica), floor + 1,
+                 p->replay.active ? "the replay's events, then live again" : "nothing to re-send");
+}
+
 /* In-flight deliveries have finished: rewind the window to the replay's start. */
 static void push_replay_apply(struct ess_push *p)
 {
@@ -1921,9 +1958,8 @@ static void push_replay_apply(struct ess_push *p)
     struct ess_err err;
 
     if (p->replica != NULL) {
-        ess_log_warn("replay #%lld: not supported with replicas yet (per-partition offsets "
-                     "are not moved back): nothing is re-sent; run one replica to replay",
-                     p->ctl.replay_id);
+        push_replica_replay(p);
+        return;
     }
     /* A replay only ever moves the offset back: a window that starts past
      * undelivered events (say, while paused) must not skip them. */
@@ -1974,7 +2010,9 @@ static void push_controls(struct ess_push *p)
     if (c.paused != p->ctl.paused) {
         ess_log_info("%s by the operator", c.paused ? "paused" : "resumed");
     }
-    if (c.replay_id > c.replay_done_id && !p->replay_pending) {
+    if (c.replay_id > (p->replica != NULL ? ess_replica_replay_seen(p->replica)
+                                          : c.replay_done_id) &&
+        !p->replay_pending) {
         ess_log_info("replay #%lld requested: finishing in-flight deliveries first", c.replay_id);
         p->replay_pending = 1;
     }

@@ -37,6 +37,7 @@ struct ess_replica {
     uint64_t desired;                     /* what rendezvous hashing gives it at the last tick */
     long long offsets[ESS_REPLICA_PARTS]; /* of owned partitions, as claimed */
     long long retain_floor;
+    long long replay_seen; /* the replay its offsets are in step with */
     int due;    /* ownership must change */
     int live_n; /* live replicas at the last tick (for logs) */
 };
@@ -386,18 +387,25 @@ static int replica_save_owned(struct ess_replica *r, struct ess_store *s, long l
 {
     char set[REPLICA_SET_TEXT];
     char seq[24];
-    const char *v[4] = {r->connector, r->instance, seq, set};
+    char seen[24];
+    const char *v[5] = {r->connector, r->instance, seq, set, seen};
 
     if (r->owned == 0) {
         return ESS_OK;
     }
     set_text(r->owned, set, sizeof(set));
     snprintf(seq, sizeof(seq), "%lld", mark);
+    snprintf(seen, sizeof(seen), "%lld", r->replay_seen);
+    /* Never past a replay this replica has not rebuilt its window for: its
+     * mark would undo the rewind (the share lock orders it with the apply). */
     return replica_exec(s,
-                        "UPDATE ess_partitions SET delivered_seq = GREATEST(delivered_seq,"
+                        "WITH ctl AS (SELECT replay_done_id FROM ess_controls"
+                        " WHERE connector = $1 FOR SHARE)"
+                        " UPDATE ess_partitions SET delivered_seq = GREATEST(delivered_seq,"
                         " $3::bigint), updated_at = now() WHERE connector = $1 AND owner = $2"
-                        " AND part = ANY($4::int[])",
-                        4, v, "save offsets", NULL, err);
+                        " AND part = ANY($4::int[]) AND NOT EXISTS (SELECT 1 FROM ctl"
+                        " WHERE replay_done_id > $5::bigint)",
+                        5, v, "save offsets", NULL, err);
 }
 
 /* Claim the wanted partitions that are free, keep those already ours; the
@@ -474,6 +482,61 @@ int ess_replica_rebalance(struct ess_replica *r, struct ess_store *s, long long 
                  r->instance, r->live_n, popcount64(r->owned), ESS_REPLICA_PARTS,
                  popcount64(r->owned & ~before), popcount64(before & ~r->owned), *floor + 1);
     return ESS_OK;
+}
+
+int ess_replica_replay(struct ess_replica *r, struct ess_store *s, long long replay_id,
+                       long long from, long long *floor, struct ess_err *err)
+{
+    char id[24], seq[24];
+    const char *v[3] = {r->connector, id, seq};
+    const char *mine[2] = {r->connector, r->instance};
+    PGresult *res = NULL;
+    unsigned p;
+    int i, rc;
+
+    snprintf(id, sizeof(id), "%lld", replay_id);
+    snprintf(seq, sizeof(seq), "%lld", from);
+    /* Exactly once over all replicas: the first to lock the controls row
+     * applies it; the others find replay_done_id already there. The resume
+     * point is the lowest offset before the rewind (past it nothing is
+     * skipped, so nothing undelivered is lost). */
+    rc = replica_exec(s,
+                      "WITH c AS (UPDATE ess_controls SET replay_done_id = $2::bigint,"
+                      " replay_resume_seq = (SELECT min(delivered_seq) FROM ess_partitions"
+                      " WHERE connector = $1), updated_at = now() WHERE connector = $1"
+                      " AND replay_done_id < $2::bigint RETURNING connector)"
+                      " UPDATE ess_partitions SET delivered_seq = LEAST(delivered_seq,"
+                      " $3::bigint), updated_at = now() WHERE connector = $1"
+                      " AND EXISTS (SELECT 1 FROM c)",
+                      3, v, "replay apply", NULL, err);
+    if (rc == ESS_OK) {
+        rc = replica_exec(s,
+                          "SELECT part, delivered_seq FROM ess_partitions"
+                          " WHERE connector = $1 AND owner = $2",
+                          2, mine, "read owned offsets", &res, err);
+    }
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    r->owned = 0;
+    *floor = -1;
+    for (i = 0; i < PQntuples(res); i++) {
+        p = (unsigned)strtoul(PQgetvalue(res, i, 0), NULL, 10) % ESS_REPLICA_PARTS;
+        r->owned |= 1ULL << p;
+        r->offsets[p] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        *floor = *floor < 0 || r->offsets[p] < *floor ? r->offsets[p] : *floor;
+    }
+    if (*floor < 0) {
+        *floor = from; /* nothing owned: the window wants no event */
+    }
+    PQclear(res);
+    r->replay_seen = replay_id;
+    return ESS_OK;
+}
+
+long long ess_replica_replay_seen(const struct ess_replica *r)
+{
+    return r->replay_seen;
 }
 
 int ess_replica_wants(const struct ess_replica *r, const char *key, long long seq)

@@ -81,6 +81,20 @@ int ess_replica_rebalance_due(const struct ess_replica *r);
 int ess_replica_rebalance(struct ess_replica *r, struct ess_store *s, long long mark,
                           long long *floor, struct ess_err *err);
 
+/* Replay replay_id (the operator's `hms ess replay`), with nothing in flight
+ * and this replica's offsets saved: the first replica to get here lowers
+ * every partition's offset to from (never raising one) and marks the replay
+ * applied, in one statement under the controls row's lock -- exactly once
+ * however many replicas race. Every replica then re-reads the offsets it
+ * owns and sets *floor to where its window restarts. Until a replica has
+ * done this, its saves leave the offsets alone. ESS_OK or ESS_ESTORE. */
+int ess_replica_replay(struct ess_replica *r, struct ess_store *s, long long replay_id,
+                       long long from, long long *floor, struct ess_err *err);
+
+/* The last replay id passed to ess_replica_replay (0 at first): a replay with
+ * a higher id still has to be taken in by this replica. */
+long long ess_replica_replay_seen(const struct ess_replica *r);
+
 /* 1 when this replica delivers the event: it owns the key's partition and seq
  * is past that partition's offset. */
 int ess_replica_wants(const struct ess_replica *r, const char *key, long long seq);
