@@ -655,6 +655,7 @@ static int bound_port(int fd)
     struct sockaddr_in a;
     socklen_t len = sizeof(a);
 
+    memset(&a, 0, sizeof(a));
     if (getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
         return -1;
     }

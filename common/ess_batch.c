@@ -100,10 +100,13 @@ int ess_batch_add(struct ess_batch *b, void *item, long long seq, const char *re
     if (b == NULL || b->sealed || (rec == NULL && len > 0)) {
         return ESS_EINVAL;
     }
+    if (rec == NULL) {
+        rec = ""; /* an empty record */
+    }
     if (strip_header && b->n > 0) {
         skip = batch_csv_first_line(rec, len);
     }
-    newline = len - skip == 0 || rec[len - 1] != '\n';
+    newline = len == 0 || len - skip == 0 || rec[len - 1] != '\n';
     if (batch_reserve(b, len - skip + 1) != ESS_OK) {
         return ESS_ENOMEM;
     }
@@ -144,10 +147,13 @@ int ess_batch_replace(struct ess_batch *b, size_t i, const char *rec, size_t len
     if (b == NULL || b->sealed || i >= b->n || (rec == NULL && len > 0)) {
         return ESS_EINVAL;
     }
+    if (rec == NULL) {
+        rec = ""; /* an empty record */
+    }
     if (strip_header && i > 0) {
         skip = batch_csv_first_line(rec, len);
     }
-    newline = len - skip == 0 || rec[len - 1] != '\n';
+    newline = len == 0 || len - skip == 0 || rec[len - 1] != '\n';
     start = i > 0 ? b->ends[i - 1] : 0;
     old_len = b->ends[i] - start;
     new_len = len - skip + (size_t)newline;

@@ -627,7 +627,7 @@ static void bus_header_origin(const amqp_table_t *headers, char *dst, size_t siz
 
     for (i = 0; i < headers->num_entries; i++) {
         e = &headers->entries[i];
-        if (e->key.len != strlen("ess-origin") || memcmp(e->key.bytes, "ess-origin", e->key.len)) {
+        if (e->key.len != strlen("ess-origin") || memcmp(e->key.bytes, "ess-origin", e->key.len) != 0) {
             continue;
         }
         if (e->value.kind == AMQP_FIELD_KIND_UTF8 || e->value.kind == AMQP_FIELD_KIND_BYTES) {

@@ -633,9 +633,7 @@ static int check_topic(const char *s, char *why, size_t len)
         size_t wl = strcspn(w, ".");
         size_t i;
 
-        if (wl == 1 && (w[0] == '*' || w[0] == '#')) {
-            i = 1;
-        } else {
+        if (wl != 1 || (w[0] != '*' && w[0] != '#')) { /* else a wildcard word */
             for (i = 0; i < wl && is_word_char(w[i]); i++) {
             }
             ok = wl > 0 && i == wl;

@@ -260,6 +260,7 @@ static int src_parse(struct deploy_src *src)
     int rc;
 
     ess_diags_init(&diags);
+    /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): src->text and src->m are src_fini's */
     rc = ess_manifest_parse(src->text, src->len, src->name, &src->m, &diags);
     for (i = 0; i < diags.n; i++) {
         fprintf(stderr, "%s\n", ess_err_format(&diags.v[i], line, sizeof(line)));
@@ -655,7 +656,7 @@ static int find_push_bin(char *out, size_t len, int quiet)
 /* Stop replicas 2.. of a local deploy that still run; how many were stopped. */
 static int replicas_stop(const struct worker_files *first, const char *id)
 {
-    struct worker_files f;
+    struct worker_files f = {0};
     pid_t pid;
     int i, n = 0;
 
@@ -788,7 +789,7 @@ static int deploy_local_replicas(struct ess_store *s, const struct deploy_src *s
                                  const struct worker_files *first, const char *bin, int n,
                                  int wait_sec, const char *since)
 {
-    struct worker_files f;
+    struct worker_files f = {0};
     char instance[320];
     pid_t pid;
     int i, rc;
@@ -818,7 +819,7 @@ static int deploy_local_replicas(struct ess_store *s, const struct deploy_src *s
 static int deploy_local(const struct hms_opts *o, struct ess_store *s, const struct deploy_src *src,
                         int wait_sec, int replicas, struct local_run *run)
 {
-    struct worker_files f;
+    struct worker_files f = {0};
     char bin[PATH_MAX];
     char since[64];
     char count[16];
@@ -1189,7 +1190,7 @@ static int deploy_args_parse(int argc, char **argv, struct deploy_args *a)
     memset(a, 0, sizeof(*a));
     a->target = "local";
     a->wait_sec = DEPLOY_WAIT_SEC;
-    for (i = 0; i < argc; i++) {
+    for (i = 0; i < argc && argv[i] != NULL; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
 
         if (strcmp(argv[i], "--auto-rollback") == 0) {
@@ -1485,7 +1486,7 @@ static int diff_ops(const struct lines *a, const struct lines *b, char **ops, in
     int j;
     int k = 0;
 
-    *ops = malloc((size_t)(a->n + b->n + 1));
+    *ops = malloc((size_t)a->n + (size_t)b->n + 1);
     if (t == NULL || *ops == NULL) {
         free(t);
         return -1;
@@ -1693,7 +1694,7 @@ out:
 
 int hms_cmd_stop(int argc, char **argv, const struct hms_opts *o)
 {
-    struct worker_files f;
+    struct worker_files f = {0};
     pid_t pid;
 
     if (argc != 1 || !valid_id(argv[0])) {

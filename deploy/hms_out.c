@@ -46,7 +46,7 @@ void hms_out_rows(const struct hms_opts *o, json_t *rows, const char *const *col
         printf("\n");
         return;
     }
-    while (columns[ncol] != NULL && ncol < OUT_MAX_COLS) {
+    while (ncol < OUT_MAX_COLS && columns[ncol] != NULL) {
         upper[ncol] = columns[ncol];
         width[ncol] = strlen(columns[ncol]);
         ncol++;

