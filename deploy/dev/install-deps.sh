@@ -9,6 +9,7 @@ PKGS=(
   rabbitmq-server postgresql-15 postgresql-client-15
   python3 python3-pika python3-psycopg2 python3-requests python3-yaml
   docker-compose valgrind vsftpd openssl openssh-server clang
+  clang-format clang-tidy cppcheck
   nodejs npm chromium
 )
 missing=()
