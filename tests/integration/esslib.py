@@ -138,8 +138,14 @@ class Worker:
 
     def start(self):
         logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([self.binary, "--manifest", self.manifest],
-                                     stdout=logf, stderr=logf, env=self.env)
+        cmd = [self.binary, "--manifest", self.manifest]
+        if os.environ.get("ESS_TEST_VALGRIND"):
+            # ess-it-valgrind: memcheck under the real workload; any error or
+            # definite leak makes the worker exit 99 (tests check stop() == 0).
+            cmd = ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+                   "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite",
+                   "--log-file=" + os.path.join(self.dir, "valgrind.%p.log")] + cmd
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, env=self.env)
         logf.close()
         return self
 
