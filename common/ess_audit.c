@@ -272,7 +272,7 @@ static char *audit_attempt_text(long long seq, const char *event_id, const char 
 {
     size_t cap;
     char *out;
-    int len;
+    char *o;
 
     if (!audit_plain(event_id) || !audit_plain(key) || !audit_plain(error)) {
         return NULL;
@@ -280,23 +280,27 @@ static char *audit_attempt_text(long long seq, const char *event_id, const char 
     if (error != NULL && error[0] == '\0') {
         error = NULL;
     }
-    cap = 96 + (event_id != NULL ? strlen(event_id) : 0) + (key != NULL ? strlen(key) : 0) +
+    cap = 128 + (event_id != NULL ? strlen(event_id) : 0) + (key != NULL ? strlen(key) : 0) +
           (error != NULL ? strlen(error) : 0);
     out = malloc(cap);
     if (out == NULL) {
         return NULL;
     }
-    /* json_pack's "s?" writes a NULL value as null */
-    len = snprintf(out, cap, "{%s%s%s\"event_id\":%s%s%s,\"key\":%s%s%s,\"seq\":%lld,\"status\":%ld}",
-                   error != NULL ? "\"error\":\"" : "", error != NULL ? error : "",
-                   error != NULL ? "\"," : "", event_id != NULL ? "\"" : "null",
-                   event_id != NULL ? event_id : "", event_id != NULL ? "\"" : "",
-                   key != NULL ? "\"" : "null", key != NULL ? key : "", key != NULL ? "\"" : "",
-                   seq, status);
-    if (len < 0 || (size_t)len >= cap) {
-        free(out);
-        return NULL;
+    /* json_pack's "s?" writes a NULL value as null; no snprintf: this runs per attempt */
+    o = out;
+    if (error != NULL) {
+        o = stpcpy(stpcpy(stpcpy(o, "{\"error\":\""), error), "\",\"event_id\":");
+    } else {
+        o = stpcpy(o, "{\"event_id\":");
     }
+    o = event_id != NULL ? stpcpy(stpcpy(stpcpy(o, "\""), event_id), "\"") : stpcpy(o, "null");
+    o = stpcpy(o, ",\"key\":");
+    o = key != NULL ? stpcpy(stpcpy(stpcpy(o, "\""), key), "\"") : stpcpy(o, "null");
+    o = stpcpy(o, ",\"seq\":");
+    o += audit_dec(o, seq);
+    o = stpcpy(o, ",\"status\":");
+    o += audit_dec(o, (long long)status);
+    stpcpy(o, "}");
     return out;
 }
 
