@@ -304,34 +304,40 @@ static char *audit_attempt_text(long long seq, const char *event_id, const char 
     return out;
 }
 
-int ess_audit_attempt(struct ess_audit *a, long long seq, const char *event_id, const char *key,
-                      long status, const char *error)
+char *ess_audit_attempt_content(long long seq, const char *event_id, const char *key,
+                                long status, const char *error)
 {
-    struct timespec ts;
+    char *text = audit_attempt_text(seq, event_id, key, status, error);
     json_t *c;
-    char *text;
-    int rc;
 
-    if (a == NULL) {
-        return ESS_EINVAL;
-    }
-    text = audit_attempt_text(seq, event_id, key, status, error);
     if (text != NULL) {
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return audit_push(a, "attempt", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
-                          text);
+        return text;
     }
     c = json_pack("{s:I, s:s?, s:s?, s:I}", "seq", (json_int_t)seq, "event_id", event_id, "key",
                   key, "status", (json_int_t)status);
     if (c != NULL && error != NULL && error[0] != '\0') {
         json_object_set_new(c, "error", json_string(error));
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    rc = c != NULL ? ess_audit_add(a, "attempt",
-                                   (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, c)
-                   : ESS_ENOMEM;
+    text = c != NULL ? json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) : NULL;
     json_decref(c);
-    return rc;
+    return text;
+}
+
+int ess_audit_attempt(struct ess_audit *a, long long seq, const char *event_id, const char *key,
+                      long status, const char *error)
+{
+    struct timespec ts;
+    char *text;
+
+    if (a == NULL) {
+        return ESS_EINVAL;
+    }
+    text = ess_audit_attempt_content(seq, event_id, key, status, error);
+    if (text == NULL) {
+        return ESS_ENOMEM;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return audit_push(a, "attempt", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, text);
 }
 
 /* The chain's newest row from the store (n 0 and the zero hash when empty). */
