@@ -34,15 +34,98 @@ struct ess_audit {
     char head[ESS_AUDIT_HASH_HEX];
 };
 
-int ess_audit_hash(const char *prev_hex, long long n, const char *chain, const char *kind,
-                   long long at_ms, const char *content, char out[ESS_AUDIT_HASH_HEX])
+/* v in decimal into buf (at least AUDIT_NUM bytes), NUL-terminated; its length. */
+static size_t audit_dec(char *buf, long long v)
+{
+    char tmp[AUDIT_NUM];
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    size_t t = 0, o = 0;
+
+    do {
+        tmp[t++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        buf[o++] = '-';
+    }
+    while (t > 0) {
+        buf[o++] = tmp[--t];
+    }
+    buf[o] = '\0';
+    return o;
+}
+
+/* "\n<v>\n" into buf (at least AUDIT_NUM + 3 bytes), its length: snprintf per number
+ * was most of the hash's cost on the push hot path. */
+static size_t audit_num_line(char *buf, long long v)
+{
+    size_t o;
+
+    buf[0] = '\n';
+    o = 1 + audit_dec(buf + 1, v);
+    buf[o++] = '\n';
+    buf[o] = '\0';
+    return o;
+}
+
+/* The hash with a context and digest the caller keeps: a flush hashes a whole chunk
+ * with one of each (fetching SHA-256 per row cost more than hashing the row). The text
+ * before the content goes in one update when it fits a small buffer. */
+static int audit_hash_with(EVP_MD_CTX *ctx, const EVP_MD *sha, const char *prev_hex, long long n,
+                           const char *chain, const char *kind, long long at_ms,
+                           const char *content, char out[ESS_AUDIT_HASH_HEX])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     char nums[2 * AUDIT_NUM + 8];
-    EVP_MD_CTX *ctx;
+    char head[512];
+    size_t lp, lc, lk, o = 0;
     unsigned int i;
     int ok;
+
+    if (prev_hex == NULL || chain == NULL || kind == NULL || content == NULL) {
+        return ESS_EINVAL;
+    }
+    lp = strlen(prev_hex);
+    lc = strlen(chain);
+    lk = strlen(kind);
+    ok = EVP_DigestInit_ex(ctx, sha, NULL) == 1;
+    if (lp + lc + lk + 2 * (AUDIT_NUM + 3) + 1 <= sizeof(head)) {
+        memcpy(head, prev_hex, lp);
+        o = lp;
+        o += audit_num_line(head + o, n);
+        memcpy(head + o, chain, lc);
+        o += lc;
+        head[o++] = '\n';
+        memcpy(head + o, kind, lk);
+        o += lk;
+        o += audit_num_line(head + o, at_ms);
+        ok = ok && EVP_DigestUpdate(ctx, head, o) == 1;
+    } else {
+        ok = ok && EVP_DigestUpdate(ctx, prev_hex, lp) == 1 &&
+             EVP_DigestUpdate(ctx, nums, audit_num_line(nums, n)) == 1 &&
+             EVP_DigestUpdate(ctx, chain, lc) == 1 && EVP_DigestUpdate(ctx, "\n", 1) == 1 &&
+             EVP_DigestUpdate(ctx, kind, lk) == 1 &&
+             EVP_DigestUpdate(ctx, nums, audit_num_line(nums, at_ms)) == 1;
+    }
+    ok = ok && EVP_DigestUpdate(ctx, content, strlen(content)) == 1 &&
+         EVP_DigestFinal_ex(ctx, md, &mdlen) == 1;
+    if (!ok) {
+        return ESS_ENOMEM;
+    }
+    for (i = 0; i < mdlen && i < 32; i++) {
+        out[2 * i] = "0123456789abcdef"[md[i] >> 4];
+        out[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+    }
+    out[2 * i] = '\0';
+    return ESS_OK;
+}
+
+int ess_audit_hash(const char *prev_hex, long long n, const char *chain, const char *kind,
+                   long long at_ms, const char *content, char out[ESS_AUDIT_HASH_HEX])
+{
+    EVP_MD_CTX *ctx;
+    int rc;
 
     if (prev_hex == NULL || chain == NULL || kind == NULL || content == NULL) {
         return ESS_EINVAL;
@@ -51,24 +134,9 @@ int ess_audit_hash(const char *prev_hex, long long n, const char *chain, const c
     if (ctx == NULL) {
         return ESS_ENOMEM;
     }
-    ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-         EVP_DigestUpdate(ctx, prev_hex, strlen(prev_hex)) == 1;
-    snprintf(nums, sizeof(nums), "\n%lld\n", n);
-    ok = ok && EVP_DigestUpdate(ctx, nums, strlen(nums)) == 1 &&
-         EVP_DigestUpdate(ctx, chain, strlen(chain)) == 1 && EVP_DigestUpdate(ctx, "\n", 1) == 1 &&
-         EVP_DigestUpdate(ctx, kind, strlen(kind)) == 1;
-    snprintf(nums, sizeof(nums), "\n%lld\n", at_ms);
-    ok = ok && EVP_DigestUpdate(ctx, nums, strlen(nums)) == 1 &&
-         EVP_DigestUpdate(ctx, content, strlen(content)) == 1 &&
-         EVP_DigestFinal_ex(ctx, md, &mdlen) == 1;
+    rc = audit_hash_with(ctx, EVP_sha256(), prev_hex, n, chain, kind, at_ms, content, out);
     EVP_MD_CTX_free(ctx);
-    if (!ok) {
-        return ESS_ENOMEM;
-    }
-    for (i = 0; i < mdlen && i < 32; i++) {
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    }
-    return ESS_OK;
+    return rc;
 }
 
 /* ---------------------------------------------------------- appending -- */
@@ -140,6 +208,26 @@ static int audit_room(struct ess_audit *a)
     return ESS_OK;
 }
 
+/* Queue a record whose content text is already rendered (taken over, freed on failure). */
+static int audit_push(struct ess_audit *a, const char *kind, long long at_ms, char *content)
+{
+    struct audit_rec r = {NULL, at_ms, content};
+
+    if (audit_room(a) != ESS_OK) {
+        free(content);
+        a->lost++;
+        return ESS_ENOMEM;
+    }
+    r.kind = strdup(kind);
+    if (r.kind == NULL || r.content == NULL) {
+        rec_fini(&r);
+        a->lost++;
+        return ESS_ENOMEM;
+    }
+    a->q[a->n++] = r;
+    return ESS_OK;
+}
+
 int ess_audit_add(struct ess_audit *a, const char *kind, long long at_ms, json_t *content)
 {
     struct audit_rec r = {NULL, at_ms, NULL};
@@ -162,24 +250,94 @@ int ess_audit_add(struct ess_audit *a, const char *kind, long long at_ms, json_t
     return ESS_OK;
 }
 
-int ess_audit_attempt(struct ess_audit *a, long long seq, const char *event_id, const char *key,
-                      long status, const char *error)
+/* Printable ASCII without '"' or '\\': json_dumps writes it unescaped. */
+static int audit_plain(const char *v)
 {
-    struct timespec ts;
-    json_t *c;
-    int rc;
+    if (v == NULL) {
+        return 1;
+    }
+    for (; *v != '\0'; v++) {
+        if ((unsigned char)*v < 0x20 || (unsigned char)*v > 0x7e || *v == '"' || *v == '\\') {
+            return 0;
+        }
+    }
+    return 1;
+}
 
+/* The attempt record's content exactly as json_dumps(JSON_COMPACT | JSON_SORT_KEYS |
+ * JSON_ENSURE_ASCII) writes it, without building and sorting a jansson object per
+ * attempt; NULL when a value needs escaping (the caller then goes through jansson). */
+static char *audit_attempt_text(long long seq, const char *event_id, const char *key,
+                                long status, const char *error)
+{
+    size_t cap;
+    char *out;
+    char *o;
+
+    if (!audit_plain(event_id) || !audit_plain(key) || !audit_plain(error)) {
+        return NULL;
+    }
+    if (error != NULL && error[0] == '\0') {
+        error = NULL;
+    }
+    cap = 128 + (event_id != NULL ? strlen(event_id) : 0) + (key != NULL ? strlen(key) : 0) +
+          (error != NULL ? strlen(error) : 0);
+    out = malloc(cap);
+    if (out == NULL) {
+        return NULL;
+    }
+    /* json_pack's "s?" writes a NULL value as null; no snprintf: this runs per attempt */
+    o = out;
+    if (error != NULL) {
+        o = stpcpy(stpcpy(stpcpy(o, "{\"error\":\""), error), "\",\"event_id\":");
+    } else {
+        o = stpcpy(o, "{\"event_id\":");
+    }
+    o = event_id != NULL ? stpcpy(stpcpy(stpcpy(o, "\""), event_id), "\"") : stpcpy(o, "null");
+    o = stpcpy(o, ",\"key\":");
+    o = key != NULL ? stpcpy(stpcpy(stpcpy(o, "\""), key), "\"") : stpcpy(o, "null");
+    o = stpcpy(o, ",\"seq\":");
+    o += audit_dec(o, seq);
+    o = stpcpy(o, ",\"status\":");
+    o += audit_dec(o, (long long)status);
+    stpcpy(o, "}");
+    return out;
+}
+
+char *ess_audit_attempt_content(long long seq, const char *event_id, const char *key,
+                                long status, const char *error)
+{
+    char *text = audit_attempt_text(seq, event_id, key, status, error);
+    json_t *c;
+
+    if (text != NULL) {
+        return text;
+    }
     c = json_pack("{s:I, s:s?, s:s?, s:I}", "seq", (json_int_t)seq, "event_id", event_id, "key",
                   key, "status", (json_int_t)status);
     if (c != NULL && error != NULL && error[0] != '\0') {
         json_object_set_new(c, "error", json_string(error));
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    rc = c != NULL ? ess_audit_add(a, "attempt",
-                                   (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, c)
-                   : ESS_ENOMEM;
+    text = c != NULL ? json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) : NULL;
     json_decref(c);
-    return rc;
+    return text;
+}
+
+int ess_audit_attempt(struct ess_audit *a, long long seq, const char *event_id, const char *key,
+                      long status, const char *error)
+{
+    struct timespec ts;
+    char *text;
+
+    if (a == NULL) {
+        return ESS_EINVAL;
+    }
+    text = ess_audit_attempt_content(seq, event_id, key, status, error);
+    if (text == NULL) {
+        return ESS_ENOMEM;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return audit_push(a, "attempt", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, text);
 }
 
 /* The chain's newest row from the store (n 0 and the zero hash when empty). */
@@ -241,10 +399,17 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, stru
     const char **vals = calloc(1 + k * (AUDIT_COLS - 1), sizeof(*vals));
     char (*nums)[AUDIT_NUM] = calloc(2 * k, sizeof(*nums));
     char (*hashes)[ESS_AUDIT_HASH_HEX] = calloc(k + 1, sizeof(*hashes));
-    size_t i, off, p;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_MD *fetched = NULL;
+    const EVP_MD *sha;
+    size_t i, off, p, j;
     int rc = ESS_OK;
 
-    if (sql == NULL || vals == NULL || nums == NULL || hashes == NULL) {
+#if OPENSSL_VERSION_MAJOR >= 3
+    fetched = EVP_MD_fetch(NULL, "SHA256", NULL); /* once per chunk, not per row */
+#endif
+    sha = fetched != NULL ? fetched : EVP_sha256();
+    if (sql == NULL || vals == NULL || nums == NULL || hashes == NULL || ctx == NULL) {
         rc = ess_err_set(err, ESS_ENOMEM, "audit: out of memory");
         goto done;
     }
@@ -254,19 +419,33 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, stru
     memcpy(hashes[0], a->head, sizeof(hashes[0]));
     for (i = 0; i < k && rc == ESS_OK; i++) {
         p = 1 + i * (AUDIT_COLS - 1);
-        snprintf(nums[2 * i], AUDIT_NUM, "%lld", a->head_n + 1 + (long long)i);
-        snprintf(nums[2 * i + 1], AUDIT_NUM, "%lld", a->q[i].at_ms);
-        rc = ess_audit_hash(hashes[i], a->head_n + 1 + (long long)i, a->chain, a->q[i].kind,
-                            a->q[i].at_ms, a->q[i].content, hashes[i + 1]);
+        audit_dec(nums[2 * i], a->head_n + 1 + (long long)i);
+        audit_dec(nums[2 * i + 1], a->q[i].at_ms);
+        rc = audit_hash_with(ctx, sha, hashes[i], a->head_n + 1 + (long long)i, a->chain,
+                             a->q[i].kind, a->q[i].at_ms, a->q[i].content, hashes[i + 1]);
         vals[p] = nums[2 * i];
         vals[p + 1] = a->q[i].kind;
         vals[p + 2] = nums[2 * i + 1];
         vals[p + 3] = a->q[i].content;
         vals[p + 4] = hashes[i];
         vals[p + 5] = hashes[i + 1];
-        off += (size_t)snprintf(sql + off, cap - off,
-                                "%s($1,$%zu::bigint,$%zu,$%zu::bigint,$%zu,$%zu,$%zu)",
-                                i > 0 ? "," : "", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6);
+        /* "($1,$a::bigint,$b,$c::bigint,$d,$e,$f)", written without snprintf per row */
+        for (j = 0; j < 7 && off + AUDIT_NUM + 16 < cap; j++) {
+            static const char *const pre[7] = {"($1", ",$", ",$", ",$", ",$", ",$", ",$"};
+            static const char *const post[7] = {"", "::bigint", "", "::bigint", "", "", ")"};
+
+            if (j == 0 && i > 0) {
+                sql[off++] = ',';
+            }
+            off += (size_t)(stpcpy(sql + off, pre[j]) - (sql + off));
+            if (j > 0) {
+                off += audit_dec(sql + off, (long long)(p + j));
+            }
+            off += (size_t)(stpcpy(sql + off, post[j]) - (sql + off));
+        }
+        if (j < 7) {
+            off = cap; /* reported below */
+        }
     }
     if (rc == ESS_OK && off >= cap) {
         rc = ess_err_set(err, ESS_EINVAL, "audit: statement longer than %zu", cap);
@@ -279,6 +458,10 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, stru
         memcpy(a->head, hashes[k], sizeof(a->head));
     }
 done:
+    EVP_MD_CTX_free(ctx);
+#if OPENSSL_VERSION_MAJOR >= 3
+    EVP_MD_free(fetched);
+#endif
     free(sql);
     free(vals);
     free(nums);

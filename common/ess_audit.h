@@ -71,6 +71,13 @@ void ess_audit_free(struct ess_audit *a);
  * (borrowed; serialized now). ESS_ENOMEM or ESS_EINVAL; never blocks. */
 int ess_audit_add(struct ess_audit *a, const char *kind, long long at_ms, json_t *content);
 
+/* An attempt row's content, as ess_audit_add would serialize
+ * {seq, event_id, key, status[, error]} (null for a NULL event_id or key; no error
+ * when NULL or empty), built without jansson when no value needs escaping.
+ * Caller frees; NULL when out of memory. */
+char *ess_audit_attempt_content(long long seq, const char *event_id, const char *key,
+                                long status, const char *error);
+
 /* Queue one delivery attempt (kind "attempt"): the journal seq, event id
  * (= the Idempotency-Key sent), key, HTTP status (0: none) and, when it
  * failed, the error line. at_ms is the wall clock now. */

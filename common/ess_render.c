@@ -797,6 +797,23 @@ static void render_header_safe(char *dst, size_t len, const char *src)
     dst[o] = '\0';
 }
 
+/* a, b, c, d and e (from the first NULL: none) one after the other in line, cut like
+ * snprintf: per-event header lines without a format string to interpret. */
+static void render_line(char *line, size_t size, const char *a, const char *b, const char *c,
+                        const char *d, const char *e)
+{
+    const char *parts[5] = {a, b, c, d, e};
+    size_t o = 0, n, i;
+
+    for (i = 0; i < 5 && parts[i] != NULL; i++) {
+        n = strlen(parts[i]);
+        n = n < size - 1 - o ? n : size - 1 - o;
+        memcpy(line + o, parts[i], n);
+        o += n;
+    }
+    line[o] = '\0';
+}
+
 int ess_render_request_headers(const struct ess_manifest *m, const char *event_id,
                                const char *content_type, const char *body, size_t len,
                                long long now_s, struct curl_slist **h, struct ess_err *err)
@@ -806,14 +823,15 @@ int ess_render_request_headers(const struct ess_manifest *m, const char *event_i
     struct curl_slist *grown;
 
     render_header_safe(id, sizeof(id), event_id);
-    snprintf(line, sizeof(line), "Content-Type: %s", content_type);
+    render_line(line, sizeof(line), "Content-Type: ", content_type != NULL ? content_type : "",
+                NULL, NULL, NULL);
     grown = curl_slist_append(*h, line);
     /* IETF draft: the value is a Structured Field string, hence the quotes. */
-    snprintf(line, sizeof(line), "Idempotency-Key: \"%s:%s\"", m->id, id);
+    render_line(line, sizeof(line), "Idempotency-Key: \"", m->id, ":", id, "\"");
     grown = grown != NULL ? curl_slist_append(grown, line) : NULL;
-    snprintf(line, sizeof(line), "X-ESS-Connector: %s", m->id);
+    render_line(line, sizeof(line), "X-ESS-Connector: ", m->id, NULL, NULL, NULL);
     grown = grown != NULL ? curl_slist_append(grown, line) : NULL;
-    snprintf(line, sizeof(line), "X-ESS-Event-Id: %s", id);
+    render_line(line, sizeof(line), "X-ESS-Event-Id: ", id, NULL, NULL, NULL);
     grown = grown != NULL ? curl_slist_append(grown, line) : NULL;
     if (grown == NULL) {
         return ess_err_set(err, ESS_ENOMEM, "out of memory building request headers");

@@ -43,23 +43,31 @@ static int cmp_long(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* nearest-rank: the smallest sample with at least pct% at or below it */
+static long lag_rank(const long *sorted, size_t n, int pct)
+{
+    size_t idx = (n * (size_t)pct + 99) / 100;
+
+    idx = idx == 0 ? 0 : idx - 1;
+    return sorted[idx < n ? idx : n - 1];
+}
+
+/* The samples sorted into out (ESS_STATS_LAG_N long); how many. */
+static size_t lag_sorted(const struct ess_stats *s, long *out)
+{
+    memcpy(out, s->lag, s->lag_n * sizeof(out[0]));
+    qsort(out, s->lag_n, sizeof(out[0]), cmp_long);
+    return s->lag_n;
+}
+
 long ess_stats_lag_pct(const struct ess_stats *s, int pct)
 {
     long sorted[ESS_STATS_LAG_N];
-    size_t idx;
 
     if (s->lag_n == 0) {
         return 0;
     }
-    memcpy(sorted, s->lag, s->lag_n * sizeof(sorted[0]));
-    qsort(sorted, s->lag_n, sizeof(sorted[0]), cmp_long);
-    /* nearest-rank: the smallest sample with at least pct% at or below it */
-    idx = (s->lag_n * (size_t)pct + 99) / 100;
-    idx = idx == 0 ? 0 : idx - 1;
-    if (idx >= s->lag_n) {
-        idx = s->lag_n - 1;
-    }
-    return sorted[idx];
+    return lag_rank(sorted, lag_sorted(s, sorted), pct);
 }
 
 static void iso_time(long long ts_ms, char *buf, size_t len)
@@ -81,11 +89,19 @@ char *ess_stats_heartbeat_json(const struct ess_stats *s, const struct ess_heart
 char *ess_stats_heartbeat_json_with(const struct ess_stats *s, const struct ess_heartbeat *hb,
                                     json_t *extra)
 {
+    long sorted[ESS_STATS_LAG_N];
+    long p50 = 0, p99 = 0;
+    size_t n;
     char ts[40];
     json_t *o;
     char *text;
 
     iso_time(hb->ts_ms, ts, sizeof(ts));
+    if (s->lag_n > 0) { /* one sort for both percentiles */
+        n = lag_sorted(s, sorted);
+        p50 = lag_rank(sorted, n, 50);
+        p99 = lag_rank(sorted, n, 99);
+    }
     o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I,"
                   " s:I, s:I, s:s}",
                   "connector", hb->connector, "instance", hb->instance, "host", hb->host,
@@ -94,8 +110,7 @@ char *ess_stats_heartbeat_json_with(const struct ess_stats *s, const struct ess_
                   (json_int_t)s->consumed, "delivered", (json_int_t)s->delivered, "failed",
                   (json_int_t)s->failed, "retried", (json_int_t)s->retried, "parked",
                   (json_int_t)s->parked, "backlog", (json_int_t)hb->backlog, "lag_ms_p50",
-                  (json_int_t)ess_stats_lag_pct(s, 50), "lag_ms_p99",
-                  (json_int_t)ess_stats_lag_pct(s, 99), "last_error",
+                  (json_int_t)p50, "lag_ms_p99", (json_int_t)p99, "last_error",
                   hb->last_error != NULL ? hb->last_error : "");
     if (o == NULL) {
         return NULL;

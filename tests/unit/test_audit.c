@@ -185,6 +185,39 @@ static void test_queue_bounded(void **state)
     ess_audit_free(a);
 }
 
+/* The attempt content built by hand must be the bytes json_dumps writes. */
+static void attempt_same(long long seq, const char *event_id, const char *key, long status,
+                         const char *error)
+{
+    json_t *c = json_pack("{s:I, s:s?, s:s?, s:I}", "seq", (json_int_t)seq, "event_id",
+                          event_id, "key", key, "status", (json_int_t)status);
+    char *want;
+    char *got;
+
+    assert_non_null(c);
+    if (error != NULL && error[0] != '\0') {
+        json_object_set_new(c, "error", json_string(error));
+    }
+    want = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    got = ess_audit_attempt_content(seq, event_id, key, status, error);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(want);
+    free(got);
+    json_decref(c);
+}
+
+static void test_attempt_content(void **state)
+{
+    (void)state;
+    attempt_same(1, "ev-1", "P-7", 200, NULL);
+    attempt_same(-5, NULL, "P/7 ~", -1, "");
+    attempt_same(9223372036854775807LL, "a", NULL, 503, "HTTP 503: slow down");
+    attempt_same(-9223372036854775807LL - 1, NULL, NULL, 0, "timeout");
+    attempt_same(3, "q\"x", "back\\slash", 200, NULL); /* escaped: through jansson */
+    attempt_same(3, "caf\xc3\xa9", "k", 200, "line\nbreak\x7f");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +226,7 @@ int main(void)
         cmocka_unit_test(test_tampering_table),
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_queue_bounded),
+        cmocka_unit_test(test_attempt_content),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
