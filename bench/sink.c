@@ -45,9 +45,9 @@
 
 #include <arpa/inet.h>
 
-#define SINK_HEAD_MAX (16 * 1024)          /* request line + headers */
+#define SINK_HEAD_MAX (16 * 1024) /* request line + headers */
 #define SINK_REQ_MAX (1024 * 1024 + SINK_HEAD_MAX)
-#define SINK_OUT_MAX (256 * 1024)          /* stop reading above this */
+#define SINK_OUT_MAX (256 * 1024) /* stop reading above this */
 #define SINK_READ_CHUNK (64 * 1024)
 #define SINK_MAX_CONNS 4096
 #define SINK_MAX_SAMPLES (20 * 1000 * 1000) /* 160 MB worst case */
@@ -57,14 +57,15 @@ static const char RESP_OK[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 static const char RESP_DOWN[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n"
                                 "Retry-After: 1\r\n\r\ndown";
 static const char RESP_CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
-static const char RESP_BAD_MODE[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 10\r\n\r\ndown or up";
+static const char RESP_BAD_MODE[] =
+    "HTTP/1.1 400 Bad Request\r\nContent-Length: 10\r\n\r\ndown or up";
 
 struct conn {
     int fd;
-    char *in;        /* received, not yet consumed */
+    char *in; /* received, not yet consumed */
     size_t in_len;
     size_t in_cap;
-    char *out;       /* responses not yet written */
+    char *out; /* responses not yet written */
     size_t out_len;
     size_t out_off;
     size_t out_cap;
@@ -95,8 +96,8 @@ struct request {
     size_t body_len;
     int is_post;
     int http10;
-    int keep_alive;  /* explicit Connection: keep-alive (HTTP/1.0) */
-    int close;       /* Connection: close */
+    int keep_alive; /* explicit Connection: keep-alive (HTTP/1.0) */
+    int close;      /* Connection: close */
     int expect_100;
     int chunked;
     char path[256];
@@ -480,8 +481,11 @@ static int conn_process(struct sink *s, struct conn *c)
             break;
         }
         if (rc != 1) {
-            reply_error(c, rc, rc == 400 ? "Bad Request" : rc == 413 ? "Content Too Large" :
-                               rc == 431 ? "Request Header Fields Too Large" : "Not Implemented");
+            reply_error(c, rc,
+                        rc == 400   ? "Bad Request"
+                        : rc == 413 ? "Content Too Large"
+                        : rc == 431 ? "Request Header Fields Too Large"
+                                    : "Not Implemented");
             used = c->in_len;
             break;
         }
@@ -784,8 +788,9 @@ int main(int argc, char **argv)
     if (s.latency_file != NULL && write_samples(&s) != 0) {
         rc = 74;
     }
-    fprintf(stderr, "ess-bench-sink: exiting; %" PRIu64 " POSTs answered 200, %" PRIu64
-                    " answered 503, %zu latency samples\n",
+    fprintf(stderr,
+            "ess-bench-sink: exiting; %" PRIu64 " POSTs answered 200, %" PRIu64
+            " answered 503, %zu latency samples\n",
             s.count, s.rejected, s.n_samples);
     free(s.samples);
     return rc;

@@ -267,8 +267,8 @@ static int audit_plain(const char *v)
 /* The attempt record's content exactly as json_dumps(JSON_COMPACT | JSON_SORT_KEYS |
  * JSON_ENSURE_ASCII) writes it, without building and sorting a jansson object per
  * attempt; NULL when a value needs escaping (the caller then goes through jansson). */
-static char *audit_attempt_text(long long seq, const char *event_id, const char *key,
-                                long status, const char *error)
+static char *audit_attempt_text(long long seq, const char *event_id, const char *key, long status,
+                                const char *error)
 {
     size_t cap;
     char *out;
@@ -304,8 +304,8 @@ static char *audit_attempt_text(long long seq, const char *event_id, const char 
     return out;
 }
 
-char *ess_audit_attempt_content(long long seq, const char *event_id, const char *key,
-                                long status, const char *error)
+char *ess_audit_attempt_content(long long seq, const char *event_id, const char *key, long status,
+                                const char *error)
 {
     char *text = audit_attempt_text(seq, event_id, key, status, error);
     json_t *c;
@@ -350,8 +350,9 @@ static int audit_read_head(struct ess_audit *a, struct ess_store *s, struct ess_
     const char *h;
     int rc;
 
-    rc = ess_store_query_json(s, "SELECT n, hash FROM ess_audit WHERE chain = $1"
-                                 " ORDER BY n DESC LIMIT 1",
+    rc = ess_store_query_json(s,
+                              "SELECT n, hash FROM ess_audit WHERE chain = $1"
+                              " ORDER BY n DESC LIMIT 1",
                               1, params, &rows, err);
     if (rc != ESS_OK) {
         return rc;
@@ -397,8 +398,8 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, stru
     size_t cap = 128 + k * 64;
     char *sql = malloc(cap);
     const char **vals = calloc(1 + k * (AUDIT_COLS - 1), sizeof(*vals));
-    char (*nums)[AUDIT_NUM] = calloc(2 * k, sizeof(*nums));
-    char (*hashes)[ESS_AUDIT_HASH_HEX] = calloc(k + 1, sizeof(*hashes));
+    char(*nums)[AUDIT_NUM] = calloc(2 * k, sizeof(*nums));
+    char(*hashes)[ESS_AUDIT_HASH_HEX] = calloc(k + 1, sizeof(*hashes));
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     EVP_MD *fetched = NULL;
     const EVP_MD *sha;
@@ -413,8 +414,9 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, stru
         rc = ess_err_set(err, ESS_ENOMEM, "audit: out of memory");
         goto done;
     }
-    off = (size_t)snprintf(sql, cap, "INSERT INTO ess_audit (chain, n, kind, at_ms, content,"
-                                     " prev_hash, hash) VALUES ");
+    off = (size_t)snprintf(sql, cap,
+                           "INSERT INTO ess_audit (chain, n, kind, at_ms, content,"
+                           " prev_hash, hash) VALUES ");
     vals[0] = a->chain;
     memcpy(hashes[0], a->head, sizeof(hashes[0]));
     for (i = 0; i < k && rc == ESS_OK; i++) {
@@ -439,7 +441,7 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, stru
             }
             off += (size_t)(stpcpy(sql + off, pre[j]) - (sql + off));
             if (j > 0) {
-                off += audit_dec(sql + off, (long long)(p + j));
+                off += audit_dec(sql + off, (long long)p + (long long)j);
             }
             off += (size_t)(stpcpy(sql + off, post[j]) - (sql + off));
         }
@@ -544,8 +546,10 @@ int ess_audit_walk_step(struct ess_audit_walk *w, const char *chain,
                        row->content != NULL ? row->content : "", h) != ESS_OK ||
         row->hash == NULL || strcmp(h, row->hash) != 0) {
         w->bad_n = row->n;
-        return ess_err_set(err, ESS_EPARSE, "audit %s: row %lld altered (its content does not "
-                           "match its hash)", chain, row->n);
+        return ess_err_set(err, ESS_EPARSE,
+                           "audit %s: row %lld altered (its content does not "
+                           "match its hash)",
+                           chain, row->n);
     }
     memcpy(w->head, h, sizeof(w->head));
     w->next_n++;
@@ -573,9 +577,10 @@ static int audit_walk_page(struct ess_audit_walk *w, const char *chain, json_t *
     size_t i;
     int rc = ESS_OK;
 
-    json_array_foreach(rows, i, row) {
-        r = (struct ess_audit_row){col_ll(row, "n"),         col_s(row, "kind"),
-                                   col_ll(row, "at_ms"),     col_s(row, "content"),
+    json_array_foreach(rows, i, row)
+    {
+        r = (struct ess_audit_row){col_ll(row, "n"),        col_s(row, "kind"),
+                                   col_ll(row, "at_ms"),    col_s(row, "content"),
                                    col_s(row, "prev_hash"), col_s(row, "hash")};
         *last = r.n;
         rc = ess_audit_walk_step(w, chain, &r, err);
@@ -586,8 +591,7 @@ static int audit_walk_page(struct ess_audit_walk *w, const char *chain, json_t *
     return rc;
 }
 
-int ess_audit_verify(struct ess_store *s, const char *chain, long long *rows,
-                     struct ess_err *err)
+int ess_audit_verify(struct ess_store *s, const char *chain, long long *rows, struct ess_err *err)
 {
     struct ess_audit_walk w;
     char after[AUDIT_NUM];
@@ -601,9 +605,10 @@ int ess_audit_verify(struct ess_store *s, const char *chain, long long *rows,
     ess_audit_walk_init(&w);
     do {
         snprintf(after, sizeof(after), "%lld", last);
-        rc = ess_store_query_json(s, "SELECT n, kind, at_ms, content, prev_hash, hash"
-                                     " FROM ess_audit WHERE chain = $1 AND n > $2::bigint"
-                                     " ORDER BY n LIMIT 5000",
+        rc = ess_store_query_json(s,
+                                  "SELECT n, kind, at_ms, content, prev_hash, hash"
+                                  " FROM ess_audit WHERE chain = $1 AND n > $2::bigint"
+                                  " ORDER BY n LIMIT 5000",
                                   2, params, &page, err);
         got = json_array_size(page);
         if (rc == ESS_OK) {

@@ -37,21 +37,21 @@
 #define ESS_AUDIT_QUEUE_MAX 100000
 
 /* Migration 7 (ess_store.c's table): the table and its append-only triggers. */
-#define ESS_AUDIT_MIGRATION_SQL                                                              \
-    "CREATE TABLE ess_audit ("                                                               \
-    "  chain text NOT NULL,"                                                                 \
-    "  n bigint NOT NULL,"                                                                   \
-    "  kind text NOT NULL,"                                                                  \
-    "  at_ms bigint NOT NULL,"                                                               \
-    "  content text NOT NULL,"                                                               \
-    "  prev_hash text NOT NULL,"                                                             \
-    "  hash text NOT NULL,"                                                                  \
-    "  PRIMARY KEY (chain, n));"                                                             \
-    "CREATE FUNCTION ess_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS"            \
-    " $f$ BEGIN RAISE EXCEPTION 'ess_audit is append-only (% refused)', TG_OP; END $f$;"    \
-    "CREATE TRIGGER ess_audit_no_change BEFORE UPDATE OR DELETE ON ess_audit"                \
-    "  FOR EACH ROW EXECUTE FUNCTION ess_audit_append_only();"                               \
-    "CREATE TRIGGER ess_audit_no_truncate BEFORE TRUNCATE ON ess_audit"                      \
+#define ESS_AUDIT_MIGRATION_SQL                                                          \
+    "CREATE TABLE ess_audit ("                                                           \
+    "  chain text NOT NULL,"                                                             \
+    "  n bigint NOT NULL,"                                                               \
+    "  kind text NOT NULL,"                                                              \
+    "  at_ms bigint NOT NULL,"                                                           \
+    "  content text NOT NULL,"                                                           \
+    "  prev_hash text NOT NULL,"                                                         \
+    "  hash text NOT NULL,"                                                              \
+    "  PRIMARY KEY (chain, n));"                                                         \
+    "CREATE FUNCTION ess_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS"        \
+    " $f$ BEGIN RAISE EXCEPTION 'ess_audit is append-only (% refused)', TG_OP; END $f$;" \
+    "CREATE TRIGGER ess_audit_no_change BEFORE UPDATE OR DELETE ON ess_audit"            \
+    "  FOR EACH ROW EXECUTE FUNCTION ess_audit_append_only();"                           \
+    "CREATE TRIGGER ess_audit_no_truncate BEFORE TRUNCATE ON ess_audit"                  \
     "  FOR EACH STATEMENT EXECUTE FUNCTION ess_audit_append_only();"
 
 /* The hash of one row (see DESIGN) as lowercase hex into out. prev_hex must
@@ -75,8 +75,8 @@ int ess_audit_add(struct ess_audit *a, const char *kind, long long at_ms, json_t
  * {seq, event_id, key, status[, error]} (null for a NULL event_id or key; no error
  * when NULL or empty), built without jansson when no value needs escaping.
  * Caller frees; NULL when out of memory. */
-char *ess_audit_attempt_content(long long seq, const char *event_id, const char *key,
-                                long status, const char *error);
+char *ess_audit_attempt_content(long long seq, const char *event_id, const char *key, long status,
+                                const char *error);
 
 /* Queue one delivery attempt (kind "attempt"): the journal seq, event id
  * (= the Idempotency-Key sent), key, HTTP status (0: none) and, when it
@@ -117,7 +117,6 @@ int ess_audit_walk_step(struct ess_audit_walk *w, const char *chain,
 
 /* Read chain from the store in pages and walk it; *rows gets how many were
  * read. ESS_OK with an intact chain, ESS_EPARSE naming the first bad row. */
-int ess_audit_verify(struct ess_store *s, const char *chain, long long *rows,
-                     struct ess_err *err);
+int ess_audit_verify(struct ess_store *s, const char *chain, long long *rows, struct ess_err *err);
 
 #endif

@@ -137,8 +137,7 @@ long ess_batch_find(const struct ess_batch *b, const void *item)
     return -1;
 }
 
-int ess_batch_replace(struct ess_batch *b, size_t i, const char *rec, size_t len,
-                      int strip_header)
+int ess_batch_replace(struct ess_batch *b, size_t i, const char *rec, size_t len, int strip_header)
 {
     size_t skip = 0;
     size_t start, old_len, new_len, j;

@@ -47,8 +47,7 @@ long ess_batch_find(const struct ess_batch *b, const void *item);
 /* Replace record i's line (a later change of the same key, merged) in an open
  * batch; the record keeps its place in the file. strip_header as for add.
  * ESS_EINVAL when sealed or i is out of range, ESS_ENOMEM (unchanged). */
-int ess_batch_replace(struct ess_batch *b, size_t i, const char *rec, size_t len,
-                      int strip_header);
+int ess_batch_replace(struct ess_batch *b, size_t i, const char *rec, size_t len, int strip_header);
 
 size_t ess_batch_count(const struct ess_batch *b);
 

@@ -16,9 +16,9 @@ enum ess_breaker_state { ESS_BREAKER_CLOSED = 0, ESS_BREAKER_OPEN };
 
 struct ess_breaker {
     enum ess_breaker_state state;
-    int failures;        /* consecutive retryable failures */
+    int failures; /* consecutive retryable failures */
     int threshold;
-    long probe_ms;       /* current probe interval */
+    long probe_ms; /* current probe interval */
     long probe_min_ms;
     long probe_max_ms;
     long next_probe_at;  /* when OPEN: earliest time for the next probe */

@@ -166,14 +166,17 @@ static amqp_socket_t *bus_tls_socket(struct ess_bus *b, struct ess_err *err)
     }
     if ((ca == NULL || ca[0] == '\0') &&
         SSL_CTX_set_default_verify_paths(amqp_ssl_socket_get_context(sock)) != 1) {
-        ess_err_set(err, ESS_ECONFIG, "amqps: the system trust store cannot be loaded; set "
-                                      "ESS_AMQP_CA_FILE");
+        ess_err_set(err, ESS_ECONFIG,
+                    "amqps: the system trust store cannot be loaded; set "
+                    "ESS_AMQP_CA_FILE");
         return NULL;
     }
     if (cert != NULL && cert[0] != '\0' &&
         amqp_ssl_socket_set_key(sock, cert, key != NULL ? key : cert) != AMQP_STATUS_OK) {
-        ess_err_set(err, ESS_ECONFIG, "ESS_AMQP_CERT_FILE %s / ESS_AMQP_KEY_FILE: not a readable "
-                                      "PEM certificate and key", cert);
+        ess_err_set(err, ESS_ECONFIG,
+                    "ESS_AMQP_CERT_FILE %s / ESS_AMQP_KEY_FILE: not a readable "
+                    "PEM certificate and key",
+                    cert);
         return NULL;
     }
     return sock;
@@ -297,8 +300,8 @@ static struct ess_bus *bus_new_any(const char *urls, struct ess_err *err)
         b = bus_new_one(url, &one);
         if (b == NULL && used < sizeof(why)) {
             code = one.code == ESS_ECONFIG ? ESS_ECONFIG : code;
-            used += (size_t)snprintf(why + used, sizeof(why) - used, "%s%s",
-                                     used > 0 ? "; " : "", one.msg);
+            used += (size_t)snprintf(why + used, sizeof(why) - used, "%s%s", used > 0 ? "; " : "",
+                                     one.msg);
         }
     }
     free(copy);
@@ -434,7 +437,8 @@ static int bus_queue(struct ess_bus *b, const char *name, const char *dead_rk,
     snprintf(what, sizeof(what), "declare queue %s", name);
     amqp_queue_declare(b->conn, BUS_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, table);
     rc = bus_check_rpc(b, what, err);
-    if (rc != ESS_OK && err != NULL && strstr(err->msg, "inequivalent arg 'x-queue-type'") != NULL) {
+    if (rc != ESS_OK && err != NULL &&
+        strstr(err->msg, "inequivalent arg 'x-queue-type'") != NULL) {
         rc = bus_queue_type_error(name, type, err);
     } else if (rc != ESS_OK && err != NULL &&
                strstr(err->msg, "inequivalent arg 'x-single-active-consumer'") != NULL) {
@@ -627,7 +631,8 @@ static void bus_header_origin(const amqp_table_t *headers, char *dst, size_t siz
 
     for (i = 0; i < headers->num_entries; i++) {
         e = &headers->entries[i];
-        if (e->key.len != strlen("ess-origin") || memcmp(e->key.bytes, "ess-origin", e->key.len) != 0) {
+        if (e->key.len != strlen("ess-origin") ||
+            memcmp(e->key.bytes, "ess-origin", e->key.len) != 0) {
             continue;
         }
         if (e->value.kind == AMQP_FIELD_KIND_UTF8 || e->value.kind == AMQP_FIELD_KIND_BYTES) {
@@ -870,8 +875,8 @@ static int bus_take_return(struct ess_bus *b, amqp_channel_t ch, struct ess_err 
 
 /* One method frame while waiting for the verdict on seq. Returns 1 when it
  * settled it (*rc holds the result), 0 to keep waiting, or an ESS_E* code. */
-static int bus_confirm_frame(struct ess_bus *b, const amqp_frame_t *f, uint64_t seq,
-                             int *returned, int *rc, struct ess_err *err)
+static int bus_confirm_frame(struct ess_bus *b, const amqp_frame_t *f, uint64_t seq, int *returned,
+                             int *rc, struct ess_err *err)
 {
     const amqp_basic_ack_t *ack;
     const amqp_basic_nack_t *nack;
@@ -885,8 +890,9 @@ static int bus_confirm_frame(struct ess_bus *b, const amqp_frame_t *f, uint64_t 
         if (ack->delivery_tag != seq && !(ack->multiple && ack->delivery_tag > seq)) {
             return 0;
         }
-        *rc = *returned ? ess_err_set(err, ESS_ENOTFOUND, "publish: unroutable (basic.return): "
-                                                          "no queue is bound to its routing key")
+        *rc = *returned ? ess_err_set(err, ESS_ENOTFOUND,
+                                      "publish: unroutable (basic.return): "
+                                      "no queue is bound to its routing key")
                         : ESS_OK;
         return 1;
     case AMQP_BASIC_NACK_METHOD:
@@ -927,8 +933,8 @@ static int bus_wait_confirm(struct ess_bus *b, uint64_t seq, int timeout_ms, str
         status = amqp_simple_wait_frame_noblock(b->conn, &f, &tv);
         if (status == AMQP_STATUS_TIMEOUT) {
             b->state = BUS_CONN_GONE; /* outcome unknown: make the caller reconnect */
-            return ess_err_set(err, ESS_EBUS, "publish: no confirm from %s within %d ms",
-                               b->peer, timeout_ms);
+            return ess_err_set(err, ESS_EBUS, "publish: no confirm from %s within %d ms", b->peer,
+                               timeout_ms);
         }
         if (status != AMQP_STATUS_OK) {
             return bus_status_error(b, status, "wait for publish confirm", err);
@@ -944,17 +950,17 @@ static int bus_wait_confirm(struct ess_bus *b, uint64_t seq, int timeout_ms, str
     }
 }
 
-int ess_bus_publish_confirmed_id(struct ess_bus *b, const char *exchange,
-                                 const char *routing_key, const char *message_id,
-                                 const char *body, size_t len, const char *origin,
-                                 int timeout_ms, struct ess_err *err)
+int ess_bus_publish_confirmed_id(struct ess_bus *b, const char *exchange, const char *routing_key,
+                                 const char *message_id, const char *body, size_t len,
+                                 const char *origin, int timeout_ms, struct ess_err *err)
 {
     uint64_t seq;
     int rc;
 
     if (b != NULL && (!b->confirming || b->consumer_tag != NULL)) {
-        return ess_err_set(err, ESS_EINVAL, "publish_confirmed: needs confirm.select on a bus "
-                                            "that does not consume");
+        return ess_err_set(err, ESS_EINVAL,
+                           "publish_confirmed: needs confirm.select on a bus "
+                           "that does not consume");
     }
     if (timeout_ms <= 0) {
         return ess_err_set(err, ESS_EINVAL, "publish_confirmed: timeout_ms must be > 0");

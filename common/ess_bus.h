@@ -25,13 +25,13 @@
 struct ess_bus;
 
 struct ess_bus_msg {
-    uint64_t tag;            /* delivery tag, for ack/reject */
-    const char *body;        /* borrowed: valid until the next ess_bus_next/free */
+    uint64_t tag;     /* delivery tag, for ack/reject */
+    const char *body; /* borrowed: valid until the next ess_bus_next/free */
     size_t len;
-    char message_id[256];    /* "" when absent */
-    char origin[128];        /* header ess-origin, "" when absent */
+    char message_id[256]; /* "" when absent */
+    char origin[128];     /* header ess-origin, "" when absent */
     char routing_key[256];
-    long long timestamp_ms;  /* AMQP timestamp property (s) * 1000, or 0 */
+    long long timestamp_ms; /* AMQP timestamp property (s) * 1000, or 0 */
     int redelivered;
 };
 
@@ -122,9 +122,8 @@ int ess_bus_publish_confirmed(struct ess_bus *b, const char *exchange, const cha
                               struct ess_err *err);
 
 /* The same with an AMQP message_id property (NULL or "" for none). */
-int ess_bus_publish_confirmed_id(struct ess_bus *b, const char *exchange,
-                                 const char *routing_key, const char *message_id,
-                                 const char *body, size_t len, const char *origin,
-                                 int timeout_ms, struct ess_err *err);
+int ess_bus_publish_confirmed_id(struct ess_bus *b, const char *exchange, const char *routing_key,
+                                 const char *message_id, const char *body, size_t len,
+                                 const char *origin, int timeout_ms, struct ess_err *err);
 
 #endif

@@ -45,7 +45,8 @@ int ess_delta_diff(const json_t *last, const json_t *shaped, const char *key_fie
     if (*out == NULL) {
         return ess_err_set(err, ESS_ENOMEM, "delta: out of memory");
     }
-    json_object_foreach((json_t *)shaped, name, value) {
+    json_object_foreach((json_t *)shaped, name, value)
+    {
         was = last != NULL ? json_object_get(last, name) : NULL;
         is_key = strlen(name) == key_len && strncmp(name, key_field, key_len) == 0;
         if (was != NULL && json_equal(was, value)) {

@@ -3,6 +3,10 @@
  */
 #include "ess_err.h"
 
+/* The definitions, not the analyzer's view of them (ess_err.h). */
+#undef ess_err_set
+#undef ess_err_setpos
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,18 +14,18 @@
 #include <sysexits.h>
 
 static const char *const err_strings[] = {
-    "ok",                        /* ESS_OK */
-    "out of memory",             /* ESS_ENOMEM */
-    "invalid argument",          /* ESS_EINVAL */
-    "invalid manifest",          /* ESS_EMANIFEST */
-    "configuration error",       /* ESS_ECONFIG */
-    "i/o error",                 /* ESS_EIO */
-    "message bus error",         /* ESS_EBUS */
-    "journal store error",       /* ESS_ESTORE */
-    "partner transfer error",    /* ESS_EPARTNER */
-    "unusable event",            /* ESS_EPARSE */
-    "not found",                 /* ESS_ENOTFOUND */
-    "value cannot be shaped",    /* ESS_ESHAPE */
+    "ok",                     /* ESS_OK */
+    "out of memory",          /* ESS_ENOMEM */
+    "invalid argument",       /* ESS_EINVAL */
+    "invalid manifest",       /* ESS_EMANIFEST */
+    "configuration error",    /* ESS_ECONFIG */
+    "i/o error",              /* ESS_EIO */
+    "message bus error",      /* ESS_EBUS */
+    "journal store error",    /* ESS_ESTORE */
+    "partner transfer error", /* ESS_EPARTNER */
+    "unusable event",         /* ESS_EPARSE */
+    "not found",              /* ESS_ENOTFOUND */
+    "value cannot be shaped", /* ESS_ESHAPE */
 };
 
 const char *ess_strerror(int code)

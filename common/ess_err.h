@@ -16,18 +16,18 @@
 
 enum ess_errcode {
     ESS_OK = 0,
-    ESS_ENOMEM = -1,    /* allocation failed */
-    ESS_EINVAL = -2,    /* bad argument from the caller */
-    ESS_EMANIFEST = -3, /* manifest is malformed or invalid (exit 65) */
-    ESS_ECONFIG = -4,   /* environment / configuration problem (exit 78) */
-    ESS_EIO = -5,       /* file or socket I/O failed */
-    ESS_EBUS = -6,      /* RabbitMQ unreachable or the channel failed */
-    ESS_ESTORE = -7,    /* Postgres unreachable or a statement failed */
-    ESS_EPARTNER = -8,  /* the partner transfer could not be set up */
-    ESS_EPARSE = -9,    /* an event body is not usable (not JSON, no key...) */
-    ESS_ENOTFOUND = -10,/* a looked-up thing does not exist */
-    ESS_ESHAPE = -11,   /* a value could not be shaped (parks the event) */
-    ESS__ECOUNT = -12   /* sentinel: one past the last code */
+    ESS_ENOMEM = -1,     /* allocation failed */
+    ESS_EINVAL = -2,     /* bad argument from the caller */
+    ESS_EMANIFEST = -3,  /* manifest is malformed or invalid (exit 65) */
+    ESS_ECONFIG = -4,    /* environment / configuration problem (exit 78) */
+    ESS_EIO = -5,        /* file or socket I/O failed */
+    ESS_EBUS = -6,       /* RabbitMQ unreachable or the channel failed */
+    ESS_ESTORE = -7,     /* Postgres unreachable or a statement failed */
+    ESS_EPARTNER = -8,   /* the partner transfer could not be set up */
+    ESS_EPARSE = -9,     /* an event body is not usable (not JSON, no key...) */
+    ESS_ENOTFOUND = -10, /* a looked-up thing does not exist */
+    ESS_ESHAPE = -11,    /* a value could not be shaped (parks the event) */
+    ESS__ECOUNT = -12    /* sentinel: one past the last code */
 };
 
 #define ESS_ERR_MSG_MAX 1024 /* room for "valid keys are ..." over the whole key table */

@@ -22,12 +22,12 @@
 #include "ess_err.h"
 
 struct ess_event {
-    json_t *root;     /* owned: the whole parsed body */
-    json_t *data;     /* borrowed from root: what shaping applies to */
-    char *id;         /* owned, NUL-terminated */
-    char *key;        /* owned: key value as text (numbers printed in decimal) */
-    int cloudevent;   /* 1 when the body was a CloudEvent */
-    long long time_ms;/* CloudEvents "time" as epoch ms, else 0 */
+    json_t *root;      /* owned: the whole parsed body */
+    json_t *data;      /* borrowed from root: what shaping applies to */
+    char *id;          /* owned, NUL-terminated */
+    char *key;         /* owned: key value as text (numbers printed in decimal) */
+    int cloudevent;    /* 1 when the body was a CloudEvent */
+    long long time_ms; /* CloudEvents "time" as epoch ms, else 0 */
 };
 
 /* Parse body (not necessarily NUL-terminated). message_id may be NULL or "".

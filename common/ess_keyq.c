@@ -23,7 +23,7 @@ struct kq_item {
 };
 
 struct kq_slot { /* one key with events in the window */
-    char *key; /* borrowed from the head item... copied: items come and go */
+    char *key;   /* borrowed from the head item... copied: items come and go */
     struct kq_item *head;
     struct kq_item *tail;
     struct kq_slot *next_in_bucket;
@@ -330,8 +330,8 @@ int ess_keyq_push(struct ess_keyq *q, long long seq, char *key, char *event_id, 
     if (slot == NULL || kq_ring_push(q, it) != ESS_OK) {
         goto fail_nomem;
     }
-    it->pub = (struct ess_keyq_item){.seq = seq, .key = key, .event_id = event_id,
-                                     .body = body, .received_ms = received_ms};
+    it->pub = (struct ess_keyq_item){
+        .seq = seq, .key = key, .event_id = event_id, .body = body, .received_ms = received_ms};
     it->slot = slot;
     q->last_seq = seq;
     q->pending++;

@@ -31,13 +31,13 @@ struct ess_keyq_item {
     char *event_id;
     char *body;
     long long received_ms;
-    int attempts;      /* failed attempts that counted towards max_retry */
-    long long due_ms;  /* earliest time it may be sent */
-    long long first_ms;/* wall-clock ms of its first attempt, 0 before */
-    long long failed_ms; /* monotonic ms of its latest failed attempt */
-    long last_status;  /* HTTP status of the last attempt, 0 when none */
+    int attempts;           /* failed attempts that counted towards max_retry */
+    long long due_ms;       /* earliest time it may be sent */
+    long long first_ms;     /* wall-clock ms of its first attempt, 0 before */
+    long long failed_ms;    /* monotonic ms of its latest failed attempt */
+    long last_status;       /* HTTP status of the last attempt, 0 when none */
     long long quiet_cap_ms; /* debounce: latest due time however busy the key */
-    int merged;        /* debounce: later changes merged into this one */
+    int merged;             /* debounce: later changes merged into this one */
 };
 
 struct ess_keyq *ess_keyq_new(void);

@@ -85,7 +85,7 @@ void ess_log(enum ess_log_level level, const char *fmt, ...)
         fprintf(stderr, "ts=%s.%03ldZ level=%s prog=%s connector=%s msg=\"%s\"\n", ts,
                 (long)(tv.tv_usec / 1000), level_names[level], log_prog, log_connector, esc);
     } else {
-        fprintf(stderr, "ts=%s.%03ldZ level=%s prog=%s msg=\"%s\"\n", ts,
-                (long)(tv.tv_usec / 1000), level_names[level], log_prog, esc);
+        fprintf(stderr, "ts=%s.%03ldZ level=%s prog=%s msg=\"%s\"\n", ts, (long)(tv.tv_usec / 1000),
+                level_names[level], log_prog, esc);
     }
 }

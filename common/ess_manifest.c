@@ -76,7 +76,7 @@ typedef int (*check_fn)(const char *s, char *why, size_t len);
 struct key_impl {
     const char *when; /* "kind=push": required (and with F_ONLY_WHEN allowed) only then */
     unsigned flags;
-    size_t off; /* offsetof the field in struct ess_manifest */
+    size_t off;  /* offsetof the field in struct ess_manifest */
     long lo, hi; /* range for INT and DURATION (seconds) */
     check_fn check;
 };
@@ -98,7 +98,7 @@ static int check_routing_key(const char *s, char *why, size_t len);
 static int check_host_key(const char *s, char *why, size_t len);
 
 #define OFF(f) offsetof(struct ess_manifest, f)
-#define DAYS(n) ((long)(n) * 86400L)
+#define DAYS(n) (86400L * (long)(n))
 
 /* clang-format off */
 /* X(name, type, default, required, choices, when, flags, offset, min, max, check, doc) */
@@ -335,8 +335,8 @@ static const struct key_impl key_impl[] = {MANIFEST_KEYS(KEY_IMPL)};
 
 /* Inline secrets people write, and the *_env key they should have used. */
 static const char *const secret_words[][2] = {
-    {"secret", "secret_env"},     {"token", "token_env"},     {"password", "password_env"},
-    {"passwd", "password_env"},   {"api_key", "token_env"},   {"apikey", "token_env"},
+    {"secret", "secret_env"},      {"token", "token_env"},   {"password", "password_env"},
+    {"passwd", "password_env"},    {"api_key", "token_env"}, {"apikey", "token_env"},
     {"hmac_secret", "secret_env"}, {"bearer", "token_env"},
 };
 
@@ -381,7 +381,7 @@ static void perr_at(struct pctx *p, int line, int column, const char *fmt, ...)
     }
 }
 
-#define perr(p, node, ...)                                                                      \
+#define perr(p, node, ...) \
     perr_at((p), (int)(node)->start_mark.line + 1, (int)(node)->start_mark.column + 1, __VA_ARGS__)
 
 /* A short printable copy of user input for a message. */
@@ -562,8 +562,8 @@ static int check_id(const char *s, char *why, size_t len)
 
 static int is_word_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
 }
 
 /* AMQP topic pattern: words of [A-Za-z0-9_-] separated by '.', a word may be * or #. */
@@ -697,8 +697,9 @@ static int check_xml_name(const char *s, char *why, size_t len)
              *p == '_' || *p == '-' || *p == '.' || *p >= 0x80;
     }
     if (!ok) {
-        snprintf(why, len, "'%s' is not an XML element name (a letter or _, then letters, "
-                           "digits, _ - .)",
+        snprintf(why, len,
+                 "'%s' is not an XML element name (a letter or _, then letters, "
+                 "digits, _ - .)",
                  show(s, sh, sizeof(sh)));
         return -1;
     }
@@ -713,8 +714,9 @@ static int check_soap_action(const char *s, char *why, size_t len)
 
     for (i = 0; s[i] != '\0'; i++) {
         if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f || s[i] == '"' || s[i] == '\\') {
-            snprintf(why, len, "'%s' cannot be a SOAP action (no blanks, quotes or control "
-                               "characters)",
+            snprintf(why, len,
+                     "'%s' cannot be a SOAP action (no blanks, quotes or control "
+                     "characters)",
                      show(s, sh, sizeof(sh)));
             return -1;
         }
@@ -743,8 +745,9 @@ static int check_delimiter(const char *s, char *why, size_t len)
     char sh[SHOW_MAX + 1];
 
     if (strlen(s) != 1 || strchr("\"\r\n", s[0]) != NULL) {
-        snprintf(why, len, "'%s' is not a delimiter (exactly one character, not a quote or line "
-                           "break)",
+        snprintf(why, len,
+                 "'%s' is not a delimiter (exactly one character, not a quote or line "
+                 "break)",
                  show(s, sh, sizeof(sh)));
         return -1;
     }
@@ -785,8 +788,10 @@ static int check_host_key(const char *s, char *why, size_t len)
     char sh[SHOW_MAX + 1];
 
     if (b64 == NULL || n != 43 || (b64[n] != '\0' && strcmp(b64 + n, "=") != 0)) {
-        snprintf(why, len, "'%s' is not a SHA256 host key fingerprint (SHA256:<43 base64 "
-                           "characters>, from ssh-keygen -lf KEY.pub)", show(s, sh, sizeof(sh)));
+        snprintf(why, len,
+                 "'%s' is not a SHA256 host key fingerprint (SHA256:<43 base64 "
+                 "characters>, from ssh-keygen -lf KEY.pub)",
+                 show(s, sh, sizeof(sh)));
         return -1;
     }
     return 0;
@@ -867,8 +872,9 @@ static int check_url(const char *s, char *why, size_t len)
         return -1;
     }
     if (has_pw) {
-        snprintf(why, len, "a password in the URL is not allowed; secrets come only from "
-                           "environment variables: use auth.password_env");
+        snprintf(why, len,
+                 "a password in the URL is not allowed; secrets come only from "
+                 "environment variables: use auth.password_env");
         return -1;
     }
     return 0;
@@ -929,8 +935,7 @@ const char *ess_manifest_duration_text(long sec, char *buf, size_t len)
     return buf;
 }
 
-static int store_duration(void *at, const struct key_impl *im, const char *s, char *why,
-                          size_t len)
+static int store_duration(void *at, const struct key_impl *im, const char *s, char *why, size_t len)
 {
     char sh[SHOW_MAX + 1], lo[32], hi[32], num[32];
     size_t n = strlen(s);
@@ -949,7 +954,8 @@ static int store_duration(void *at, const struct key_impl *im, const char *s, ch
     if (range || v > LONG_MAX / mult[unit - "smhd"] || v * mult[unit - "smhd"] < im->lo ||
         v * mult[unit - "smhd"] > im->hi) {
         snprintf(why, len, "%s is out of range (%s..%s)", show(s, sh, sizeof(sh)),
-                 ess_manifest_duration_text(im->lo, lo, sizeof(lo)), ess_manifest_duration_text(im->hi, hi, sizeof(hi)));
+                 ess_manifest_duration_text(im->lo, lo, sizeof(lo)),
+                 ess_manifest_duration_text(im->hi, hi, sizeof(hi)));
         return INVALID;
     }
     v *= mult[unit - "smhd"];
@@ -964,8 +970,7 @@ static int store_enum(void *at, size_t ki, const char *s, char *why, size_t len)
     char *dup;
 
     if (idx < 0) {
-        snprintf(why, len, "'%s' is not one of %s", show(s, sh, sizeof(sh)),
-                 key_pub[ki].choices);
+        snprintf(why, len, "'%s' is not one of %s", show(s, sh, sizeof(sh)), key_pub[ki].choices);
         return INVALID;
     }
     if (!(key_impl[ki].flags & F_ENUM_STR)) {
@@ -1636,8 +1641,8 @@ static char *sched_tz(struct pctx *p, const char *label, const yaml_node_t *n)
             return NULL;
         }
         if (!ess_zone_exists(tz)) {
-            perr(p, n, "%s: '%s' is not a zone in the tz database (e.g. America/Chicago, UTC)",
-                 sub, show(tz, sh, sizeof(sh)));
+            perr(p, n, "%s: '%s' is not a zone in the tz database (e.g. America/Chicago, UTC)", sub,
+                 show(tz, sh, sizeof(sh)));
             return NULL;
         }
     }
@@ -1661,9 +1666,8 @@ static const char *sched_text(struct pctx *p, const char *label, const char *lea
 }
 
 /* One of from/to: a time of day, or (blackouts) a local date-time in tz. */
-static int sched_time(struct pctx *p, const char *label, const char *leaf,
-                      const yaml_node_t *item, const yaml_node_t *n, const char *tz,
-                      long long *out)
+static int sched_time(struct pctx *p, const char *label, const char *leaf, const yaml_node_t *item,
+                      const yaml_node_t *n, const char *tz, long long *out)
 {
     char why[WHY_MAX];
     const char *v = sched_text(p, label, leaf, item, n);
@@ -1709,8 +1713,10 @@ static void parse_window(struct pctx *p, const char *label, const yaml_node_t *i
     w->from_min = (int)from;
     w->to_min = (int)to;
     if (ok && from == to) {
-        perr(p, v[2], "%s.to: equals from: the window would be empty (00:00 to 24:00 is a "
-                      "whole day)", label);
+        perr(p, v[2],
+             "%s.to: equals from: the window would be empty (00:00 to 24:00 is a "
+             "whole day)",
+             label);
     }
 }
 
@@ -1769,8 +1775,7 @@ static void set_schedule(struct pctx *p, size_t ki, const yaml_node_t *v)
     for (i = 0; i < n; i++) {
         snprintf(label, sizeof(label), "%s[%zu]", key_pub[ki].name, i);
         if (blackouts) {
-            parse_blackout(p, label, node_of(p, v->data.sequence.items.start[i]),
-                           &s->blackouts[i]);
+            parse_blackout(p, label, node_of(p, v->data.sequence.items.start[i]), &s->blackouts[i]);
         } else {
             parse_window(p, label, node_of(p, v->data.sequence.items.start[i]), &s->windows[i]);
         }
@@ -1781,11 +1786,18 @@ static void set_schedule(struct pctx *p, size_t ki, const yaml_node_t *v)
 
 /* Headers ESS sets itself, and words that mark a credential (those come only
  * from *_env variables through auth). Lower case; "x-ess-" is a prefix. */
-static const char *const own_headers[] = {
-    "authorization", "idempotency-key", "content-type", "content-length", "host",
-    "transfer-encoding", "soapaction", "webhook-id", "webhook-timestamp", "webhook-signature"};
-static const char *const credential_words[] = {"token", "secret", "password", "passwd",
-                                               "apikey", "api-key", "api_key", "cookie"};
+static const char *const own_headers[] = {"authorization",
+                                          "idempotency-key",
+                                          "content-type",
+                                          "content-length",
+                                          "host",
+                                          "transfer-encoding",
+                                          "soapaction",
+                                          "webhook-id",
+                                          "webhook-timestamp",
+                                          "webhook-signature"};
+static const char *const credential_words[] = {"token",  "secret",  "password", "passwd",
+                                               "apikey", "api-key", "api_key",  "cookie"};
 
 static int header_is_token(const char *s)
 {
@@ -1821,8 +1833,9 @@ static int header_name_ok(const char *s, char *why, size_t len)
     lower[i] = '\0';
     for (i = 0; i < sizeof(credential_words) / sizeof(credential_words[0]); i++) {
         if (strstr(lower, credential_words[i]) != NULL) {
-            snprintf(why, len, "looks like a credential; secrets come only from environment "
-                               "variables: use auth");
+            snprintf(why, len,
+                     "looks like a credential; secrets come only from environment "
+                     "variables: use auth");
             return 0;
         }
     }
@@ -1996,7 +2009,8 @@ static void unknown_key(struct pctx *p, const char *prefix, const yaml_node_t *k
     const char *best;
     size_t i;
 
-    snprintf(label, sizeof(label), "%s%s%s", prefix, prefix[0] ? "." : "", show(leaf, sh, sizeof(sh)));
+    snprintf(label, sizeof(label), "%s%s%s", prefix, prefix[0] ? "." : "",
+             show(leaf, sh, sizeof(sh)));
     for (i = 0; i < sizeof(secret_words) / sizeof(secret_words[0]); i++) {
         if (strcmp(leaf, secret_words[i][0]) == 0) {
             perr(p, kn, "%s: secrets come only from environment variables: use %s%s", label,
@@ -2223,15 +2237,15 @@ static void check_delta(struct pctx *p)
         return;
     }
     if (!p->bad[fk] && (m->format == ESS_FORMAT_FIXED || m->format == ESS_FORMAT_CSV)) {
-        perr(p, p->seen_val[dk], "delta: not with format %s (its columns would be blanked); "
-                                 "use json, xml, soap or form",
+        perr(p, p->seen_val[dk],
+             "delta: not with format %s (its columns would be blanked); "
+             "use json, xml, soap or form",
              ess_manifest_format_name(m->format));
     }
     /* Every delta carries the key: the partner must learn which record changed. */
     if (m->key != NULL && ((m->fields.n > 0 && !strlist_covers(&m->fields, m->key)) ||
                            strlist_covers(&m->drop, m->key))) {
-        perr(p, p->seen_val[dk], "delta: the key %s must be sent (in fields, not in drop)",
-             m->key);
+        perr(p, p->seen_val[dk], "delta: the key %s must be sent (in fields, not in drop)", m->key);
     }
 }
 
@@ -2307,13 +2321,12 @@ static void check_conflict(struct pctx *p)
             vn->type != YAML_SCALAR_NODE) {
             continue; /* reported by set_strmap */
         }
-        snprintf(word, sizeof(word), "|%.*s|", (int)(vn->data.scalar.length < 60
-                                                         ? vn->data.scalar.length : 60),
+        snprintf(word, sizeof(word), "|%.*s|",
+                 (int)(vn->data.scalar.length < 60 ? vn->data.scalar.length : 60),
                  (const char *)vn->data.scalar.value);
         if (strstr("|last_write_wins|master_always_wins|first_write_wins|", word) == NULL) {
             perr(p, vn, "conflict.fields.%s: '%s' is not one of %s",
-                 (const char *)kn->data.scalar.value, (const char *)vn->data.scalar.value,
-                 choices);
+                 (const char *)kn->data.scalar.value, (const char *)vn->data.scalar.value, choices);
         }
     }
 }
@@ -2500,8 +2513,8 @@ static int read_all(const char *path, char **buf, size_t *len, struct ess_diags 
         rc = ess_diags_add(diags, ESS_ECONFIG, path, 0, 0, "cannot read manifest: %s",
                            strerror(errno));
     } else if (n > MANIFEST_MAX_BYTES) {
-        rc = ess_diags_add(diags, ESS_EMANIFEST, path, 0, 0,
-                           "manifest: larger than %d bytes", MANIFEST_MAX_BYTES);
+        rc = ess_diags_add(diags, ESS_EMANIFEST, path, 0, 0, "manifest: larger than %d bytes",
+                           MANIFEST_MAX_BYTES);
     }
 cleanup:
     fclose(f);
@@ -2736,8 +2749,8 @@ void ess_manifest_explain(FILE *out)
     }
     fprintf(out, "%-*s  %-*s  %-*s  %s\n", wn, "KEY", wt, "TYPE", wd, "DEFAULT", "MEANING");
     for (i = 0; i < KEY_COUNT; i++) {
-        fprintf(out, "%-*s  %-*s  %-*s  %s\n", wn, key_pub[i].name, wt,
-                type_text(i, t, sizeof(t)), wd, default_text(i, d, sizeof(d)), key_pub[i].doc);
+        fprintf(out, "%-*s  %-*s  %-*s  %s\n", wn, key_pub[i].name, wt, type_text(i, t, sizeof(t)),
+                wd, default_text(i, d, sizeof(d)), key_pub[i].doc);
     }
 }
 

@@ -125,14 +125,14 @@ struct ess_column { /* format: fixed, one per field, in record order */
     char *field;    /* the PARTNER name (after rename) */
     int width;      /* characters (UTF-8 code points), 1..10000 */
     enum ess_align align;
-    char *pad;      /* exactly one character (default " ") */
+    char *pad; /* exactly one character (default " ") */
     enum ess_truncate truncate;
 };
 
 struct ess_conflict_rule { /* pull, webhook: the `conflict` block */
-    int on;                  /* 1 when the manifest has the block */
+    int on;                /* 1 when the manifest has the block */
     enum ess_conflict_strategy strategy;
-    char *updated_at_field;  /* change time of a record (default updated_at) */
+    char *updated_at_field;   /* change time of a record (default updated_at) */
     struct ess_strmap fields; /* field -> strategy name, checked at load */
 };
 
@@ -161,23 +161,23 @@ struct ess_canary {
 };
 
 struct ess_manifest {
-    char *path; /* file it was loaded from ("<string>" for parse) */
+    char *path;   /* file it was loaded from ("<string>" for parse) */
     char *sha256; /* hex digest of the manifest text: its version */
     char *id;
-    char *kind;                 /* push | pull | webhook */
-    struct ess_strlist topics;  /* listen_topic or listen_topics, >= 1 for push */
-    char *key;                  /* record key field (dotted path allowed) */
-    char *target_url;           /* http(s)://, ftp(s)://, sftp:// */
-    int batch_max;              /* file drops: events per file */
-    int batch_sec;              /* file drops: longest a file stays open */
-    char *file_name;            /* file drops: name template (ess_batch_file_name) */
+    char *kind;                /* push | pull | webhook */
+    struct ess_strlist topics; /* listen_topic or listen_topics, >= 1 for push */
+    char *key;                 /* record key field (dotted path allowed) */
+    char *target_url;          /* http(s)://, ftp(s)://, sftp:// */
+    int batch_max;             /* file drops: events per file */
+    int batch_sec;             /* file drops: longest a file stays open */
+    char *file_name;           /* file drops: name template (ess_batch_file_name) */
     enum ess_format format;
-    struct ess_strlist fields;  /* include filter, dotted paths; n == 0: all */
-    struct ess_strlist drop;    /* exclude filter, after include */
-    struct ess_strmap rename;   /* source field -> partner field */
+    struct ess_strlist fields; /* include filter, dotted paths; n == 0: all */
+    struct ess_strlist drop;   /* exclude filter, after include */
+    struct ess_strmap rename;  /* source field -> partner field */
     struct ess_valuemap *values;
     size_t n_values;
-    json_t *transforms; /* owned; object field -> transform spec as written, or NULL */
+    json_t *transforms;            /* owned; object field -> transform spec as written, or NULL */
     struct ess_transform **xforms; /* owned; transforms compiled, in manifest order */
     size_t n_xforms;
     struct ess_soap soap;
@@ -185,19 +185,19 @@ struct ess_manifest {
     struct ess_csv csv;
     struct ess_column *columns; /* format: fixed */
     size_t n_columns;
-    struct ess_strmap headers;     /* static extra request headers */
+    struct ess_strmap headers;      /* static extra request headers */
     struct ess_strlist link_fields; /* fields carrying URLs: passed as is, never fetched */
-    int delta;            /* 1: send only changed fields (ess_delta.h) */
-    struct ess_schedule schedule; /* delivery_windows + blackouts; empty: always open */
+    int delta;                      /* 1: send only changed fields (ess_delta.h) */
+    struct ess_schedule schedule;   /* delivery_windows + blackouts; empty: always open */
     int debounce_sec;
     int debounce_max_sec; /* 0: 10 x debounce_sec */
     int heartbeat_sec;
     int max_retry;
     int timeout_ms;
-    long replay_window_sec; /* from "7d", "12h", "30m", "45s" */
-    int prefetch;           /* AMQP prefetch window */
-    int max_in_flight;      /* concurrent partner transfers */
-    struct ess_strlist skip_origins; /* ess-origin values never delivered back */
+    long replay_window_sec;            /* from "7d", "12h", "30m", "45s" */
+    int prefetch;                      /* AMQP prefetch window */
+    int max_in_flight;                 /* concurrent partner transfers */
+    struct ess_strlist skip_origins;   /* ess-origin values never delivered back */
     struct ess_conflict_rule conflict; /* pull, webhook */
     enum ess_on_park on_park;
     enum ess_tickets tickets;
@@ -211,23 +211,23 @@ struct ess_manifest {
     struct ess_tls tls;
     struct ess_ssh ssh;
     /* kind webhook (ess-webhook): where it listens, how it checks callers */
-    char *listen;            /* "127.0.0.1:PORT" */
-    char *hook_path;         /* manifest key `path`: "/hooks/dmv" */
-    char *publish_topic;     /* routing key on hms.events for records from the partner */
-    int body_limit;          /* bytes; larger requests are 413 */
+    char *listen;                 /* "127.0.0.1:PORT" */
+    char *hook_path;              /* manifest key `path`: "/hooks/dmv" */
+    char *publish_topic;          /* routing key on hms.events for records from the partner */
+    int body_limit;               /* bytes; larger requests are 413 */
     struct ess_auth inbound_auth; /* hmac (Standard Webhooks) or bearer */
     /* kind pull (ess-pull): what it polls and how it reads the answer */
-    char *source_url;        /* http(s):// polled every poll_sec */
+    char *source_url; /* http(s):// polled every poll_sec */
     enum ess_source_format source_format;
     int poll_sec;
-    char *cursor_param;      /* query parameter of the since-cursor ("since") */
-    char *updated_at_field;  /* record field: the cursor is its largest value */
-    char *records_path;      /* dotted path of the records array; NULL: the answer */
-    char *next_path;         /* dotted path of the next-page link ("next") */
-    char *page_param;        /* page-number query parameter; NULL: none */
+    char *cursor_param;     /* query parameter of the since-cursor ("since") */
+    char *updated_at_field; /* record field: the cursor is its largest value */
+    char *records_path;     /* dotted path of the records array; NULL: the answer */
+    char *next_path;        /* dotted path of the next-page link ("next") */
+    char *page_param;       /* page-number query parameter; NULL: none */
     /* ess-reconcile (on a push manifest): both sides' listings */
-    char *reconcile_url;     /* the partner's full listing; NULL: no reconcile */
-    char *hms_snapshot_url;  /* HMS's listing; NULL: the journal's last state per key */
+    char *reconcile_url;    /* the partner's full listing; NULL: no reconcile */
+    char *hms_snapshot_url; /* HMS's listing; NULL: the journal's last state per key */
 };
 
 enum ess_key_type {
@@ -235,24 +235,24 @@ enum ess_key_type {
     ESS_KEY_INT,
     ESS_KEY_DURATION,
     ESS_KEY_ENUM,
-    ESS_KEY_STRLIST,   /* a sequence of strings (or one string where noted) */
-    ESS_KEY_STRMAP,    /* a mapping string -> string */
-    ESS_KEY_VALUEMAP,  /* mapping field -> mapping */
-    ESS_KEY_ANYMAP,    /* free-form mapping kept as JSON */
-    ESS_KEY_AUTH,      /* the auth block */
-    ESS_KEY_BLOCK,     /* a nested block of keys "<block>.<leaf>" (soap, xml, csv) */
-    ESS_KEY_TRANSFORMS,/* field -> transform steps, compiled (ess_transform.h) */
-    ESS_KEY_COLUMNS,   /* list of fixed-width column mappings */
-    ESS_KEY_HEADERS,   /* mapping HTTP header name -> value */
-    ESS_KEY_WINDOWS,   /* list of weekly delivery windows (ess_schedule.h) */
-    ESS_KEY_BLACKOUTS  /* list of dated blackouts (ess_schedule.h) */
+    ESS_KEY_STRLIST,    /* a sequence of strings (or one string where noted) */
+    ESS_KEY_STRMAP,     /* a mapping string -> string */
+    ESS_KEY_VALUEMAP,   /* mapping field -> mapping */
+    ESS_KEY_ANYMAP,     /* free-form mapping kept as JSON */
+    ESS_KEY_AUTH,       /* the auth block */
+    ESS_KEY_BLOCK,      /* a nested block of keys "<block>.<leaf>" (soap, xml, csv) */
+    ESS_KEY_TRANSFORMS, /* field -> transform steps, compiled (ess_transform.h) */
+    ESS_KEY_COLUMNS,    /* list of fixed-width column mappings */
+    ESS_KEY_HEADERS,    /* mapping HTTP header name -> value */
+    ESS_KEY_WINDOWS,    /* list of weekly delivery windows (ess_schedule.h) */
+    ESS_KEY_BLACKOUTS   /* list of dated blackouts (ess_schedule.h) */
 };
 
 struct ess_manifest_key {
     const char *name;
     enum ess_key_type type;
-    const char *def;  /* default as text, NULL when none */
-    int required;     /* 1: missing is an error (for push) */
+    const char *def;     /* default as text, NULL when none */
+    int required;        /* 1: missing is an error (for push) */
     const char *choices; /* "json|soap|..." for enums, else NULL */
     const char *doc;
 };
@@ -265,8 +265,8 @@ const struct ess_manifest_key *ess_manifest_keys(size_t *n);
 int ess_manifest_load(const char *path, struct ess_manifest **out, struct ess_diags *diags);
 
 /* The same from text in memory; name is used in error positions. */
-int ess_manifest_parse(const char *text, size_t len, const char *name,
-                       struct ess_manifest **out, struct ess_diags *diags);
+int ess_manifest_parse(const char *text, size_t len, const char *name, struct ess_manifest **out,
+                       struct ess_diags *diags);
 
 /* ess_manifest_load, then every error reported: one line each on report, or
  * as error log lines when report is NULL (a worker). Same return codes. */

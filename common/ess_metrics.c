@@ -112,8 +112,7 @@ char *ess_metrics_render(const char *connector, const struct ess_metrics_sample 
     fprintf(f, "ess_retries_total{connector=\"%s\"} %llu\n", c, s->retried);
     head(f, "ess_parked_total", "counter", "Events moved to the dead-letter table.");
     fprintf(f, "ess_parked_total{connector=\"%s\"} %llu\n", c, s->parked);
-    head(f, "ess_backlog", "gauge",
-         "Journaled events not yet delivered or parked.");
+    head(f, "ess_backlog", "gauge", "Journaled events not yet delivered or parked.");
     fprintf(f, "ess_backlog{connector=\"%s\"} %lld\n", c, s->backlog);
     lag_histogram(f, c, s);
     if (fclose(f) != 0) {

@@ -66,8 +66,8 @@ struct partner_xfer {
     size_t rlen;                /* bytes kept in res.body */
     struct ess_partner_result res;
     char errbuf[CURL_ERROR_SIZE];
-    int running; /* added to the multi handle */
-    int upload;  /* a file drop: success is the transfer's, not an HTTP status */
+    int running;               /* added to the multi handle */
+    int upload;                /* a file drop: success is the transfer's, not an HTTP status */
     int http_set;              /* the handle holds every HTTP option but the request's own */
     unsigned tls_gen;          /* the partner's tls_gen when they were set */
     struct partner_xfer *next; /* free pool or done queue */
@@ -77,11 +77,11 @@ struct ess_partner {
     CURLM *multi;
     long timeout_ms;
     int max_in_flight;
-    int in_flight;              /* sent, result not yet taken */
-    struct partner_xfer **all;  /* every xfer ever made, <= max_in_flight */
+    int in_flight;             /* sent, result not yet taken */
+    struct partner_xfer **all; /* every xfer ever made, <= max_in_flight */
     int n_all;
-    struct partner_xfer *pool;  /* idle xfers, easy handles kept warm */
-    struct partner_xfer *done;  /* finished, oldest first */
+    struct partner_xfer *pool; /* idle xfers, easy handles kept warm */
+    struct partner_xfer *done; /* finished, oldest first */
     struct partner_xfer *done_tail;
     /* TLS (owned copies; NULL: curl's default). verify 0 turns peer and host checks off. */
     char *tls_ca;
@@ -480,8 +480,8 @@ int ess_partner_set_tls(struct ess_partner *p, const struct ess_tls *tls, struct
     return ESS_OK;
 }
 
-static int partner_check_send(struct ess_partner *p, const char *url, const char *body,
-                              size_t len, struct ess_err *err)
+static int partner_check_send(struct ess_partner *p, const char *url, const char *body, size_t len,
+                              struct ess_err *err)
 {
     if (p == NULL || url == NULL || (body == NULL && len > 0)) {
         return ess_err_set(err, ESS_EINVAL, "partner send needs a partner, a url and a body");
@@ -779,8 +779,7 @@ static void partner_error_line(struct partner_xfer *x, CURLcode res)
         return;
     }
     partner_quote_body(x, quoted, sizeof(quoted));
-    snprintf(r->error, sizeof(r->error), "HTTP %ld%s%s", r->status, quoted[0] ? ": " : "",
-             quoted);
+    snprintf(r->error, sizeof(r->error), "HTTP %ld%s%s", r->status, quoted[0] ? ": " : "", quoted);
 }
 
 /* Under TLS 1.3 a partner refusing the client certificate (or its absence)

@@ -50,7 +50,7 @@
 #define PUSH_PROBE_MAX_MS 250
 #define PUSH_RETRY_BASE_MS 200
 #define PUSH_RETRY_CAP_MS 30000
-#define PUSH_OFFSET_EVERY_MS 500 /* a crash repeats at most this much of deliveries */
+#define PUSH_OFFSET_EVERY_MS 500   /* a crash repeats at most this much of deliveries */
 #define PUSH_RETAIN_EVERY_MS 15000 /* a sweep step a few times a minute ... */
 #define PUSH_RETAIN_MORE_MS 1000   /* ... every second while a step found a full batch */
 #define PUSH_RETAIN_BATCH 1000     /* rows per DELETE: each step stays short */
@@ -123,11 +123,11 @@ struct ess_push {
     struct ess_worker_retry store_retry;
     uint64_t rng;
     size_t window_max;
-    int journal_more;      /* the journal may hold rows past the window */
-    int reading;           /* a refill read is pending (ess_store_journal_read_send) */
-    long long read_after;  /* its seq cursor: the window's last seq when sent */
-    int read_want;         /* its limit */
-    int offset_known;      /* the stored offset was read into the window */
+    int journal_more;     /* the journal may hold rows past the window */
+    int reading;          /* a refill read is pending (ess_store_journal_read_send) */
+    long long read_after; /* its seq cursor: the window's last seq when sent */
+    int read_want;        /* its limit */
+    int offset_known;     /* the stored offset was read into the window */
     long long offset_saved;
     long long next_offset_ms;
     long long next_heartbeat_ms;
@@ -140,11 +140,11 @@ struct ess_push {
     struct ess_store_controls ctl;
     long long next_control_ms;
     long long next_redeliver_ms;
-    int replay_pending;       /* a replay request waits for in-flight to finish */
+    int replay_pending;        /* a replay request waits for in-flight to finish */
     struct push_replay replay; /* the filter of an applied replay */
     /* dead-letter workflow */
-    json_t *quarantine;       /* keys held behind a parked event (a set) */
-    int quarantine_known;     /* loaded from the store since it (re)connected */
+    json_t *quarantine;   /* keys held behind a parked event (a set) */
+    int quarantine_known; /* loaded from the store since it (re)connected */
     struct push_redelivery redeliveries[PUSH_REDELIVER_MAX];
     /* every delivery attempt, for the audit chain; written with the tickets */
     struct ess_audit *audit;
@@ -161,7 +161,7 @@ struct ess_push {
     struct ess_metrics *metrics; /* NULL: metrics_listen off */
     struct ess_alert *alerts;
     long long next_alert_ms;
-    long long backlog; /* as of the last heartbeat */
+    long long backlog;                    /* as of the last heartbeat */
     unsigned long long parked_at_refresh; /* stats.parked when the quarantine was read */
     struct push_canary {
         int in_flight;
@@ -178,7 +178,7 @@ struct ess_push {
     struct ess_delta_book *delta; /* delta: true -- per key, what the partner has */
     /* delivery_windows / blackouts: outside them everything is journaled and held */
     int held;
-    long long sched_check_ms; /* monotonic: when to look at the schedule again */
+    long long sched_check_ms;    /* monotonic: when to look at the schedule again */
     struct ess_replica *replica; /* replicas > 1 (ess_replica.h); NULL: the only worker */
 };
 
@@ -452,8 +452,7 @@ static int push_origin_skipped(const struct ess_push *p, const char *origin)
 }
 
 /* One delivery from the broker: into the burst, or dead-lettered. */
-static int push_take_one(struct ess_push *p, const struct ess_bus_msg *msg,
-                         struct ess_err *bus_err)
+static int push_take_one(struct ess_push *p, const struct ess_bus_msg *msg, struct ess_err *bus_err)
 {
     struct ess_event ev;
     struct ess_err err;
@@ -690,8 +689,8 @@ static void push_debounce_start(struct ess_push *p, const char *key, long long r
     /* debounce_max_sec (default 10 x debounce_sec) bounds the wait of a key
      * that never goes quiet, so it cannot starve. */
     max_sec = p->m->debounce_max_sec > 0 ? p->m->debounce_max_sec : 10LL * p->m->debounce_sec;
-    it->quiet_cap_ms = push_quiet_at(p, received_ms) - (long long)p->m->debounce_sec * 1000 +
-                       max_sec * 1000;
+    it->quiet_cap_ms =
+        push_quiet_at(p, received_ms) - (long long)p->m->debounce_sec * 1000 + max_sec * 1000;
     ess_keyq_reschedule(p->window, it, push_quiet_at(p, received_ms));
 }
 
@@ -765,8 +764,7 @@ static void push_window_add(struct ess_push *p, struct ess_store_row *row)
         ess_keyq_skip(p->window, row->seq);
         return;
     }
-    rc = ess_keyq_push(p->window, row->seq, row->key, row->event_id, row->body,
-                       row->received_ms);
+    rc = ess_keyq_push(p->window, row->seq, row->key, row->event_id, row->body, row->received_ms);
     row->key = NULL;
     row->event_id = NULL;
     row->body = NULL;
@@ -977,8 +975,8 @@ static int push_render(struct ess_push *p, const char *journaled, const char *de
 }
 
 /* A window item: delta applies. */
-static int push_render_item(struct ess_push *p, struct ess_keyq_item *it, char **body,
-                            size_t *len, const char **ctype, struct ess_err *err)
+static int push_render_item(struct ess_push *p, struct ess_keyq_item *it, char **body, size_t *len,
+                            const char **ctype, struct ess_err *err)
 {
     return push_render(p, it->body, it->key, body, len, ctype, err);
 }
@@ -993,9 +991,8 @@ static void push_ticket(struct ess_push *p, long long seq, const char *event_id,
     struct push_ticket *t;
     size_t cap;
 
-    if (p->m->tickets == ESS_TICKETS_NONE ||
-        (p->m->tickets == ESS_TICKETS_FAILURES && strcmp(outcome, "delivered") == 0 &&
-         attempts <= 1)) {
+    if (p->m->tickets == ESS_TICKETS_NONE || (p->m->tickets == ESS_TICKETS_FAILURES &&
+                                              strcmp(outcome, "delivered") == 0 && attempts <= 1)) {
         return;
     }
     if (p->n_tickets == p->cap_tickets) {
@@ -1008,8 +1005,14 @@ static void push_ticket(struct ess_push *p, long long seq, const char *event_id,
         p->cap_tickets = cap;
     }
     t = &p->tickets[p->n_tickets];
-    *t = (struct push_ticket){seq, strdup(event_id), strdup(key), outcome, attempts, last_status,
-                              error != NULL && error[0] != '\0' ? strdup(error) : NULL, first_ms};
+    *t = (struct push_ticket){seq,
+                              strdup(event_id),
+                              strdup(key),
+                              outcome,
+                              attempts,
+                              last_status,
+                              error != NULL && error[0] != '\0' ? strdup(error) : NULL,
+                              first_ms};
     p->n_tickets++;
 }
 
@@ -1029,8 +1032,8 @@ static void push_tickets_clear(struct ess_push *p)
 static void push_audit(struct ess_push *p, const struct ess_partner_result *r,
                        const struct ess_store_row *row)
 {
-    const char *error = r->status >= 200 && r->status < 300 && !r->transport_failed ? NULL
-                                                                                   : r->error;
+    const char *error =
+        r->status >= 200 && r->status < 300 && !r->transport_failed ? NULL : r->error;
     const struct ess_keyq_item *it;
     size_t i;
 
@@ -1070,9 +1073,9 @@ static int push_tickets_flush(struct ess_push *p)
     for (i = 0; i < p->n_tickets; i++) {
         const struct push_ticket *pt = &p->tickets[i];
 
-        t[i] = (struct ess_store_ticket){pt->seq, pt->event_id, pt->key, pt->outcome,
-                                         pt->attempts, pt->last_status, pt->last_error,
-                                         pt->first_ms};
+        t[i] =
+            (struct ess_store_ticket){pt->seq,      pt->event_id,    pt->key,        pt->outcome,
+                                      pt->attempts, pt->last_status, pt->last_error, pt->first_ms};
     }
     ess_err_clear(&err);
     rc = ess_store_tickets_append(p->store, p->m->id, t, p->n_tickets, &err);
@@ -1111,8 +1114,8 @@ static void push_park(struct ess_push *p, struct ess_keyq_item *it, const char *
     struct ess_err err;
 
     ess_err_clear(&err);
-    if (p->store == NULL || ess_store_park(p->store, p->m->id, &row, reason, it->attempts,
-                                           status, it->last_status, &err) != ESS_OK) {
+    if (p->store == NULL || ess_store_park(p->store, p->m->id, &row, reason, it->attempts, status,
+                                           it->last_status, &err) != ESS_OK) {
         if (p->store != NULL) {
             push_store_lost(p, &err);
         }
@@ -1126,8 +1129,8 @@ static void push_park(struct ess_push *p, struct ess_keyq_item *it, const char *
         json_object_set_new(p->quarantine, it->key, json_true());
     }
     if (held) {
-        ess_log_info("event %s held: key %s waits for a parked event (hms ess dlq)",
-                     it->event_id, it->key);
+        ess_log_info("event %s held: key %s waits for a parked event (hms ess dlq)", it->event_id,
+                     it->key);
     } else {
         ess_log_warn("event %s (key %s) parked after %d attempt(s): %s", it->event_id, it->key,
                      it->attempts, reason);
@@ -1403,8 +1406,8 @@ static int push_batch_upload(struct ess_push *p, long long now)
         rc = ess_err_set(&err, ESS_ENOMEM, "out of memory copying a file");
     }
     if (rc == ESS_OK) {
-        rc = push_batch_send(p, (uint64_t)(uintptr_t)p->batch, ess_batch_name(p->batch), body,
-                             len, &err);
+        rc = push_batch_send(p, (uint64_t)(uintptr_t)p->batch, ess_batch_name(p->batch), body, len,
+                             &err);
     }
     if (rc != ESS_OK) {
         push_error(p, "partner", &err);
@@ -1487,8 +1490,7 @@ static void push_batch_park(struct ess_push *p, const char *reason)
 }
 
 /* The upload failed: the same file goes again after a back-off. */
-static void push_batch_failed(struct ess_push *p, const struct ess_partner_result *r,
-                              long long now)
+static void push_batch_failed(struct ess_push *p, const struct ess_partner_result *r, long long now)
 {
     size_t n = ess_batch_count(p->batch);
     int was_open = ess_breaker_open(&p->breaker);
@@ -1519,8 +1521,7 @@ static void push_batch_failed(struct ess_push *p, const struct ess_partner_resul
 }
 
 /* collect for file drops: 1 when r was the batch's upload. */
-static int push_batch_result(struct ess_push *p, const struct ess_partner_result *r,
-                             long long now)
+static int push_batch_result(struct ess_push *p, const struct ess_partner_result *r, long long now)
 {
     if (p->batch == NULL || r->token != (uint64_t)(uintptr_t)p->batch) {
         return 0;
@@ -1539,8 +1540,8 @@ static void push_batch_flush(struct ess_push *p)
 {
     long long now = ess_worker_mono_ms();
 
-    if (p->batch == NULL || p->batch_in_flight || ess_batch_count(p->batch) == 0 ||
-        p->ctl.paused || p->held || ess_partner_room(p->partner) == 0) {
+    if (p->batch == NULL || p->batch_in_flight || ess_batch_count(p->batch) == 0 || p->ctl.paused ||
+        p->held || ess_partner_room(p->partner) == 0) {
         return;
     }
     ess_log_info("stopping: uploading the open file (%zu events)", ess_batch_count(p->batch));
@@ -1574,7 +1575,7 @@ static long long push_batch_timeout(const struct ess_push *p, long long now)
 
     if (wait >= 0 && ess_breaker_open(&p->breaker)) {
         wait = ess_breaker_wait_ms(&p->breaker, now) < 250 ? ess_breaker_wait_ms(&p->breaker, now)
-                                                          : 250;
+                                                           : 250;
     }
     return wait;
 }
@@ -1628,8 +1629,8 @@ static void push_retry_later(struct ess_push *p, struct ess_keyq_item *it,
     } else if (r->status == 429 && r->retry_after_ms >= 0) {
         delay = r->retry_after_ms;
     } else {
-        delay = ess_backoff_delay_ms(it->attempts - 1, PUSH_RETRY_BASE_MS, PUSH_RETRY_CAP_MS,
-                                     &p->rng);
+        delay =
+            ess_backoff_delay_ms(it->attempts - 1, PUSH_RETRY_BASE_MS, PUSH_RETRY_CAP_MS, &p->rng);
     }
     ess_keyq_retry(p->window, it, now + (delay > 0 ? delay : 0));
 }
@@ -1757,9 +1758,9 @@ static void push_redelivery_end(struct push_redelivery *rd)
 static void push_redelivery_result(struct ess_push *p, struct push_redelivery *rd,
                                    const struct ess_partner_result *r)
 {
-    enum ess_outcome outcome = push_batching(p) ? push_batch_outcome(r)
-                                                : ess_backoff_classify(r->status,
-                                                                       r->transport_failed);
+    enum ess_outcome outcome = push_batching(p)
+                                   ? push_batch_outcome(r)
+                                   : ess_backoff_classify(r->status, r->transport_failed);
     const char *status = outcome == ESS_OUTCOME_OK ? "delivered" : "parked";
     struct ess_err err;
 
@@ -1772,9 +1773,9 @@ static void push_redelivery_result(struct ess_push *p, struct push_redelivery *r
         return;
     }
     ess_breaker_success(&p->breaker);
-    if (p->store == NULL || ess_store_dlq_set(p->store, p->m->id, rd->row.seq, status,
-                                              outcome == ESS_OUTCOME_OK ? NULL : r->error,
-                                              r->status, &err) != ESS_OK) {
+    if (p->store == NULL ||
+        ess_store_dlq_set(p->store, p->m->id, rd->row.seq, status,
+                          outcome == ESS_OUTCOME_OK ? NULL : r->error, r->status, &err) != ESS_OK) {
         if (p->store != NULL) {
             push_store_lost(p, &err);
         }
@@ -1925,8 +1926,7 @@ static void push_replica_replay(struct ess_push *p)
     struct ess_err err;
 
     ess_err_clear(&err);
-    if (p->store == NULL || push_tickets_flush(p) != ESS_OK ||
-        (fresh = ess_keyq_new()) == NULL) {
+    if (p->store == NULL || push_tickets_flush(p) != ESS_OK || (fresh = ess_keyq_new()) == NULL) {
         return; /* tried again on the next turn */
     }
     if (ess_replica_save(p->replica, p->store, ess_keyq_low_water(p->window), &err) != ESS_OK ||
@@ -1986,12 +1986,11 @@ static void push_replay_apply(struct ess_push *p)
     p->ctl.replay_done_id = p->ctl.replay_id;
     p->ctl.replay_resume_seq = resume;
     push_replay_filter(p, &p->ctl, from);
-    ess_log_info("replay #%lld: re-sending from seq %lld up to %lld%s%s (then live again)",
-                 p->ctl.replay_id, from + 1,
-                 p->ctl.replay_to_seq >= 0 && p->ctl.replay_to_seq < resume ? p->ctl.replay_to_seq
-                                                                            : resume,
-                 p->ctl.has_replay_key ? ", key " : "",
-                 p->ctl.has_replay_key ? p->ctl.replay_key : "");
+    ess_log_info(
+        "replay #%lld: re-sending from seq %lld up to %lld%s%s (then live again)", p->ctl.replay_id,
+        from + 1,
+        p->ctl.replay_to_seq >= 0 && p->ctl.replay_to_seq < resume ? p->ctl.replay_to_seq : resume,
+        p->ctl.has_replay_key ? ", key " : "", p->ctl.has_replay_key ? p->ctl.replay_key : "");
 }
 
 static void push_controls(struct ess_push *p)
@@ -2010,8 +2009,8 @@ static void push_controls(struct ess_push *p)
     if (c.paused != p->ctl.paused) {
         ess_log_info("%s by the operator", c.paused ? "paused" : "resumed");
     }
-    if (c.replay_id > (p->replica != NULL ? ess_replica_replay_seen(p->replica)
-                                          : c.replay_done_id) &&
+    if (c.replay_id >
+            (p->replica != NULL ? ess_replica_replay_seen(p->replica) : c.replay_done_id) &&
         !p->replay_pending) {
         ess_log_info("replay #%lld requested: finishing in-flight deliveries first", c.replay_id);
         p->replay_pending = 1;
@@ -2021,7 +2020,7 @@ static void push_controls(struct ess_push *p)
 
 /* ---- the partner's schedule: delivery_windows, blackouts ------------------ */
 
-#define PUSH_SCHEDULE_EVERY_MS 1000  /* an open window is looked at once a second */
+#define PUSH_SCHEDULE_EVERY_MS 1000 /* an open window is looked at once a second */
 #define PUSH_SCHEDULE_MAX_WAIT_MS 60000
 
 /* Hold or release deliveries as the schedule says. While held the journal
@@ -2060,9 +2059,9 @@ static void push_schedule(struct ess_push *p, long long now)
         ess_log_info("outside the delivery schedule: holding deliveries until %s", when);
     }
     p->held = 1;
-    p->sched_check_ms = now + (wait < 0 ? 0 : wait > PUSH_SCHEDULE_MAX_WAIT_MS
-                                                  ? PUSH_SCHEDULE_MAX_WAIT_MS
-                                                  : wait);
+    p->sched_check_ms = now + (wait < 0                           ? 0
+                               : wait > PUSH_SCHEDULE_MAX_WAIT_MS ? PUSH_SCHEDULE_MAX_WAIT_MS
+                                                                  : wait);
 }
 
 /* ---- cron: offsets, heartbeats, retention -------------------------------- */
@@ -2120,17 +2119,22 @@ static void push_heartbeat(struct ess_push *p, long long now, const char *state)
         ess_err_clear(&err);
     }
     p->backlog = backlog;
-    hb = (struct ess_heartbeat){p->m->id, ess_worker_instance(), ess_worker_host(), ESS_VERSION,
-                                state != NULL ? state : push_state(p, now), p->last_error,
+    hb = (struct ess_heartbeat){p->m->id,
+                                ess_worker_instance(),
+                                ess_worker_host(),
+                                ESS_VERSION,
+                                state != NULL ? state : push_state(p, now),
+                                p->last_error,
                                 (long)getpid(),
-                                ess_worker_wall_ms(), (now - p->started_ms) / 1000, backlog};
+                                ess_worker_wall_ms(),
+                                (now - p->started_ms) / 1000,
+                                backlog};
     extra = push_ops_extra(p);
     text = ess_stats_heartbeat_json_with(&p->stats, &hb, extra);
     json_decref(extra);
     ess_err_clear(&berr);
-    failed = ess_worker_heartbeat_send(p->bus, p->store, p->env.ops_exchange, p->m->id,
-                                       hb.instance, hb.state, p->m->heartbeat_sec, text, &err,
-                                       &berr);
+    failed = ess_worker_heartbeat_send(p->bus, p->store, p->env.ops_exchange, p->m->id, hb.instance,
+                                       hb.state, p->m->heartbeat_sec, text, &err, &berr);
     if (failed & ESS_WORKER_HB_STORE_FAILED) {
         push_store_lost(p, &err);
     }
@@ -2167,8 +2171,8 @@ static void push_replica_cron(struct ess_push *p, long long now)
     if (fresh == NULL) {
         return;
     }
-    if (ess_replica_rebalance(p->replica, p->store, ess_keyq_low_water(p->window), &floor,
-                              &err) != ESS_OK) {
+    if (ess_replica_rebalance(p->replica, p->store, ess_keyq_low_water(p->window), &floor, &err) !=
+        ESS_OK) {
         ess_keyq_free(fresh);
         push_store_lost(p, &err);
         return;
@@ -2235,12 +2239,11 @@ static json_t *push_ops_extra(const struct ess_push *p)
         json_object_set_new(extra, "alerts", ess_alert_open_json(p->alerts));
     }
     if (p->m->canary.record != NULL && c->has_result) {
-        json_object_set_new(extra, "canary",
-                            json_pack("{s:s, s:I, s:I, s:I, s:s}", "result",
-                                      c->last_ok ? "ok" : "failed", "rtt_ms",
-                                      (json_int_t)c->last_rtt_ms, "status",
-                                      (json_int_t)c->last_status, "ts_ms",
-                                      (json_int_t)c->last_ts_ms, "error", c->last_error));
+        json_object_set_new(
+            extra, "canary",
+            json_pack("{s:s, s:I, s:I, s:I, s:s}", "result", c->last_ok ? "ok" : "failed", "rtt_ms",
+                      (json_int_t)c->last_rtt_ms, "status", (json_int_t)c->last_status, "ts_ms",
+                      (json_int_t)c->last_ts_ms, "error", c->last_error));
     }
     return extra;
 }
@@ -2257,19 +2260,17 @@ static void push_retain(struct ess_push *p, long long now)
     if (ess_store_retain_batch(p->store, p->m->id,
                                p->replica != NULL ? ess_replica_retain_floor(p->replica)
                                                   : p->offset_saved,
-                               p->m->replay_window_sec,
-                               p->m->ticket_retention_sec, PUSH_RETAIN_BATCH, &deleted,
-                               &err) != ESS_OK) {
+                               p->m->replay_window_sec, p->m->ticket_retention_sec,
+                               PUSH_RETAIN_BATCH, &deleted, &err) != ESS_OK) {
         p->next_retain_ms = now + PUSH_RETAIN_EVERY_MS;
         push_store_lost(p, &err);
         return;
     }
     if (deleted > 0) {
-        ess_log_debug("retention: swept %lld rows past replay_window / ticket_retention",
-                      deleted);
+        ess_log_debug("retention: swept %lld rows past replay_window / ticket_retention", deleted);
     }
-    p->next_retain_ms = now + (deleted >= PUSH_RETAIN_BATCH ? PUSH_RETAIN_MORE_MS
-                                                             : PUSH_RETAIN_EVERY_MS);
+    p->next_retain_ms =
+        now + (deleted >= PUSH_RETAIN_BATCH ? PUSH_RETAIN_MORE_MS : PUSH_RETAIN_EVERY_MS);
 }
 
 static int push_alert_publish(struct ess_push *p, const struct ess_alert_change *c)
@@ -2392,8 +2393,8 @@ static void push_canary_send(struct ess_push *p, long long now)
         return;
     }
     if (ess_partner_send(p->partner, (uint64_t)(uintptr_t)c,
-                         p->m->canary.url != NULL ? p->m->canary.url : p->m->target_url, h2,
-                         body, len, &err) != ESS_OK) {
+                         p->m->canary.url != NULL ? p->m->canary.url : p->m->target_url, h2, body,
+                         len, &err) != ESS_OK) {
         push_canary_done(p, 0, 0, 0, err.msg);
         return;
     }
@@ -2402,8 +2403,7 @@ static void push_canary_send(struct ess_push *p, long long now)
 }
 
 /* collect: 1 when r was the canary's. */
-static int push_canary_result(struct ess_push *p, const struct ess_partner_result *r,
-                              long long now)
+static int push_canary_result(struct ess_push *p, const struct ess_partner_result *r, long long now)
 {
     struct push_canary *c = &p->canary;
 
@@ -2427,11 +2427,9 @@ static void push_metrics_update(struct ess_push *p)
     }
     /* With nothing journaled beyond the window, the window is the backlog
      * (exact, every turn); else the heartbeat's count from the journal. */
-    ess_metrics_sample_from(&s, &p->stats, p->bus != NULL && p->store != NULL,
-                            !ess_breaker_open(&p->breaker),
-                            p->offset_known && !p->journal_more
-                                ? (long long)ess_keyq_pending(p->window)
-                                : p->backlog);
+    ess_metrics_sample_from(
+        &s, &p->stats, p->bus != NULL && p->store != NULL, !ess_breaker_open(&p->breaker),
+        p->offset_known && !p->journal_more ? (long long)ess_keyq_pending(p->window) : p->backlog);
     ess_metrics_update(p->metrics, &s);
 }
 
@@ -2572,8 +2570,8 @@ static void push_reload(struct ess_push *p)
             ess_log_error("reload refused: %s", ess_err_format(&diags.v[i], line, sizeof(line)));
         }
     } else if (strcmp(m->id, p->m->id) != 0) {
-        ess_log_error("reload refused: id changed from %s to %s (deploy a new connector)",
-                      p->m->id, m->id);
+        ess_log_error("reload refused: id changed from %s to %s (deploy a new connector)", p->m->id,
+                      m->id);
     } else if (m->queue_type != p->m->queue_type) {
         ess_log_error("reload refused: queue_type changed; RabbitMQ cannot change the type of "
                       "queue %s: stop the worker, drain and delete the queue, deploy again",
@@ -2603,8 +2601,7 @@ static void push_reload(struct ess_push *p)
         p->sched_check_ms = 0; /* the schedule may have changed */
         if (p->bus != NULL &&
             ess_bus_declare_push_typed(p->bus, p->env.events_exchange, p->env.ops_exchange,
-                                       p->m->id, &p->m->topics, p->m->queue_type,
-                                       &err) != ESS_OK) {
+                                       p->m->id, &p->m->topics, p->m->queue_type, &err) != ESS_OK) {
             push_bus_lost(p, &err);
         }
     }
@@ -2644,8 +2641,7 @@ static void push_drain(struct ess_push *p)
     ess_err_clear(&err);
     ess_log_info("stopping: draining %d in-flight deliveries", ess_partner_in_flight(p->partner));
     if (p->bus != NULL) {
-        ess_worker_publish_lifecycle(p->bus, p->env.ops_exchange, p->m->id, "stopping", "",
-                                     &err);
+        ess_worker_publish_lifecycle(p->bus, p->env.ops_exchange, p->m->id, "stopping", "", &err);
         ess_bus_cancel(p->bus, &err);
     }
     if (p->bus != NULL && p->store != NULL) {

@@ -125,15 +125,17 @@ int ess_records_csv(const char *s, size_t n, json_t *out, struct ess_err *err)
 
     head = csv_line(s, n, &i, &b);
     if (head == NULL) {
-        rc = ess_err_set(err, ESS_EPARTNER, "partner: CSV header has an unterminated quote "
-                                               "or is not UTF-8");
+        rc = ess_err_set(err, ESS_EPARTNER,
+                         "partner: CSV header has an unterminated quote "
+                         "or is not UTF-8");
     }
     while (rc == ESS_OK && i < n) {
         row = csv_line(s, n, &i, &b);
         if (row == NULL) {
             rc = ess_err_set(err, ESS_EPARTNER,
                              "partner: CSV line before byte %zu has an unterminated "
-                             "quote or is not UTF-8", i);
+                             "quote or is not UTF-8",
+                             i);
         } else if (json_array_size(row) == json_array_size(head)) {
             csv_record(head, row, out);
         } else if (!csv_blank(row)) {
@@ -189,8 +191,8 @@ int ess_records_body(const char *s, size_t n, json_t **records, struct ess_err *
     *records = NULL;
     doc = json_loadb(s != NULL ? s : "", n, JSON_REJECT_DUPLICATES, &jerr);
     if (doc == NULL) {
-        return ess_err_set(err, ESS_EPARSE, "body is not JSON: %s (line %d, column %d)",
-                           jerr.text, jerr.line, jerr.column);
+        return ess_err_set(err, ESS_EPARSE, "body is not JSON: %s (line %d, column %d)", jerr.text,
+                           jerr.line, jerr.column);
     }
     if (json_is_object(doc)) {
         *records = json_array();

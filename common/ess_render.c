@@ -82,7 +82,8 @@ static const char **render_order(const struct ess_manifest *m, json_t *rec, size
         k = to != NULL ? to : m->fields.v[i];
         order_add(rec, k, to != NULL ? strlen(k) : strcspn(k, "."), keys, n);
     }
-    json_object_foreach(rec, k, v) {
+    json_object_foreach(rec, k, v)
+    {
         order_add(rec, k, strlen(k), keys, n);
     }
     return keys;
@@ -217,7 +218,6 @@ static int render_csv(struct rctx *r, json_t *rec, const char **keys, size_t n)
 }
 
 /* ---------------------------------------------------------------- fixed */
-
 
 /* The column's value cut to width per its rule; NULL + ESS_ESHAPE when refused. */
 static const char *fixed_fit(struct rctx *r, const struct ess_column *c, const char *text,
@@ -362,7 +362,8 @@ static int xml_children(struct rctx *r, json_t *obj, int depth)
     json_t *v;
     int rc;
 
-    json_object_foreach(obj, k, v) {
+    json_object_foreach(obj, k, v)
+    {
         rc = xml_element(r, k, v, depth + 1);
         if (rc != ESS_OK) {
             return rc;

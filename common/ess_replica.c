@@ -38,8 +38,8 @@ struct ess_replica {
     long long offsets[ESS_REPLICA_PARTS]; /* of owned partitions, as claimed */
     long long retain_floor;
     long long replay_seen; /* the replay its offsets are in step with */
-    int due;    /* ownership must change */
-    int live_n; /* live replicas at the last tick (for logs) */
+    int due;               /* ownership must change */
+    int live_n;            /* live replicas at the last tick (for logs) */
 };
 
 /* ---- hashing ------------------------------------------------------------ */

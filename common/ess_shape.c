@@ -223,8 +223,8 @@ static int shape_one_transform(const struct ess_transform *t, json_t *res, struc
     parent = shape_own_parent(res, field, 1, &leaf, &nomem);
     if (parent == NULL && !nomem) {
         json_decref(nv);
-        return ess_err_set(err, ESS_ESHAPE,
-                           "transforms.%s: a non-object value sits on the path", field);
+        return ess_err_set(err, ESS_ESHAPE, "transforms.%s: a non-object value sits on the path",
+                           field);
     }
     if (parent == NULL || json_object_set_new(parent, leaf, nv) != 0) {
         return shape_nomem(err);
@@ -298,8 +298,7 @@ static void shape_prune_empty(json_t *res, const char *path)
 /* Move every renamed field in one pass -- all values read first, so a swap
  * {a: b, b: a} works. Forward: HMS names (dotted paths, emptied parents
  * pruned) -> partner names (top level). Inverse: the other way, re-nesting. */
-static int shape_move(const struct ess_strmap *rn, int inverse, json_t *res,
-                      struct ess_err *err)
+static int shape_move(const struct ess_strmap *rn, int inverse, json_t *res, struct ess_err *err)
 {
     json_t **vals;
     json_t *parent;
@@ -418,8 +417,9 @@ static int shape_inverse_value(const struct ess_valuemap *vm, json_t *res, struc
     }
     text = shape_value_text(v, buf, sizeof(buf), &rc);
     if (rc != ESS_OK) {
-        return ess_err_set(err, ESS_ESHAPE, "values: field '%s' is %s; code maps apply to "
-                                            "strings, integers and booleans",
+        return ess_err_set(err, ESS_ESHAPE,
+                           "values: field '%s' is %s; code maps apply to "
+                           "strings, integers and booleans",
                            vm->field, shape_kind(v));
     }
     from = text != NULL ? shape_map_find(&vm->map, text, 1) : NULL;

@@ -31,8 +31,7 @@
 /* Apply fields/drop/transforms/values/rename. data is borrowed and not modified; *out is
  * a new reference the caller json_decref()s. ESS_ESHAPE with a reason when a
  * value cannot be converted (the event is then parked with that reason). */
-int ess_shape_apply(const struct ess_manifest *m, json_t *data, json_t **out,
-                    struct ess_err *err);
+int ess_shape_apply(const struct ess_manifest *m, json_t *data, json_t **out, struct ess_err *err);
 
 /* Render shaped data as the partner body: ess_render_body (ess_render.h, every
  * format). *body is malloc'd (caller frees), *len its length, *content_type a

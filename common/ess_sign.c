@@ -26,10 +26,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#define SIGN_MAC_LEN 32           /* SHA-256 */
+#define SIGN_MAC_LEN 32 /* SHA-256 */
 #define SIGN_PREFIX "whsec_"
-#define SIGN_KEY_MAX 512          /* decoded secret bytes we accept */
-#define SIGN_HEADER_MAX 1024      /* one "Name: value" header line */
+#define SIGN_KEY_MAX 512     /* decoded secret bytes we accept */
+#define SIGN_HEADER_MAX 1024 /* one "Name: value" header line */
 
 /* Decode standard base64 of n chars into out. Padding is optional (some
  * libraries strip it); anything outside the alphabet is an error. */
@@ -81,8 +81,7 @@ static int sign_key(const char *secret, unsigned char *key, size_t *keylen, stru
         return ess_err_set(err, ESS_EINVAL, "webhook secret is empty");
     }
     if (strncmp(secret, SIGN_PREFIX, plen) == 0) {
-        if (sign_b64_decode(secret + plen, strlen(secret + plen), key, SIGN_KEY_MAX, keylen) !=
-            0) {
+        if (sign_b64_decode(secret + plen, strlen(secret + plen), key, SIGN_KEY_MAX, keylen) != 0) {
             return ess_err_set(err, ESS_EINVAL, "webhook secret is not valid base64 after '%s'",
                                SIGN_PREFIX);
         }
@@ -90,8 +89,7 @@ static int sign_key(const char *secret, unsigned char *key, size_t *keylen, stru
     }
     n = strlen(secret);
     if (n > SIGN_KEY_MAX) {
-        return ess_err_set(err, ESS_EINVAL, "webhook secret is longer than %d bytes",
-                           SIGN_KEY_MAX);
+        return ess_err_set(err, ESS_EINVAL, "webhook secret is longer than %d bytes", SIGN_KEY_MAX);
     }
     memcpy(key, secret, n);
     *keylen = n;
@@ -238,8 +236,9 @@ int ess_sign_check_request(const char *secret, const char *id, const char *ts, c
     long long t;
 
     if (id == NULL || ts == NULL || sig == NULL) {
-        return ess_err_set(err, ESS_EPARSE, "missing webhook-id, webhook-timestamp or "
-                                            "webhook-signature");
+        return ess_err_set(err, ESS_EPARSE,
+                           "missing webhook-id, webhook-timestamp or "
+                           "webhook-signature");
     }
     errno = 0;
     t = strtoll(ts, &end, 10);
@@ -248,8 +247,7 @@ int ess_sign_check_request(const char *secret, const char *id, const char *ts, c
     }
     /* both within +-2^62: the difference cannot overflow */
     if (t < -(1LL << 62) || t > (1LL << 62) || now_s - t > skew_s || t - now_s > skew_s) {
-        return ess_err_set(err, ESS_EPARSE, "webhook-timestamp is more than %lld s off",
-                           skew_s);
+        return ess_err_set(err, ESS_EPARSE, "webhook-timestamp is more than %lld s off", skew_s);
     }
     /* the detail (a bad secret, say) is the operator's, not the sender's */
     if (ess_sign_verify(secret, id, t, body, len, sig, NULL) != ESS_OK) {
@@ -268,8 +266,8 @@ static int sign_env(const char *name, const char *what, const char **value, stru
     }
     v = getenv(name);
     if (v == NULL || v[0] == '\0') {
-        return ess_err_set(err, ESS_ECONFIG, "environment variable %s (auth.%s) is not set",
-                           name, what);
+        return ess_err_set(err, ESS_ECONFIG, "environment variable %s (auth.%s) is not set", name,
+                           what);
     }
     if (strpbrk(v, "\r\n") != NULL) {
         return ess_err_set(err, ESS_ECONFIG,
@@ -401,8 +399,7 @@ static int sign_headers_bearer(const struct ess_auth *auth, struct curl_slist **
 }
 
 int ess_sign_headers(const struct ess_auth *auth, const char *event_id, long long now_s,
-                     const char *body, size_t len, struct curl_slist **headers,
-                     struct ess_err *err)
+                     const char *body, size_t len, struct curl_slist **headers, struct ess_err *err)
 {
     if (auth == NULL || headers == NULL) {
         return ess_err_set(err, ESS_EINVAL, "ess_sign_headers: auth and headers are required");

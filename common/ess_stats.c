@@ -104,14 +104,13 @@ char *ess_stats_heartbeat_json_with(const struct ess_stats *s, const struct ess_
     }
     o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I,"
                   " s:I, s:I, s:s}",
-                  "connector", hb->connector, "instance", hb->instance, "host", hb->host,
-                  "pid", (json_int_t)hb->pid, "version", hb->version, "ts", ts, "uptime_s",
-                  (json_int_t)hb->uptime_s, "state", hb->state, "consumed",
-                  (json_int_t)s->consumed, "delivered", (json_int_t)s->delivered, "failed",
-                  (json_int_t)s->failed, "retried", (json_int_t)s->retried, "parked",
-                  (json_int_t)s->parked, "backlog", (json_int_t)hb->backlog, "lag_ms_p50",
-                  (json_int_t)p50, "lag_ms_p99", (json_int_t)p99, "last_error",
-                  hb->last_error != NULL ? hb->last_error : "");
+                  "connector", hb->connector, "instance", hb->instance, "host", hb->host, "pid",
+                  (json_int_t)hb->pid, "version", hb->version, "ts", ts, "uptime_s",
+                  (json_int_t)hb->uptime_s, "state", hb->state, "consumed", (json_int_t)s->consumed,
+                  "delivered", (json_int_t)s->delivered, "failed", (json_int_t)s->failed, "retried",
+                  (json_int_t)s->retried, "parked", (json_int_t)s->parked, "backlog",
+                  (json_int_t)hb->backlog, "lag_ms_p50", (json_int_t)p50, "lag_ms_p99",
+                  (json_int_t)p99, "last_error", hb->last_error != NULL ? hb->last_error : "");
     if (o == NULL) {
         return NULL;
     }

@@ -42,7 +42,7 @@ struct ess_heartbeat { /* borrowed strings, for one call */
     const char *instance;
     const char *host;
     const char *version;
-    const char *state; /* ok | degraded | partner_down | paused */
+    const char *state;      /* ok | degraded | partner_down | paused */
     const char *last_error; /* "" or NULL when none */
     long pid;
     long long ts_ms;

@@ -40,8 +40,8 @@
 #include <string.h>
 
 #define APPEND_CHUNK ESS_STORE_SEND_MAX
-#define APPEND_COLS 5      /* event_id, key, topic, body, received_ms ($1 is connector) */
-#define NUM_MAX 24         /* a long long in decimal, with sign and NUL */
+#define APPEND_COLS 5          /* event_id, key, topic, body, received_ms ($1 is connector) */
+#define NUM_MAX 24             /* a long long in decimal, with sign and NUL */
 #define MIGRATE_LOCK "4539501" /* pg_advisory_lock key: "ESS" schema migrations */
 
 /* ------------------------------------------------------------ migrations -- */
@@ -279,8 +279,8 @@ struct ess_store {
     char (*nums)[NUM_MAX]; /* received_ms as text, one per row */
     char *head;            /* INSERT head and APPEND_CHUNK row tuples, built once */
     size_t head_cap;
-    size_t *row_end;       /* row_end[k]: length of head through row k+1's tuple */
-    char *sql;             /* INSERT text for up to APPEND_CHUNK rows */
+    size_t *row_end;                   /* row_end[k]: length of head through row k+1's tuple */
+    char *sql;                         /* INSERT text for up to APPEND_CHUNK rows */
     struct store_buf arr[APPEND_COLS]; /* journal_send's binary array parameters */
     /* the statement sent by journal_send / read_send until its finish takes the result */
     bool pend;           /* sent, result not taken yet */
@@ -333,8 +333,8 @@ static int store_fail(struct ess_store *s, const PGresult *res, const char *what
 }
 
 /* Check a result against the expected status; clears *res on failure. */
-static int check_result(struct ess_store *s, PGresult **res, ExecStatusType want,
-                        const char *what, struct ess_err *err)
+static int check_result(struct ess_store *s, PGresult **res, ExecStatusType want, const char *what,
+                        struct ess_err *err)
 {
     int rc;
 
@@ -401,8 +401,7 @@ static void store_settle(struct ess_store *s)
 }
 
 /* Run a parameterless command (BEGIN, COMMIT, a migration script). */
-static int exec_simple(struct ess_store *s, const char *sql, const char *what,
-                       struct ess_err *err)
+static int exec_simple(struct ess_store *s, const char *sql, const char *what, struct ess_err *err)
 {
     PGresult *res;
     int rc;
@@ -464,9 +463,8 @@ static int exec_prepared(struct ess_store *s, enum stmt_id id, const char *sql, 
     return check_result(s, res, want, what, err);
 }
 
-static int exec_params(struct ess_store *s, const char *sql, int nparams,
-                       const char *const *vals, ExecStatusType want, const char *what,
-                       PGresult **res, struct ess_err *err)
+static int exec_params(struct ess_store *s, const char *sql, int nparams, const char *const *vals,
+                       ExecStatusType want, const char *what, PGresult **res, struct ess_err *err)
 {
     store_settle(s);
     *res = PQexecParams(s->conn, sql, nparams, NULL, vals, NULL, NULL, 0);
@@ -510,8 +508,8 @@ static void host_failures(const char *msg, char *buf, size_t len)
     while (*msg != '\0' && used + 1 < len) {
         n = first_line(msg);
         if (n > 0 && msg[0] != '\t') {
-            used += (size_t)snprintf(buf + used, len - used, "%s%.*s", used > 0 ? "; " : "", n,
-                                     msg);
+            used +=
+                (size_t)snprintf(buf + used, len - used, "%s%.*s", used > 0 ? "; " : "", n, msg);
         }
         msg += n;
         msg += strspn(msg, "\r\n");
@@ -550,12 +548,15 @@ static int alloc_scratch(struct ess_store *s)
 struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err)
 {
     /* Defaults first, dbname (expanded) last: the caller's conninfo wins. */
-    const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", "application_name",
-                          "client_encoding", "options", "dbname", NULL};
-    const char *vals[] = {"5", "1", "30", "10", "3", "ess", "UTF8",
-                          "-c statement_timeout=30000 -c client_min_messages=warning", conninfo,
-                          NULL};
+    const char *keys[] = {"connect_timeout",  "keepalives",
+                          "keepalives_idle",  "keepalives_interval",
+                          "keepalives_count", "application_name",
+                          "client_encoding",  "options",
+                          "dbname",           NULL};
+    const char *vals[] = {
+        "5",      "1",   "30",   "10",
+        "3",      "ess", "UTF8", "-c statement_timeout=30000 -c client_min_messages=warning",
+        conninfo, NULL};
     struct ess_store *s;
 
     if (conninfo == NULL) {
@@ -633,16 +634,17 @@ static int migrate_one(struct ess_store *s, const struct migration *m, struct es
     snprintf(ver, sizeof(ver), "%d", m->version);
     rc = exec_simple(s, "BEGIN", "migrate: begin", err);
     if (rc == ESS_OK) {
-        rc = exec_params(s, "SELECT 1 FROM ess_schema_migrations WHERE version = $1::int", 1,
-                         vals, PGRES_TUPLES_OK, "migrate: check", &res, err);
+        rc = exec_params(s, "SELECT 1 FROM ess_schema_migrations WHERE version = $1::int", 1, vals,
+                         PGRES_TUPLES_OK, "migrate: check", &res, err);
     }
     if (rc == ESS_OK && PQntuples(res) == 0) {
         rc = exec_simple(s, m->sql, "migrate: apply", err);
         PQclear(res);
         res = NULL;
         if (rc == ESS_OK) {
-            rc = exec_params(s, "INSERT INTO ess_schema_migrations (version, applied_at)"
-                                " VALUES ($1::int, now())",
+            rc = exec_params(s,
+                             "INSERT INTO ess_schema_migrations (version, applied_at)"
+                             " VALUES ($1::int, now())",
                              1, vals, PGRES_COMMAND_OK, "migrate: record", &res, err);
         }
     }
@@ -673,22 +675,23 @@ int ess_store_migrate(struct ess_store *s, struct ess_err *err)
     if (rc != ESS_OK) {
         return rc;
     }
-    rc = exec_simple(s, "CREATE TABLE IF NOT EXISTS ess_schema_migrations ("
-                        " version int PRIMARY KEY, applied_at timestamptz NOT NULL)",
+    rc = exec_simple(s,
+                     "CREATE TABLE IF NOT EXISTS ess_schema_migrations ("
+                     " version int PRIMARY KEY, applied_at timestamptz NOT NULL)",
                      "migrate: create ess_schema_migrations", err);
     for (i = 0; rc == ESS_OK && i < N_MIGRATIONS; i++) {
         rc = migrate_one(s, &migrations[i], err);
     }
     store_settle(s);
-    res = PQexecParams(s->conn, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, lock, NULL,
-                       NULL, 0);
+    res = PQexecParams(s->conn, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, lock, NULL, NULL,
+                       0);
     PQclear(res);
     return rc;
 }
 
 /* ------------------------------------------------------------- journal -- */
 
-#define APPEND_HEAD                                                                                \
+#define APPEND_HEAD \
     "INSERT INTO ess_journal (connector, event_id, key, topic, body, received_ms) VALUES "
 #define APPEND_TAIL " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id"
 
@@ -719,8 +722,7 @@ static void build_append_sql(struct ess_store *s, size_t rows)
 }
 
 static int fill_append_params(struct ess_store *s, const char *connector,
-                              const struct ess_store_event *ev, size_t rows,
-                              struct ess_err *err)
+                              const struct ess_store_event *ev, size_t rows, struct ess_err *err)
 {
     size_t i;
     const char **v = s->vals + 1;
@@ -728,8 +730,7 @@ static int fill_append_params(struct ess_store *s, const char *connector,
     s->vals[0] = connector;
     for (i = 0; i < rows; i++, v += APPEND_COLS) {
         if (ev[i].event_id == NULL || ev[i].key == NULL || ev[i].body == NULL) {
-            return ess_err_set(err, ESS_EINVAL, "store: event %zu has no event_id, key or body",
-                               i);
+            return ess_err_set(err, ESS_EINVAL, "store: event %zu has no event_id, key or body", i);
         }
         snprintf(s->nums[i], NUM_MAX, "%lld", ev[i].received_ms);
         v[0] = ev[i].event_id;
@@ -787,8 +788,7 @@ static int append_chunk(struct ess_store *s, const char *connector,
                            "journal insert", &res, err);
     } else {
         build_append_sql(s, rows);
-        rc = exec_params(s, s->sql, nparams, s->vals, PGRES_TUPLES_OK, "journal insert", &res,
-                         err);
+        rc = exec_params(s, s->sql, nparams, s->vals, PGRES_TUPLES_OK, "journal insert", &res, err);
     }
     if (rc == ESS_OK) {
         *count += (size_t)PQntuples(res);
@@ -853,8 +853,8 @@ int ess_store_journal_append(struct ess_store *s, const char *connector,
     for (done = 0; rc == ESS_OK && done < n; done += APPEND_CHUNK) {
         size_t rows = n - done < APPEND_CHUNK ? n - done : APPEND_CHUNK;
 
-        rc = append_chunk(s, connector, ev + done, rows, &count,
-                          seqs != NULL ? seqs + done : NULL, err);
+        rc = append_chunk(s, connector, ev + done, rows, &count, seqs != NULL ? seqs + done : NULL,
+                          err);
     }
     if (rc == ESS_OK && txn) {
         rc = exec_simple(s, "COMMIT", "journal commit", err);
@@ -912,11 +912,11 @@ static int buf_array_start(struct store_buf *b, uint32_t oid, size_t n, int has_
     if (buf_room(b, 20) != ESS_OK) {
         return ESS_ENOMEM;
     }
-    buf_be32(b, 1);                 /* dimensions */
-    buf_be32(b, has_null ? 1 : 0);  /* flags: has nulls */
-    buf_be32(b, oid);               /* element type */
-    buf_be32(b, (uint32_t)n);       /* length */
-    buf_be32(b, 1);                 /* lower bound */
+    buf_be32(b, 1);                /* dimensions */
+    buf_be32(b, has_null ? 1 : 0); /* flags: has nulls */
+    buf_be32(b, oid);              /* element type */
+    buf_be32(b, (uint32_t)n);      /* length */
+    buf_be32(b, 1);                /* lower bound */
     return ESS_OK;
 }
 
@@ -957,8 +957,7 @@ static int fill_append_arrays(struct ess_store *s, const struct ess_store_event 
 
     for (i = 0; i < n; i++) {
         if (ev[i].event_id == NULL || ev[i].key == NULL || ev[i].body == NULL) {
-            return ess_err_set(err, ESS_EINVAL, "store: event %zu has no event_id, key or body",
-                               i);
+            return ess_err_set(err, ESS_EINVAL, "store: event %zu has no event_id, key or body", i);
         }
         topic_null |= ev[i].topic == NULL;
     }
@@ -974,7 +973,8 @@ static int fill_append_arrays(struct ess_store *s, const struct ess_store_event 
         rc |= buf_array_text(&s->arr[3], ev[i].body);
         rc |= buf_array_int8(&s->arr[4], ev[i].received_ms);
     }
-    return rc == ESS_OK ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory (%zu events)", n);
+    return rc == ESS_OK ? ESS_OK
+                        : ess_err_set(err, ESS_ENOMEM, "store: out of memory (%zu events)", n);
 }
 
 int ess_store_journal_send(struct ess_store *s, const char *connector,
@@ -1453,8 +1453,8 @@ static long long col_ll(const PGresult *res, int c, long long dflt)
     return v;
 }
 
-int ess_store_controls_get(struct ess_store *s, const char *connector,
-                           struct ess_store_controls *c, struct ess_err *err)
+int ess_store_controls_get(struct ess_store *s, const char *connector, struct ess_store_controls *c,
+                           struct ess_err *err)
 {
     const char *vals[1] = {connector};
     PGresult *res = NULL;
@@ -1553,8 +1553,7 @@ static int tickets_sql(char *sql, size_t cap, size_t rows)
         o += (size_t)snprintf(sql + o, cap - o,
                               "%s($1,$%d::bigint,$%d,$%d,$%d,$%d::int,$%d::int,$%d,"
                               "to_timestamp($%d::bigint / 1000.0),now())",
-                              r > 0 ? "," : "", b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6,
-                              b + 7);
+                              r > 0 ? "," : "", b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7);
     }
     return o < cap ? ESS_OK : ESS_EINVAL;
 }
@@ -1687,9 +1686,8 @@ int ess_store_dlq_next(struct ess_store *s, const char *connector, int limit,
     return rc;
 }
 
-int ess_store_dlq_set(struct ess_store *s, const char *connector, long long seq,
-                      const char *status, const char *reason, long last_status,
-                      struct ess_err *err)
+int ess_store_dlq_set(struct ess_store *s, const char *connector, long long seq, const char *status,
+                      const char *reason, long last_status, struct ess_err *err)
 {
     char sq[NUM_MAX], code[NUM_MAX];
     const char *vals[5] = {connector, sq, status, reason, code};
@@ -1712,8 +1710,8 @@ int ess_store_dlq_set(struct ess_store *s, const char *connector, long long seq,
 
 /* ------------------------------------------------------------ ess-pull -- */
 
-int ess_store_pull_cursor_get(struct ess_store *s, const char *connector, char *cursor,
-                              size_t len, struct ess_err *err)
+int ess_store_pull_cursor_get(struct ess_store *s, const char *connector, char *cursor, size_t len,
+                              struct ess_err *err)
 {
     const char *vals[1] = {connector};
     PGresult *res = NULL;
@@ -1771,8 +1769,7 @@ int ess_store_pull_hashes_get(struct ess_store *s, const char *connector, json_t
     if (rc == ESS_OK) {
         *hashes = json_object();
         for (r = 0; *hashes != NULL && r < PQntuples(res); r++) {
-            json_object_set_new(*hashes, PQgetvalue(res, r, 0),
-                                json_string(PQgetvalue(res, r, 1)));
+            json_object_set_new(*hashes, PQgetvalue(res, r, 0), json_string(PQgetvalue(res, r, 1)));
         }
         rc = *hashes != NULL ? ESS_OK : ess_err_set(err, ESS_ENOMEM, "store: out of memory");
     }
@@ -1836,8 +1833,8 @@ int ess_store_pull_commit(struct ess_store *s, const char *connector, const char
 
 /* ---------------------------------------- delta: true (migration 4) -- */
 
-int ess_store_delta_get(struct ess_store *s, const char *connector, json_t *keys,
-                        json_t **states, struct ess_err *err)
+int ess_store_delta_get(struct ess_store *s, const char *connector, json_t *keys, json_t **states,
+                        struct ess_err *err)
 {
     PGresult *res = NULL;
     json_t *state;
@@ -1923,8 +1920,8 @@ int ess_store_conflict_hms_put(struct ess_store *s, const char *from, const char
     return rc;
 }
 
-int ess_store_conflict_get(struct ess_store *s, const char *connector, json_t *keys,
-                           json_t **state, struct ess_err *err)
+int ess_store_conflict_get(struct ess_store *s, const char *connector, json_t *keys, json_t **state,
+                           struct ess_err *err)
 {
     PGresult *res = NULL;
     json_t *row;
@@ -1945,12 +1942,10 @@ int ess_store_conflict_get(struct ess_store *s, const char *connector, json_t *k
             row = json_object();
             for (c = 1; row != NULL && c < 5; c++) {
                 json_object_set_new(row, names[c],
-                                    PQgetisnull(res, r, c)
-                                        ? json_null()
-                                        : c == 2 || c == 4
-                                              ? json_integer(strtoll(PQgetvalue(res, r, c),
-                                                                     NULL, 10))
-                                              : json_string(PQgetvalue(res, r, c)));
+                                    PQgetisnull(res, r, c) ? json_null()
+                                    : c == 2 || c == 4
+                                        ? json_integer(strtoll(PQgetvalue(res, r, c), NULL, 10))
+                                        : json_string(PQgetvalue(res, r, c)));
             }
             json_object_set_new(*state, PQgetvalue(res, r, 0), row);
         }
@@ -1960,8 +1955,7 @@ int ess_store_conflict_get(struct ess_store *s, const char *connector, json_t *k
     return rc;
 }
 
-static int conflict_commit_body(struct ess_store *s, const char *const *vals,
-                                struct ess_err *err)
+static int conflict_commit_body(struct ess_store *s, const char *const *vals, struct ess_err *err)
 {
     PGresult *res = NULL;
     int rc;
@@ -2051,8 +2045,8 @@ int ess_store_latest_each(struct ess_store *s, const char *connector, ess_store_
     int rc = check_args(s, connector, err);
 
     if (rc == ESS_OK) {
-        rc = exec_simple(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "latest: begin",
-                         err);
+        rc =
+            exec_simple(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "latest: begin", err);
     }
     if (rc == ESS_OK) {
         /* The journal (within replay_window) and, for a two-way connector, the

@@ -170,8 +170,8 @@ struct ess_store_controls {
 };
 
 /* The connector's controls; all zero / -1 when it has no row. */
-int ess_store_controls_get(struct ess_store *s, const char *connector,
-                           struct ess_store_controls *c, struct ess_err *err);
+int ess_store_controls_get(struct ess_store *s, const char *connector, struct ess_store_controls *c,
+                           struct ess_err *err);
 
 /* Apply replay request replay_id: offset := new_offset, replay_done_id :=
  * replay_id, replay_resume_seq := resume_seq, in one statement. */
@@ -209,9 +209,8 @@ int ess_store_dlq_next(struct ess_store *s, const char *connector, int limit,
                        struct ess_store_rows *rows, struct ess_err *err);
 
 /* Move one dead letter to status (delivered, parked...); reason NULL keeps it. */
-int ess_store_dlq_set(struct ess_store *s, const char *connector, long long seq,
-                      const char *status, const char *reason, long last_status,
-                      struct ess_err *err);
+int ess_store_dlq_set(struct ess_store *s, const char *connector, long long seq, const char *status,
+                      const char *reason, long last_status, struct ess_err *err);
 
 /* Generic parameterized statements for the operator side (hms): never on a
  * worker's hot path. query_json returns the rows as a JSON array of objects
@@ -225,8 +224,8 @@ int ess_store_exec(struct ess_store *s, const char *sql, int nparams, const char
 /* ---- ess-pull: since-cursor and per-key record hashes (migration 3) ---- */
 
 /* The connector's cursor into cursor (len bytes, truncated), "" when none. */
-int ess_store_pull_cursor_get(struct ess_store *s, const char *connector, char *cursor,
-                              size_t len, struct ess_err *err);
+int ess_store_pull_cursor_get(struct ess_store *s, const char *connector, char *cursor, size_t len,
+                              struct ess_err *err);
 
 /* Stored hashes of keys (a JSON array of strings, borrowed) as a new object
  * key -> hash (keys without a row are absent); the caller json_decref()s it. */
@@ -243,8 +242,8 @@ int ess_store_pull_commit(struct ess_store *s, const char *connector, const char
 
 /* The stored states of keys (a JSON array of strings, borrowed) as a new
  * object key -> state object (keys never delivered are absent). */
-int ess_store_delta_get(struct ess_store *s, const char *connector, json_t *keys,
-                        json_t **states, struct ess_err *err);
+int ess_store_delta_get(struct ess_store *s, const char *connector, json_t *keys, json_t **states,
+                        struct ess_err *err);
 
 /* Upsert states (object key -> state object, borrowed) in one statement.
  * Written after the partner's 2xx, before the offset passes those events. */
@@ -262,8 +261,8 @@ int ess_store_conflict_hms_put(struct ess_store *s, const char *from, const char
 /* State of keys (a JSON array of strings, borrowed) as a new object key ->
  * {hms_body, hms_ms, partner_body, partner_ms} (null where unknown); keys
  * without a row are absent. The caller json_decref()s it. */
-int ess_store_conflict_get(struct ess_store *s, const char *connector, json_t *keys,
-                           json_t **state, struct ess_err *err);
+int ess_store_conflict_get(struct ess_store *s, const char *connector, json_t *keys, json_t **state,
+                           struct ess_err *err);
 
 /* In one transaction: each entry {key, body, ms, hms_ms, losses: [{field,
  * strategy, winner, winner_value, loser_value}], and optionally hms_body +

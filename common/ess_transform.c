@@ -49,11 +49,11 @@ enum step_kind {
 
 struct step {
     enum step_kind kind;
-    char *a;   /* date/tz from; default/const value; pad char; concat sep */
-    char *b;   /* date/tz to */
-    char *fmt; /* tz format */
-    long n;    /* truncate length; pad width */
-    int right; /* pad: align right */
+    char *a;     /* date/tz from; default/const value; pad char; concat sep */
+    char *b;     /* date/tz to */
+    char *fmt;   /* tz format */
+    long n;      /* truncate length; pad width */
+    int right;   /* pad: align right */
     char **keys; /* map FROM; concat fields */
     char **vals; /* map TO */
     size_t nmap;
@@ -134,7 +134,6 @@ static void step_names(char *buf, size_t len)
         used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "", step_defs[i].name);
     }
 }
-
 
 /* ---------------------------------------------------------------- values as text */
 
@@ -304,8 +303,8 @@ static char *format_zoned(const char *fmt, const struct tm *tm)
     if (off == 0) {
         snprintf(buf + n, sizeof(buf) - n, "Z");
     } else {
-        snprintf(buf + n, sizeof(buf) - n, "%c%02ld:%02ld", off < 0 ? '-' : '+',
-                 labs(off) / 3600, labs(off) % 3600 / 60);
+        snprintf(buf + n, sizeof(buf) - n, "%c%02ld:%02ld", off < 0 ? '-' : '+', labs(off) / 3600,
+                 labs(off) % 3600 / 60);
     }
     return strdup(buf);
 }
@@ -367,7 +366,8 @@ static int check_arg_names(const struct step_def *d, const json_t *args, struct 
     const char *r = d->required;
     char want[32];
 
-    json_object_foreach((json_t *)args, k, v) {
+    json_object_foreach((json_t *)args, k, v)
+    {
         if (!in_list(d->args, k)) {
             return ess_err_set(err, ESS_EMANIFEST, "%s: unknown argument '%.40s' (valid: %s)",
                                d->name, k, d->args);
@@ -443,8 +443,8 @@ static int compile_pad(const struct step_def *d, const json_t *args, struct step
         rc = arg_opt(d, args, "align", "left", &align, err);
     }
     if (rc == ESS_OK && !in_list("left|right", align)) {
-        rc = ess_err_set(err, ESS_EMANIFEST, "pad: align must be left or right, got '%.20s'",
-                         align);
+        rc =
+            ess_err_set(err, ESS_EMANIFEST, "pad: align must be left or right, got '%.20s'", align);
     }
     s->right = rc == ESS_OK && strcmp(align, "right") == 0;
     free(align);
@@ -486,7 +486,8 @@ static int compile_concat(const struct step_def *d, const json_t *args, struct s
     if (rc == ESS_OK && (!json_is_array(fields) || json_array_size(fields) == 0)) {
         return ess_err_set(err, ESS_EMANIFEST, "concat: fields must be a list of field names");
     }
-    json_array_foreach(fields, i, f) {
+    json_array_foreach(fields, i, f)
+    {
         if (rc == ESS_OK && (!json_is_string(f) || json_string_length(f) == 0)) {
             rc = ess_err_set(err, ESS_EMANIFEST, "concat: fields must be a list of field names");
         }
@@ -507,7 +508,8 @@ static int compile_map(const json_t *args, struct step *s, struct ess_err *err)
         return ess_err_set(err, ESS_EMANIFEST, "map: expected {FROM: TO, ...} with 1..%d entries",
                            MAP_MAX);
     }
-    json_object_foreach((json_t *)args, k, v) {
+    json_object_foreach((json_t *)args, k, v)
+    {
         if (rc == ESS_OK && (json_is_object(v) || json_is_array(v))) {
             rc = ess_err_set(err, ESS_EMANIFEST, "map: '%.40s' must map to a single value", k);
         }
@@ -559,8 +561,9 @@ static int compile_step(const json_t *spec, struct step *s, struct ess_err *err)
         name = json_object_iter_key(json_object_iter((json_t *)spec));
         args = json_object_iter_value(json_object_iter((json_t *)spec));
     } else if (!json_is_string(spec)) {
-        return ess_err_set(err, ESS_EMANIFEST, "a step is a name (upper) or one {name: arguments} "
-                                               "mapping; use a list for several steps");
+        return ess_err_set(err, ESS_EMANIFEST,
+                           "a step is a name (upper) or one {name: arguments} "
+                           "mapping; use a list for several steps");
     }
     d = def_named(name);
     step_names(names, sizeof(names));
@@ -685,8 +688,8 @@ static int step_input(const struct ess_transform *t, const char *step, json_t *i
     }
     *text = value_text(in, &kind);
     if (*text == NULL && kind != NULL) {
-        return ess_err_set(err, ESS_ESHAPE, "transforms.%s: %s applies to text, got %s",
-                           t->field, step, kind);
+        return ess_err_set(err, ESS_ESHAPE, "transforms.%s: %s applies to text, got %s", t->field,
+                           step, kind);
     }
     return *text != NULL ? ESS_OK : tf_nomem(err);
 }
@@ -743,8 +746,8 @@ static char *text_pad(char *s, const struct step *st)
     return r;
 }
 
-static int run_date(const struct ess_transform *t, const struct step *s, char *text,
-                    json_t **out, struct ess_err *err)
+static int run_date(const struct ess_transform *t, const struct step *s, char *text, json_t **out,
+                    struct ess_err *err)
 {
     struct tm tm;
     long off;
@@ -784,8 +787,8 @@ static int run_tz(const struct ess_transform *t, const struct step *s, char *tex
         rc = ess_err_set(err, ESS_ESHAPE, "transforms.%s: '%.80s' does not exist in %s (a DST gap)",
                          t->field, text, s->a);
     } else if (ess_zone_from_epoch(s->b, when, &res) != 0) {
-        rc = ess_err_set(err, ESS_ESHAPE, "transforms.%s: '%.80s' cannot be shown in %s",
-                         t->field, text, s->b);
+        rc = ess_err_set(err, ESS_ESHAPE, "transforms.%s: '%.80s' cannot be shown in %s", t->field,
+                         text, s->b);
     } else {
         rc = text_out(format_zoned(s->fmt, &res), out, err);
     }
@@ -827,8 +830,7 @@ static int run_concat(const struct ess_transform *t, const struct step *s, const
     return text_out(buf, out, err);
 }
 
-static int run_map(const struct step *s, json_t *in, char *text, json_t **out,
-                   struct ess_err *err)
+static int run_map(const struct step *s, json_t *in, char *text, json_t **out, struct ess_err *err)
 {
     size_t i;
 
@@ -844,8 +846,8 @@ static int run_map(const struct step *s, json_t *in, char *text, json_t **out,
 }
 
 /* Steps that work on the value's text. */
-static int run_text(const struct ess_transform *t, const struct step *s, json_t *in,
-                    json_t **out, struct ess_err *err)
+static int run_text(const struct ess_transform *t, const struct step *s, json_t *in, json_t **out,
+                    struct ess_err *err)
 {
     char *text = NULL;
     int rc = step_input(t, step_defs[s->kind].name, in, &text, err);

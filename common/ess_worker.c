@@ -86,8 +86,8 @@ void ess_worker_env_load(struct ess_worker_env *env)
     const char *dev_amqp = dev_env_value("ESS_AMQP_URL", amqp, sizeof(amqp));
     const char *dev_pg = dev_env_value("ESS_PG_URL", pg, sizeof(pg));
 
-    env->amqp_url = env_or("ESS_AMQP_URL", dev_amqp != NULL ? dev_amqp
-                                                            : "amqp://guest:guest@127.0.0.1:5672/");
+    env->amqp_url =
+        env_or("ESS_AMQP_URL", dev_amqp != NULL ? dev_amqp : "amqp://guest:guest@127.0.0.1:5672/");
     env->pg_url = env_or("ESS_PG_URL", dev_pg != NULL ? dev_pg : "");
     env->events_exchange = env_or("ESS_EVENTS_EXCHANGE", "hms.events");
     env->ops_exchange = env_or("ESS_OPS_EXCHANGE", "hms.ops");
@@ -181,8 +181,8 @@ static int worker_check(const char *path, const char *kind, ess_worker_check_fn 
     return EX_OK;
 }
 
-int ess_worker_start(int argc, char **argv, const char *prog, const char *kind,
-                     const char *summary, ess_worker_check_fn check, struct ess_manifest **m)
+int ess_worker_start(int argc, char **argv, const char *prog, const char *kind, const char *summary,
+                     ess_worker_check_fn check, struct ess_manifest **m)
 {
     const char *path;
     int check_only;
@@ -295,8 +295,7 @@ const char *ess_worker_instance(void)
 }
 
 static int publish_ops(struct ess_bus *bus, const char *ops_exchange, const char *kind,
-                       const char *id, const char *event, const char *detail,
-                       struct ess_err *err)
+                       const char *id, const char *event, const char *detail, struct ess_err *err)
 {
     char rk[256];
     json_t *o;
@@ -305,8 +304,8 @@ static int publish_ops(struct ess_bus *bus, const char *ops_exchange, const char
 
     o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:s}", "connector", id, "instance",
                   ess_worker_instance(), "host", ess_worker_host(), "pid", (json_int_t)getpid(),
-                  "version", ESS_VERSION, "event", event, "ts_ms",
-                  (json_int_t)ess_worker_wall_ms(), "detail", detail != NULL ? detail : "");
+                  "version", ESS_VERSION, "event", event, "ts_ms", (json_int_t)ess_worker_wall_ms(),
+                  "detail", detail != NULL ? detail : "");
     if (o != NULL && strcmp(kind, "alert") == 0) {
         /* the fields of the workers' rule alerts (ess_alert.h): a one-off
          * alert has no clearing, so it is "fired" */

@@ -54,8 +54,8 @@ typedef int (*ess_worker_check_fn)(const char *path, const struct ess_manifest *
  * kind, the worker's own check (may be NULL), the *_env variables; --check
  * prints "manifest OK" here. Returns -1 with *m loaded (the caller frees it)
  * to go on, else the exit code to return (nothing left to free). */
-int ess_worker_start(int argc, char **argv, const char *prog, const char *kind,
-                     const char *summary, ess_worker_check_fn check, struct ess_manifest **m);
+int ess_worker_start(int argc, char **argv, const char *prog, const char *kind, const char *summary,
+                     ess_worker_check_fn check, struct ess_manifest **m);
 
 void ess_worker_signals_install(void);
 int ess_worker_quit(void);

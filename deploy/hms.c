@@ -35,7 +35,8 @@ static const struct hms_cmd commands[] = {
     {"ess", "diff", hms_cmd_diff, "<manifest>", "what would change against the deployed version"},
     {"ess", "rollback", hms_cmd_rollback, "<id>", "redeploy the previous recorded version"},
     {"ess", "stop", hms_cmd_stop, "<id>", "stop a locally deployed worker (graceful drain)"},
-    {"ess", "ps", hms_cmd_ps, "[--all]", "every connector: instance, state, heartbeat age, backlog"},
+    {"ess", "ps", hms_cmd_ps, "[--all]",
+     "every connector: instance, state, heartbeat age, backlog"},
     {"ess", "status", hms_cmd_status, "<id>", "one connector in detail"},
     {"ess", "watch", hms_cmd_watch, "[--count N] [--timeout S]",
      "live heartbeats and alerts from hms.ops"},
@@ -46,8 +47,7 @@ static const struct hms_cmd commands[] = {
      "re-send a journal window with the original idempotency keys"},
     {"ess", "dlq", hms_cmd_dlq, "list [--all]|retry|drop <id> [--event E]",
      "parked and held events"},
-    {"ess", "tickets", hms_cmd_tickets, "<id> [--key K] [--limit N]",
-     "per-change delivery record"},
+    {"ess", "tickets", hms_cmd_tickets, "<id> [--key K] [--limit N]", "per-change delivery record"},
     {"ess", "audit", hms_cmd_audit, "verify <id>",
      "walk the hash-chained audit log; name the first altered or removed row"},
     {"ops", "serve", hms_cmd_ops_serve, "[--listen 127.0.0.1:8080] [--public]",
@@ -70,8 +70,9 @@ static void usage(FILE *out, const char *group)
                     commands[i].doc);
         }
     }
-    fprintf(out, "\nenvironment: ESS_AMQP_URL, ESS_PG_URL (default: the local stack of `hms dev up`)\n"
-                 "exit codes: 0 ok, 64 usage, 65 bad data, 69 unavailable, 78 configuration\n");
+    fprintf(out,
+            "\nenvironment: ESS_AMQP_URL, ESS_PG_URL (default: the local stack of `hms dev up`)\n"
+            "exit codes: 0 ok, 64 usage, 65 bad data, 69 unavailable, 78 configuration\n");
 }
 
 static int wants_help(int argc, char **argv)
@@ -92,7 +93,8 @@ static const struct hms_cmd *find_command(const char *group, const char *name)
 
     for (i = 0; i < N_COMMANDS; i++) {
         if (strcmp(commands[i].group, group) == 0 &&
-            (commands[i].name[0] == '\0' || (name != NULL && strcmp(commands[i].name, name) == 0))) {
+            (commands[i].name[0] == '\0' ||
+             (name != NULL && strcmp(commands[i].name, name) == 0))) {
             return &commands[i];
         }
     }
@@ -179,9 +181,8 @@ int hms_cmd_validate(int argc, char **argv, const struct hms_opts *o)
     for (i = 0; i < argc; i++) {
         rc = ess_manifest_load_reported(argv[i], &m, stderr);
         if (rc == ESS_OK) {
-            printf("%s: manifest OK: %s (%s, %zu topic(s) -> %s, version %.12s)\n", argv[i],
-                   m->id, m->kind, m->topics.n, m->target_url != NULL ? m->target_url : "-",
-                   m->sha256);
+            printf("%s: manifest OK: %s (%s, %zu topic(s) -> %s, version %.12s)\n", argv[i], m->id,
+                   m->kind, m->topics.n, m->target_url != NULL ? m->target_url : "-", m->sha256);
         } else if (worst == ESS_OK || rc == ESS_EMANIFEST) {
             worst = rc;
         }
@@ -208,9 +209,8 @@ int hms_cmd_explain(int argc, char **argv, const struct hms_opts *o)
     rows = json_array();
     for (i = 0; i < n; i++) {
         json_array_append_new(rows, json_pack("{s:s, s:s?, s:s?, s:b, s:s}", "key", keys[i].name,
-                                              "default", keys[i].def, "choices",
-                                              keys[i].choices, "required", keys[i].required,
-                                              "doc", keys[i].doc));
+                                              "default", keys[i].def, "choices", keys[i].choices,
+                                              "required", keys[i].required, "doc", keys[i].doc));
     }
     hms_out_rows(o, rows, NULL);
     json_decref(rows);

@@ -45,7 +45,7 @@
 
 #include "ess_store.h"
 
-struct hms_opts { /* options common to every command */
+struct hms_opts {          /* options common to every command */
     int json;              /* --json */
     const char *state_dir; /* --state-dir, else ess_worker_state_dir() */
 };

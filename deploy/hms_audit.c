@@ -39,11 +39,10 @@ static void sha256_hex(const char *text, char out[ESS_AUDIT_HASH_HEX])
 /* Every manifest version on the (verified) chain against ess_manifests. */
 static int audit_manifests(struct ess_store *s, const char *id, struct ess_err *err)
 {
-    static const char q[] =
-        "SELECT a.n, a.content::json->>'sha256' AS sha, m.body FROM ess_audit a"
-        " LEFT JOIN ess_manifests m ON m.connector = a.chain"
-        "  AND m.sha = a.content::json->>'sha256'"
-        " WHERE a.chain = $1 AND a.kind = 'manifest' ORDER BY a.n";
+    static const char q[] = "SELECT a.n, a.content::json->>'sha256' AS sha, m.body FROM ess_audit a"
+                            " LEFT JOIN ess_manifests m ON m.connector = a.chain"
+                            "  AND m.sha = a.content::json->>'sha256'"
+                            " WHERE a.chain = $1 AND a.kind = 'manifest' ORDER BY a.n";
     const char *params[1] = {id};
     char hex[ESS_AUDIT_HASH_HEX];
     json_t *rows = NULL;
@@ -53,19 +52,24 @@ static int audit_manifests(struct ess_store *s, const char *id, struct ess_err *
     size_t i;
     int rc = ess_store_query_json(s, q, 1, params, &rows, err);
 
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         sha = json_string_value(json_object_get(row, "sha"));
         body = json_string_value(json_object_get(row, "body"));
         if (body == NULL) {
-            rc = ess_err_set(err, ESS_EPARSE, "audit %s: manifest version %.12s (row %s) is "
-                             "missing from ess_manifests", id, sha != NULL ? sha : "?",
+            rc = ess_err_set(err, ESS_EPARSE,
+                             "audit %s: manifest version %.12s (row %s) is "
+                             "missing from ess_manifests",
+                             id, sha != NULL ? sha : "?",
                              json_string_value(json_object_get(row, "n")));
             break;
         }
         sha256_hex(body, hex);
         if (sha == NULL || strcmp(hex, sha) != 0) {
-            rc = ess_err_set(err, ESS_EPARSE, "audit %s: the stored body of manifest version "
-                             "%.12s (row %s) was altered", id, sha != NULL ? sha : "?",
+            rc = ess_err_set(err, ESS_EPARSE,
+                             "audit %s: the stored body of manifest version "
+                             "%.12s (row %s) was altered",
+                             id, sha != NULL ? sha : "?",
                              json_string_value(json_object_get(row, "n")));
             break;
         }

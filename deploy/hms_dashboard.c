@@ -440,10 +440,10 @@ static json_t *dash_row(const struct dash_conn *c, long long now)
 {
     const char *status = dash_status(c, now);
     json_t *row = json_object();
-    static const char *const copied[] = {
-        "instance", "host",       "version",    "state",      "backlog", "delivered", "failed",
-        "parked",   "lag_ms_p50", "lag_ms_p99", "last_error", "ts",      "uptime_s",  "alerts",
-        "canary",   NULL};
+    static const char *const copied[] = {"instance",   "host",       "version",    "state",
+                                         "backlog",    "delivered",  "failed",     "parked",
+                                         "lag_ms_p50", "lag_ms_p99", "last_error", "ts",
+                                         "uptime_s",   "alerts",     "canary",     NULL};
     int silent;
     size_t i;
 

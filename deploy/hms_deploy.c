@@ -350,8 +350,9 @@ static int record_manifest(struct ess_store *s, const struct deploy_src *src)
 
     snprintf(version, sizeof(version), "%.12s", src->m->sha256);
     ess_err_clear(&err);
-    if (a == NULL || ess_store_exec(s, "INSERT INTO ess_manifests (connector, version, sha, body)"
-                                       " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    if (a == NULL || ess_store_exec(s,
+                                    "INSERT INTO ess_manifests (connector, version, sha, body)"
+                                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                                     4, p, &added, &err) != ESS_OK) {
         fprintf(stderr, "hms: %s\n", a == NULL ? "out of memory" : err.msg);
         ess_audit_free(a);
@@ -359,8 +360,9 @@ static int record_manifest(struct ess_store *s, const struct deploy_src *src)
     }
     /* a new version goes on the audit chain (the body's sha256 stands for it) */
     c = json_pack("{s:s, s:s}", "sha256", src->m->sha256, "version", version);
-    if (added > 0 && (c == NULL || ess_audit_add(a, "manifest", ess_worker_wall_ms(), c) != ESS_OK ||
-                      ess_audit_flush(a, s, &err) != ESS_OK)) {
+    if (added > 0 &&
+        (c == NULL || ess_audit_add(a, "manifest", ess_worker_wall_ms(), c) != ESS_OK ||
+         ess_audit_flush(a, s, &err) != ESS_OK)) {
         fprintf(stderr, "hms: audit: %s\n", err.msg[0] != '\0' ? err.msg : "out of memory");
         rc = -1;
     }

@@ -39,9 +39,9 @@
 #define OPS_ISO(col) "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 /* Every connector hms can name without a journal scan: pause/resume --all. */
-#define OPS_KNOWN                                                                                  \
-    "SELECT connector FROM ess_manifests UNION SELECT connector FROM ess_deploys"                  \
-    " UNION SELECT connector FROM ess_heartbeats UNION SELECT connector FROM ess_offsets"          \
+#define OPS_KNOWN                                                                         \
+    "SELECT connector FROM ess_manifests UNION SELECT connector FROM ess_deploys"         \
+    " UNION SELECT connector FROM ess_heartbeats UNION SELECT connector FROM ess_offsets" \
     " UNION SELECT connector FROM ess_controls"
 
 #define OPS_DOWN_FACTOR 3          /* DESIGN.md: older than 3 x heartbeat_sec is down */
@@ -808,7 +808,6 @@ static int ops_duration(const char *text, long *sec)
     return 0;
 }
 
-
 /* replay_window's default from the manifest key table (one source of truth). */
 static long replay_default_window(void)
 {
@@ -1184,18 +1183,26 @@ int hms_cmd_dlq(int argc, char **argv, const struct hms_opts *o)
 
 /* Tickets, plus -- with the default `tickets: failures` -- the changes that
  * need none: journaled, at or below the delivered offset, never parked. */
-static const char tickets_sql[] =
-    "SELECT seq, event_id, key, outcome, attempts, last_status, last_error, "
-    OPS_ISO("first_at") " AS first_at, " OPS_ISO("done_at") " AS done_at FROM ("
-    " SELECT id, seq, event_id, key, outcome, attempts, last_status, last_error, first_at,"
-    " done_at FROM ess_tickets WHERE connector = $1 AND ($2::text IS NULL OR key = $2)"
-    " UNION ALL"
-    " SELECT 0, j.seq, j.event_id, j.key, 'delivered', 1, NULL, NULL, NULL, NULL"
-    " FROM ess_journal j WHERE j.connector = $1 AND ($2::text IS NULL OR j.key = $2)"
-    " AND j.seq <= coalesce((SELECT delivered_seq FROM ess_offsets WHERE connector = $1), 0)"
-    " AND NOT EXISTS (SELECT 1 FROM ess_tickets t WHERE t.connector = $1 AND t.seq = j.seq)"
-    " AND NOT EXISTS (SELECT 1 FROM ess_dead_letters d WHERE d.connector = $1"
-    " AND d.seq = j.seq)) x ORDER BY seq DESC, id DESC LIMIT $3::int";
+static const char tickets_sql[] = "SELECT seq, event_id, key, outcome, attempts, last_status, "
+                                  "last_error, " OPS_ISO("first_at") " AS first_at, " OPS_ISO(
+                                      "done_at") " AS done_at FROM ("
+                                                 " SELECT id, seq, event_id, key, outcome, "
+                                                 "attempts, last_status, last_error, first_at,"
+                                                 " done_at FROM ess_tickets WHERE connector = $1 "
+                                                 "AND ($2::text IS NULL OR key = $2)"
+                                                 " UNION ALL"
+                                                 " SELECT 0, j.seq, j.event_id, j.key, "
+                                                 "'delivered', 1, NULL, NULL, NULL, NULL"
+                                                 " FROM ess_journal j WHERE j.connector = $1 AND "
+                                                 "($2::text IS NULL OR j.key = $2)"
+                                                 " AND j.seq <= coalesce((SELECT delivered_seq "
+                                                 "FROM ess_offsets WHERE connector = $1), 0)"
+                                                 " AND NOT EXISTS (SELECT 1 FROM ess_tickets t "
+                                                 "WHERE t.connector = $1 AND t.seq = j.seq)"
+                                                 " AND NOT EXISTS (SELECT 1 FROM ess_dead_letters "
+                                                 "d WHERE d.connector = $1"
+                                                 " AND d.seq = j.seq)) x ORDER BY seq DESC, id "
+                                                 "DESC LIMIT $3::int";
 
 int hms_cmd_tickets(int argc, char **argv, const struct hms_opts *o)
 {

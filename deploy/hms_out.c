@@ -63,8 +63,8 @@ void hms_out_rows(const struct hms_opts *o, json_t *rows, const char *const *col
     for (c = 0; c < ncol; c++) {
         cells[c] = strdup(upper[c]);
         for (r = 0; cells[c] != NULL && cells[c][r] != '\0'; r++) {
-            cells[c][r] = (char)(cells[c][r] >= 'a' && cells[c][r] <= 'z' ? cells[c][r] - 32
-                                                                          : cells[c][r]);
+            cells[c][r] =
+                (char)(cells[c][r] >= 'a' && cells[c][r] <= 'z' ? cells[c][r] - 32 : cells[c][r]);
         }
     }
     print_row(cells, width, ncol);

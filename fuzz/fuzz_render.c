@@ -22,8 +22,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const fuzz_files[] = {
-    "city2dmv.yml", "dmv-appointments.yml", "lotus-rangers.yml", "fhwa-bridges.yml",
-    "mainframe-flatfile.yml",
+    "city2dmv.yml",     "dmv-appointments.yml",   "lotus-rangers.yml",
+    "fhwa-bridges.yml", "mainframe-flatfile.yml",
 };
 
 static const char fuzz_form[] = "id: fuzz-form\n"

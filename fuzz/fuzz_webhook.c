@@ -87,8 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         p = nl + 1;
     }
     ess_err_clear(&err);
-    (void)ess_sign_check_request(FUZZ_SECRET, hdr[0], hdr[1], hdr[2], p, left, FUZZ_NOW, 300,
-                                 &err);
+    (void)ess_sign_check_request(FUZZ_SECRET, hdr[0], hdr[1], hdr[2], p, left, FUZZ_NOW, 300, &err);
     fuzz_records(p, left);
     for (i = 0; i < FUZZ_HDR_MAX; i++) {
         free(hdr[i]);

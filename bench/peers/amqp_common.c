@@ -47,8 +47,7 @@ int bench_amqp_check(const char *prog, amqp_rpc_reply_t r, const char *what)
             fprintf(stderr, "%s: %s: channel closed by the server: %u %.*s\n", prog, what,
                     m->reply_code, (int)m->reply_text.len, (const char *)m->reply_text.bytes);
         } else {
-            fprintf(stderr, "%s: %s: server exception, method 0x%08X\n", prog, what,
-                    r.reply.id);
+            fprintf(stderr, "%s: %s: server exception, method 0x%08X\n", prog, what, r.reply.id);
         }
         break;
     }
@@ -92,13 +91,12 @@ amqp_connection_state_t bench_amqp_connect(const char *prog, const char *url, in
     }
     rc = amqp_socket_open(sock, ci.host, ci.port);
     if (rc != AMQP_STATUS_OK) {
-        fprintf(stderr, "%s: connect %s:%d: %s\n", prog, ci.host, ci.port,
-                amqp_error_string2(rc));
+        fprintf(stderr, "%s: connect %s:%d: %s\n", prog, ci.host, ci.port, amqp_error_string2(rc));
         goto fail;
     }
     if (bench_amqp_check(prog,
-                         amqp_login(conn, vhost, 0, 131072, heartbeat_s,
-                                    AMQP_SASL_METHOD_PLAIN, ci.user, ci.password),
+                         amqp_login(conn, vhost, 0, 131072, heartbeat_s, AMQP_SASL_METHOD_PLAIN,
+                                    ci.user, ci.password),
                          "login") != 0) {
         goto fail;
     }

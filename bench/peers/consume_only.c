@@ -101,8 +101,9 @@ int main(int argc, char **argv)
         if (r.reply_type != AMQP_RESPONSE_NORMAL) {
             if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
                 r.library_error == AMQP_STATUS_TIMEOUT) {
-                fprintf(stderr, PROG ": nothing for %" PRIu64 " s after %" PRIu64 " of %" PRIu64
-                                "\n", timeout_s, got, count);
+                fprintf(stderr,
+                        PROG ": nothing for %" PRIu64 " s after %" PRIu64 " of %" PRIu64 "\n",
+                        timeout_s, got, count);
             } else {
                 bench_amqp_check(PROG, r, "consume");
             }

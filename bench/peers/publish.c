@@ -42,7 +42,7 @@
 
 struct pub {
     amqp_connection_state_t conn;
-    uint8_t *done;      /* done[tag] for tags 1..count */
+    uint8_t *done; /* done[tag] for tags 1..count */
     uint64_t count;
     uint64_t published; /* highest tag sent */
     uint64_t low;       /* lowest tag not yet confirmed */
@@ -163,8 +163,8 @@ static int publish_one(struct pub *p, const char *rk, const char *prefix, uint64
     }
     snprintf(id, sizeof(id), "%s-%" PRIu64, prefix, i);
     memset(&props, 0, sizeof(props));
-    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                   AMQP_BASIC_MESSAGE_ID_FLAG;
+    props._flags =
+        AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
     props.content_type = amqp_cstring_bytes("application/json");
     props.delivery_mode = 2;
     props.message_id = amqp_cstring_bytes(id);

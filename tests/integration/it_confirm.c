@@ -67,9 +67,9 @@ static void test_ack_is_ok(void **state)
     b = bus_confirming(id, topic);
     for (i = 0; i < 3; i++) { /* sequence numbers advance per publish */
         ess_err_clear(&err);
-        assert_int_equal(ess_bus_publish_confirmed_id(b, EVENTS, topic, "m-1", "{}", 2, "it",
-                                                      TIMEOUT_MS, &err),
-                         ESS_OK);
+        assert_int_equal(
+            ess_bus_publish_confirmed_id(b, EVENTS, topic, "m-1", "{}", 2, "it", TIMEOUT_MS, &err),
+            ESS_OK);
     }
     /* a fire-and-forget publish in between takes a sequence number too */
     assert_int_equal(ess_bus_publish(b, OPS, "ess.heartbeat.it", "{}", 2, NULL, &err), ESS_OK);
@@ -88,9 +88,8 @@ static void test_unroutable_is_an_error(void **state)
     snprintf(topic, sizeof(topic), "it.confirm.%ld.nobody", (long)getpid());
     b = bus_confirming(NULL, NULL);
     ess_err_clear(&err);
-    assert_int_equal(
-        ess_bus_publish_confirmed(b, EVENTS, topic, "{}", 2, "it", TIMEOUT_MS, &err),
-        ESS_ENOTFOUND);
+    assert_int_equal(ess_bus_publish_confirmed(b, EVENTS, topic, "{}", 2, "it", TIMEOUT_MS, &err),
+                     ESS_ENOTFOUND);
     assert_non_null(strstr(err.msg, "unroutable"));
     /* the bus is still usable afterwards */
     ess_err_clear(&err);
@@ -122,8 +121,8 @@ static void test_missing_exchange_is_bus_error(void **state)
     ess_err_clear(&err);
     /* the broker closes the channel (NOT_FOUND): reported as ESS_EBUS, and
      * every later call too */
-    assert_int_equal(ess_bus_publish_confirmed(b, "it.confirm.no-such-exchange", "x", "{}", 2,
-                                               NULL, TIMEOUT_MS, &err),
+    assert_int_equal(ess_bus_publish_confirmed(b, "it.confirm.no-such-exchange", "x", "{}", 2, NULL,
+                                               TIMEOUT_MS, &err),
                      ESS_EBUS);
     ess_err_clear(&err);
     assert_int_equal(ess_bus_publish_confirmed(b, EVENTS, "x", "{}", 2, NULL, TIMEOUT_MS, &err),

@@ -22,8 +22,9 @@
 
 #include "ess_store.h"
 
-#define BODY_FMT "{\"permit_id\":\"P-%06d\",\"street\":\"1 Main St\",\"truck_limit\":%d," \
-                 "\"status\":\"PENDING\",\"issued_on\":\"2026-11-26\",\"note\":\"%s\"}"
+#define BODY_FMT                                                             \
+    "{\"permit_id\":\"P-%06d\",\"street\":\"1 Main St\",\"truck_limit\":%d," \
+    "\"status\":\"PENDING\",\"issued_on\":\"2026-11-26\",\"note\":\"%s\"}"
 
 struct fixture {
     const char *url;
@@ -182,9 +183,9 @@ static void test_migrate_idempotent(void **state)
     assert_int_equal(ess_store_migrate(f->store, &err), ESS_OK);
     assert_int_equal(ess_store_migrate(f->store, &err), ESS_OK);
     /* every version once, 1..max without a gap */
-    assert_int_equal(sql_ll(f, "SELECT count(*) FROM ess_schema_migrations", NULL, NULL),
-                     sql_ll(f, "SELECT count(DISTINCT version) FROM ess_schema_migrations", NULL,
-                            NULL));
+    assert_int_equal(
+        sql_ll(f, "SELECT count(*) FROM ess_schema_migrations", NULL, NULL),
+        sql_ll(f, "SELECT count(DISTINCT version) FROM ess_schema_migrations", NULL, NULL));
     assert_int_equal(sql_ll(f, "SELECT count(*) FROM ess_schema_migrations", NULL, NULL),
                      sql_ll(f, "SELECT max(version) FROM ess_schema_migrations", NULL, NULL));
     assert_int_equal(sql_ll(f, "SELECT min(version) FROM ess_schema_migrations", NULL, NULL), 1);
@@ -266,10 +267,10 @@ static void test_append_dedupe(void **state)
     ev[2].event_id = ev[0].event_id; /* a duplicate inside one burst */
     assert_int_equal(append(f, a, ev, 5), 4);
     ev[2].event_id = e3;
-    assert_int_equal(append(f, a, ev, 6), 2);     /* e3 and e6 are new */
-    assert_int_equal(append(f, a, ev, 6), 0);     /* all seen */
-    assert_int_equal(append(f, b, ev, 1), 1);     /* same id, other connector */
-    assert_int_equal(append(f, a, ev, 0), 0);     /* nothing to do */
+    assert_int_equal(append(f, a, ev, 6), 2); /* e3 and e6 are new */
+    assert_int_equal(append(f, a, ev, 6), 0); /* all seen */
+    assert_int_equal(append(f, b, ev, 1), 1); /* same id, other connector */
+    assert_int_equal(append(f, a, ev, 0), 0); /* nothing to do */
     assert_int_equal(backlog(f, a, 0), 6);
     assert_int_equal(backlog(f, b, 0), 1);
     free_events(ev, 6);
@@ -365,8 +366,8 @@ static void test_park(void **state)
     struct ess_store_row row = {17, "ev-17", "k1", "{\"a\":1}", 1700000000000LL};
 
     name(c, sizeof(c), "park");
-    assert_int_equal(
-        ess_store_park(f->store, c, &row, "HTTP 400: bad request", 1, NULL, 400, &err), ESS_OK);
+    assert_int_equal(ess_store_park(f->store, c, &row, "HTTP 400: bad request", 1, NULL, 400, &err),
+                     ESS_OK);
     assert_int_equal(sql_ll(f,
                             "SELECT last_status FROM ess_dead_letters WHERE connector = $1"
                             " AND status = $2",
@@ -374,9 +375,8 @@ static void test_park(void **state)
                      400);
     /* Parked again (a replayed event): one row, updated, open as "held". */
     assert_int_equal(ess_store_park(f->store, c, &row, "again", 2, "held", 0, &err), ESS_OK);
-    assert_int_equal(sql_ll(f, "SELECT count(*) FROM ess_dead_letters WHERE connector = $1", c,
-                            NULL),
-                     1);
+    assert_int_equal(
+        sql_ll(f, "SELECT count(*) FROM ess_dead_letters WHERE connector = $1", c, NULL), 1);
     assert_int_equal(sql_ll(f,
                             "SELECT attempts FROM ess_dead_letters WHERE connector = $1"
                             " AND reason = $2",
@@ -687,8 +687,8 @@ static void time_append(struct fixture *f, const char *what, int total, int burs
     }
     dt = now_s() - t0;
     assert_int_equal(n, (size_t)total);
-    print_message("# append %d events in bursts of %d: %.3f s, %.0f events/s\n", total, burst,
-                  dt, total / dt);
+    print_message("# append %d events in bursts of %d: %.3f s, %.0f events/s\n", total, burst, dt,
+                  total / dt);
     free_events(ev, total);
 }
 

@@ -34,18 +34,17 @@ static void chain_build(struct chain *c)
     for (i = 0; i < NROWS; i++) {
         snprintf(c->content[i], sizeof(c->content[i]), "{\"seq\":%d,\"status\":200}", i + 1);
         snprintf(c->prev[i], sizeof(c->prev[i]), "%s", prev);
-        assert_int_equal(ess_audit_hash(prev, i + 1, "city2dmv", "attempt", 1000 + i,
-                                        c->content[i], c->hash[i]),
-                         ESS_OK);
-        c->row[i] = (struct ess_audit_row){i + 1, "attempt", 1000 + i, c->content[i],
-                                           c->prev[i], c->hash[i]};
+        assert_int_equal(
+            ess_audit_hash(prev, i + 1, "city2dmv", "attempt", 1000 + i, c->content[i], c->hash[i]),
+            ESS_OK);
+        c->row[i] = (struct ess_audit_row){i + 1,         "attempt",  1000 + i,
+                                           c->content[i], c->prev[i], c->hash[i]};
         prev = c->hash[i];
     }
 }
 
 /* Walk rows[0..n); the code of the first failing step (ESS_OK if none). */
-static int chain_walk(const struct ess_audit_row *rows, int n, struct ess_err *err,
-                      long long *bad)
+static int chain_walk(const struct ess_audit_row *rows, int n, struct ess_err *err, long long *bad)
 {
     struct ess_audit_walk w;
     int i;
@@ -89,8 +88,8 @@ static void test_tampering_table(void **state)
 {
     static const struct {
         const char *what;
-        int row;      /* 0-based row touched */
-        int how;      /* 0 content, 1 kind, 2 at_ms, 3 content + own hash, 4 remove, 5 n */
+        int row;       /* 0-based row touched */
+        int how;       /* 0 content, 1 kind, 2 at_ms, 3 content + own hash, 4 remove, 5 n */
         long long bad; /* the row named */
         const char *msg;
     } cases[] = {
@@ -136,8 +135,8 @@ static void test_tampering_table(void **state)
             break;
         }
         if (cases[i].how == 3) {
-            assert_int_equal(ess_audit_hash(rows[r].prev_hash, rows[r].n, "city2dmv",
-                                            rows[r].kind, rows[r].at_ms, rows[r].content, hash),
+            assert_int_equal(ess_audit_hash(rows[r].prev_hash, rows[r].n, "city2dmv", rows[r].kind,
+                                            rows[r].at_ms, rows[r].content, hash),
                              ESS_OK);
             rows[r].hash = hash;
         }
@@ -189,8 +188,8 @@ static void test_queue_bounded(void **state)
 static void attempt_same(long long seq, const char *event_id, const char *key, long status,
                          const char *error)
 {
-    json_t *c = json_pack("{s:I, s:s?, s:s?, s:I}", "seq", (json_int_t)seq, "event_id",
-                          event_id, "key", key, "status", (json_int_t)status);
+    json_t *c = json_pack("{s:I, s:s?, s:s?, s:I}", "seq", (json_int_t)seq, "event_id", event_id,
+                          "key", key, "status", (json_int_t)status);
     char *want;
     char *got;
 
@@ -221,12 +220,9 @@ static void test_attempt_content(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hash_known),
-        cmocka_unit_test(test_intact_chain),
-        cmocka_unit_test(test_tampering_table),
-        cmocka_unit_test(test_queue),
-        cmocka_unit_test(test_queue_bounded),
-        cmocka_unit_test(test_attempt_content),
+        cmocka_unit_test(test_hash_known),      cmocka_unit_test(test_intact_chain),
+        cmocka_unit_test(test_tampering_table), cmocka_unit_test(test_queue),
+        cmocka_unit_test(test_queue_bounded),   cmocka_unit_test(test_attempt_content),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,17 +17,36 @@ struct classify_case {
 };
 
 static const struct classify_case classify_cases[] = {
-    {200, 0, ESS_OUTCOME_OK},    {201, 0, ESS_OUTCOME_OK},     {204, 0, ESS_OUTCOME_OK},
-    {299, 0, ESS_OUTCOME_OK},    {100, 0, ESS_OUTCOME_DROP},   {101, 0, ESS_OUTCOME_DROP},
-    {301, 0, ESS_OUTCOME_DROP},  {302, 0, ESS_OUTCOME_DROP},   {304, 0, ESS_OUTCOME_DROP},
-    {400, 0, ESS_OUTCOME_DROP},  {401, 0, ESS_OUTCOME_DROP},   {403, 0, ESS_OUTCOME_DROP},
-    {404, 0, ESS_OUTCOME_DROP},  {409, 0, ESS_OUTCOME_DROP},   {422, 0, ESS_OUTCOME_DROP},
-    {408, 0, ESS_OUTCOME_RETRY}, {429, 0, ESS_OUTCOME_RETRY},  {500, 0, ESS_OUTCOME_RETRY},
-    {502, 0, ESS_OUTCOME_RETRY}, {503, 0, ESS_OUTCOME_RETRY},  {504, 0, ESS_OUTCOME_RETRY},
-    {599, 0, ESS_OUTCOME_RETRY}, {600, 0, ESS_OUTCOME_DROP},   {999, 0, ESS_OUTCOME_DROP},
-    {-1, 0, ESS_OUTCOME_DROP},   {0, 0, ESS_OUTCOME_DROP},     {0, 1, ESS_OUTCOME_RETRY},
+    {200, 0, ESS_OUTCOME_OK},
+    {201, 0, ESS_OUTCOME_OK},
+    {204, 0, ESS_OUTCOME_OK},
+    {299, 0, ESS_OUTCOME_OK},
+    {100, 0, ESS_OUTCOME_DROP},
+    {101, 0, ESS_OUTCOME_DROP},
+    {301, 0, ESS_OUTCOME_DROP},
+    {302, 0, ESS_OUTCOME_DROP},
+    {304, 0, ESS_OUTCOME_DROP},
+    {400, 0, ESS_OUTCOME_DROP},
+    {401, 0, ESS_OUTCOME_DROP},
+    {403, 0, ESS_OUTCOME_DROP},
+    {404, 0, ESS_OUTCOME_DROP},
+    {409, 0, ESS_OUTCOME_DROP},
+    {422, 0, ESS_OUTCOME_DROP},
+    {408, 0, ESS_OUTCOME_RETRY},
+    {429, 0, ESS_OUTCOME_RETRY},
+    {500, 0, ESS_OUTCOME_RETRY},
+    {502, 0, ESS_OUTCOME_RETRY},
+    {503, 0, ESS_OUTCOME_RETRY},
+    {504, 0, ESS_OUTCOME_RETRY},
+    {599, 0, ESS_OUTCOME_RETRY},
+    {600, 0, ESS_OUTCOME_DROP},
+    {999, 0, ESS_OUTCOME_DROP},
+    {-1, 0, ESS_OUTCOME_DROP},
+    {0, 0, ESS_OUTCOME_DROP},
+    {0, 1, ESS_OUTCOME_RETRY},
     /* a transfer that failed after the status line still did not complete */
-    {200, 1, ESS_OUTCOME_RETRY}, {404, 1, ESS_OUTCOME_RETRY},
+    {200, 1, ESS_OUTCOME_RETRY},
+    {404, 1, ESS_OUTCOME_RETRY},
 };
 
 static void test_classify_table(void **state)
@@ -51,11 +70,20 @@ struct delay_case {
 };
 
 static const struct delay_case delay_cases[] = {
-    {0, 100, 30000, 100},      {1, 100, 30000, 200},    {2, 100, 30000, 400},
-    {5, 100, 30000, 3200},     {8, 100, 30000, 25600},  {9, 100, 30000, 30000},
-    {20, 100, 30000, 30000},   {60, 100, 30000, 30000}, {62, 100, 30000, 30000},
-    {63, 100, 30000, 30000},   {1000, 100, 30000, 30000},
-    {60, 1000, 3600000, 3600000}, {3, 500, 100, 100},  {0, 1, 1, 1},
+    {0, 100, 30000, 100},
+    {1, 100, 30000, 200},
+    {2, 100, 30000, 400},
+    {5, 100, 30000, 3200},
+    {8, 100, 30000, 25600},
+    {9, 100, 30000, 30000},
+    {20, 100, 30000, 30000},
+    {60, 100, 30000, 30000},
+    {62, 100, 30000, 30000},
+    {63, 100, 30000, 30000},
+    {1000, 100, 30000, 30000},
+    {60, 1000, 3600000, 3600000},
+    {3, 500, 100, 100},
+    {0, 1, 1, 1},
     {70, 1L << 40, 1L << 62, 1L << 62},
 };
 
@@ -135,7 +163,7 @@ static const struct retry_after_case retry_after_cases[] = {
     {"Sun, 06 Nov 1994 08:00:00 GMT", 0}, /* past: retry now */
     {"Mon, 07 Nov 1994 08:49:37 GMT", 86400000L},
     {"Sunday, 06-Nov-94 08:50:37 GMT", 60000}, /* RFC 850 */
-    {"Sun Nov  6 08:49:38 1994", 1000},         /* asctime */
+    {"Sun Nov  6 08:49:38 1994", 1000},        /* asctime */
     {"", -1},
     {"   ", -1},
     {"soon", -1},
@@ -143,7 +171,7 @@ static const struct retry_after_case retry_after_cases[] = {
     {"1.5", -1},
     {"5s", -1},
     {"0x10", -1},
-    {"Sun, 06 Nov 1994 08:49:47", -1},        /* no zone */
+    {"Sun, 06 Nov 1994 08:49:47", -1}, /* no zone */
     {"Sun, 06 Nov 1994 08:49:47 GMT junk", -1},
     {"Sun, 32 Nov 1994 08:49:47 GMT", -1},
 };
@@ -167,10 +195,8 @@ static void test_retry_after_table(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_classify_table),
-        cmocka_unit_test(test_delay_bounds_table),
-        cmocka_unit_test(test_delay_degenerate),
-        cmocka_unit_test(test_rand_deterministic),
+        cmocka_unit_test(test_classify_table),    cmocka_unit_test(test_delay_bounds_table),
+        cmocka_unit_test(test_delay_degenerate),  cmocka_unit_test(test_rand_deterministic),
         cmocka_unit_test(test_retry_after_table),
     };
 

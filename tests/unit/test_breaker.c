@@ -68,7 +68,7 @@ static void test_one_probe_at_a_time(void **state)
     assert_false(ess_breaker_allow(&b, 999));
     assert_true(ess_breaker_allow(&b, 1000)); /* the probe */
     assert_false(ess_breaker_allow(&b, 1000));
-    assert_false(ess_breaker_allow(&b, 50000)); /* still out: no second probe */
+    assert_false(ess_breaker_allow(&b, 50000));      /* still out: no second probe */
     assert_true(ess_breaker_wait_ms(&b, 50000) > 0); /* never 0 while the probe is out */
 }
 
@@ -147,7 +147,7 @@ static void test_straggler_failure_keeps_schedule(void **state)
     (void)state;
     ess_breaker_init(&b, 2, 1000, 60000);
     ess_breaker_failure(&b, 0);
-    ess_breaker_failure(&b, 0); /* open, first probe at 1000 */
+    ess_breaker_failure(&b, 0);  /* open, first probe at 1000 */
     ess_breaker_failure(&b, 10); /* deliveries already in flight when it tripped */
     ess_breaker_failure(&b, 20);
     assert_int_equal(ess_breaker_wait_ms(&b, 20), 980);

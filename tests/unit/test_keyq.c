@@ -194,7 +194,7 @@ static void test_tail_and_reschedule(void **state)
     assert_null(ess_keyq_tail(q, "Z"));
     ess_keyq_reschedule(q, t, 500); /* A waits for its quiet period */
     a = ess_keyq_take(q, 0);
-    assert_int_equal(a->seq, 2); /* B goes first */
+    assert_int_equal(a->seq, 2);        /* B goes first */
     assert_null(ess_keyq_tail(q, "B")); /* in flight: nothing to merge into */
     assert_null(ess_keyq_take(q, 499));
     ess_keyq_reschedule(q, t, 100); /* earlier again */

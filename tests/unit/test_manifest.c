@@ -393,7 +393,8 @@ static const struct pos_case pos_cases[] = {
     {HEAD_URL "debounce_sec: -1\n", 6, 15, "debounce_sec: -1 is out of range (0..86400)"},
     {HEAD_URL "prefetch: 1e3\n", 6, 11, "prefetch: expected an integer, got '1e3'"},
     {HEAD_URL "prefetch: 0x10\n", 6, 11, "prefetch: expected an integer, got '0x10'"},
-    {HEAD_URL "max_in_flight: {a: 1}\n", 6, 16, "max_in_flight: expected an integer, got a mapping"},
+    {HEAD_URL "max_in_flight: {a: 1}\n", 6, 16,
+     "max_in_flight: expected an integer, got a mapping"},
     {HEAD_URL "replay_window: 0s\n", 6, 16, "replay_window: 0s is out of range (1s..3650d)"},
     {HEAD_URL "replay_window: 99999999999999999999d\n", 6, 16,
      "replay_window: 99999999999999999999d is out of range (1s..3650d)"},
@@ -412,7 +413,8 @@ static const struct pos_case pos_cases[] = {
     {HEAD_URL "auth: none\n", 6, 7, "auth: expected a mapping, got a scalar"},
     {HEAD_URL "auth: {type: hmac, secret_env: S, secret_env: T}\n", 6, 35,
      "auth.secret_env: duplicate key (first given at line 6)"},
-    {HEAD_URL "values: {status: {A: {b: c}}}\n", 6, 22, "values.status.A: expected a string, got a mapping"},
+    {HEAD_URL "values: {status: {A: {b: c}}}\n", 6, 22,
+     "values.status.A: expected a string, got a mapping"},
     {HEAD_URL "? [a]\n: b\n", 6, 3, "manifest: expected a string key, got a list"},
     {HEAD_URL "rename: {a: \"x\\0y\"}\n", 6, 13, "rename.a: contains a NUL character"},
     {HEAD_URL "transforms: [a]\n", 6, 13, "transforms: expected a mapping, got a list"},
@@ -438,7 +440,8 @@ static const struct pos_case pos_cases[] = {
      "transforms.d: date: unknown argument 'tz' (valid: from|to)"},
     {HEAD_URL "transforms: {n: [upper, {default: {}}]}\n", 6, 25,
      "transforms.n: default: 'value' is required"},
-    {HEAD_URL "transforms: {n: {upper: {x: 1}}}\n", 6, 17, "transforms.n: upper takes no arguments"},
+    {HEAD_URL "transforms: {n: {upper: {x: 1}}}\n", 6, 17,
+     "transforms.n: upper takes no arguments"},
     {HEAD_URL "transforms: {n: truncate}\n", 6, 17,
      "transforms.n: truncate needs arguments: {truncate: {length: ...}}"},
     {HEAD_URL "transforms: {n: {upper: {}, lower: {}}}\n", 6, 17,
@@ -465,13 +468,15 @@ static const struct pos_case pos_cases[] = {
      "xml.root: '1x' is not an XML element name (a letter or _, then letters, digits, _ - .)"},
     {HEAD_URL "format: csv\ncsv: {delimiter: \";;\"}\n", 7, 18,
      "csv.delimiter: ';;' is not a delimiter (exactly one character, not a quote or line break)"},
-    {HEAD_URL "format: csv\ncsv: {header: yes}\n", 7, 15, "csv.header: 'yes' is not one of false|true"},
+    {HEAD_URL "format: csv\ncsv: {header: yes}\n", 7, 15,
+     "csv.header: 'yes' is not one of false|true"},
     {HEAD_URL "format: fixed\ncolumns: []\n", 7, 10, "columns: expected 1..4096 columns"},
     {HEAD_URL "format: fixed\ncolumns: {field: A}\n", 7, 10,
      "columns: expected a list of column mappings, got a mapping"},
     {HEAD_URL "format: fixed\ncolumns: [{field: A, width: 0}]\n", 7, 29,
      "columns[0].width: 0 is out of range (1..10000)"},
-    {HEAD_URL "format: fixed\ncolumns:\n  - {field: A, width: 2}\n  - {field: B, width: 3, pad: \"00\"}\n",
+    {HEAD_URL
+     "format: fixed\ncolumns:\n  - {field: A, width: 2}\n  - {field: B, width: 3, pad: \"00\"}\n",
      9, 31, "columns[1].pad: must be exactly one character, got '00'"},
     {HEAD_URL "format: fixed\ncolumns: [{field: A, width: 3, truncate: middle}]\n", 7, 42,
      "columns[0].truncate: 'middle' is not one of error|right|left"},
@@ -505,7 +510,8 @@ static const struct pos_case pos_cases[] = {
     {"just a string\n", 1, 1, "manifest: top level must be a mapping of keys, got a scalar"},
     {"a: [\n", 2, 1, "yaml: did not find expected node content (while parsing a flow node)"},
     {"a: 'x\n", 2, 1, "yaml: found unexpected end of stream (while scanning a quoted scalar)"},
-    {"\t- x\n", 1, 1, "yaml: found character that cannot start any token (while scanning for the next token)"},
+    {"\t- x\n", 1, 1,
+     "yaml: found character that cannot start any token (while scanning for the next token)"},
 };
 
 static void test_positions_table(void **state)
@@ -565,8 +571,10 @@ static const struct value_case value_cases[] = {
     {"id: a\n", 0},
     {"id: 1ab\n", 0},
     {"id: ab_c\n", 0},
-    {"id: a123456789012345678901234567890123456789012345678901234567890bcd\n", 0} /* 64 characters */,
-    {"id: a123456789012345678901234567890123456789012345678901234567890bc\n", 1} /* 63 characters */,
+    {"id: a123456789012345678901234567890123456789012345678901234567890bcd\n",
+     0} /* 64 characters */,
+    {"id: a123456789012345678901234567890123456789012345678901234567890bc\n",
+     1} /* 63 characters */,
 };
 
 static void test_values_table(void **state)
@@ -583,8 +591,7 @@ static void test_values_table(void **state)
         const char *l = value_cases[i].line;
 
         snprintf(text, sizeof(text), "%s%s%s%s%s", l, strncmp(l, "id:", 3) ? "id: ab\n" : "",
-                 "kind: push\nkey: k\n",
-                 strncmp(l, "listen_topic:", 13) ? "listen_topic: a\n" : "",
+                 "kind: push\nkey: k\n", strncmp(l, "listen_topic:", 13) ? "listen_topic: a\n" : "",
                  strncmp(l, "target_url:", 11) ? "target_url: http://h/\n" : "");
         rc = parse_str(text, &m, &d);
         if ((rc == ESS_OK) != value_cases[i].ok) {
@@ -792,14 +799,28 @@ static const char *const hostile[] = {
     "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c]\n"
     "transforms: {x: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d]}\n",
-    "transforms: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+    "transforms: "
+    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+    "]]]]]\n",
     "transforms: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: "
     "{a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: 1}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}\n",
-    "&x id: *x\n", "? \n", "---\n...\n", "%YAML 1.1\n---\nid: ab\n", "\xef\xbb\xbfid: ab\n",
-    "id: !!binary aGVsbG8=\n", "values: {a: &v {X: Y}, b: *v}\n", "rename: *nope\n",
-    "id:\n  - - - - -\n", "auth: {type: hmac, secret_env: [A]}\n", "kind: [push]\n",
-    "listen_topics: {a: b}\n", "auth: {type: [hmac]}\n", "values: {? [a] : b}\n",
-    "rename: {? {a: b} : c}\n", "transforms: {? [a] : b}\n", "transforms: {a: 1, a: 2}\n",
+    "&x id: *x\n",
+    "? \n",
+    "---\n...\n",
+    "%YAML 1.1\n---\nid: ab\n",
+    "\xef\xbb\xbfid: ab\n",
+    "id: !!binary aGVsbG8=\n",
+    "values: {a: &v {X: Y}, b: *v}\n",
+    "rename: *nope\n",
+    "id:\n  - - - - -\n",
+    "auth: {type: hmac, secret_env: [A]}\n",
+    "kind: [push]\n",
+    "listen_topics: {a: b}\n",
+    "auth: {type: [hmac]}\n",
+    "values: {? [a] : b}\n",
+    "rename: {? {a: b} : c}\n",
+    "transforms: {? [a] : b}\n",
+    "transforms: {a: 1, a: 2}\n",
     "values: {s: {A: 1}, s: {B: 2}}\n",
 };
 
@@ -833,9 +854,10 @@ static void test_hostile_inputs(void **state)
 /* Random byte flips of a good manifest, and pure noise (fixed seed). */
 static void test_mutations_no_crash(void **state)
 {
-    static const char base[] = HEAD_URL "rename: {a: b}\nvalues: {s: {A: \"1\"}}\n"
-                                        "transforms: {t: [trim, {pad: {width: 3}}]}\nauth: {type: hmac, "
-                                        "secret_env: S}\n";
+    static const char base[] =
+        HEAD_URL "rename: {a: b}\nvalues: {s: {A: \"1\"}}\n"
+                 "transforms: {t: [trim, {pad: {width: 3}}]}\nauth: {type: hmac, "
+                 "secret_env: S}\n";
     char buf[sizeof(base)];
     unsigned int seed = 12345;
     int i, j;

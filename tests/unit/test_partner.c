@@ -46,10 +46,10 @@ struct srv {
     int stop[2];
     pthread_t thread;
     pthread_mutex_t mu;
-    int accepted; /* under mu */
-    int requests; /* under mu */
+    int accepted;         /* under mu */
+    int requests;         /* under mu */
     size_t last_body_len; /* under mu */
-    int last_had_expect; /* under mu */
+    int last_had_expect;  /* under mu */
     struct srv_conn conns[SRV_MAX_CONNS];
 };
 
@@ -59,8 +59,8 @@ static void srv_reply(struct srv_conn *c, int status, const char *extra, const c
     char head[512];
     int n;
 
-    n = snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s\r\n", status,
-                 blen, extra);
+    n = snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s\r\n", status, blen,
+                 extra);
     (void)!send(c->fd, head, (size_t)n, MSG_NOSIGNAL);
     (void)!send(c->fd, body, blen, MSG_NOSIGNAL);
 }
@@ -459,8 +459,7 @@ static void test_sequential_reuses_one_connection(void **state)
 
     for (i = 0; i < 20; i++) {
         /* /big: the unread tail of a long answer must not spoil the connection */
-        assert_int_equal(send_simple(p, (uint64_t)i, url_for(s, i % 2 ? "/big" : "/ok")),
-                         ESS_OK);
+        assert_int_equal(send_simple(p, (uint64_t)i, url_for(s, i % 2 ? "/big" : "/ok")), ESS_OK);
         assert_int_equal(drive(p, &r, 1), 1);
         assert_int_equal(r.status, 200);
         if (i % 2) {
@@ -534,9 +533,9 @@ static void test_send_refusals_free_what_they_took(void **state)
 
     p = ess_partner_new(5000, 2, NULL);
     ess_err_clear(&err);
-    assert_int_equal(ess_partner_send(p, 3, "ftp://user:pw@127.0.0.1/x", NULL, strdup("{}"), 2,
-                                      &err),
-                     ESS_EPARTNER);
+    assert_int_equal(
+        ess_partner_send(p, 3, "ftp://user:pw@127.0.0.1/x", NULL, strdup("{}"), 2, &err),
+        ESS_EPARTNER);
     assert_non_null(strstr(err.msg, "'ftp'"));
     assert_null(strstr(err.msg, "pw"));
     assert_int_equal(ess_partner_send(p, 4, NULL, NULL, strdup("{}"), 2, NULL), ESS_EINVAL);

@@ -24,7 +24,8 @@ static void test_csv_table(void **state)
         const char *want;
     } cases[] = {
         {"a,b\n1,2\n", 0, ESS_OK, "[{\"a\":\"1\",\"b\":\"2\"}]"},
-        {"a,b\r\n1,2\r\n\r\n3,4", 0, ESS_OK, "[{\"a\":\"1\",\"b\":\"2\"},{\"a\":\"3\",\"b\":\"4\"}]"},
+        {"a,b\r\n1,2\r\n\r\n3,4", 0, ESS_OK,
+         "[{\"a\":\"1\",\"b\":\"2\"},{\"a\":\"3\",\"b\":\"4\"}]"},
         {"a\n\"x,\"\"y\"\"\nz\"\n", 0, ESS_OK, "[{\"a\":\"x,\\\"y\\\"\\nz\"}]"},
         {"a,b\n1\n", 0, ESS_EPARTNER, "[]"},
         {"a\n\"open\n", 0, ESS_EPARTNER, "[]"},
@@ -66,9 +67,8 @@ static void test_json_pages(void **state)
 
     (void)state;
     ess_err_clear(&err);
-    assert_int_equal(ess_records_json(page, strlen(page), "data.items", "links.next", out, &next,
-                                      &err),
-                     ESS_OK);
+    assert_int_equal(
+        ess_records_json(page, strlen(page), "data.items", "links.next", out, &next, &err), ESS_OK);
     assert_int_equal(json_array_size(out), 1);
     assert_string_equal(next, "/p2");
     free(next);

@@ -21,8 +21,8 @@
 
 #define MAXN 6
 #define XML_HEAD "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
-#define SOAP_HEAD                                                                                  \
-    "<?xml version=\"1.0\" encoding=\"utf-8\"?><soap:Envelope "                                    \
+#define SOAP_HEAD                                               \
+    "<?xml version=\"1.0\" encoding=\"utf-8\"?><soap:Envelope " \
     "xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>"
 #define SOAP_TAIL "</soap:Body></soap:Envelope>"
 #define MAIN "Main & 1st <N>"
@@ -99,11 +99,11 @@ static const struct rcase cases[] = {
     {"csv quoting with header", ESS_FORMAT_CSV,
      "{\"a\": \"x,y\", \"b\": \"say \\\"hi\\\"\", \"c\": \"l1\\nl2\", \"d\": null, \"e\": 5, "
      "\"f\": \"" MAIN "\", \"g\": [1, \"2\"]}",
-     "a,b,c,d,e,f,g\r\n\"x,y\",\"say \"\"hi\"\"\",\"l1\nl2\",,5," MAIN ",\"[1,\"\"2\"\"]\"\r\n", 0, NULL,
-     "text/csv; charset=utf-8; header=present", NULL, NULL, NULL, NULL, 1, ","},
-    {"csv other delimiter, no header", ESS_FORMAT_CSV, "{\"a\": \"x,y\", \"b\": \"p;q\", \"c\": \"\\r\"}",
-     "x,y;\"p;q\";\"\r\"\r\n", 0, NULL, "text/csv; charset=utf-8; header=absent", NULL, NULL, NULL,
-     NULL, 0, ";"},
+     "a,b,c,d,e,f,g\r\n\"x,y\",\"say \"\"hi\"\"\",\"l1\nl2\",,5," MAIN ",\"[1,\"\"2\"\"]\"\r\n", 0,
+     NULL, "text/csv; charset=utf-8; header=present", NULL, NULL, NULL, NULL, 1, ","},
+    {"csv other delimiter, no header", ESS_FORMAT_CSV,
+     "{\"a\": \"x,y\", \"b\": \"p;q\", \"c\": \"\\r\"}", "x,y;\"p;q\";\"\r\"\r\n", 0, NULL,
+     "text/csv; charset=utf-8; header=absent", NULL, NULL, NULL, NULL, 0, ";"},
     {"csv quoted header name", ESS_FORMAT_CSV, "{\"a,b\": 1}", "\"a,b\"\r\n1\r\n", 0, NULL, NULL,
      NULL, NULL, NULL, NULL, 1},
     {"fixed align, pad, truncate right and left", ESS_FORMAT_FIXED,
@@ -119,10 +119,23 @@ static const struct rcase cases[] = {
      "fixed: field 'NAME' contains a line break", NULL, NULL, NULL, NULL, NULL, 0, NULL, cols, 3},
     {"fixed escaping is not needed", ESS_FORMAT_FIXED, "{\"NAME\": \"" MAIN "\"}",
      "0000000000Main & 1....\n", 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, cols, 3},
-    {"order follows fields through rename", ESS_FORMAT_XML,
+    {"order follows fields through rename",
+     ESS_FORMAT_XML,
      "{\"a\": {\"x\": 1}, \"z\": 0, \"B\": 2}",
-     XML_HEAD "<record><B>2</B><a><x>1</x></a><z>0</z></record>", 0, NULL, NULL, NULL, NULL, NULL,
-     NULL, 0, NULL, NULL, 0, {"b", "a.x", "gone"}, {{"b", "B"}}},
+     XML_HEAD "<record><B>2</B><a><x>1</x></a><z>0</z></record>",
+     0,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     0,
+     NULL,
+     NULL,
+     0,
+     {"b", "a.x", "gone"},
+     {{"b", "B"}}},
 };
 
 static void build(const struct rcase *c, struct ess_manifest *m)
@@ -298,7 +311,8 @@ static const struct {
     int want;
     const char *fault;
 } faults[] = {
-    {"<?xml version=\"1.0\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">"
+    {"<?xml version=\"1.0\"?><soap:Envelope "
+     "xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">"
      "<soap:Body><soap:Fault><faultcode>soap:Client</faultcode><faultstring xml:lang=\"en\">"
      "Appointment &lt;A1&gt; &amp;\n   unknown &#233; &#x41;</faultstring></soap:Fault></soap:Body>"
      "</soap:Envelope>",
@@ -329,9 +343,9 @@ static void test_soap_fault(void **state)
     (void)state;
     for (i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
         memset(fault, 'z', sizeof(fault));
-        assert_int_equal(ess_render_soap_fault(faults[i].body, strlen(faults[i].body), fault,
-                                                sizeof(fault)),
-                         faults[i].want);
+        assert_int_equal(
+            ess_render_soap_fault(faults[i].body, strlen(faults[i].body), fault, sizeof(fault)),
+            faults[i].want);
         assert_string_equal(fault, faults[i].fault);
     }
     b = faults[0].body;

@@ -37,12 +37,12 @@ struct shape_case {
 };
 
 /* Designated initializers: a case names only what it sets. */
-#define STATUS_CODES                                                                               \
-    {                                                                                              \
-        {"PENDING", "07"}, {"CONFIRMED", "08"},                                                    \
-        {                                                                                          \
-            "CANCELLED", "09"                                                                      \
-        }                                                                                          \
+#define STATUS_CODES                            \
+    {                                           \
+        {"PENDING", "07"}, {"CONFIRMED", "08"}, \
+        {                                       \
+            "CANCELLED", "09"                   \
+        }                                       \
     }
 #define CODE_MSG "; code maps apply to strings, integers and booleans"
 
@@ -386,7 +386,8 @@ static const struct render_case render_cases[] = {
      "{\"a\":1,\"b\":[1,2],\"s\":\"\xc3\xa9\"}", NULL},
     {ESS_FORMAT_JSON, "{}", ESS_OK, "{}", NULL},
     /* every format goes through ess_render (test_render has the details) */
-    {ESS_FORMAT_CSV, "{\"a\": \"x,y\"}", ESS_OK, "\"x,y\"\r\n", "text/csv; charset=utf-8; header=absent"},
+    {ESS_FORMAT_CSV, "{\"a\": \"x,y\"}", ESS_OK, "\"x,y\"\r\n",
+     "text/csv; charset=utf-8; header=absent"},
     {ESS_FORMAT_FORM, "{\"a\": \"b c\"}", ESS_OK, "a=b+c", "application/x-www-form-urlencoded"},
     {ESS_FORMAT_SOAP, "{}", ESS_EINVAL, "soap: the operation is missing or not an XML name", NULL},
     {ESS_FORMAT_XML, "{\"a b\": 1}", ESS_ESHAPE,

@@ -27,9 +27,9 @@ static void test_official_vector(void **state)
 
     (void)state;
     ess_err_clear(&err);
-    assert_int_equal(ess_sign_webhook(SW_SECRET, SW_ID, SW_TS, SW_BODY, strlen(SW_BODY), out,
-                                      sizeof(out), &err),
-                     ESS_OK);
+    assert_int_equal(
+        ess_sign_webhook(SW_SECRET, SW_ID, SW_TS, SW_BODY, strlen(SW_BODY), out, sizeof(out), &err),
+        ESS_OK);
     assert_string_equal(out, SW_SIG);
 }
 
@@ -44,8 +44,8 @@ static void test_sign_small_buffer_and_bad_secret(void **state)
         ess_sign_webhook(SW_SECRET, SW_ID, SW_TS, SW_BODY, strlen(SW_BODY), out, 10, &err),
         ESS_EINVAL);
     ess_err_clear(&err);
-    assert_int_equal(ess_sign_webhook("whsec_not*base64!", SW_ID, SW_TS, SW_BODY,
-                                      strlen(SW_BODY), out, sizeof(out), &err),
+    assert_int_equal(ess_sign_webhook("whsec_not*base64!", SW_ID, SW_TS, SW_BODY, strlen(SW_BODY),
+                                      out, sizeof(out), &err),
                      ESS_EINVAL);
     assert_non_null(strstr(err.msg, "base64"));
     assert_null(strstr(err.msg, "not*base64"));
@@ -72,8 +72,12 @@ struct b64_case {
 static void test_base64_table(void **state)
 {
     static const struct b64_case cases[] = {
-        {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
-        {"foo", "Zm9v"},  {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
+        {"", ""},
+        {"f", "Zg=="},
+        {"fo", "Zm8="},
+        {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="},
+        {"fooba", "Zm9vYmE="},
         {"foobar", "Zm9vYmFy"},
     };
     size_t i;
@@ -106,8 +110,8 @@ static void test_verify_table(void **state)
          "v1,Zm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm8= " SW_SIG, ESS_OK},
         {"rotation: first matches", SW_BODY, SW_TS, SW_SIG " v1,Zm9v", ESS_OK},
         {"extra spaces", SW_BODY, SW_TS, "  " SW_SIG "  ", ESS_OK},
-        {"non-v1 ignored", SW_BODY, SW_TS, "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
-         ESS_EPARSE},
+        {"non-v1 ignored", SW_BODY, SW_TS,
+         "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=", ESS_EPARSE},
         {"v1a ignored, v1 used", SW_BODY, SW_TS, "v1a,abcd " SW_SIG, ESS_OK},
         {"truncated", SW_BODY, SW_TS, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1O", ESS_EPARSE},
         {"garbage", SW_BODY, SW_TS, "v1,@@@@ nonsense ,,,", ESS_EPARSE},
@@ -192,7 +196,7 @@ static void test_headers_hmac(void **state)
 
 struct env_case {
     enum ess_auth_type type;
-    const char *set_var;   /* set to set_value first, or NULL */
+    const char *set_var; /* set to set_value first, or NULL */
     const char *set_value;
     const char *want_name; /* must appear in the message */
 };
@@ -236,7 +240,7 @@ static void test_headers_env_errors(void **state)
             fail_msg("case %zu: message \"%s\" does not name %s", i, err.msg, cases[i].want_name);
         }
         assert_null(strstr(err.msg, "hunter2")); /* never a secret value */
-        assert_int_equal(count_headers(h), 1); /* the list is left valid, unchanged */
+        assert_int_equal(count_headers(h), 1);   /* the list is left valid, unchanged */
         curl_slist_free_all(h);
     }
 }
@@ -287,8 +291,7 @@ static void test_check_request_table(void **state)
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         ess_err_clear(&err);
         assert_int_equal(ess_sign_check_request(SW_SECRET, cases[i].id, cases[i].ts, cases[i].sig,
-                                                SW_BODY, strlen(SW_BODY), cases[i].now, 300,
-                                                &err),
+                                                SW_BODY, strlen(SW_BODY), cases[i].now, 300, &err),
                          cases[i].rc);
         if (strstr(err.msg, cases[i].msg) == NULL) {
             fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].msg);

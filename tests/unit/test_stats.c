@@ -45,13 +45,19 @@ static void test_ring_keeps_recent(void **state)
 static void test_heartbeat_fields(void **state)
 {
     static const char *const fields[] = {
-        "connector", "instance", "host", "pid", "version", "ts", "uptime_s", "state",
-        "consumed", "delivered", "failed", "retried", "parked", "backlog", "lag_ms_p50",
-        "lag_ms_p99", "last_error"};
+        "connector", "instance", "host",       "pid",        "version",   "ts",
+        "uptime_s",  "state",    "consumed",   "delivered",  "failed",    "retried",
+        "parked",    "backlog",  "lag_ms_p50", "lag_ms_p99", "last_error"};
     struct ess_stats s;
-    struct ess_heartbeat hb = {.connector = "city2dmv", .instance = "h:1", .host = "h",
-                               .version = "0.1.0", .state = "ok", .last_error = NULL,
-                               .pid = 1, .ts_ms = 1700000000123LL, .uptime_s = 5,
+    struct ess_heartbeat hb = {.connector = "city2dmv",
+                               .instance = "h:1",
+                               .host = "h",
+                               .version = "0.1.0",
+                               .state = "ok",
+                               .last_error = NULL,
+                               .pid = 1,
+                               .ts_ms = 1700000000123LL,
+                               .uptime_s = 5,
                                .backlog = 7};
     json_t *o;
     char *text;

@@ -22,9 +22,9 @@
 
 struct tcase {
     const char *name;
-    const char *spec;   /* JSON */
-    const char *in;     /* JSON value; NULL: the field is missing */
-    const char *want;   /* JSON value; NULL: still missing (or an error) */
+    const char *spec; /* JSON */
+    const char *in;   /* JSON value; NULL: the field is missing */
+    const char *want; /* JSON value; NULL: still missing (or an error) */
     int want_rc;
     const char *want_msg;
     const char *record; /* JSON object for concat; NULL: {} */
@@ -51,14 +51,15 @@ static const struct tcase cases[] = {
     {"date from an integer", "{\"date\": {\"from\": \"%Y%m%d\", \"to\": \"%Y-%m-%d\"}}", "20260301",
      "\"2026-03-01\""},
     {"date iso8601 in, fraction and zone accepted",
-     "{\"date\": {\"from\": \"iso8601\", \"to\": \"%d.%m.%Y %H:%M\"}}", "\"2026-03-01T10:20:30.123Z\"",
-     "\"01.03.2026 10:20\""},
+     "{\"date\": {\"from\": \"iso8601\", \"to\": \"%d.%m.%Y %H:%M\"}}",
+     "\"2026-03-01T10:20:30.123Z\"", "\"01.03.2026 10:20\""},
     {"date iso8601 in with offset", "{\"date\": {\"from\": \"iso8601\", \"to\": \"%H:%M\"}}",
      "\"2026-03-01T10:20+05:30\"", "\"10:20\""},
-    {"date iso8601 bad", "{\"date\": {\"from\": \"iso8601\", \"to\": \"%Y\"}}", "\"2026-03-01T25:00\"",
-     NULL, ESS_ESHAPE, "transforms.f: '2026-03-01T25:00' does not match iso8601"},
-    {"date iso8601 out", "{\"date\": {\"from\": \"%m/%d/%Y\", \"to\": \"iso8601\"}}", "\"03/01/2026\"",
-     "\"2026-03-01T00:00:00\""},
+    {"date iso8601 bad", "{\"date\": {\"from\": \"iso8601\", \"to\": \"%Y\"}}",
+     "\"2026-03-01T25:00\"", NULL, ESS_ESHAPE,
+     "transforms.f: '2026-03-01T25:00' does not match iso8601"},
+    {"date iso8601 out", "{\"date\": {\"from\": \"%m/%d/%Y\", \"to\": \"iso8601\"}}",
+     "\"03/01/2026\"", "\"2026-03-01T00:00:00\""},
     {"date day of year and weekday", "{\"date\": {\"from\": \"%Y-%m-%d\", \"to\": \"%j %a\"}}",
      "\"2026-03-01\"", "\"060 Sun\""},
     {"date two-digit month-year", "{\"date\": {\"from\": \"%Y-%m-%d\", \"to\": \"%m%y\"}}",
@@ -121,11 +122,12 @@ static const struct tcase cases[] = {
     /* chains */
     {"chain in order", "[\"trim\", \"upper\", {\"truncate\": {\"length\": 3}}]", "\"  abcd \"",
      "\"ABC\""},
-    {"chain default then pad", "[{\"default\": {\"value\": \"7\"}}, {\"pad\": {\"width\": 3, "
-                               "\"char\": \"0\", \"align\": \"right\"}}]",
+    {"chain default then pad",
+     "[{\"default\": {\"value\": \"7\"}}, {\"pad\": {\"width\": 3, "
+     "\"char\": \"0\", \"align\": \"right\"}}]",
      MISSING, "\"007\""},
-    {"chain stops at the first error", "[\"trim\", " DATE_US ", \"upper\"]", "\" 2026-1-1x \"", NULL,
-     ESS_ESHAPE, "transforms.f: '2026-1-1x' does not match %Y-%m-%d"},
+    {"chain stops at the first error", "[\"trim\", " DATE_US ", \"upper\"]", "\" 2026-1-1x \"",
+     NULL, ESS_ESHAPE, "transforms.f: '2026-1-1x' does not match %Y-%m-%d"},
 };
 
 static json_t *load(const char *text)

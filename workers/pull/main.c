@@ -84,10 +84,10 @@ struct pull_buf {
     size_t cap;
 };
 
-struct pull_run { /* one poll */
+struct pull_run {    /* one poll */
     json_t *records; /* every record of every page */
     char cursor[PULL_CURSOR_MAX];
-    json_t *hashes; /* key -> hash of changes the broker confirmed */
+    json_t *hashes;  /* key -> hash of changes the broker confirmed */
     json_t *state;   /* conflict: key -> stored versions (ess_twoway_load) */
     json_t *entries; /* conflict: decided and confirmed, to commit */
 };
@@ -109,9 +109,16 @@ static char *pull_heartbeat_text(struct pull *p, long long now, const char *stat
     p->stats.consumed = p->polled;
     p->stats.delivered = p->published;
     p->stats.failed = p->failed;
-    hb = (struct ess_heartbeat){p->m->id, ess_worker_instance(), ess_worker_host(), ESS_VERSION,
-                                state, p->last_error, (long)getpid(), ess_worker_wall_ms(),
-                                (now - p->started_ms) / 1000, 0};
+    hb = (struct ess_heartbeat){p->m->id,
+                                ess_worker_instance(),
+                                ess_worker_host(),
+                                ESS_VERSION,
+                                state,
+                                p->last_error,
+                                (long)getpid(),
+                                ess_worker_wall_ms(),
+                                (now - p->started_ms) / 1000,
+                                0};
     text = ess_stats_heartbeat_json(&p->stats, &hb);
     if (text != NULL) {
         o = json_loads(text, 0, NULL);
@@ -169,8 +176,8 @@ static void pull_lifecycle(struct pull *p, const char *event, const char *detail
     struct ess_err err;
 
     ess_err_clear(&err);
-    if (p->bus != NULL && ess_worker_publish_lifecycle(p->bus, p->env.ops_exchange, p->m->id,
-                                                       event, detail, &err) != ESS_OK) {
+    if (p->bus != NULL && ess_worker_publish_lifecycle(p->bus, p->env.ops_exchange, p->m->id, event,
+                                                       detail, &err) != ESS_OK) {
         pull_bus_lost(p, &err);
     }
 }
@@ -182,8 +189,7 @@ static int pull_bus_connect(struct pull *p, struct ess_err *err)
     struct ess_bus *b = ess_bus_new(p->env.amqp_url, err);
 
     if (b != NULL && ess_bus_confirm_select(b, err) == ESS_OK &&
-        ess_bus_declare_exchanges(b, p->env.events_exchange, p->env.ops_exchange, err) ==
-            ESS_OK) {
+        ess_bus_declare_exchanges(b, p->env.events_exchange, p->env.ops_exchange, err) == ESS_OK) {
         p->bus = b;
         ess_log_info("broker: connected, publisher confirms on");
         return ESS_OK;
@@ -531,8 +537,7 @@ static int pull_one_decided(struct pull *p, struct pull_run *r, json_t *rec, con
     json_t *resolved = NULL, *entry = NULL;
     int rc;
 
-    rc = ess_twoway_decide(p->m, r->state, key, rec, ess_worker_wall_ms(), &resolved, &entry,
-                           err);
+    rc = ess_twoway_decide(p->m, r->state, key, rec, ess_worker_wall_ms(), &resolved, &entry, err);
     if (rc == ESS_OK) {
         rc = pull_publish(p, resolved, key, hash, err);
     }
@@ -591,8 +596,7 @@ static int pull_one(struct pull *p, struct pull_run *r, json_t *rec, json_t *sto
 /* Conflict decisions whose publish was confirmed: partner versions and audit
  * rows first (a failure keeps the hashes uncommitted, so the next poll
  * decides those records again), then ess.conflict.<id> on hms.ops. */
-static void pull_conflicts_commit(struct pull *p, struct pull_run *r, struct ess_err *err,
-                                  int *rc)
+static void pull_conflicts_commit(struct pull *p, struct pull_run *r, struct ess_err *err, int *rc)
 {
     size_t n = 0;
     int crc;
@@ -759,10 +763,11 @@ static void pull_reload(struct pull *p)
         ess_log_warn("SIGHUP: %s is not valid; keeping the running manifest", p->path);
         return;
     }
-    if (strcmp(m->kind, "pull") != 0 || strcmp(m->id, p->m->id) != 0 ||
-        m->source_url == NULL || m->publish_topic == NULL) {
+    if (strcmp(m->kind, "pull") != 0 || strcmp(m->id, p->m->id) != 0 || m->source_url == NULL ||
+        m->publish_topic == NULL) {
         ess_log_warn("SIGHUP: %s changes id or kind, or lacks source_url/publish_topic; "
-                     "keeping the running manifest", p->path);
+                     "keeping the running manifest",
+                     p->path);
         ess_manifest_free(m);
         return;
     }
@@ -811,8 +816,8 @@ static int pull_run(struct pull *p)
 /* What the key table cannot say for a poller. */
 static int check_manifest(const char *path, const struct ess_manifest *m)
 {
-    if (m->source_url == NULL || (strncmp(m->source_url, "http://", 7) != 0 &&
-                                  strncmp(m->source_url, "https://", 8) != 0)) {
+    if (m->source_url == NULL ||
+        (strncmp(m->source_url, "http://", 7) != 0 && strncmp(m->source_url, "https://", 8) != 0)) {
         ess_log_error("%s: source_url: ess-pull needs an http:// or https:// URL", path);
         return EX_CONFIG;
     }

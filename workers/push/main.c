@@ -15,7 +15,6 @@
 #include "ess_push.h"
 #include "ess_worker.h"
 
-
 int main(int argc, char **argv)
 {
     struct ess_worker_env env;

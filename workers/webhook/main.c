@@ -79,7 +79,7 @@ struct hook {
     struct ess_manifest *m;
     struct ess_worker_env env;
     struct MHD_Daemon *mhd;
-    struct ess_bus *bus; /* NULL while the broker is unreachable */
+    struct ess_bus *bus;     /* NULL while the broker is unreachable */
     struct ess_store *store; /* heartbeats, conflicts; NULL while Postgres is unreachable */
     struct ess_worker_retry retry;
     struct ess_worker_retry store_retry;
@@ -124,8 +124,7 @@ static int hook_bus_connect(struct hook *h)
     ess_err_clear(&err);
     b = ess_bus_new(h->env.amqp_url, &err);
     if (b != NULL && ess_bus_confirm_select(b, &err) == ESS_OK &&
-        ess_bus_declare_exchanges(b, h->env.events_exchange, h->env.ops_exchange, &err) ==
-            ESS_OK) {
+        ess_bus_declare_exchanges(b, h->env.events_exchange, h->env.ops_exchange, &err) == ESS_OK) {
         h->bus = b;
         h->last_error[0] = '\0';
         ess_worker_retry_ok(&h->retry);
@@ -203,9 +202,16 @@ static char *hook_heartbeat_text(struct hook *h, long long now, const char *stat
     h->stats.consumed = h->received;
     h->stats.delivered = h->published;
     h->stats.failed = h->rejected;
-    hb = (struct ess_heartbeat){h->m->id, ess_worker_instance(), ess_worker_host(), ESS_VERSION,
-                                state, h->last_error, (long)getpid(), ess_worker_wall_ms(),
-                                (now - h->started_ms) / 1000, 0};
+    hb = (struct ess_heartbeat){h->m->id,
+                                ess_worker_instance(),
+                                ess_worker_host(),
+                                ESS_VERSION,
+                                state,
+                                h->last_error,
+                                (long)getpid(),
+                                ess_worker_wall_ms(),
+                                (now - h->started_ms) / 1000,
+                                0};
     text = ess_stats_heartbeat_json(&h->stats, &hb);
     if (text != NULL) {
         o = json_loads(text, 0, NULL);
@@ -226,7 +232,7 @@ static char *hook_heartbeat_text(struct hook *h, long long now, const char *stat
 static void hook_heartbeat(struct hook *h, long long now, const char *state)
 {
     struct ess_err err, berr;
-    const char *st = state != NULL ? state
+    const char *st = state != NULL                                               ? state
                      : h->bus == NULL || (h->store == NULL && h->m->conflict.on) ? "degraded"
                                                                                  : "ok";
     char *text;
@@ -256,8 +262,8 @@ static void hook_lifecycle(struct hook *h, const char *event, const char *detail
     struct ess_err err;
 
     ess_err_clear(&err);
-    if (h->bus != NULL && ess_worker_publish_lifecycle(h->bus, h->env.ops_exchange, h->m->id,
-                                                       event, detail, &err) != ESS_OK) {
+    if (h->bus != NULL && ess_worker_publish_lifecycle(h->bus, h->env.ops_exchange, h->m->id, event,
+                                                       detail, &err) != ESS_OK) {
         hook_bus_lost(h, &err);
     }
 }
@@ -327,8 +333,8 @@ static unsigned hook_check_hmac(const struct hook *h, struct MHD_Connection *c,
     struct ess_err err;
 
     ess_err_clear(&err);
-    if (ess_sign_check_request(getenv(h->m->inbound_auth.secret_env),
-                               hook_header(c, "webhook-id"), hook_header(c, "webhook-timestamp"),
+    if (ess_sign_check_request(getenv(h->m->inbound_auth.secret_env), hook_header(c, "webhook-id"),
+                               hook_header(c, "webhook-timestamp"),
                                hook_header(c, "webhook-signature"), r->buf, r->len, time(NULL),
                                HOOK_SKEW_S, &err) != ESS_OK) {
         return hook_fail(a, MHD_HTTP_UNAUTHORIZED, "%s", err.msg);
@@ -377,8 +383,9 @@ static unsigned hook_parse(const struct hook *h, const struct hook_req *r, json_
 
     ess_err_clear(&err);
     if (ess_records_body(r->buf, r->len, records, &err) != ESS_OK) {
-        return hook_fail(a, err.code == ESS_ENOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR
-                                                   : MHD_HTTP_BAD_REQUEST, "%s", err.msg);
+        return hook_fail(
+            a, err.code == ESS_ENOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST, "%s",
+            err.msg);
     }
     return 0;
 }
@@ -455,8 +462,8 @@ static unsigned hook_decide_all(struct hook *h, json_t *records, json_t **entrie
         if (!ess_twoway_key_text(json_array_get(records, i), h->m->key, key, sizeof(key))) {
             continue; /* an object or array key: published as is, not decided */
         }
-        rc = ess_twoway_decide(h->m, state, key, json_array_get(records, i),
-                               ess_worker_wall_ms(), &resolved, &entry, &err);
+        rc = ess_twoway_decide(h->m, state, key, json_array_get(records, i), ess_worker_wall_ms(),
+                               &resolved, &entry, &err);
         if (rc == ESS_OK) {
             json_array_set_new(records, i, resolved);
             json_array_append_new(*entries, entry);
@@ -522,11 +529,11 @@ static unsigned hook_publish_all(struct hook *h, json_t *records, const char *id
     for (i = 0; rc == ESS_OK && i < n; i++) {
         snprintf(mid, sizeof(mid), n > 1 ? "%s:%zu" : "%s", id, i);
         text = json_dumps(json_array_get(records, i), JSON_COMPACT);
-        rc = text == NULL ? ess_err_set(&err, ESS_ENOMEM, "out of memory")
-                          : ess_bus_publish_confirmed_id(h->bus, h->env.events_exchange,
-                                                         h->m->publish_topic, mid, text,
-                                                         strlen(text), h->m->id,
-                                                         h->m->timeout_ms, &err);
+        rc = text == NULL
+                 ? ess_err_set(&err, ESS_ENOMEM, "out of memory")
+                 : ess_bus_publish_confirmed_id(h->bus, h->env.events_exchange, h->m->publish_topic,
+                                                mid, text, strlen(text), h->m->id, h->m->timeout_ms,
+                                                &err);
         free(text);
         h->published += rc == ESS_OK;
     }
@@ -680,9 +687,8 @@ static void hook_append(const struct hook *h, struct hook_req *r, const char *da
 }
 
 static enum MHD_Result hook_access(void *cls, struct MHD_Connection *c, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **con_cls)
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls)
 {
     struct hook *h = cls;
     struct hook_req *r = *con_cls;
@@ -728,11 +734,11 @@ static int hook_listen(struct hook *h, struct ess_err *err)
     snprintf(host, sizeof(host), "%.*s", (int)(colon - h->m->listen), h->m->listen);
     inet_pton(AF_INET, host, &sa.sin_addr);
     sa.sin_port = htons((uint16_t)strtol(colon + 1, NULL, 10));
-    h->mhd = MHD_start_daemon(MHD_USE_ERROR_LOG, 0, NULL, NULL, hook_access, h,
-                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                              MHD_OPTION_NOTIFY_COMPLETED, hook_completed, h,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_END);
+    h->mhd =
+        MHD_start_daemon(MHD_USE_ERROR_LOG, 0, NULL, NULL, hook_access, h, MHD_OPTION_SOCK_ADDR,
+                         (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, hook_completed, h,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)256, MHD_OPTION_END);
     if (h->mhd == NULL) {
         return ess_err_set(err, ESS_EIO, "cannot listen on %s (in use, or not a local address?)",
                            h->m->listen);
@@ -839,7 +845,6 @@ static int hook_run(struct hook *h)
 }
 
 /* ---------------------------------------------------------------- main --- */
-
 
 /* What the manifest table cannot say: kind, and an inbound auth we implement. */
 /* What the key table cannot say: an inbound auth we implement. */

@@ -288,8 +288,7 @@ static int run(struct bare *b)
             wfd.revents = 0;
             nwfd = 1;
         }
-        if (curl_multi_poll(b->multi, nwfd ? &wfd : NULL, nwfd, timeout_ms, &numfds) !=
-            CURLM_OK) {
+        if (curl_multi_poll(b->multi, nwfd ? &wfd : NULL, nwfd, timeout_ms, &numfds) != CURLM_OK) {
             fprintf(stderr, PROG ": curl_multi_poll failed\n");
             return -1;
         }
@@ -399,8 +398,7 @@ int main(int argc, char **argv)
                    parse_u64(argv[a + 1], &prefetch) == 0 && prefetch > 0 && prefetch <= 65535) {
             a++;
         } else if (strcmp(argv[a], "--max-in-flight") == 0 && more &&
-                   parse_u64(argv[a + 1], &in_flight) == 0 && in_flight > 0 &&
-                   in_flight <= 4096) {
+                   parse_u64(argv[a + 1], &in_flight) == 0 && in_flight > 0 && in_flight <= 4096) {
             a++;
         } else {
             fprintf(stderr, "usage: " PROG " --queue Q --routing-key RK --target URL [--name N] "
