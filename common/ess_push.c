@@ -81,6 +81,7 @@ struct push_burst {
 
 #define PUSH_CONTROL_EVERY_MS 1000
 #define PUSH_REDELIVER_MAX 8
+#define PUSH_AUDIT_EARLY_ROWS 1000 /* audit rows held before they go ahead of the 500 ms flush */
 
 struct push_replay { /* events at or below resume_seq outside [.., to_seq] / key are skipped */
     int active;
@@ -1047,6 +1048,23 @@ static void push_audit(struct ess_push *p, const struct ess_partner_result *r,
     } else {
         it = (const struct ess_keyq_item *)(uintptr_t)r->token;
         ess_audit_attempt(p->audit, it->seq, it->event_id, it->key, r->status, error);
+    }
+}
+
+/* Audit rows are written with the tickets every 500 ms; at drain rates that
+ * is thousands of rows held in memory, so a full chunk goes as soon as the
+ * session is free (never behind a pending journal append). */
+static void push_audit_early(struct ess_push *p)
+{
+    struct ess_err err;
+
+    if (p->store == NULL || ess_audit_pending(p->audit) < PUSH_AUDIT_EARLY_ROWS ||
+        ess_store_journal_pending(p->store)) {
+        return;
+    }
+    ess_err_clear(&err);
+    if (ess_audit_flush(p->audit, p->store, &err) != ESS_OK) {
+        push_store_lost(p, &err);
     }
 }
 
@@ -2623,6 +2641,7 @@ static void push_turn(struct ess_push *p)
     push_refill(p);
     now = ess_worker_mono_ms();
     push_collect(p);
+    push_audit_early(p);
     push_schedule(p, now);
     push_dispatch(p, now);
     push_cron(p, now);
