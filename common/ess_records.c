@@ -9,6 +9,7 @@
  */
 #include "ess_records.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,4 +212,20 @@ int ess_records_body(const char *s, size_t n, json_t **records, struct ess_err *
         *records = NULL;
     }
     return rc;
+}
+
+int ess_records_scalar_text(const json_t *v, char *buf, size_t len)
+{
+    if (json_is_string(v)) {
+        snprintf(buf, len, "%s", json_string_value(v));
+    } else if (json_is_integer(v)) {
+        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    } else if (json_is_real(v)) {
+        snprintf(buf, len, "%.17g", json_real_value(v));
+    } else if (json_is_boolean(v)) {
+        snprintf(buf, len, "%s", json_is_true(v) ? "true" : "false");
+    } else {
+        return 0;
+    }
+    return 1;
 }

@@ -37,4 +37,10 @@ int ess_records_json(const char *s, size_t n, const char *records_path, const ch
  * Elements are not checked to be objects (the caller names the bad record). */
 int ess_records_body(const char *s, size_t n, json_t **records, struct ess_err *err);
 
+/* A record's scalar as text into buf (always NUL-terminated; a longer one is
+ * cut): a string as is, an integer in decimal, a real with %.17g, a boolean as
+ * true/false, so "40" and 40 compare equal as text. 0 for null, an object or
+ * an array (buf untouched). */
+int ess_records_scalar_text(const json_t *v, char *buf, size_t len);
+
 #endif

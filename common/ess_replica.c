@@ -408,6 +408,28 @@ static int replica_save_owned(struct ess_replica *r, struct ess_store *s, long l
                         5, v, "save offsets", NULL, err);
 }
 
+/* res: rows (part, delivered_seq) this replica now owns. They become r->owned
+ * and r->offsets; *floor = the lowest offset, or none when nothing is owned
+ * (the window then wants no event). */
+static void replica_take_owned(struct ess_replica *r, const PGresult *res, long long none,
+                               long long *floor)
+{
+    unsigned p;
+    int i;
+
+    r->owned = 0;
+    *floor = -1;
+    for (i = 0; i < PQntuples(res); i++) {
+        p = (unsigned)strtoul(PQgetvalue(res, i, 0), NULL, 10) % ESS_REPLICA_PARTS;
+        r->owned |= 1ULL << p;
+        r->offsets[p] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        *floor = *floor < 0 || r->offsets[p] < *floor ? r->offsets[p] : *floor;
+    }
+    if (*floor < 0) {
+        *floor = none;
+    }
+}
+
 /* Claim the wanted partitions that are free, keep those already ours; the
  * answer is every partition now ours, with its offset. */
 static int replica_claim(struct ess_replica *r, struct ess_store *s, long long mark,
@@ -417,8 +439,7 @@ static int replica_claim(struct ess_replica *r, struct ess_store *s, long long m
     char live_ms[24];
     const char *v[4] = {r->connector, r->instance, set, live_ms};
     PGresult *res = NULL;
-    unsigned p;
-    int i, rc;
+    int rc;
 
     set_text(r->desired, set, sizeof(set));
     snprintf(live_ms, sizeof(live_ms), "%lld", r->live_ms);
@@ -432,17 +453,7 @@ static int replica_claim(struct ess_replica *r, struct ess_store *s, long long m
     if (rc != ESS_OK) {
         return rc;
     }
-    r->owned = 0;
-    *floor = -1;
-    for (i = 0; i < PQntuples(res); i++) {
-        p = (unsigned)strtoul(PQgetvalue(res, i, 0), NULL, 10) % ESS_REPLICA_PARTS;
-        r->owned |= 1ULL << p;
-        r->offsets[p] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-        *floor = *floor < 0 || r->offsets[p] < *floor ? r->offsets[p] : *floor;
-    }
-    if (*floor < 0) {
-        *floor = mark; /* nothing owned: the window wants no event */
-    }
+    replica_take_owned(r, res, mark, floor);
     PQclear(res);
     return ESS_OK;
 }
@@ -491,8 +502,7 @@ int ess_replica_replay(struct ess_replica *r, struct ess_store *s, long long rep
     const char *v[3] = {r->connector, id, seq};
     const char *mine[2] = {r->connector, r->instance};
     PGresult *res = NULL;
-    unsigned p;
-    int i, rc;
+    int rc;
 
     snprintf(id, sizeof(id), "%lld", replay_id);
     snprintf(seq, sizeof(seq), "%lld", from);
@@ -518,17 +528,7 @@ int ess_replica_replay(struct ess_replica *r, struct ess_store *s, long long rep
     if (rc != ESS_OK) {
         return rc;
     }
-    r->owned = 0;
-    *floor = -1;
-    for (i = 0; i < PQntuples(res); i++) {
-        p = (unsigned)strtoul(PQgetvalue(res, i, 0), NULL, 10) % ESS_REPLICA_PARTS;
-        r->owned |= 1ULL << p;
-        r->offsets[p] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-        *floor = *floor < 0 || r->offsets[p] < *floor ? r->offsets[p] : *floor;
-    }
-    if (*floor < 0) {
-        *floor = from; /* nothing owned: the window wants no event */
-    }
+    replica_take_owned(r, res, from, floor);
     PQclear(res);
     r->replay_seen = replay_id;
     return ESS_OK;

@@ -119,12 +119,46 @@ static void test_body_table(void **state)
     assert_null(recs);
 }
 
+static void test_scalar_text(void **state)
+{
+    static const struct {
+        const char *json;
+        int ok;
+        const char *text;
+    } cases[] = {
+        {"\"40\"", 1, "40"},
+        {"40", 1, "40"},
+        {"-7", 1, "-7"},
+        {"0.5", 1, "0.5"},
+        {"true", 1, "true"},
+        {"false", 1, "false"},
+        {"null", 0, NULL},
+        {"{}", 0, NULL},
+        {"[1]", 0, NULL},
+        {"\"0123456789abc\"", 1, "0123456"}, /* cut to the buffer, NUL-terminated */
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *v = json_loads(cases[i].json, JSON_DECODE_ANY, NULL);
+        char buf[8];
+
+        assert_non_null(v);
+        snprintf(buf, sizeof(buf), "%s", "untouch");
+        assert_int_equal(ess_records_scalar_text(v, buf, sizeof(buf)), cases[i].ok);
+        assert_string_equal(buf, cases[i].ok ? cases[i].text : "untouch");
+        json_decref(v);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csv_table),
         cmocka_unit_test(test_json_pages),
         cmocka_unit_test(test_body_table),
+        cmocka_unit_test(test_scalar_text),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -413,16 +413,7 @@ static int pull_fetch(struct pull *p, struct pull_run *r, struct ess_err *err)
 /* A scalar as text (keys, cursors); 0 when it is not a string or number. */
 static int pull_scalar_text(json_t *v, char *buf, size_t len)
 {
-    if (json_is_string(v)) {
-        snprintf(buf, len, "%s", json_string_value(v));
-    } else if (json_is_integer(v)) {
-        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    } else if (json_is_real(v)) {
-        snprintf(buf, len, "%.17g", json_real_value(v));
-    } else {
-        return 0;
-    }
-    return 1;
+    return !json_is_boolean(v) && ess_records_scalar_text(v, buf, len);
 }
 
 /* Cursor order: numerically when both are numbers, else as text (ISO 8601

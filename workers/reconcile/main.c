@@ -50,6 +50,7 @@
 #include "ess_jsonstream.h"
 #include "ess_log.h"
 #include "ess_manifest.h"
+#include "ess_records.h"
 #include "ess_shape.h"
 #include "ess_store.h"
 #include "ess_twoway.h"
@@ -261,23 +262,6 @@ static int hms_from_store(void *arg, const char *key, const char *body)
 
 /* --------------------------------------------------------- partner side -- */
 
-/* A scalar as text, for "40" == 40. */
-static int scalar_text(json_t *v, char *buf, size_t len)
-{
-    if (json_is_string(v)) {
-        snprintf(buf, len, "%s", json_string_value(v));
-    } else if (json_is_integer(v)) {
-        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    } else if (json_is_real(v)) {
-        snprintf(buf, len, "%.17g", json_real_value(v));
-    } else if (json_is_boolean(v)) {
-        snprintf(buf, len, "%s", json_is_true(v) ? "true" : "false");
-    } else {
-        return 0;
-    }
-    return 1;
-}
-
 static int value_same(json_t *a, json_t *b)
 {
     char ta[256], tb[256];
@@ -285,7 +269,8 @@ static int value_same(json_t *a, json_t *b)
     if (json_equal(a, b)) {
         return 1;
     }
-    return scalar_text(a, ta, sizeof(ta)) && scalar_text(b, tb, sizeof(tb)) && strcmp(ta, tb) == 0;
+    return ess_records_scalar_text(a, ta, sizeof(ta)) &&
+           ess_records_scalar_text(b, tb, sizeof(tb)) && strcmp(ta, tb) == 0;
 }
 
 /* The fields where the partner's record differs from HMS's shaped one, as
