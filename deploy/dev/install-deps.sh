@@ -10,12 +10,17 @@ PKGS=(
   python3 python3-pika python3-psycopg2 python3-requests python3-yaml
   docker-compose valgrind vsftpd openssl openssh-server clang
   clang-format clang-tidy cppcheck
-  nodejs npm chromium
+  chromium
 )
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# Node.js with npm (the Playwright and Standard Webhooks checks): any install
+# will do. A NodeSource nodejs bundles npm and conflicts with Debian's npm
+# package, so look for the commands, and ask apt only when they are absent.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps.sh: missing packages: ${missing[*]} (run as root, or apt-get install them)" >&2
