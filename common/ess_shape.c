@@ -171,7 +171,9 @@ static const char *shape_map_find(const struct ess_strmap *map, const char *text
     return NULL;
 }
 
-static int shape_one_value(const struct ess_valuemap *vm, json_t *res, struct ess_err *err)
+/* One code map applied to its field: code -> partner code, or back (reverse). */
+static int shape_one_value(const struct ess_valuemap *vm, int reverse, json_t *res,
+                           struct ess_err *err)
 {
     char buf[32];
     const char *text;
@@ -193,7 +195,7 @@ static int shape_one_value(const struct ess_valuemap *vm, json_t *res, struct es
                            "and booleans",
                            vm->field, shape_kind(v));
     }
-    to = text != NULL ? shape_map_find(&vm->map, text, 0) : NULL;
+    to = text != NULL ? shape_map_find(&vm->map, text, reverse) : NULL;
     if (to == NULL) {
         return ESS_OK;
     }
@@ -252,7 +254,7 @@ static int shape_values(const struct ess_manifest *m, json_t *res, struct ess_er
     int rc;
 
     for (i = 0; i < m->n_values; i++) {
-        rc = shape_one_value(&m->values[i], res, err);
+        rc = shape_one_value(&m->values[i], 0, res, err);
         if (rc != ESS_OK) {
             return rc;
         }
@@ -400,39 +402,6 @@ int ess_shape_render(const struct ess_manifest *m, json_t *shaped, char **body, 
 
 /* Partner names back to source names: all partner values are read and removed
  * first, then set at the source paths (creating nesting), so swaps work. */
-static int shape_inverse_value(const struct ess_valuemap *vm, json_t *res, struct ess_err *err)
-{
-    const char *leaf = NULL;
-    const char *text;
-    const char *from;
-    json_t *parent;
-    json_t *v;
-    char buf[32];
-    int nomem = 0;
-    int rc;
-
-    v = ess_event_path_get(res, vm->field);
-    if (v == NULL) {
-        return ESS_OK;
-    }
-    text = shape_value_text(v, buf, sizeof(buf), &rc);
-    if (rc != ESS_OK) {
-        return ess_err_set(err, ESS_ESHAPE,
-                           "values: field '%s' is %s; code maps apply to "
-                           "strings, integers and booleans",
-                           vm->field, shape_kind(v));
-    }
-    from = text != NULL ? shape_map_find(&vm->map, text, 1) : NULL;
-    if (from == NULL) {
-        return ESS_OK;
-    }
-    parent = shape_own_parent(res, vm->field, 0, &leaf, &nomem);
-    if (parent == NULL || json_object_set_new(parent, leaf, json_string(from)) != 0) {
-        return shape_nomem(err);
-    }
-    return ESS_OK;
-}
-
 int ess_shape_inverse(const struct ess_manifest *m, json_t *record, json_t **out,
                       struct ess_err *err)
 {
@@ -452,7 +421,7 @@ int ess_shape_inverse(const struct ess_manifest *m, json_t *record, json_t **out
     }
     rc = shape_move(&m->rename, 1, res, err);
     for (i = 0; rc == ESS_OK && i < m->n_values; i++) {
-        rc = shape_inverse_value(&m->values[i], res, err);
+        rc = shape_one_value(&m->values[i], 1, res, err);
     }
     if (rc != ESS_OK) {
         json_decref(res);
