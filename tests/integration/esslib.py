@@ -9,6 +9,7 @@ ESS_BIN_DIR, ESS_SRC_DIR, ESS_STACK_DIR.
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,32 @@ def wait_until(cond, timeout, what, interval=0.05):
             return last
         time.sleep(interval)
     raise Failure("timed out after %.0f s waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def stop_process(proc, timeout=10):
+    """SIGTERM a server this test started, SIGKILL when it does not go."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_listening(proc, port, what, banner=None, log=None, timeout=20):
+    """Wait until the server proc accepts on 127.0.0.1:port (and greets with
+    banner, when given); its early exit fails at once, with its log."""
+    def up():
+        if proc.poll() is not None:
+            text = open(log, errors="replace").read() if log else ""
+            raise Failure("%s exited with %r\n%s" % (what, proc.returncode, text))
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.5) as s:
+                return banner is None or s.recv(64).startswith(banner)
+        except OSError:
+            return False
+    wait_until(up, timeout, "%s listening on %d" % (what, port), 0.1)
 
 
 def check(cond, msg):
@@ -108,13 +135,7 @@ class Partner:
                           else {"set": record})
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 # ----------------------------------------------------------------- worker --

@@ -13,8 +13,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from esslib import (Bus, Failure, Worker, check, manifest, run, sql, unique_id,  # noqa: E402
-                    wait_for_queue, wait_until)
+from esslib import (Bus, Worker, check, manifest, run, sql, stop_process,  # noqa: E402
+                    unique_id, wait_for_queue, wait_listening, wait_until)
 
 VSFTPD = "/usr/sbin/vsftpd"
 
@@ -66,6 +66,7 @@ class Ftp:
                 "isolate=NO", "isolate_network=NO", "use_localtime=NO",
                 "xferlog_enable=NO", "vsftpd_log_file=%s/vsftpd.log" % self.dir, ""]))
         self.proc = None
+        self.banner = b"220"  # vsftpd's greeting (implicit FTPS: TLS first, no banner)
 
     def url(self, path="/inbox/"):
         return "ftp://127.0.0.1:%d%s" % (self.port, path)
@@ -73,29 +74,14 @@ class Ftp:
     def start(self):
         self.proc = subprocess.Popen([VSFTPD, self.conf], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-
-        def up():
-            if self.proc.poll() is not None:
-                raise Failure("vsftpd exited with %r" % self.proc.returncode)
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.5) as s:
-                    return s.recv(64).startswith(b"220")
-            except OSError:
-                return False
-        wait_until(up, 20, "vsftpd listening on %d" % self.port, 0.1)
+        wait_listening(self.proc, self.port, "vsftpd", banner=self.banner)
         return self
 
     def files(self):
         return sorted(os.listdir(self.inbox))
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def cleanup(self):
         self.stop()

@@ -5,7 +5,6 @@ files; a server certificate from a CA the manifest does not trust delivers
 nothing (retried, nothing parked, the error says why); a plain-only server is
 refused rather than used without TLS."""
 import os
-import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +21,8 @@ class Ftps(Ftp):
     def __init__(self, implicit=False, tls=True):
         super().__init__()
         self.implicit = implicit
+        if implicit:
+            self.banner = None  # TLS from the first byte: a connection is enough
         if not tls:
             return
         p = pki()
@@ -34,22 +35,6 @@ class Ftps(Ftp):
 
     def url(self, path="/inbox/"):
         return "%s://127.0.0.1:%d%s" % ("ftps" if self.implicit else "ftp", self.port, path)
-
-    def start(self):
-        if not self.implicit:
-            return super().start()
-        import subprocess
-        self.proc = subprocess.Popen(["/usr/sbin/vsftpd", self.conf], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-
-        def up():
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-                return True
-            except OSError:
-                return False
-        wait_until(up, 20, "vsftpd (implicit TLS) listening on %d" % self.port, 0.1)
-        return self
 
 
 def tls_extra(ca="ca.pem"):

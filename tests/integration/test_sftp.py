@@ -6,14 +6,13 @@ server whose host key differs from ssh.host_key_sha256 gets nothing."""
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from esslib import (Bus, Failure, Worker, check, manifest, run, sql, unique_id,  # noqa: E402
-                    wait_for_queue, wait_until)
+from esslib import (Bus, Worker, check, manifest, run, sql, stop_process,  # noqa: E402
+                    unique_id, wait_for_queue, wait_listening, wait_until)
 from test_ftp import FIXED, by_seq, check_files, free_port, publish_25  # noqa: E402
 
 SSHD = "/usr/sbin/sshd"
@@ -86,29 +85,14 @@ class Sftp:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "w"))
 
-        def up():
-            if self.proc.poll() is not None:
-                raise Failure("sshd exited with %r:\n%s" % (self.proc.returncode,
-                                                            open(self.log).read()))
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.5) as s:
-                    return s.recv(64).startswith(b"SSH-2.0")
-            except OSError:
-                return False
-        wait_until(up, 20, "sshd listening on %d" % self.port, 0.1)
+        wait_listening(self.proc, self.port, "sshd", banner=b"SSH-2.0", log=self.log)
         return self
 
     def files(self):
         return sorted(os.listdir(self.inbox))
 
     def cleanup(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
