@@ -774,10 +774,6 @@ static int check_file_name(const char *s, char *why, size_t len)
     return 0;
 }
 
-/* A file the worker reads later (TLS material): absolute, so it means the same
- * whatever directory the worker runs in, and readable now, so a typo fails at
- * validate/load time rather than at the first delivery. O_NONBLOCK: a FIFO
- * must not hang the parser. */
 /* "SHA256:" + 43 base64 characters (a trailing '=' allowed), as ssh-keygen -l prints. */
 static int check_host_key(const char *s, char *why, size_t len)
 {
@@ -797,6 +793,10 @@ static int check_host_key(const char *s, char *why, size_t len)
     return 0;
 }
 
+/* A file the worker reads later (TLS material): absolute, so it means the same
+ * whatever directory the worker runs in, and readable now, so a typo fails at
+ * validate/load time rather than at the first delivery. O_NONBLOCK: a FIFO
+ * must not hang the parser. */
 static int check_file(const char *s, char *why, size_t len)
 {
     char sh[SHOW_MAX + 1];
@@ -2211,8 +2211,6 @@ static void check_tls(struct pctx *p)
     }
 }
 
-/* delta: fixed and csv records have columns, not fields: leaving the unchanged
- * ones out would blank them (and a file's csv header would not fit its rows). */
 /* 1 when a path in l is path or one of its parents ("appt" covers "appt.id"). */
 static int strlist_covers(const struct ess_strlist *l, const char *path)
 {
@@ -2227,6 +2225,8 @@ static int strlist_covers(const struct ess_strlist *l, const char *path)
     return 0;
 }
 
+/* delta: fixed and csv records have columns, not fields: leaving the unchanged
+ * ones out would blank them (and a file's csv header would not fit its rows). */
 static void check_delta(struct pctx *p)
 {
     int dk = key_named("delta");
