@@ -126,7 +126,7 @@ cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >"$LO
     exit 1
 }
 cmake --build "$BUILD" -j"$(nproc)" --target ess-push ess-bench-sink ess-bench-bare \
-    ess-bench-publish ess-bench-consume >>"$LOG" 2>&1 || {
+    ess-bench-publish ess-bench-consume ess-bench-floor >>"$LOG" 2>&1 || {
     tail -n 30 "$LOG" >&2
     say "build failed (log $LOG)"
     exit 1
