@@ -7,19 +7,23 @@
  * peak is these pages, shared with every other process that maps the same libraries. */
 #include <curl/curl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ess_version.h"
 
+/* "Name:   1234 kB" in /proc/self/status: 1234, or -1 when absent or unreadable. */
 static long status_kib(const char *status, const char *name)
 {
     const char *at = strstr(status, name);
-    long kib = -1;
+    char *end = NULL;
+    long kib;
 
-    if (at != NULL && sscanf(at + strlen(name), ": %ld kB", &kib) != 1) {
-        kib = -1;
+    if (at == NULL || at[strlen(name)] != ':') {
+        return -1;
     }
-    return kib;
+    kib = strtol(at + strlen(name) + 1, &end, 10);
+    return end != NULL && strncmp(end, " kB", 3) == 0 ? kib : -1;
 }
 
 int main(void)
