@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -124,11 +125,17 @@ struct ess_push {
     struct ess_worker_retry store_retry;
     uint64_t rng;
     size_t window_max;
-    int journal_more;     /* the journal may hold rows past the window */
-    int reading;          /* a refill read is pending (ess_store_journal_read_send) */
-    long long read_after; /* its seq cursor: the window's last seq when sent */
-    int read_want;        /* its limit */
-    int offset_known;     /* the stored offset was read into the window */
+    int journal_more;                /* the journal may hold rows past the window */
+    int reading;                     /* a refill read is pending (ess_store_journal_read_send) */
+    long long read_after;            /* its seq cursor: the window's last seq when sent */
+    int read_want;                   /* its limit */
+    uint64_t read_parts;             /* replicas: the partitions it asked for */
+    struct push_reads {              /* replicas: journal rows read, for the stop log line */
+        unsigned long long looked;   /* the reads' spans: what one reader alone would read */
+        unsigned long long returned; /* sent by Postgres (own partitions or unpartitioned) */
+        unsigned long long kept;     /* of those, this replica's to deliver */
+    } reads;
+    int offset_known; /* the stored offset was read into the window */
     long long offset_saved;
     long long next_offset_ms;
     long long next_heartbeat_ms;
@@ -380,6 +387,7 @@ static int push_store_open(struct ess_push *p)
     }
     p->store = store;
     ess_store_journal_lock(store, p->replica != NULL);
+    ess_store_journal_partition(store, p->replica != NULL ? ess_replica_part : NULL);
     ess_worker_retry_ok(&p->store_retry);
     push_controls(p);
     push_redeliver(p, ess_worker_mono_ms());
@@ -782,6 +790,25 @@ static int push_refill_due(const struct ess_push *p)
            ess_keyq_held(p->window) < p->window_max * PUSH_HELD_MAX;
 }
 
+/* Replicas: the rows of a partition read join the window, and the window
+ * moves past the other replicas' rows in its span (read cursor and
+ * low-water mark, so offsets are saved past them as before). */
+static void push_refill_parts(struct ess_push *p, struct ess_store_rows *rows)
+{
+    size_t i;
+
+    p->reads.looked += rows->scanned;
+    p->reads.returned += rows->n;
+    for (i = 0; i < rows->n; i++) {
+        p->reads.kept += ess_replica_wants(p->replica, rows->v[i].key, rows->v[i].seq) != 0;
+        push_window_add(p, &rows->v[i]);
+    }
+    if (rows->covered > ess_keyq_last_seq(p->window)) {
+        ess_keyq_skip(p->window, rows->covered);
+    }
+    p->journal_more = rows->more;
+}
+
 /* The pending read's rows, if they are in (block: wait for them). */
 static void push_refill_poll(struct ess_push *p, int block)
 {
@@ -803,8 +830,11 @@ static void push_refill_poll(struct ess_push *p, int block)
         return;
     }
     p->reading = 0;
-    if (ess_keyq_last_seq(p->window) != p->read_after) {
-        p->journal_more = 1; /* the window moved meanwhile (a replay): read again */
+    if (ess_keyq_last_seq(p->window) != p->read_after ||
+        (p->replica != NULL && ess_replica_owned(p->replica) != p->read_parts)) {
+        p->journal_more = 1; /* the window moved meanwhile (a replay, a rebalance): read again */
+    } else if (p->replica != NULL) {
+        push_refill_parts(p, &rows);
     } else {
         for (i = 0; i < rows.n; i++) {
             push_window_add(p, &rows.v[i]);
@@ -819,6 +849,7 @@ static void push_refill_poll(struct ess_push *p, int block)
 static void push_refill(struct ess_push *p)
 {
     struct ess_err err;
+    int rc;
 
     push_refill_poll(p, 0);
     if (!push_refill_due(p) || ess_store_journal_pending(p->store)) {
@@ -827,8 +858,15 @@ static void push_refill(struct ess_push *p)
     ess_err_clear(&err);
     p->read_after = ess_keyq_last_seq(p->window);
     p->read_want = (int)(p->window_max - ess_keyq_pending(p->window));
-    if (ess_store_journal_read_send(p->store, p->m->id, p->read_after, p->read_want, &err) !=
-        ESS_OK) {
+    if (p->replica != NULL) { /* only its own partitions' rows (and unpartitioned ones) */
+        p->read_parts = ess_replica_owned(p->replica);
+        rc = ess_store_journal_read_parts_send(p->store, p->m->id, p->read_after,
+                                               ess_replica_scan(p->read_parts, p->read_want),
+                                               p->read_want, p->read_parts, &err);
+    } else {
+        rc = ess_store_journal_read_send(p->store, p->m->id, p->read_after, p->read_want, &err);
+    }
+    if (rc != ESS_OK) {
         push_store_lost(p, &err);
         return;
     }
@@ -2650,6 +2688,22 @@ static void push_turn(struct ess_push *p)
 
 /* SIGTERM: stop consuming, journal what was taken, let in-flight deliveries
  * finish (bounded), save the offset. Undelivered events stay in the journal. */
+/* What partitioned reads saved: one reader alone reads every row looked at. */
+static void push_replica_reads_log(const struct ess_push *p)
+{
+    struct rusage ru;
+    double cpu = 0;
+
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+              (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    }
+    ess_log_info("replica %s: journal reads looked at %llu rows, returned %llu, %llu of them "
+                 "its own to deliver; cpu %.2f s",
+                 ess_replica_name(p->replica), p->reads.looked, p->reads.returned, p->reads.kept,
+                 cpu);
+}
+
 static void push_drain(struct ess_push *p)
 {
     struct ess_err err;
@@ -2678,6 +2732,7 @@ static void push_drain(struct ess_push *p)
     }
     if (p->replica != NULL) {
         ess_replica_leave(p->replica, p->store, ess_keyq_low_water(p->window));
+        push_replica_reads_log(p);
     }
     push_heartbeat(p, ess_worker_mono_ms(), "stopped");
     ess_err_clear(&err);

@@ -123,6 +123,14 @@ void ess_replica_leave(struct ess_replica *r, struct ess_store *s, long long mar
 int ess_replica_poll_due(struct ess_replica *r, long long now_ms);
 long long ess_replica_poll_in(const struct ess_replica *r, long long now_ms);
 
+/* How many journal rows a refill should look at to find about want rows of
+ * the partitions in owned (rows are spread evenly over partitions): want x
+ * ESS_REPLICA_PARTS / owned partitions, at least want, at most
+ * ESS_REPLICA_SCAN_MAX x want (few partitions owned: the read still ends
+ * soon), and at most INT_MAX. 0 when want <= 0. */
+#define ESS_REPLICA_SCAN_MAX 16
+int ess_replica_scan(uint64_t owned, int want);
+
 /* The name it registers and owns partitions under. Lives with r. */
 const char *ess_replica_name(const struct ess_replica *r);
 
