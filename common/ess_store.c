@@ -207,8 +207,9 @@ static const struct migration migrations[] = {
     /* 9: each journal row's key partition when its connector runs replicas
      * (ess_replica_part; NULL for one worker and for rows from before), so a
      * replica reads only its own rows (ST_READ_PARTS). Nullable without a
-     * default: adding it rewrites nothing, and one worker's rows cost nothing.
-     * No index on it: see ST_READ_PARTS. */
+     * default: adding it rewrites nothing and old rows stay as they are; one
+     * worker's statements are unchanged, its new rows carry a null bitmap
+     * (~8 bytes a row, docs/capacity.md). No index on it: see ST_READ_PARTS. */
     {9, "ALTER TABLE ess_journal ADD COLUMN part smallint;"},
 };
 
