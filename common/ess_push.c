@@ -125,17 +125,11 @@ struct ess_push {
     struct ess_worker_retry store_retry;
     uint64_t rng;
     size_t window_max;
-    int journal_more;                /* the journal may hold rows past the window */
-    int reading;                     /* a refill read is pending (ess_store_journal_read_send) */
-    long long read_after;            /* its seq cursor: the window's last seq when sent */
-    int read_want;                   /* its limit */
-    uint64_t read_parts;             /* replicas: the partitions it asked for */
-    struct push_reads {              /* replicas: journal rows read, for the stop log line */
-        unsigned long long looked;   /* the reads' spans: what one reader alone would read */
-        unsigned long long returned; /* sent by Postgres (own partitions or unpartitioned) */
-        unsigned long long kept;     /* of those, this replica's to deliver */
-    } reads;
-    int offset_known; /* the stored offset was read into the window */
+    int journal_more;     /* the journal may hold rows past the window */
+    int reading;          /* a refill read is pending (ess_store_journal_read_send) */
+    long long read_after; /* its seq cursor: the window's last seq when sent */
+    int read_want;        /* its limit */
+    int offset_known;     /* the stored offset was read into the window */
     long long offset_saved;
     long long next_offset_ms;
     long long next_heartbeat_ms;
@@ -188,6 +182,14 @@ struct ess_push {
     int held;
     long long sched_check_ms;    /* monotonic: when to look at the schedule again */
     struct ess_replica *replica; /* replicas > 1 (ess_replica.h); NULL: the only worker */
+
+    /* replicas: the partitions the pending read asked for; journal rows read */
+    uint64_t read_parts;
+    struct push_reads {
+        unsigned long long looked;   /* the reads' spans: what one reader alone would read */
+        unsigned long long returned; /* sent by Postgres (own partitions or unpartitioned) */
+        unsigned long long kept;     /* of those, this replica's to deliver */
+    } reads;
 };
 
 /* Ops visibility (metrics, alerts, canary, retention), defined further down. */
@@ -2686,8 +2688,6 @@ static void push_turn(struct ess_push *p)
     push_metrics_update(p);
 }
 
-/* SIGTERM: stop consuming, journal what was taken, let in-flight deliveries
- * finish (bounded), save the offset. Undelivered events stay in the journal. */
 /* What partitioned reads saved: one reader alone reads every row looked at. */
 static void push_replica_reads_log(const struct ess_push *p)
 {
@@ -2704,6 +2704,8 @@ static void push_replica_reads_log(const struct ess_push *p)
                  cpu);
 }
 
+/* SIGTERM: stop consuming, journal what was taken, let in-flight deliveries
+ * finish (bounded), save the offset. Undelivered events stay in the journal. */
 static void push_drain(struct ess_push *p)
 {
     struct ess_err err;

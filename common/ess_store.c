@@ -41,6 +41,7 @@
 
 #define APPEND_CHUNK ESS_STORE_SEND_MAX
 #define APPEND_COLS 5          /* event_id, key, topic, body, received_ms ($1 is connector) */
+#define APPEND_ARRS 6          /* the same as arrays, and each key's partition (replicas) */
 #define NUM_MAX 24             /* a long long in decimal, with sign and NUL */
 #define MIGRATE_LOCK "4539501" /* pg_advisory_lock key: "ESS" schema migrations */
 
@@ -305,17 +306,16 @@ struct store_buf { /* a growing byte buffer */
 
 struct ess_store {
     PGconn *conn;
-    bool append_lock;          /* journal appends serialised per connector (replicas) */
-    ess_store_part_fn part_fn; /* fills ess_journal.part (replicas); NULL: left NULL */
+    bool append_lock; /* journal appends serialised per connector (replicas) */
     bool prepared[ST__COUNT];
     /* journal_append scratch, reused across calls (sized for one chunk) */
     const char **vals;     /* 1 + APPEND_COLS * APPEND_CHUNK parameter values */
     char (*nums)[NUM_MAX]; /* received_ms as text, one per row */
     char *head;            /* INSERT head and APPEND_CHUNK row tuples, built once */
     size_t head_cap;
-    size_t *row_end;                       /* row_end[k]: length of head through row k+1's tuple */
-    char *sql;                             /* INSERT text for up to APPEND_CHUNK rows */
-    struct store_buf arr[APPEND_COLS + 1]; /* journal_send's binary arrays (+ part) */
+    size_t *row_end;                   /* row_end[k]: length of head through row k+1's tuple */
+    char *sql;                         /* INSERT text for up to APPEND_CHUNK rows */
+    struct store_buf arr[APPEND_ARRS]; /* journal_send's binary array parameters */
     /* the statement sent by journal_send / read_send until its finish takes the result */
     bool pend;           /* sent, result not taken yet */
     bool pend_read;      /* it is a journal read (read_send), not an append */
@@ -325,6 +325,9 @@ struct ess_store {
     bool pend_lost;      /* the session failed while reading it: outcome unknown */
     PGresult *pend_res;  /* its first result (NULL until read, or none came) */
     PGresult *pend_fail; /* a later error result (the COMMIT failed) */
+
+    /* replicas: fills ess_journal.part with each key's partition; NULL: left NULL */
+    ess_store_part_fn part_fn;
 };
 
 static void store_settle(struct ess_store *s);
@@ -641,7 +644,7 @@ void ess_store_free(struct ess_store *s)
     free(s->head);
     free(s->row_end);
     free(s->sql);
-    for (i = 0; i < APPEND_COLS + 1; i++) {
+    for (i = 0; i < APPEND_ARRS; i++) {
         free(s->arr[i].p);
     }
     free(s);
@@ -1057,9 +1060,9 @@ static int append_arrays(struct ess_store *s, const char *connector,
 {
     enum stmt_id id = s->part_fn != NULL ? ST_APPEND_PARTS : ST_APPEND_ARRAYS;
     int cols = APPEND_COLS + (s->part_fn != NULL);
-    const char *vals[2 + APPEND_COLS];
-    int lens[2 + APPEND_COLS];
-    int fmts[2 + APPEND_COLS];
+    const char *vals[1 + APPEND_ARRS];
+    int lens[1 + APPEND_ARRS];
+    int fmts[1 + APPEND_ARRS];
     char name[32];
     int rc = fill_append_arrays(s, ev, n, err);
     int i;

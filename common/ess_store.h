@@ -8,7 +8,8 @@
  * version is recorded in ess_schema_migrations, so re-running is a no-op.
  *
  * ess_journal(seq bigserial, connector, event_id, key, topic, body text,
- * received_ms bigint, journaled_at timestamptz) UNIQUE (connector, event_id):
+ * received_ms bigint, journaled_at timestamptz, part smallint: the key's
+ * partition with replicas, else NULL) UNIQUE (connector, event_id):
  * a burst of events is one multi-row INSERT ... ON CONFLICT DO NOTHING in one
  * transaction (parameters, never escaping by hand), and the caller acks the
  * burst only after that COMMIT. The worker pipelines it (journal_send /
