@@ -609,8 +609,8 @@ static void push_journal_send(struct ess_push *p)
         return;
     }
     burst_events(b);
-    /* Replicas append under a per-connector lock, in a transaction of its own. */
-    if (b->n > ESS_STORE_SEND_MAX || p->replica != NULL) {
+    /* Replicas too: the store takes their per-connector lock in the statement. */
+    if (b->n > ESS_STORE_SEND_MAX) {
         if (ess_store_journal_append(p->store, p->m->id, b->ev, b->n, &inserted, b->seqs, &err) !=
             ESS_OK) {
             push_store_lost(p, &err);

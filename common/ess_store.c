@@ -222,6 +222,7 @@ enum stmt_id {
     ST_APPEND_CHUNK, /* SQL built at run time: APPEND_CHUNK rows */
     ST_APPEND_ARRAYS,
     ST_APPEND_PARTS,
+    ST_APPEND_LOCKED,
     ST_READ,
     ST_READ_PARTS,
     ST_OFFSET_GET,
@@ -246,6 +247,15 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_APPEND_PARTS] =
         "INSERT INTO ess_journal (connector, event_id, key, topic, body, received_ms, part)"
         " SELECT $1, e, k, t, b, r, p FROM unnest($2::text[], $3::text[], $4::text[],"
+        " $5::text[], $6::int8[], $7::int2[]) AS u(e, k, t, b, r, p)"
+        " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id",
+    /* ... under the per-connector append lock (append_lock), taken by the
+     * statement itself before it draws a seq and held to its implicit
+     * COMMIT: one round trip, so replicas pipeline their appends too. */
+    [ST_APPEND_LOCKED] =
+        "WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtext('ess_journal:' || $1)))"
+        " INSERT INTO ess_journal (connector, event_id, key, topic, body, received_ms, part)"
+        " SELECT $1, e, k, t, b, r, p FROM l, unnest($2::text[], $3::text[], $4::text[],"
         " $5::text[], $6::int8[], $7::int2[]) AS u(e, k, t, b, r, p)"
         " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id",
     [ST_READ] = "SELECT seq, event_id, key, body, received_ms FROM ess_journal"
@@ -822,7 +832,7 @@ static int append_chunk(struct ess_store *s, const char *connector,
     PGresult *res = NULL;
     int rc;
 
-    if (s->part_fn != NULL) { /* replicas: with each key's partition, as binary arrays */
+    if (s->part_fn != NULL || s->append_lock) { /* replicas: as binary arrays, with partitions */
         rc = append_arrays(s, connector, ev, rows, &res, err);
     } else {
         rc = fill_append_params(s, connector, ev, rows, err);
@@ -1015,10 +1025,31 @@ static int buf_array_int2(struct store_buf *b, unsigned v)
     return ESS_OK;
 }
 
+/* The statement for a burst of binary arrays, and how many arrays it takes. */
+static enum stmt_id append_stmt(const struct ess_store *s, int *cols)
+{
+    enum stmt_id id = s->append_lock       ? ST_APPEND_LOCKED
+                      : s->part_fn != NULL ? ST_APPEND_PARTS
+                                           : ST_APPEND_ARRAYS;
+
+    *cols = id == ST_APPEND_ARRAYS ? APPEND_COLS : APPEND_ARRS;
+    return id;
+}
+
+static int buf_array_null(struct store_buf *b)
+{
+    if (buf_room(b, 4) != ESS_OK) {
+        return ESS_ENOMEM;
+    }
+    buf_be32(b, 0xffffffffu);
+    return ESS_OK;
+}
+
 /* The burst as five binary arrays in s->arr (event_id, key, topic, body,
- * received_ms), and a sixth (each key's partition) with a part_fn. */
+ * received_ms), and for the statements that take it a sixth: each key's
+ * partition (NULL without a part_fn). */
 static int fill_append_arrays(struct ess_store *s, const struct ess_store_event *ev, size_t n,
-                              struct ess_err *err)
+                              int cols, struct ess_err *err)
 {
     int topic_null = 0;
     int rc = ESS_OK;
@@ -1042,10 +1073,11 @@ static int fill_append_arrays(struct ess_store *s, const struct ess_store_event 
         rc |= buf_array_text(&s->arr[3], ev[i].body);
         rc |= buf_array_int8(&s->arr[4], ev[i].received_ms);
     }
-    if (rc == ESS_OK && s->part_fn != NULL) {
-        rc = buf_array_start(&s->arr[5], OID_INT2, n, 0);
+    if (rc == ESS_OK && cols == APPEND_ARRS) {
+        rc = buf_array_start(&s->arr[5], OID_INT2, n, s->part_fn == NULL);
         for (i = 0; rc == ESS_OK && i < n; i++) {
-            rc = buf_array_int2(&s->arr[5], s->part_fn(ev[i].key) & 0x7fff);
+            rc = s->part_fn != NULL ? buf_array_int2(&s->arr[5], s->part_fn(ev[i].key) & 0x7fff)
+                                    : buf_array_null(&s->arr[5]);
         }
     }
     return rc == ESS_OK ? ESS_OK
@@ -1058,13 +1090,13 @@ static int append_arrays(struct ess_store *s, const char *connector,
                          const struct ess_store_event *ev, size_t n, PGresult **res,
                          struct ess_err *err)
 {
-    enum stmt_id id = s->part_fn != NULL ? ST_APPEND_PARTS : ST_APPEND_ARRAYS;
-    int cols = APPEND_COLS + (s->part_fn != NULL);
+    int cols;
+    enum stmt_id id = append_stmt(s, &cols);
     const char *vals[1 + APPEND_ARRS];
     int lens[1 + APPEND_ARRS];
     int fmts[1 + APPEND_ARRS];
     char name[32];
-    int rc = fill_append_arrays(s, ev, n, err);
+    int rc = fill_append_arrays(s, ev, n, cols, err);
     int i;
 
     if (rc == ESS_OK) {

@@ -85,9 +85,10 @@ int ess_store_journal_append(struct ess_store *s, const char *connector,
                              const struct ess_store_event *ev, size_t n, size_t *inserted,
                              long long *seqs, struct ess_err *err);
 
-/* on: every journal_append is one transaction holding a per-connector
- * advisory lock (replicas: several processes append to one journal, and
- * readers must see seqs commit in order). Off (the default) for one writer. */
+/* on: every journal_append and journal_send is one transaction holding a
+ * per-connector advisory lock (replicas: several processes append to one
+ * journal, and readers must see seqs commit in order; journal_send takes it
+ * in its one statement). Off (the default) for one writer. */
 void ess_store_journal_lock(struct ess_store *s, int on);
 
 /* Replicas (migration 9): with fn set, every append fills ess_journal.part

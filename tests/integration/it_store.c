@@ -693,6 +693,60 @@ static void test_partition_read(void **state)
     free_events(ev, 44);
 }
 
+/* Replicas pipeline their appends: with the append lock on, journal_send
+ * takes the per-connector lock in its statement (so it waits for another
+ * holder, then commits in seq order) and fills part. */
+static void test_send_locked(void **state)
+{
+    struct fixture *f = *state;
+    char c[64], key[128];
+    const char *v[1] = {key};
+    struct ess_err err = {0};
+    struct ess_store_event *ev = make_events(0, 10, 4);
+    size_t inserted = 0;
+    double until;
+    int done = 0;
+
+    name(c, sizeof(c), "sendlock");
+    snprintf(key, sizeof(key), "ess_journal:%s", c);
+    ess_store_journal_lock(f->store, 1);
+    ess_store_journal_partition(f->store, part_of);
+    PQclear(
+        PQexecParams(f->check, "SELECT pg_advisory_lock(hashtext($1))", 1, NULL, v, NULL, NULL, 0));
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 10, &err), ESS_OK);
+    until = now_s() + 0.3;
+    while (now_s() < until) { /* held by the other session: the append waits */
+        assert_int_equal(
+            ess_store_journal_finish(f->store, ev, 10, 0, &done, &inserted, NULL, &err), ESS_OK);
+        assert_int_equal(done, 0);
+        usleep(10000);
+    }
+    PQclear(PQexecParams(f->check, "SELECT pg_advisory_unlock(hashtext($1))", 1, NULL, v, NULL,
+                         NULL, 0));
+    assert_int_equal(finish_polling(f, ev, 10, &inserted, NULL, &err), ESS_OK);
+    assert_int_equal(inserted, 10);
+    assert_int_equal(sql_ll(f,
+                            "SELECT count(*) FROM ess_journal WHERE connector = $1 AND"
+                            " part = substr(key, 2)::int % 4",
+                            c, NULL),
+                     10);
+    /* the lock without partitions (not a worker's setting): part NULL */
+    ess_store_journal_partition(f->store, NULL);
+    free_events(ev, 10);
+    ev = make_events(10, 2, 4);
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 2, &err), ESS_OK);
+    assert_int_equal(finish_polling(f, ev, 2, &inserted, NULL, &err), ESS_OK);
+    assert_int_equal(inserted, 2);
+    assert_int_equal(sql_ll(f,
+                            "SELECT count(*) FROM ess_journal WHERE connector = $1 AND"
+                            " part IS NULL",
+                            c, NULL),
+                     2);
+    assert_int_equal(append(f, c, ev, 2), 0); /* journal_append under the lock: duplicates */
+    ess_store_journal_lock(f->store, 0);
+    free_events(ev, 2);
+}
+
 /* The session dies with an append pending: finish reports ESS_ESTORE (never
  * done-and-OK), and a reset store works again. */
 static void test_send_connection_loss(void **state)
@@ -826,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_send_then_other_call),
         cmocka_unit_test(test_read_send_finish),
         cmocka_unit_test(test_partition_read),
+        cmocka_unit_test(test_send_locked),
         cmocka_unit_test(test_send_connection_loss),
         cmocka_unit_test(test_connect_failure),
         cmocka_unit_test(test_connection_loss_and_reset),
