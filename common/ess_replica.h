@@ -25,6 +25,11 @@
  *    rebuilds its window from the lowest offset it now owns. A partition
  *    taken over from a dead replica restarts at that replica's last saved
  *    offset: at-least-once, with the same idempotency keys.
+ *  - Each replica reads only its own rows: appends fill ess_journal.part
+ *    with ess_replica_part(key) (ess_store_journal_partition), and a refill
+ *    asks for the owned partitions' rows of the next ess_replica_scan rows
+ *    and how far that look went (ess_store_journal_read_parts_send), so the
+ *    window's cursor and low-water mark pass the others' rows unread.
  *  - A replica whose own stamp is older than 1.5 x heartbeat_sec (it lost the
  *    database) stops dispatching by itself, before the others may take its
  *    partitions at 2 x heartbeat_sec.
