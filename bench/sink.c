@@ -15,6 +15,12 @@
  * (a CLOCK_REALTIME stamp put there by the publisher) keep now - sent_ns and
  * write them all to F, one per line, on SIGTERM / SIGINT.
  *
+ * --delay-ms N: answer each counted POST N ms after it arrived -- a partner
+ * with a fixed per-request latency. Connections wait side by side (one
+ * timer list, no thread per request), so with enough connections the sink
+ * is still not the bottleneck: a client with k requests in flight gets at
+ * most k x 1000 / N answers a second. A held connection is not read from.
+ *
  * DESIGN
  * One thread, one epoll (level-triggered), non-blocking sockets. Each
  * connection has a bounded input buffer (a request larger than SINK_REQ_MAX
@@ -71,7 +77,10 @@ struct conn {
     size_t out_cap;
     int close_after; /* close once out is flushed */
     int continued;   /* 100 Continue already sent for the current request */
-    int want_out;    /* EPOLLOUT registered */
+    int want_out;    /* registered for: 0 EPOLLIN, 1 EPOLLOUT, 2 nothing (held) */
+    int64_t hold_ns; /* --delay-ms: its answer goes out at this time; 0 none */
+    struct conn *hold_prev;
+    struct conn *hold_next;
 };
 
 struct sink {
@@ -89,6 +98,9 @@ struct sink {
     size_t n_samples;
     size_t cap_samples;
     const char *latency_file;
+    int64_t delay_ns;
+    struct conn *held; /* held connections, oldest first (one delay: sorted) */
+    struct conn *held_tail;
 };
 
 struct request {
@@ -111,8 +123,40 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+static void hold_unlink(struct sink *s, struct conn *c)
+{
+    if (c->hold_prev != NULL) {
+        c->hold_prev->hold_next = c->hold_next;
+    } else {
+        s->held = c->hold_next;
+    }
+    if (c->hold_next != NULL) {
+        c->hold_next->hold_prev = c->hold_prev;
+    } else {
+        s->held_tail = c->hold_prev;
+    }
+    c->hold_prev = c->hold_next = NULL;
+    c->hold_ns = 0;
+}
+
+static void hold(struct sink *s, struct conn *c, int64_t until)
+{
+    c->hold_ns = until;
+    c->hold_prev = s->held_tail;
+    c->hold_next = NULL;
+    if (s->held_tail != NULL) {
+        s->held_tail->hold_next = c;
+    } else {
+        s->held = c;
+    }
+    s->held_tail = c;
+}
+
 static void conn_free(struct sink *s, struct conn *c)
 {
+    if (c->hold_ns != 0) {
+        hold_unlink(s, c);
+    }
     epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     free(c->in);
@@ -124,14 +168,15 @@ static void conn_free(struct sink *s, struct conn *c)
 static int conn_events(struct sink *s, struct conn *c)
 {
     struct epoll_event ev;
-    int want_out = c->out_len > c->out_off;
+    int want_out = c->hold_ns != 0 ? 2 : c->out_len > c->out_off;
 
     if (want_out == c->want_out) {
         return 0;
     }
     memset(&ev, 0, sizeof(ev));
-    /* While output is queued, stop reading: that bounds the output buffer. */
-    ev.events = want_out ? EPOLLOUT : EPOLLIN;
+    /* While output is queued, stop reading: that bounds the output buffer.
+     * While held, neither (errors and hang-ups are still reported). */
+    ev.events = want_out == 2 ? 0 : want_out ? EPOLLOUT : EPOLLIN;
     ev.data.ptr = c;
     c->want_out = want_out;
     return epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev);
@@ -177,6 +222,9 @@ static int conn_flush(struct conn *c)
 {
     ssize_t n;
 
+    if (c->hold_ns != 0) {
+        return 0; /* --delay-ms: not yet */
+    }
     while (c->out_off < c->out_len) {
         n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (n < 0) {
@@ -464,6 +512,9 @@ static int handle_request(struct sink *s, struct conn *c, const struct request *
     }
     s->last_ns = now;
     record_latency(s, body, r->body_len, now);
+    if (s->delay_ns > 0) {
+        hold(s, c, now + s->delay_ns);
+    }
     return out_append(c, RESP_OK, sizeof(RESP_OK) - 1);
 }
 
@@ -475,7 +526,7 @@ static int conn_process(struct sink *s, struct conn *c)
     size_t total;
     int rc;
 
-    while (!c->close_after && c->out_len - c->out_off < SINK_OUT_MAX) {
+    while (!c->close_after && c->hold_ns == 0 && c->out_len - c->out_off < SINK_OUT_MAX) {
         rc = parse_head(c->in + used, c->in_len - used, &r);
         if (rc == 0) {
             break;
@@ -552,7 +603,7 @@ static int conn_read(struct sink *s, struct conn *c)
         if (conn_process(s, c) != 0) {
             return -1;
         }
-        if (c->close_after || c->out_len - c->out_off >= SINK_OUT_MAX) {
+        if (c->close_after || c->hold_ns != 0 || c->out_len - c->out_off >= SINK_OUT_MAX) {
             return 0;
         }
         if ((size_t)n < SINK_READ_CHUNK / 4) {
@@ -716,6 +767,24 @@ static int setup(struct sink *s, int port)
     return epoll_ctl(s->ep, EPOLL_CTL_ADD, s->sfd, &ev);
 }
 
+/* --delay-ms: send the answers whose time has come; the ms until the next
+ * (-1: none held). */
+static int release_held(struct sink *s)
+{
+    struct conn *c;
+    int64_t now = now_ns();
+
+    while (s->held != NULL && s->held->hold_ns <= now) {
+        c = s->held;
+        hold_unlink(s, c);
+        on_conn(s, c, 0); /* write it, then take the next request, if any */
+    }
+    if (s->held == NULL) {
+        return -1;
+    }
+    return (int)((s->held->hold_ns - now + 999999) / 1000000);
+}
+
 static void run(struct sink *s)
 {
     struct epoll_event evs[SINK_EVENTS];
@@ -723,7 +792,7 @@ static void run(struct sink *s)
     int i;
 
     while (!s->quit) {
-        n = epoll_wait(s->ep, evs, SINK_EVENTS, -1);
+        n = epoll_wait(s->ep, evs, SINK_EVENTS, release_held(s));
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -745,9 +814,10 @@ static void run(struct sink *s)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: ess-bench-sink [--port N] [--latency-file FILE]\n"
+    fprintf(out, "usage: ess-bench-sink [--port N] [--latency-file FILE] [--delay-ms N]\n"
                  "  a fast HTTP/1.1 keep-alive partner on 127.0.0.1 for bench/bench.py;\n"
-                 "  prints \"PORT n\" first. GET /_count, POST /_mode (down|up), POST /_reset.\n");
+                 "  prints \"PORT n\" first. GET /_count, POST /_mode (down|up), POST /_reset.\n"
+                 "  --delay-ms N: answer each POST N ms after it came (a partner's latency).\n");
 }
 
 int main(int argc, char **argv)
@@ -755,6 +825,7 @@ int main(int argc, char **argv)
     struct sink s;
     char *end;
     long port = 0;
+    long delay = 0;
     int rc = 0;
     int i;
 
@@ -767,6 +838,14 @@ int main(int argc, char **argv)
                 fprintf(stderr, "ess-bench-sink: bad --port '%s'\n", argv[i]);
                 return 64;
             }
+        } else if (strcmp(argv[i], "--delay-ms") == 0 && i + 1 < argc) {
+            errno = 0;
+            delay = strtol(argv[++i], &end, 10);
+            if (errno != 0 || *end != '\0' || delay < 0 || delay > 60000) {
+                fprintf(stderr, "ess-bench-sink: bad --delay-ms '%s' (0..60000)\n", argv[i]);
+                return 64;
+            }
+            s.delay_ns = (int64_t)delay * 1000000;
         } else if (strcmp(argv[i], "--latency-file") == 0 && i + 1 < argc) {
             s.latency_file = argv[++i];
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -181,6 +182,14 @@ struct ess_push {
     int held;
     long long sched_check_ms;    /* monotonic: when to look at the schedule again */
     struct ess_replica *replica; /* replicas > 1 (ess_replica.h); NULL: the only worker */
+
+    /* replicas: the partitions the pending read asked for; journal rows read */
+    uint64_t read_parts;
+    struct push_reads {
+        unsigned long long looked;   /* the reads' spans: what one reader alone would read */
+        unsigned long long returned; /* sent by Postgres (own partitions or unpartitioned) */
+        unsigned long long kept;     /* of those, this replica's to deliver */
+    } reads;
 };
 
 /* Ops visibility (metrics, alerts, canary, retention), defined further down. */
@@ -380,6 +389,7 @@ static int push_store_open(struct ess_push *p)
     }
     p->store = store;
     ess_store_journal_lock(store, p->replica != NULL);
+    ess_store_journal_partition(store, p->replica != NULL ? ess_replica_part : NULL);
     ess_worker_retry_ok(&p->store_retry);
     push_controls(p);
     push_redeliver(p, ess_worker_mono_ms());
@@ -599,8 +609,8 @@ static void push_journal_send(struct ess_push *p)
         return;
     }
     burst_events(b);
-    /* Replicas append under a per-connector lock, in a transaction of its own. */
-    if (b->n > ESS_STORE_SEND_MAX || p->replica != NULL) {
+    /* Replicas too: the store takes their per-connector lock in the statement. */
+    if (b->n > ESS_STORE_SEND_MAX) {
         if (ess_store_journal_append(p->store, p->m->id, b->ev, b->n, &inserted, b->seqs, &err) !=
             ESS_OK) {
             push_store_lost(p, &err);
@@ -782,6 +792,25 @@ static int push_refill_due(const struct ess_push *p)
            ess_keyq_held(p->window) < p->window_max * PUSH_HELD_MAX;
 }
 
+/* Replicas: the rows of a partition read join the window, and the window
+ * moves past the other replicas' rows in its span (read cursor and
+ * low-water mark, so offsets are saved past them as before). */
+static void push_refill_parts(struct ess_push *p, struct ess_store_rows *rows)
+{
+    size_t i;
+
+    p->reads.looked += rows->scanned;
+    p->reads.returned += rows->n;
+    for (i = 0; i < rows->n; i++) {
+        p->reads.kept += ess_replica_wants(p->replica, rows->v[i].key, rows->v[i].seq) != 0;
+        push_window_add(p, &rows->v[i]);
+    }
+    if (rows->covered > ess_keyq_last_seq(p->window)) {
+        ess_keyq_skip(p->window, rows->covered);
+    }
+    p->journal_more = rows->more;
+}
+
 /* The pending read's rows, if they are in (block: wait for them). */
 static void push_refill_poll(struct ess_push *p, int block)
 {
@@ -803,8 +832,11 @@ static void push_refill_poll(struct ess_push *p, int block)
         return;
     }
     p->reading = 0;
-    if (ess_keyq_last_seq(p->window) != p->read_after) {
-        p->journal_more = 1; /* the window moved meanwhile (a replay): read again */
+    if (ess_keyq_last_seq(p->window) != p->read_after ||
+        (p->replica != NULL && ess_replica_owned(p->replica) != p->read_parts)) {
+        p->journal_more = 1; /* the window moved meanwhile (a replay, a rebalance): read again */
+    } else if (p->replica != NULL) {
+        push_refill_parts(p, &rows);
     } else {
         for (i = 0; i < rows.n; i++) {
             push_window_add(p, &rows.v[i]);
@@ -819,6 +851,7 @@ static void push_refill_poll(struct ess_push *p, int block)
 static void push_refill(struct ess_push *p)
 {
     struct ess_err err;
+    int rc;
 
     push_refill_poll(p, 0);
     if (!push_refill_due(p) || ess_store_journal_pending(p->store)) {
@@ -827,8 +860,15 @@ static void push_refill(struct ess_push *p)
     ess_err_clear(&err);
     p->read_after = ess_keyq_last_seq(p->window);
     p->read_want = (int)(p->window_max - ess_keyq_pending(p->window));
-    if (ess_store_journal_read_send(p->store, p->m->id, p->read_after, p->read_want, &err) !=
-        ESS_OK) {
+    if (p->replica != NULL) { /* only its own partitions' rows (and unpartitioned ones) */
+        p->read_parts = ess_replica_owned(p->replica);
+        rc = ess_store_journal_read_parts_send(p->store, p->m->id, p->read_after,
+                                               ess_replica_scan(p->read_parts, p->read_want),
+                                               p->read_want, p->read_parts, &err);
+    } else {
+        rc = ess_store_journal_read_send(p->store, p->m->id, p->read_after, p->read_want, &err);
+    }
+    if (rc != ESS_OK) {
         push_store_lost(p, &err);
         return;
     }
@@ -2648,6 +2688,22 @@ static void push_turn(struct ess_push *p)
     push_metrics_update(p);
 }
 
+/* What partitioned reads saved: one reader alone reads every row looked at. */
+static void push_replica_reads_log(const struct ess_push *p)
+{
+    struct rusage ru;
+    double cpu = 0;
+
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+              (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    }
+    ess_log_info("replica %s: journal reads looked at %llu rows, returned %llu, %llu of them "
+                 "its own to deliver; cpu %.2f s",
+                 ess_replica_name(p->replica), p->reads.looked, p->reads.returned, p->reads.kept,
+                 cpu);
+}
+
 /* SIGTERM: stop consuming, journal what was taken, let in-flight deliveries
  * finish (bounded), save the offset. Undelivered events stay in the journal. */
 static void push_drain(struct ess_push *p)
@@ -2678,6 +2734,7 @@ static void push_drain(struct ess_push *p)
     }
     if (p->replica != NULL) {
         ess_replica_leave(p->replica, p->store, ess_keyq_low_water(p->window));
+        push_replica_reads_log(p);
     }
     push_heartbeat(p, ess_worker_mono_ms(), "stopped");
     ess_err_clear(&err);

@@ -7,6 +7,7 @@
 #include "ess_replica.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -608,6 +609,21 @@ int ess_replica_poll_due(struct ess_replica *r, long long now_ms)
 long long ess_replica_poll_in(const struct ess_replica *r, long long now_ms)
 {
     return r->next_poll_ms > now_ms ? r->next_poll_ms - now_ms : 0;
+}
+
+int ess_replica_scan(uint64_t owned, int want)
+{
+    int n = popcount64(owned);
+    long long scan;
+
+    if (want <= 0) {
+        return 0;
+    }
+    scan = n > 0 ? (long long)want * ESS_REPLICA_PARTS / n : (long long)want * ESS_REPLICA_SCAN_MAX;
+    if (scan > (long long)want * ESS_REPLICA_SCAN_MAX) {
+        scan = (long long)want * ESS_REPLICA_SCAN_MAX;
+    }
+    return scan > INT_MAX ? INT_MAX : (int)scan;
 }
 
 const char *ess_replica_name(const struct ess_replica *r)

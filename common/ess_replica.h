@@ -25,6 +25,11 @@
  *    rebuilds its window from the lowest offset it now owns. A partition
  *    taken over from a dead replica restarts at that replica's last saved
  *    offset: at-least-once, with the same idempotency keys.
+ *  - Each replica reads only its own rows: appends fill ess_journal.part
+ *    with ess_replica_part(key) (ess_store_journal_partition), and a refill
+ *    asks for the owned partitions' rows of the next ess_replica_scan rows
+ *    and how far that look went (ess_store_journal_read_parts_send), so the
+ *    window's cursor and low-water mark pass the others' rows unread.
  *  - A replica whose own stamp is older than 1.5 x heartbeat_sec (it lost the
  *    database) stops dispatching by itself, before the others may take its
  *    partitions at 2 x heartbeat_sec.
@@ -122,6 +127,14 @@ void ess_replica_leave(struct ess_replica *r, struct ess_store *s, long long mar
 #define ESS_REPLICA_POLL_MS 50
 int ess_replica_poll_due(struct ess_replica *r, long long now_ms);
 long long ess_replica_poll_in(const struct ess_replica *r, long long now_ms);
+
+/* How many journal rows a refill should look at to find about want rows of
+ * the partitions in owned (rows are spread evenly over partitions): want x
+ * ESS_REPLICA_PARTS / owned partitions, at least want, at most
+ * ESS_REPLICA_SCAN_MAX x want (few partitions owned: the read still ends
+ * soon), and at most INT_MAX. 0 when want <= 0. */
+#define ESS_REPLICA_SCAN_MAX 16
+int ess_replica_scan(uint64_t owned, int want);
 
 /* The name it registers and owns partitions under. Lives with r. */
 const char *ess_replica_name(const struct ess_replica *r);

@@ -41,6 +41,7 @@
 
 #define APPEND_CHUNK ESS_STORE_SEND_MAX
 #define APPEND_COLS 5          /* event_id, key, topic, body, received_ms ($1 is connector) */
+#define APPEND_ARRS 6          /* the same as arrays, and each key's partition (replicas) */
 #define NUM_MAX 24             /* a long long in decimal, with sign and NUL */
 #define MIGRATE_LOCK "4539501" /* pg_advisory_lock key: "ESS" schema migrations */
 
@@ -204,6 +205,13 @@ static const struct migration migrations[] = {
         "  delivered_seq bigint NOT NULL,"
         "  updated_at timestamptz NOT NULL DEFAULT now(),"
         "  PRIMARY KEY (connector, part));"},
+    /* 9: each journal row's key partition when its connector runs replicas
+     * (ess_replica_part; NULL for one worker and for rows from before), so a
+     * replica reads only its own rows (ST_READ_PARTS). Nullable without a
+     * default: adding it rewrites nothing and old rows stay as they are; one
+     * worker's statements are unchanged, its new rows carry a null bitmap
+     * (~8 bytes a row, docs/capacity.md). No index on it: see ST_READ_PARTS. */
+    {9, "ALTER TABLE ess_journal ADD COLUMN part smallint;"},
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -213,7 +221,10 @@ static const struct migration migrations[] = {
 enum stmt_id {
     ST_APPEND_CHUNK, /* SQL built at run time: APPEND_CHUNK rows */
     ST_APPEND_ARRAYS,
+    ST_APPEND_PARTS,
+    ST_APPEND_LOCKED,
     ST_READ,
+    ST_READ_PARTS,
     ST_OFFSET_GET,
     ST_OFFSET_SET,
     ST_PARK,
@@ -232,8 +243,41 @@ static const char *const stmt_sql[ST__COUNT] = {
         " SELECT $1, e, k, t, b, r FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],"
         " $6::int8[]) AS u(e, k, t, b, r)"
         " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id",
+    /* ... and with each row's key partition (replicas, migration 9) */
+    [ST_APPEND_PARTS] =
+        "INSERT INTO ess_journal (connector, event_id, key, topic, body, received_ms, part)"
+        " SELECT $1, e, k, t, b, r, p FROM unnest($2::text[], $3::text[], $4::text[],"
+        " $5::text[], $6::int8[], $7::int2[]) AS u(e, k, t, b, r, p)"
+        " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id",
+    /* ... under the per-connector append lock (append_lock), taken by the
+     * statement itself before it draws a seq and held to its implicit
+     * COMMIT: one round trip, so replicas pipeline their appends too. */
+    [ST_APPEND_LOCKED] =
+        "WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtext('ess_journal:' || $1)))"
+        " INSERT INTO ess_journal (connector, event_id, key, topic, body, received_ms, part)"
+        " SELECT $1, e, k, t, b, r, p FROM l, unnest($2::text[], $3::text[], $4::text[],"
+        " $5::text[], $6::int8[], $7::int2[]) AS u(e, k, t, b, r, p)"
+        " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id",
     [ST_READ] = "SELECT seq, event_id, key, body, received_ms FROM ess_journal"
                 " WHERE connector = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int",
+    /* A replica's refill: the span is the next $3 rows by seq (an index-only
+     * walk of (connector, seq)); of those only rows of partitions in $4 (or
+     * of none: journaled by one worker) are returned, at most $5. Every row
+     * carries the span's end (hi) and size (n); with no row of its own in the
+     * span the one row has only those (LEFT JOIN). No index on part: rows of
+     * all partitions share the heap pages in insert order, so an index by
+     * part would save tuple checks, not page reads; measured on 200k rows, 3
+     * replicas (docs/capacity.md), the planner walks the seq range of the
+     * span and filters (~200 buffers for 3,000 rows), and an added
+     * (connector, part, seq) index was not used by the planner. */
+    [ST_READ_PARTS] =
+        "WITH span AS (SELECT seq FROM ess_journal WHERE connector = $1 AND seq > $2::bigint"
+        " ORDER BY seq LIMIT $3::int), top AS (SELECT max(seq) AS hi, count(*) AS n FROM span)"
+        " SELECT j.seq, j.event_id, j.key, j.body, j.received_ms, top.hi, top.n FROM top"
+        " LEFT JOIN LATERAL (SELECT seq, event_id, key, body, received_ms FROM ess_journal"
+        " WHERE connector = $1 AND seq > $2::bigint AND seq <= top.hi"
+        " AND (part = ANY($4::int2[]) OR part IS NULL) ORDER BY seq LIMIT $5::int) j ON true"
+        " ORDER BY j.seq",
     [ST_OFFSET_GET] = "SELECT delivered_seq FROM ess_offsets WHERE connector = $1",
     /* Saved every 500 ms with the loop waiting: committed without waiting for
      * the WAL flush (synchronous_commit off for this transaction only). A
@@ -281,19 +325,27 @@ struct ess_store {
     size_t head_cap;
     size_t *row_end;                   /* row_end[k]: length of head through row k+1's tuple */
     char *sql;                         /* INSERT text for up to APPEND_CHUNK rows */
-    struct store_buf arr[APPEND_COLS]; /* journal_send's binary array parameters */
+    struct store_buf arr[APPEND_ARRS]; /* journal_send's binary array parameters */
     /* the statement sent by journal_send / read_send until its finish takes the result */
     bool pend;           /* sent, result not taken yet */
     bool pend_read;      /* it is a journal read (read_send), not an append */
+    int pend_scan;       /* it is a partition read (read_parts_send) of this span */
+    int pend_limit;      /* ... returning at most this many rows */
     bool pend_done;      /* every result of it read (ReadyForQuery seen), or pend_lost */
     bool pend_lost;      /* the session failed while reading it: outcome unknown */
     PGresult *pend_res;  /* its first result (NULL until read, or none came) */
     PGresult *pend_fail; /* a later error result (the COMMIT failed) */
+
+    /* replicas: fills ess_journal.part with each key's partition; NULL: left NULL */
+    ess_store_part_fn part_fn;
 };
 
 static void store_settle(struct ess_store *s);
 static void build_append_head(struct ess_store *s);
 static int copy_rows(const PGresult *res, struct ess_store_rows *rows, struct ess_err *err);
+static int append_arrays(struct ess_store *s, const char *connector,
+                         const struct ess_store_event *ev, size_t n, PGresult **res,
+                         struct ess_err *err);
 
 /* -------------------------------------------------------------- helpers -- */
 
@@ -356,6 +408,8 @@ static void store_pend_clear(struct ess_store *s)
     s->pend_fail = NULL;
     s->pend = false;
     s->pend_read = false;
+    s->pend_scan = 0;
+    s->pend_limit = 0;
     s->pend_done = false;
     s->pend_lost = false;
 }
@@ -600,7 +654,7 @@ void ess_store_free(struct ess_store *s)
     free(s->head);
     free(s->row_end);
     free(s->sql);
-    for (i = 0; i < APPEND_COLS; i++) {
+    for (i = 0; i < APPEND_ARRS; i++) {
         free(s->arr[i].p);
     }
     free(s);
@@ -778,17 +832,17 @@ static int append_chunk(struct ess_store *s, const char *connector,
     PGresult *res = NULL;
     int rc;
 
-    rc = fill_append_params(s, connector, ev, rows, err);
-    if (rc != ESS_OK) {
-        return rc;
-    }
-    if (rows == APPEND_CHUNK) {
-        build_append_sql(s, rows);
-        rc = exec_prepared(s, ST_APPEND_CHUNK, s->sql, nparams, s->vals, PGRES_TUPLES_OK,
-                           "journal insert", &res, err);
+    if (s->part_fn != NULL || s->append_lock) { /* replicas: as binary arrays, with partitions */
+        rc = append_arrays(s, connector, ev, rows, &res, err);
     } else {
-        build_append_sql(s, rows);
-        rc = exec_params(s, s->sql, nparams, s->vals, PGRES_TUPLES_OK, "journal insert", &res, err);
+        rc = fill_append_params(s, connector, ev, rows, err);
+        if (rc == ESS_OK) {
+            build_append_sql(s, rows);
+            rc = rows == APPEND_CHUNK ? exec_prepared(s, ST_APPEND_CHUNK, s->sql, nparams, s->vals,
+                                                      PGRES_TUPLES_OK, "journal insert", &res, err)
+                                      : exec_params(s, s->sql, nparams, s->vals, PGRES_TUPLES_OK,
+                                                    "journal insert", &res, err);
+        }
     }
     if (rc == ESS_OK) {
         *count += (size_t)PQntuples(res);
@@ -825,9 +879,21 @@ void ess_store_journal_lock(struct ess_store *s, int on)
     }
 }
 
+void ess_store_journal_partition(struct ess_store *s, ess_store_part_fn fn)
+{
+    if (s != NULL) {
+        s->part_fn = fn;
+    }
+}
+
 struct pg_conn *ess_store_pg(struct ess_store *s)
 {
-    return s != NULL ? s->conn : NULL;
+    if (s == NULL) {
+        return NULL;
+    }
+    /* The caller's statement would make libpq drop a pending one's result. */
+    store_settle(s);
+    return s->conn;
 }
 
 int ess_store_journal_append(struct ess_store *s, const char *connector,
@@ -873,6 +939,7 @@ int ess_store_journal_append(struct ess_store *s, const char *connector,
 
 #define OID_TEXT 25 /* pg_type.oid of text and int8: fixed in every PostgreSQL */
 #define OID_INT8 20
+#define OID_INT2 21
 
 static int buf_room(struct store_buf *b, size_t more)
 {
@@ -947,9 +1014,42 @@ static int buf_array_int8(struct store_buf *b, long long v)
     return ESS_OK;
 }
 
-/* The burst as five binary arrays in s->arr (event_id, key, topic, body, received_ms). */
+static int buf_array_int2(struct store_buf *b, unsigned v)
+{
+    if (buf_room(b, 6) != ESS_OK) {
+        return ESS_ENOMEM;
+    }
+    buf_be32(b, 2);
+    b->p[b->len++] = (char)((v >> 8) & 0xff);
+    b->p[b->len++] = (char)(v & 0xff);
+    return ESS_OK;
+}
+
+/* The statement for a burst of binary arrays, and how many arrays it takes. */
+static enum stmt_id append_stmt(const struct ess_store *s, int *cols)
+{
+    enum stmt_id id = s->append_lock       ? ST_APPEND_LOCKED
+                      : s->part_fn != NULL ? ST_APPEND_PARTS
+                                           : ST_APPEND_ARRAYS;
+
+    *cols = id == ST_APPEND_ARRAYS ? APPEND_COLS : APPEND_ARRS;
+    return id;
+}
+
+static int buf_array_null(struct store_buf *b)
+{
+    if (buf_room(b, 4) != ESS_OK) {
+        return ESS_ENOMEM;
+    }
+    buf_be32(b, 0xffffffffu);
+    return ESS_OK;
+}
+
+/* The burst as five binary arrays in s->arr (event_id, key, topic, body,
+ * received_ms), and for the statements that take it a sixth: each key's
+ * partition (NULL without a part_fn). */
 static int fill_append_arrays(struct ess_store *s, const struct ess_store_event *ev, size_t n,
-                              struct ess_err *err)
+                              int cols, struct ess_err *err)
 {
     int topic_null = 0;
     int rc = ESS_OK;
@@ -973,19 +1073,69 @@ static int fill_append_arrays(struct ess_store *s, const struct ess_store_event 
         rc |= buf_array_text(&s->arr[3], ev[i].body);
         rc |= buf_array_int8(&s->arr[4], ev[i].received_ms);
     }
+    if (rc == ESS_OK && cols == APPEND_ARRS) {
+        rc = buf_array_start(&s->arr[5], OID_INT2, n, s->part_fn == NULL);
+        for (i = 0; rc == ESS_OK && i < n; i++) {
+            rc = s->part_fn != NULL ? buf_array_int2(&s->arr[5], s->part_fn(ev[i].key) & 0x7fff)
+                                    : buf_array_null(&s->arr[5]);
+        }
+    }
     return rc == ESS_OK ? ESS_OK
                         : ess_err_set(err, ESS_ENOMEM, "store: out of memory (%zu events)", n);
+}
+
+/* The burst as one prepared INSERT of binary arrays: sent (res NULL: the
+ * caller takes the result later) or run (*res, the caller PQclear()s it). */
+static int append_arrays(struct ess_store *s, const char *connector,
+                         const struct ess_store_event *ev, size_t n, PGresult **res,
+                         struct ess_err *err)
+{
+    int cols;
+    enum stmt_id id = append_stmt(s, &cols);
+    const char *vals[1 + APPEND_ARRS];
+    int lens[1 + APPEND_ARRS];
+    int fmts[1 + APPEND_ARRS];
+    char name[32];
+    int rc = fill_append_arrays(s, ev, n, cols, err);
+    int i;
+
+    if (rc == ESS_OK) {
+        rc = prepare(s, id, stmt_sql[id], 1 + cols, err);
+    }
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    vals[0] = connector;
+    lens[0] = 0;
+    fmts[0] = 0;
+    for (i = 0; i < cols; i++) {
+        if (s->arr[i].len > (size_t)INT32_MAX) {
+            return ess_err_set(err, ESS_EINVAL, "store: a burst of %zu bytes is too large",
+                               s->arr[i].len);
+        }
+        vals[1 + i] = s->arr[i].p;
+        lens[1 + i] = (int)s->arr[i].len;
+        fmts[1 + i] = 1; /* binary */
+    }
+    snprintf(name, sizeof(name), "ess_st%d", (int)id);
+    if (res != NULL) {
+        store_settle(s);
+        *res = PQexecPrepared(s->conn, name, 1 + cols, vals, lens, fmts, 0);
+        return check_result(s, res, PGRES_TUPLES_OK, "journal insert", err);
+    }
+    /* libpq copies the parameters into its output buffer and, in blocking
+     * mode, flushes it before returning: ev is not needed after this. */
+    if (PQsendQueryPrepared(s->conn, name, 1 + cols, vals, lens, fmts, 0) == 0) {
+        return store_fail(s, NULL, "journal insert", err);
+    }
+    s->pend = true;
+    return ESS_OK;
 }
 
 int ess_store_journal_send(struct ess_store *s, const char *connector,
                            const struct ess_store_event *ev, size_t n, struct ess_err *err)
 {
-    const char *vals[1 + APPEND_COLS];
-    int lens[1 + APPEND_COLS];
-    int fmts[1 + APPEND_COLS];
-    char name[32];
     int rc = check_args(s, connector, err);
-    int i;
 
     if (rc == ESS_OK && (ev == NULL || n == 0 || n > ESS_STORE_SEND_MAX)) {
         rc = ess_err_set(err, ESS_EINVAL, "store: journal_send takes 1 to %d events",
@@ -995,34 +1145,9 @@ int ess_store_journal_send(struct ess_store *s, const char *connector,
         rc = ess_err_set(err, ESS_EINVAL, "store: a statement is already pending");
     }
     if (rc == ESS_OK) {
-        rc = fill_append_arrays(s, ev, n, err);
+        rc = append_arrays(s, connector, ev, n, NULL, err);
     }
-    if (rc == ESS_OK) {
-        rc = prepare(s, ST_APPEND_ARRAYS, stmt_sql[ST_APPEND_ARRAYS], 1 + APPEND_COLS, err);
-    }
-    if (rc != ESS_OK) {
-        return rc;
-    }
-    vals[0] = connector;
-    lens[0] = 0;
-    fmts[0] = 0;
-    for (i = 0; i < APPEND_COLS; i++) {
-        if (s->arr[i].len > (size_t)INT32_MAX) {
-            return ess_err_set(err, ESS_EINVAL, "store: a burst of %zu bytes is too large",
-                               s->arr[i].len);
-        }
-        vals[1 + i] = s->arr[i].p;
-        lens[1 + i] = (int)s->arr[i].len;
-        fmts[1 + i] = 1; /* binary */
-    }
-    snprintf(name, sizeof(name), "ess_st%d", (int)ST_APPEND_ARRAYS);
-    /* libpq copies the parameters into its output buffer and, in blocking
-     * mode, flushes it before returning: ev is not needed after this. */
-    if (PQsendQueryPrepared(s->conn, name, 1 + APPEND_COLS, vals, lens, fmts, 0) == 0) {
-        return store_fail(s, NULL, "journal insert", err);
-    }
-    s->pend = true;
-    return ESS_OK;
+    return rc;
 }
 
 static int store_pend_take(struct ess_store *s, int block, int *done, ExecStatusType want,
@@ -1113,21 +1238,107 @@ int ess_store_journal_read_send(struct ess_store *s, const char *connector, long
     return ESS_OK;
 }
 
+/* "{0,5,9}": the partitions in parts (bit i = partition i). */
+static void parts_text(uint64_t parts, char *buf, size_t len)
+{
+    size_t used = 1;
+    unsigned i;
+
+    buf[0] = '{';
+    for (i = 0; i < 64 && used + 5 < len; i++) {
+        if (parts & (1ULL << i)) {
+            used += (size_t)snprintf(buf + used, len - used, "%s%u", used > 1 ? "," : "", i);
+        }
+    }
+    snprintf(buf + used, len - used, "}");
+}
+
+int ess_store_journal_read_parts_send(struct ess_store *s, const char *connector,
+                                      long long after_seq, int scan, int limit, uint64_t parts,
+                                      struct ess_err *err)
+{
+    char after[NUM_MAX], span[NUM_MAX], lim[NUM_MAX], set[64 * 3 + 3];
+    const char *vals[5] = {connector, after, span, set, lim};
+    char name[32];
+    int rc = check_args(s, connector, err);
+
+    if (rc == ESS_OK && (scan < 1 || limit < 1)) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: a partition read needs scan and limit >= 1");
+    }
+    if (rc == ESS_OK && s->pend) {
+        rc = ess_err_set(err, ESS_EINVAL, "store: a statement is already pending");
+    }
+    if (rc == ESS_OK) {
+        rc = prepare(s, ST_READ_PARTS, stmt_sql[ST_READ_PARTS], 5, err);
+    }
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    snprintf(after, sizeof(after), "%lld", after_seq);
+    snprintf(span, sizeof(span), "%d", scan);
+    snprintf(lim, sizeof(lim), "%d", limit);
+    parts_text(parts, set, sizeof(set));
+    snprintf(name, sizeof(name), "ess_st%d", (int)ST_READ_PARTS);
+    if (PQsendQueryPrepared(s->conn, name, 5, vals, NULL, NULL, 0) == 0) {
+        return store_fail(s, NULL, "journal read", err);
+    }
+    s->pend = true;
+    s->pend_read = true;
+    s->pend_scan = scan;
+    s->pend_limit = limit;
+    return ESS_OK;
+}
+
+/* A partition read's span: how far it looked (covered) and whether the
+ * journal may go on past that (more). Its rows are in seq order. */
+static void parts_span(const PGresult *res, int scan, int limit, struct ess_store_rows *rows)
+{
+    long long hi = -1, n = 0;
+
+    rows->covered = -1;
+    rows->more = 0;
+    rows->scanned = 0;
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 5) ||
+        parse_ll(PQgetvalue(res, 0, 5), &hi) != ESS_OK ||
+        parse_ll(PQgetvalue(res, 0, 6), &n) != ESS_OK) {
+        return; /* an empty span: nothing after the cursor yet */
+    }
+    if (rows->n == (size_t)limit) { /* cut short by limit: only up to its last row */
+        rows->covered = rows->v[rows->n - 1].seq;
+        rows->more = 1;
+        rows->scanned = (size_t)n; /* an upper bound: the span went past covered */
+        return;
+    }
+    rows->covered = hi;
+    rows->more = n >= scan;
+    rows->scanned = (size_t)n;
+}
+
 int ess_store_journal_read_finish(struct ess_store *s, int block, int *done,
                                   struct ess_store_rows *rows, struct ess_err *err)
 {
     PGresult *res = NULL;
+    int scan = s != NULL ? s->pend_scan : 0;
+    int limit = s != NULL ? s->pend_limit : 0;
     int rc;
 
     *done = 0;
     rows->v = NULL;
     rows->n = 0;
+    rows->covered = -1;
+    rows->more = 0;
+    rows->scanned = 0;
     if (s == NULL || s->conn == NULL || !s->pend || !s->pend_read) {
         return ess_err_set(err, ESS_EINVAL, "store: no journal read is pending");
     }
     rc = store_pend_take(s, block, done, PGRES_TUPLES_OK, "journal read", &res, err);
     if (rc == ESS_OK && res != NULL) {
         rc = copy_rows(res, rows, err);
+    }
+    if (rc == ESS_OK && res != NULL && scan > 0) {
+        parts_span(res, scan, limit, rows);
+    } else {
+        rows->scanned = rows->n;
     }
     PQclear(res);
     return rc;
@@ -1172,8 +1383,11 @@ static int copy_rows(const PGresult *res, struct ess_store_rows *rows, struct es
         return ess_err_set(err, ESS_ENOMEM, "store: out of memory reading %d rows", n);
     }
     for (i = 0; i < n; i++) {
-        struct ess_store_row *r = &rows->v[i];
+        struct ess_store_row *r = &rows->v[rows->n];
 
+        if (PQgetisnull(res, i, 0)) {
+            continue; /* a partition read's span with none of its rows */
+        }
         rows->n++;
         r->event_id = strdup(PQgetvalue(res, i, 1));
         r->key = strdup(PQgetvalue(res, i, 2));
@@ -1200,6 +1414,9 @@ int ess_store_journal_read(struct ess_store *s, const char *connector, long long
     }
     rows->v = NULL;
     rows->n = 0;
+    rows->covered = -1;
+    rows->more = 0;
+    rows->scanned = 0;
     rc = check_args(s, connector, err);
     if (rc != ESS_OK) {
         return rc;
@@ -1209,6 +1426,7 @@ int ess_store_journal_read(struct ess_store *s, const char *connector, long long
     rc = exec_prepared(s, ST_READ, NULL, 3, vals, PGRES_TUPLES_OK, "journal read", &res, err);
     if (rc == ESS_OK) {
         rc = copy_rows(res, rows, err);
+        rows->scanned = rows->n;
     }
     PQclear(res);
     return rc;

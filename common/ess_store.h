@@ -8,7 +8,8 @@
  * version is recorded in ess_schema_migrations, so re-running is a no-op.
  *
  * ess_journal(seq bigserial, connector, event_id, key, topic, body text,
- * received_ms bigint, journaled_at timestamptz) UNIQUE (connector, event_id):
+ * received_ms bigint, journaled_at timestamptz, part smallint: the key's
+ * partition with replicas, else NULL) UNIQUE (connector, event_id):
  * a burst of events is one multi-row INSERT ... ON CONFLICT DO NOTHING in one
  * transaction (parameters, never escaping by hand), and the caller acks the
  * burst only after that COMMIT. The worker pipelines it (journal_send /
@@ -53,6 +54,13 @@ struct ess_store_row { /* one journaled event; owned by ess_store_rows */
 struct ess_store_rows {
     struct ess_store_row *v;
     size_t n;
+    /* A partition read (journal_read_parts_send): every row in (after_seq,
+     * covered] that is not in v is another partition's; -1 when it looked at
+     * nothing (and for other reads). more: the journal may hold rows past
+     * covered. */
+    long long covered;
+    int more;
+    size_t scanned; /* journal rows the read looked at (a plain read: n) */
 };
 
 /* Connect with a libpq conninfo string or URI. NULL with err on failure. */
@@ -77,13 +85,21 @@ int ess_store_journal_append(struct ess_store *s, const char *connector,
                              const struct ess_store_event *ev, size_t n, size_t *inserted,
                              long long *seqs, struct ess_err *err);
 
-/* on: every journal_append is one transaction holding a per-connector
- * advisory lock (replicas: several processes append to one journal, and
- * readers must see seqs commit in order). Off (the default) for one writer. */
+/* on: every journal_append and journal_send is one transaction holding a
+ * per-connector advisory lock (replicas: several processes append to one
+ * journal, and readers must see seqs commit in order; journal_send takes it
+ * in its one statement). Off (the default) for one writer. */
 void ess_store_journal_lock(struct ess_store *s, int on);
 
+/* Replicas (migration 9): with fn set, every append fills ess_journal.part
+ * with fn(key) (0..32767), so each replica can read only its partitions.
+ * NULL (the default) leaves part NULL: one worker's appends are as before. */
+typedef unsigned (*ess_store_part_fn)(const char *key);
+void ess_store_journal_partition(struct ess_store *s, ess_store_part_fn fn);
+
 /* The libpq connection (PGconn) for modules with their own tables
- * (ess_replica). Borrowed: valid until ess_store_free/reset. */
+ * (ess_replica). Borrowed: valid until ess_store_free/reset. A pending
+ * append or read is waited for first (its result kept for its finish). */
 struct pg_conn *ess_store_pg(struct ess_store *s);
 
 /* The journal pipelined: send a burst's INSERT (one statement, so one
@@ -110,6 +126,15 @@ int ess_store_journal_read_send(struct ess_store *s, const char *connector, long
                                 int limit, struct ess_err *err);
 int ess_store_journal_read_finish(struct ess_store *s, int block, int *done,
                                   struct ess_store_rows *rows, struct ess_err *err);
+/* A replica's read, pipelined like read_send: the server looks at the next
+ * scan rows after after_seq and returns those of the partitions in parts
+ * (bit i = partition i, as ess_store_journal_partition filled them) or of
+ * none (NULL part), at most limit, in seq order; read_finish also sets
+ * rows->covered and rows->more. Needs the per-connector append lock on the
+ * writers (seqs commit in order), so that nothing commits later below covered. */
+int ess_store_journal_read_parts_send(struct ess_store *s, const char *connector,
+                                      long long after_seq, int scan, int limit, uint64_t parts,
+                                      struct ess_err *err);
 /* 1 while an append or a read is pending (sent, result not yet taken). */
 int ess_store_journal_pending(const struct ess_store *s);
 /* 1 when the pending statement's result is already in (another call waited for

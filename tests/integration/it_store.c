@@ -584,6 +584,169 @@ static void test_read_send_finish(void **state)
     free_events(ev, 30);
 }
 
+/* Keys k<i> (make_events) fall in partition i % 4. */
+static unsigned part_of(const char *key)
+{
+    return (unsigned)(strtoul(key + 1, NULL, 10) % 4);
+}
+
+/* A partition read run to its end; rows filled, the answer's code returned. */
+static int read_parts(struct fixture *f, const char *c, long long after, int scan, int limit,
+                      uint64_t parts, struct ess_store_rows *rows)
+{
+    struct ess_err err = {0};
+    double deadline = now_s() + 10;
+    int done = 0;
+    int rc = ess_store_journal_read_parts_send(f->store, c, after, scan, limit, parts, &err);
+
+    while (rc == ESS_OK && !done) {
+        rc = ess_store_journal_read_finish(f->store, 0, &done, rows, &err);
+        if (now_s() > deadline) {
+            fail_msg("read_parts: not done after 10 s");
+        }
+    }
+    return rc;
+}
+
+/* Replicas (migration 9): appends (both paths) fill part; a partition read
+ * returns only the asked partitions' rows and unpartitioned ones, and says
+ * how far it looked (covered) and whether there is more. */
+static void test_partition_read(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    struct ess_store_event *ev = make_events(0, 44, 8);
+    struct ess_store_rows all = {0};
+    struct ess_store_rows rows = {0};
+    size_t inserted = 0, i, want = 0;
+
+    name(c, sizeof(c), "parts");
+    ess_store_journal_partition(f->store, part_of);
+    assert_int_equal(append(f, c, ev, 20), 20); /* journal_append */
+    assert_int_equal(ess_store_journal_send(f->store, c, ev + 20, 20, &err), ESS_OK);
+    assert_int_equal(finish_polling(f, ev + 20, 20, &inserted, NULL, &err), ESS_OK);
+    assert_int_equal(inserted, 20);
+    ess_store_journal_partition(f->store, NULL); /* one worker again: part NULL */
+    assert_int_equal(append(f, c, ev + 40, 4), 4);
+    assert_int_equal(sql_ll(f,
+                            "SELECT count(*) FROM ess_journal WHERE connector = $1 AND"
+                            " part = substr(key, 2)::int % 4",
+                            c, NULL),
+                     40);
+    assert_int_equal(sql_ll(f,
+                            "SELECT count(*) FROM ess_journal WHERE connector = $1 AND"
+                            " part IS NULL",
+                            c, NULL),
+                     4);
+    assert_int_equal(ess_store_journal_read(f->store, c, 0, 100, &all, &err), ESS_OK);
+    assert_int_equal(all.n, 44);
+
+    /* Partitions 0 and 2, the whole journal in the span. */
+    assert_int_equal(read_parts(f, c, 0, 100, 100, 0x5, &rows), ESS_OK);
+    for (i = 0; i < all.n; i++) {
+        want += i >= 40 || part_of(all.v[i].key) % 2 == 0;
+    }
+    assert_int_equal(rows.n, want);
+    for (i = 0; i < rows.n; i++) {
+        assert_true(i == 0 || rows.v[i].seq > rows.v[i - 1].seq);
+        assert_true(rows.v[i].seq >= all.v[40].seq || part_of(rows.v[i].key) % 2 == 0);
+    }
+    assert_int_equal(rows.covered, all.v[43].seq);
+    assert_int_equal(rows.more, 0);
+    assert_int_equal(rows.scanned, 44);
+    ess_store_rows_fini(&rows);
+
+    /* A span of 10 rows: covered is the 10th, more follows. */
+    assert_int_equal(read_parts(f, c, all.v[0].seq - 1, 10, 100, 0x2, &rows), ESS_OK);
+    assert_int_equal(rows.covered, all.v[9].seq);
+    assert_int_equal(rows.more, 1);
+    for (i = 0; i < rows.n; i++) {
+        assert_int_equal(part_of(rows.v[i].key), 1);
+        assert_true(rows.v[i].seq <= all.v[9].seq);
+    }
+    assert_true(rows.n >= 1);
+    ess_store_rows_fini(&rows);
+
+    /* Cut short by limit: covered is the last row returned. */
+    assert_int_equal(read_parts(f, c, all.v[0].seq - 1, 100, 5, 0xf, &rows), ESS_OK);
+    assert_int_equal(rows.n, 5);
+    assert_int_equal(rows.covered, all.v[4].seq);
+    assert_int_equal(rows.more, 1);
+    ess_store_rows_fini(&rows);
+
+    /* None of its partitions in the span: no rows, the span still covered. */
+    assert_int_equal(read_parts(f, c, all.v[0].seq - 1, 3, 100, 1ULL << 63, &rows), ESS_OK);
+    assert_int_equal(rows.n, 0);
+    assert_int_equal(rows.covered, all.v[2].seq);
+    ess_store_rows_fini(&rows);
+
+    /* Nothing after the cursor. */
+    assert_int_equal(read_parts(f, c, all.v[43].seq, 100, 100, 0xf, &rows), ESS_OK);
+    assert_int_equal(rows.n, 0);
+    assert_int_equal(rows.covered, -1);
+    assert_int_equal(rows.more, 0);
+    ess_store_rows_fini(&rows);
+
+    assert_int_equal(ess_store_journal_read_parts_send(f->store, c, 0, 0, 10, 1, &err), ESS_EINVAL);
+    ess_store_rows_fini(&all);
+    free_events(ev, 44);
+}
+
+/* Replicas pipeline their appends: with the append lock on, journal_send
+ * takes the per-connector lock in its statement (so it waits for another
+ * holder, then commits in seq order) and fills part. */
+static void test_send_locked(void **state)
+{
+    struct fixture *f = *state;
+    char c[64], key[128];
+    const char *v[1] = {key};
+    struct ess_err err = {0};
+    struct ess_store_event *ev = make_events(0, 10, 4);
+    size_t inserted = 0;
+    double until;
+    int done = 0;
+
+    name(c, sizeof(c), "sendlock");
+    snprintf(key, sizeof(key), "ess_journal:%s", c);
+    ess_store_journal_lock(f->store, 1);
+    ess_store_journal_partition(f->store, part_of);
+    PQclear(
+        PQexecParams(f->check, "SELECT pg_advisory_lock(hashtext($1))", 1, NULL, v, NULL, NULL, 0));
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 10, &err), ESS_OK);
+    until = now_s() + 0.3;
+    while (now_s() < until) { /* held by the other session: the append waits */
+        assert_int_equal(
+            ess_store_journal_finish(f->store, ev, 10, 0, &done, &inserted, NULL, &err), ESS_OK);
+        assert_int_equal(done, 0);
+        usleep(10000);
+    }
+    PQclear(PQexecParams(f->check, "SELECT pg_advisory_unlock(hashtext($1))", 1, NULL, v, NULL,
+                         NULL, 0));
+    assert_int_equal(finish_polling(f, ev, 10, &inserted, NULL, &err), ESS_OK);
+    assert_int_equal(inserted, 10);
+    assert_int_equal(sql_ll(f,
+                            "SELECT count(*) FROM ess_journal WHERE connector = $1 AND"
+                            " part = substr(key, 2)::int % 4",
+                            c, NULL),
+                     10);
+    /* the lock without partitions (not a worker's setting): part NULL */
+    ess_store_journal_partition(f->store, NULL);
+    free_events(ev, 10);
+    ev = make_events(10, 2, 4);
+    assert_int_equal(ess_store_journal_send(f->store, c, ev, 2, &err), ESS_OK);
+    assert_int_equal(finish_polling(f, ev, 2, &inserted, NULL, &err), ESS_OK);
+    assert_int_equal(inserted, 2);
+    assert_int_equal(sql_ll(f,
+                            "SELECT count(*) FROM ess_journal WHERE connector = $1 AND"
+                            " part IS NULL",
+                            c, NULL),
+                     2);
+    assert_int_equal(append(f, c, ev, 2), 0); /* journal_append under the lock: duplicates */
+    ess_store_journal_lock(f->store, 0);
+    free_events(ev, 2);
+}
+
 /* The session dies with an append pending: finish reports ESS_ESTORE (never
  * done-and-OK), and a reset store works again. */
 static void test_send_connection_loss(void **state)
@@ -716,6 +879,8 @@ int main(void)
         cmocka_unit_test(test_send_round_trip),
         cmocka_unit_test(test_send_then_other_call),
         cmocka_unit_test(test_read_send_finish),
+        cmocka_unit_test(test_partition_read),
+        cmocka_unit_test(test_send_locked),
         cmocka_unit_test(test_send_connection_loss),
         cmocka_unit_test(test_connect_failure),
         cmocka_unit_test(test_connection_loss_and_reset),

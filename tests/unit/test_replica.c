@@ -119,6 +119,30 @@ static void test_names_unique_for_one_instance(void **state)
     ess_replica_free(b);
 }
 
+/* The span a partition read looks at: about want rows of its own, bounded. */
+static void test_scan_budget(void **state)
+{
+    static const struct {
+        uint64_t owned;
+        int want, scan;
+    } cases[] = {
+        {~0ULL, 1000, 1000},                         /* one replica's worth: every row is its own */
+        {0xffffffffULL, 1000, 2000},                 /* half the partitions */
+        {0x1fffffULL, 1000, 3047},                   /* 21 of 64 (one of three replicas) */
+        {0x1ULL, 1000, 1000 * ESS_REPLICA_SCAN_MAX}, /* one partition: capped */
+        {0, 1000, 1000 * ESS_REPLICA_SCAN_MAX},      /* none: still moves the cursor on */
+        {0x3ULL, 0, 0},
+        {0x3ULL, -5, 0},
+        {0x1ULL, 0x7fffffff, 0x7fffffff}, /* no overflow */
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(ess_replica_scan(cases[i].owned, cases[i].want), cases[i].scan);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -128,6 +152,7 @@ int main(void)
         cmocka_unit_test(test_count_env_overrides),
         cmocka_unit_test(test_new_wants_nothing_before_a_claim),
         cmocka_unit_test(test_names_unique_for_one_instance),
+        cmocka_unit_test(test_scan_budget),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
