@@ -955,6 +955,12 @@ static int push_render(struct ess_push *p, const char *journaled, const char *de
     json_t *shaped = NULL;
     int rc;
 
+    /* Unshaped JSON that is already its own compact encoding goes as it is
+     * (same bytes, no parse); delta needs the record to diff. */
+    if ((delta_key == NULL || !p->m->delta) &&
+        ess_shape_render_text(p->m, journaled, strlen(journaled), body, len, ctype) == ESS_OK) {
+        return ESS_OK;
+    }
     data = json_loads(journaled, 0, &jerr);
     if (data == NULL) {
         return ess_err_set(err, ESS_ESHAPE, "journaled body is not JSON: %s", jerr.text);
