@@ -221,3 +221,70 @@ int ess_jsoncanon_compact(const char *text, size_t len)
     c.end = c.p + len;
     return canon_object(&c, 1) && c.p == c.end;
 }
+
+/* A path segment that a raw (escaped) key can equal only when they are the
+ * same bytes: nothing a key would have to escape. */
+static int canon_segment_plain(const char *seg, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (seg[i] == '"' || seg[i] == '\\' || (unsigned char)seg[i] < 0x20) {
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
+int ess_jsoncanon_member(const char *text, size_t len, const char *path, const char **val,
+                         size_t *vlen)
+{
+    struct canon c;
+    struct span key;
+    const unsigned char *start;
+    const char *seg = path;
+    const char *dot;
+    size_t n;
+    int found;
+
+    if (text == NULL || path == NULL) {
+        return 0;
+    }
+    c.p = (const unsigned char *)text;
+    c.end = c.p + len;
+    for (;;) {
+        dot = strchr(seg, '.');
+        n = dot != NULL ? (size_t)(dot - seg) : strlen(seg);
+        if (!canon_segment_plain(seg, n) || c.p >= c.end || *c.p != '{') {
+            return 0;
+        }
+        c.p++;
+        found = 0;
+        while (!found && c.p < c.end && *c.p == '"') {
+            if (!canon_string(&c, &key) || c.p >= c.end || *c.p != ':') {
+                return 0;
+            }
+            c.p++;
+            start = c.p;
+            found = key.n == n && memcmp(key.s, seg, n) == 0;
+            if (found && dot != NULL) {
+                break; /* descend: c.p is on the member's value */
+            }
+            if (!canon_value(&c, 1)) {
+                return 0;
+            }
+            if (found) {
+                *val = (const char *)start;
+                *vlen = (size_t)(c.p - start);
+                return 1;
+            }
+            if (c.p < c.end && *c.p == ',') {
+                c.p++;
+            }
+        }
+        if (!found) {
+            return 0;
+        }
+        seg = dot + 1;
+    }
+}

@@ -35,4 +35,13 @@
  * 0), JSON_COMPACT) is exactly those len bytes; 0: not known to be. */
 int ess_jsoncanon_compact(const char *text, size_t len);
 
+/* In a text ess_jsoncanon_compact accepted: the raw JSON text of the member
+ * at the dotted path ("permit.id": each segment a key of an object), 1 with
+ * *val / *vlen set (a string value keeps its quotes); 0 when it is absent,
+ * when the path goes through a non-object, or when a segment is empty or
+ * holds a character a key would have to escape (the caller then asks
+ * jansson). */
+int ess_jsoncanon_member(const char *text, size_t len, const char *path, const char **val,
+                         size_t *vlen);
+
 #endif

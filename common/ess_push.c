@@ -470,7 +470,7 @@ static int push_take_one(struct ess_push *p, const struct ess_bus_msg *msg, stru
         p->burst.has_tag = 1;
         return ESS_OK;
     }
-    rc = ess_event_parse(msg->body, msg->len, msg->message_id, p->m->key, &ev, &err);
+    rc = ess_event_identify(msg->body, msg->len, msg->message_id, p->m->key, &ev, &err);
     if (rc != ESS_OK) {
         p->stats.dead++;
         ess_log_warn("message %llu on %s dead-lettered to %s.dead: %s",

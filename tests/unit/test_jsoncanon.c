@@ -115,6 +115,40 @@ static void test_many_keys(void **state)
     check(buf, 0); /* one key too many: not checked for duplicates, refused */
 }
 
+static void member(const char *text, const char *path, const char *want)
+{
+    const char *v = NULL;
+    size_t n = 0;
+    int got;
+
+    assert_true(ess_jsoncanon_compact(text, strlen(text)));
+    got = ess_jsoncanon_member(text, strlen(text), path, &v, &n);
+    if (want == NULL ? got != 0 : (got != 1 || n != strlen(want) || memcmp(v, want, n) != 0)) {
+        fail_msg("member(%s, %s) = %d '%.*s', want %s", text, path, got, (int)n, v ? v : "",
+                 want ? want : "absent");
+    }
+}
+
+static void test_member(void **state)
+{
+    const char *doc = "{\"a\":1,\"b\":{\"c\":[1,{\"d\":2}],\"d\":\"x\\\"y\"},\"e\":{},"
+                      "\"q\\\"k\":3,\"last\":null}";
+
+    (void)state;
+    member(doc, "a", "1");
+    member(doc, "b", "{\"c\":[1,{\"d\":2}],\"d\":\"x\\\"y\"}");
+    member(doc, "b.d", "\"x\\\"y\"");
+    member(doc, "b.c", "[1,{\"d\":2}]");
+    member(doc, "last", "null");
+    member(doc, "b.c.d", NULL); /* through an array */
+    member(doc, "a.b", NULL);   /* through a scalar */
+    member(doc, "e.x", NULL);
+    member(doc, "zz", NULL);
+    member(doc, "", NULL);
+    member(doc, "b.", NULL);
+    member(doc, "q\"k", NULL); /* a key that is escaped in the text: unsure, not absent */
+}
+
 /* ---- random documents --------------------------------------------------- */
 
 static unsigned long long rng_state = 88172645463325252ULL;
@@ -255,9 +289,8 @@ static void test_random(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accepted),
-        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_many_keys),
+        cmocka_unit_test(test_accepted),  cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_many_keys), cmocka_unit_test(test_member),
         cmocka_unit_test(test_random),
     };
 
