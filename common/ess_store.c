@@ -44,6 +44,7 @@
 
 #define APPEND_CHUNK ESS_STORE_SEND_MAX
 #define APPEND_COLS 5          /* event_id, key, topic, body, received_ms ($1 is connector) */
+#define TICKET_ARRAYS 8        /* seq, event_id, key, outcome, attempts, status, error, first_ms */
 #define NUM_MAX 24             /* a long long in decimal, with sign and NUL */
 #define MIGRATE_LOCK "4539501" /* pg_advisory_lock key: "ESS" schema migrations */
 
@@ -224,6 +225,7 @@ enum stmt_id {
     ST_BACKLOG,
     ST_RETAIN,
     ST_RETAIN_TICKETS,
+    ST_TICKETS,
     ST__COUNT
 };
 
@@ -275,6 +277,13 @@ static const char *const stmt_sql[ST__COUNT] = {
                           " done_at FROM ess_tickets WHERE connector = $1 ORDER BY id"
                           " LIMIT $3::int) head"
                           " WHERE done_at < now() - $2::bigint * interval '1 second')",
+    /* All of a flush's tickets in one statement over eight binary arrays
+     * (a VALUES list was parsed and planned per 500 rows). */
+    [ST_TICKETS] =
+        "INSERT INTO ess_tickets (connector, seq, event_id, key, outcome, attempts, last_status,"
+        " last_error, first_at, done_at) SELECT $1, s, e, k, o, a, l, x, to_timestamp(f / 1000.0),"
+        " now() FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[],"
+        " $7::int8[], $8::text[], $9::int8[]) AS u(s, e, k, o, a, l, x, f)",
 };
 
 struct store_buf { /* a growing byte buffer */
@@ -292,9 +301,10 @@ struct ess_store {
     char (*nums)[NUM_MAX]; /* received_ms as text, one per row */
     char *head;            /* INSERT head and APPEND_CHUNK row tuples, built once */
     size_t head_cap;
-    size_t *row_end;                   /* row_end[k]: length of head through row k+1's tuple */
-    char *sql;                         /* INSERT text for up to APPEND_CHUNK rows */
-    struct store_buf arr[APPEND_COLS]; /* journal_send's binary array parameters */
+    size_t *row_end;                      /* row_end[k]: length of head through row k+1's tuple */
+    char *sql;                            /* INSERT text for up to APPEND_CHUNK rows */
+    struct store_buf arr[APPEND_COLS];    /* journal_send's binary array parameters */
+    struct store_buf tarr[TICKET_ARRAYS]; /* tickets_append's */
     /* the statement sent by journal_send / read_send until its finish takes the result */
     bool pend;           /* sent, result not taken yet */
     bool pend_read;      /* it is a journal read (read_send), not an append */
@@ -624,6 +634,9 @@ void ess_store_free(struct ess_store *s)
     free(s->pend_conn);
     for (i = 0; i < APPEND_COLS; i++) {
         free(s->arr[i].p);
+    }
+    for (i = 0; i < TICKET_ARRAYS; i++) {
+        free(s->tarr[i].p);
     }
     free(s);
 }
@@ -1622,99 +1635,90 @@ int ess_store_heartbeat_put(struct ess_store *s, const char *connector, const ch
     return rc;
 }
 
-#define TICKET_COLS 9
-#define TICKET_CHUNK 500
+#define TICKET_COLS (1 + TICKET_ARRAYS) /* the connector, then the arrays */
 
-/* "($1,$2,...,$9::bigint...),(...)" for rows tickets; $1 is the connector. */
-static int tickets_sql(char *sql, size_t cap, size_t rows)
+/* The tickets as eight binary arrays in s->tarr (its own buffers: s->arr may
+ * hold a pending append that journal_finish could still have to resend). */
+static int tickets_arrays(struct ess_store *s, const struct ess_store_ticket *t, size_t n)
 {
-    size_t o;
-    size_t r;
-    int b;
-
-    o = (size_t)snprintf(sql, cap,
-                         "INSERT INTO ess_tickets (connector, seq, event_id, key, outcome,"
-                         " attempts, last_status, last_error, first_at, done_at) VALUES ");
-    for (r = 0; r < rows && o < cap; r++) {
-        b = 2 + (int)r * (TICKET_COLS - 1);
-        o += (size_t)snprintf(sql + o, cap - o,
-                              "%s($1,$%d::bigint,$%d,$%d,$%d,$%d::int,$%d::int,$%d,"
-                              "to_timestamp($%d::bigint / 1000.0),now())",
-                              r > 0 ? "," : "", b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7);
-    }
-    return o < cap ? ESS_OK : ESS_EINVAL;
-}
-
-/* One chunk's text parameters, in a scratch block freed by the caller. */
-static const char **tickets_params(const char *connector, const struct ess_store_ticket *t,
-                                   size_t n, char (*nums)[NUM_MAX])
-{
-    const char **vals = calloc(1 + n * (TICKET_COLS - 1), sizeof(*vals));
-    const char **v;
+    struct store_buf *a = s->tarr;
+    int rc = ESS_OK;
     size_t i;
 
-    if (vals == NULL) {
-        return NULL;
+    rc |= buf_array_start(&a[0], OID_INT8, n, 0);
+    rc |= buf_array_start(&a[1], OID_TEXT, n, 0);
+    rc |= buf_array_start(&a[2], OID_TEXT, n, 0);
+    rc |= buf_array_start(&a[3], OID_TEXT, n, 0);
+    rc |= buf_array_start(&a[4], OID_INT8, n, 0);
+    rc |= buf_array_start(&a[5], OID_INT8, n, 1);
+    rc |= buf_array_start(&a[6], OID_TEXT, n, 1);
+    rc |= buf_array_start(&a[7], OID_INT8, n, 1);
+    for (i = 0; rc == ESS_OK && i < n; i++) {
+        if (t[i].event_id == NULL || t[i].key == NULL || t[i].outcome == NULL) {
+            return ESS_EINVAL;
+        }
+        rc |= buf_array_int8(&a[0], t[i].seq);
+        rc |= buf_array_text(&a[1], t[i].event_id);
+        rc |= buf_array_text(&a[2], t[i].key);
+        rc |= buf_array_text(&a[3], t[i].outcome);
+        rc |= buf_array_int8(&a[4], t[i].attempts);
+        rc |= t[i].last_status > 0 ? buf_array_int8(&a[5], t[i].last_status)
+                                   : buf_array_text(&a[5], NULL);
+        rc |= buf_array_text(
+            &a[6], t[i].last_error != NULL && t[i].last_error[0] != '\0' ? t[i].last_error : NULL);
+        rc |=
+            t[i].first_ms > 0 ? buf_array_int8(&a[7], t[i].first_ms) : buf_array_text(&a[7], NULL);
     }
-    vals[0] = connector;
-    for (i = 0; i < n; i++) {
-        v = &vals[1 + i * (TICKET_COLS - 1)];
-        snprintf(nums[4 * i], NUM_MAX, "%lld", t[i].seq);
-        snprintf(nums[4 * i + 1], NUM_MAX, "%d", t[i].attempts);
-        snprintf(nums[4 * i + 2], NUM_MAX, "%ld", t[i].last_status);
-        snprintf(nums[4 * i + 3], NUM_MAX, "%lld", t[i].first_ms);
-        v[0] = nums[4 * i];
-        v[1] = t[i].event_id;
-        v[2] = t[i].key;
-        v[3] = t[i].outcome;
-        v[4] = nums[4 * i + 1];
-        v[5] = t[i].last_status > 0 ? nums[4 * i + 2] : NULL;
-        v[6] = t[i].last_error != NULL && t[i].last_error[0] != '\0' ? t[i].last_error : NULL;
-        v[7] = t[i].first_ms > 0 ? nums[4 * i + 3] : NULL;
-    }
-    return vals;
-}
-
-static int tickets_chunk(struct ess_store *s, const char *connector,
-                         const struct ess_store_ticket *t, size_t n, struct ess_err *err)
-{
-    /* A row's placeholder text is under 110 characters with 5-digit $numbers. */
-    size_t cap = 256 + n * 160;
-    char *sql = malloc(cap);
-    char(*nums)[NUM_MAX] = calloc(4 * n, NUM_MAX);
-    const char **vals = nums != NULL ? tickets_params(connector, t, n, nums) : NULL;
-    PGresult *res = NULL;
-    int rc;
-
-    if (sql == NULL || vals == NULL) {
-        rc = ess_err_set(err, ESS_ENOMEM, "store: tickets: out of memory");
-        goto out;
-    }
-    if (tickets_sql(sql, cap, n) != ESS_OK) {
-        rc = ess_err_set(err, ESS_EINVAL, "store: tickets: statement longer than %zu", cap);
-        goto out;
-    }
-    rc = exec_params(s, sql, (int)(1 + n * (TICKET_COLS - 1)), vals, PGRES_COMMAND_OK, "tickets",
-                     &res, err);
-    PQclear(res);
-out:
-    free(sql);
-    free(nums);
-    free(vals);
-    return rc;
+    return rc == ESS_OK ? ESS_OK : ESS_ENOMEM;
 }
 
 int ess_store_tickets_append(struct ess_store *s, const char *connector,
                              const struct ess_store_ticket *t, size_t n, struct ess_err *err)
 {
-    size_t done = 0;
-    size_t chunk;
+    const char *vals[TICKET_COLS];
+    int lens[TICKET_COLS];
+    int fmts[TICKET_COLS];
+    char name[32];
+    PGresult *res;
     int rc = check_args(s, connector, err);
+    int i;
 
-    while (rc == ESS_OK && done < n) {
-        chunk = n - done < TICKET_CHUNK ? n - done : TICKET_CHUNK;
-        rc = tickets_chunk(s, connector, t + done, chunk, err);
-        done += chunk;
+    if (rc != ESS_OK || n == 0) {
+        return rc;
+    }
+    if (t == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "store: tickets: NULL tickets");
+    }
+    rc = tickets_arrays(s, t, n);
+    if (rc != ESS_OK) {
+        return ess_err_set(err, rc,
+                           rc == ESS_EINVAL
+                               ? "store: tickets: a ticket without event_id, key or outcome"
+                               : "store: tickets: out of memory");
+    }
+    rc = prepare(s, ST_TICKETS, stmt_sql[ST_TICKETS], TICKET_COLS, err);
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    vals[0] = connector;
+    lens[0] = 0;
+    fmts[0] = 0;
+    for (i = 0; i < TICKET_ARRAYS; i++) {
+        if (s->tarr[i].len > (size_t)INT32_MAX) {
+            return ess_err_set(err, ESS_EINVAL, "store: tickets: %zu tickets are too large", n);
+        }
+        vals[1 + i] = s->tarr[i].p;
+        lens[1 + i] = (int)s->tarr[i].len;
+        fmts[1 + i] = 1; /* binary */
+    }
+    snprintf(name, sizeof(name), "ess_st%d", (int)ST_TICKETS);
+    store_settle(s);
+    res = PQexecPrepared(s->conn, name, TICKET_COLS, vals, lens, fmts, 0);
+    rc = check_result(s, &res, PGRES_COMMAND_OK, "tickets", err);
+    PQclear(res);
+    for (i = 0; i < TICKET_ARRAYS; i++) { /* a flush every 500 ms: not worth holding */
+        free(s->tarr[i].p);
+        s->tarr[i] = (struct store_buf){NULL, 0, 0};
     }
     return rc;
 }

@@ -358,6 +358,47 @@ static void test_offsets(void **state)
     assert_int_equal(seq, 7);
 }
 
+/* Tickets: one statement for all of them; NULL where nothing was recorded
+ * (no status, no error, never attempted), values byte for byte otherwise. */
+static void test_tickets(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    const struct ess_store_ticket t[3] = {
+        {7, "e7", "k\"1", "delivered", 1, 200, NULL, 1795729200123LL},
+        {8, "e8", "k2", "parked", 8, 503, "HTTP 503: 'busy' \\ \"again\"", 1795729200000LL},
+        {9, "e9", "k3", "skipped", 0, 0, "", 0},
+    };
+    const char *vals[1];
+    PGresult *res;
+
+    name(c, sizeof(c), "tickets");
+    vals[0] = c;
+    assert_int_equal(ess_store_tickets_append(f->store, c, t, 3, &err), ESS_OK);
+    assert_int_equal(ess_store_tickets_append(f->store, c, t, 0, &err), ESS_OK);
+    res = PQexecParams(f->check,
+                       "SELECT seq, event_id, key, outcome, attempts, last_status, last_error,"
+                       " (extract(epoch FROM first_at) * 1000)::bigint, done_at IS NOT NULL"
+                       " FROM ess_tickets WHERE connector = $1 ORDER BY seq",
+                       1, NULL, vals, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 3);
+    assert_string_equal(PQgetvalue(res, 0, 2), "k\"1");
+    assert_string_equal(PQgetvalue(res, 0, 5), "200");
+    assert_true(PQgetisnull(res, 0, 6));
+    assert_string_equal(PQgetvalue(res, 0, 7), "1795729200123");
+    assert_string_equal(PQgetvalue(res, 1, 3), "parked");
+    assert_string_equal(PQgetvalue(res, 1, 4), "8");
+    assert_string_equal(PQgetvalue(res, 1, 6), "HTTP 503: 'busy' \\ \"again\"");
+    assert_string_equal(PQgetvalue(res, 2, 1), "e9");
+    assert_true(PQgetisnull(res, 2, 5));
+    assert_true(PQgetisnull(res, 2, 6));
+    assert_true(PQgetisnull(res, 2, 7));
+    assert_string_equal(PQgetvalue(res, 2, 8), "t");
+    PQclear(res);
+}
+
 static void test_park(void **state)
 {
     struct fixture *f = *state;
@@ -777,6 +818,7 @@ int main(void)
         cmocka_unit_test(test_send_then_other_call),
         cmocka_unit_test(test_read_send_finish),
         cmocka_unit_test(test_send_duplicates),
+        cmocka_unit_test(test_tickets),
         cmocka_unit_test(test_send_connection_loss),
         cmocka_unit_test(test_connect_failure),
         cmocka_unit_test(test_connection_loss_and_reset),
