@@ -20,6 +20,7 @@
 #define _GNU_SOURCE /* strptime, timegm */
 
 #include "ess_event.h"
+#include "ess_jsoncanon.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,4 +318,46 @@ void ess_event_fini(struct ess_event *ev)
     free(ev->id);
     free(ev->key);
     memset(ev, 0, sizeof(*ev));
+}
+
+/* The key from a member's raw JSON text when it reads the same undecoded: a
+ * non-empty string without escapes, or an integer (canonical digits are what
+ * "%lld" prints). NULL otherwise: ess_event_parse decides (and explains). */
+static char *event_plain_key(const char *v, size_t n)
+{
+    if (n > 2 && v[0] == '"' && memchr(v + 1, '\\', n - 2) == NULL) {
+        return strndup(v + 1, n - 2);
+    }
+    if (n > 0 && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9'))) {
+        return strndup(v, n);
+    }
+    return NULL;
+}
+
+int ess_event_identify(const char *body, size_t len, const char *message_id, const char *key_path,
+                       struct ess_event *ev, struct ess_err *err)
+{
+    const char *v;
+    size_t n;
+
+    if (ev == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "ess_event_identify: ev is NULL");
+    }
+    memset(ev, 0, sizeof(*ev));
+    /* A plain object's id is its message_id when it has one (event_id). */
+    if (message_id != NULL && message_id[0] != '\0' && key_path != NULL && key_path[0] != '\0' &&
+        ess_jsoncanon_compact(body, len) &&
+        !ess_jsoncanon_member(body, len, "specversion", &v, &n) &&
+        ess_jsoncanon_member(body, len, key_path, &v, &n)) {
+        ev->key = event_plain_key(v, n);
+        if (ev->key != NULL) {
+            ev->id = strdup(message_id);
+            if (ev->id == NULL) {
+                ess_event_fini(ev);
+                return ess_err_set(err, ESS_ENOMEM, "out of memory");
+            }
+            return ESS_OK;
+        }
+    }
+    return ess_event_parse(body, len, message_id, key_path, ev, err);
 }

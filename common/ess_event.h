@@ -36,6 +36,15 @@ struct ess_event {
 int ess_event_parse(const char *body, size_t len, const char *message_id, const char *key_path,
                     struct ess_event *ev, struct ess_err *err);
 
+/* ess_event_parse for a worker that needs only the id and the key: a compact,
+ * canonical plain object (ess_jsoncanon.h) with a message_id and its key a
+ * string without escapes or an integer is read in one pass without building
+ * it -- ev->root and ev->data are then NULL; anything else (a CloudEvent,
+ * no message_id, an error to report) is parsed by ess_event_parse. The id,
+ * key and outcome are the same either way. */
+int ess_event_identify(const char *body, size_t len, const char *message_id, const char *key_path,
+                       struct ess_event *ev, struct ess_err *err);
+
 void ess_event_fini(struct ess_event *ev);
 
 /* Look up a dotted path ("a.b.c") in an object. Borrowed result or NULL. */

@@ -66,10 +66,12 @@ struct partner_xfer {
     size_t rlen;                /* bytes kept in res.body */
     struct ess_partner_result res;
     char errbuf[CURL_ERROR_SIZE];
-    int running;               /* added to the multi handle */
-    int upload;                /* a file drop: success is the transfer's, not an HTTP status */
-    int http_set;              /* the handle holds every HTTP option but the request's own */
-    unsigned tls_gen;          /* the partner's tls_gen when they were set */
+    int running;      /* added to the multi handle */
+    int upload;       /* a file drop: success is the transfer's, not an HTTP status */
+    int http_set;     /* the handle holds every HTTP option but the request's own */
+    unsigned tls_gen; /* the partner's tls_gen when they were set */
+    CURLU *url;       /* url_text parsed once (CURLOPT_CURLU); NULL: none */
+    char *url_text;
     struct partner_xfer *next; /* free pool or done queue */
 };
 
@@ -200,13 +202,37 @@ static CURLcode partner_setup_ssh(const struct ess_partner *p, CURL *e)
     return rc;
 }
 
+/* The request's URL: parsed once per handle and target (CURLOPT_CURLU) --
+ * curl parses a CURLOPT_URL string again at every transfer. A URL the
+ * parser refuses goes as CURLOPT_URL, for curl to report as it always did. */
+static CURLcode partner_setup_url(struct partner_xfer *x, const char *url)
+{
+    CURL *e = x->easy;
+
+    if (x->url_text == NULL || strcmp(x->url_text, url) != 0) {
+        free(x->url_text);
+        x->url_text = strdup(url);
+        if (x->url == NULL) {
+            x->url = curl_url();
+        }
+        if (x->url_text == NULL || x->url == NULL ||
+            curl_url_set(x->url, CURLUPART_URL, url, 0) != CURLUE_OK) {
+            free(x->url_text);
+            x->url_text = NULL;
+            curl_easy_setopt(e, CURLOPT_CURLU, NULL);
+            return curl_easy_setopt(e, CURLOPT_URL, url);
+        }
+    }
+    return curl_easy_setopt(e, CURLOPT_CURLU, x->url);
+}
+
 /* What each request sets: its URL, body and headers. */
 static CURLcode partner_setup_request(struct partner_xfer *x, const char *url, size_t len)
 {
     CURL *e = x->easy;
     CURLcode rc = CURLE_OK;
 
-    rc |= curl_easy_setopt(e, CURLOPT_URL, url);
+    rc |= partner_setup_url(x, url);
     rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body != NULL ? x->body : "");
     rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
@@ -370,6 +396,8 @@ void ess_partner_free(struct ess_partner *p)
             curl_multi_remove_handle(p->multi, x->easy);
         }
         curl_easy_cleanup(x->easy);
+        curl_url_cleanup(x->url);
+        free(x->url_text);
         curl_slist_free_all(x->headers);
         curl_slist_free_all(x->quote);
         free(x->body);

@@ -480,7 +480,7 @@ static int push_take_one(struct ess_push *p, const struct ess_bus_msg *msg, stru
         p->burst.has_tag = 1;
         return ESS_OK;
     }
-    rc = ess_event_parse(msg->body, msg->len, msg->message_id, p->m->key, &ev, &err);
+    rc = ess_event_identify(msg->body, msg->len, msg->message_id, p->m->key, &ev, &err);
     if (rc != ESS_OK) {
         p->stats.dead++;
         ess_log_warn("message %llu on %s dead-lettered to %s.dead: %s",
@@ -995,6 +995,12 @@ static int push_render(struct ess_push *p, const char *journaled, const char *de
     json_t *shaped = NULL;
     int rc;
 
+    /* Unshaped JSON that is already its own compact encoding goes as it is
+     * (same bytes, no parse); delta needs the record to diff. */
+    if ((delta_key == NULL || !p->m->delta) &&
+        ess_shape_render_text(p->m, journaled, strlen(journaled), body, len, ctype) == ESS_OK) {
+        return ESS_OK;
+    }
     data = json_loads(journaled, 0, &jerr);
     if (data == NULL) {
         return ess_err_set(err, ESS_ESHAPE, "journaled body is not JSON: %s", jerr.text);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "ess_event.h"
+#include "ess_jsoncanon.h"
 
 #define XML_MAX_DEPTH 64
 #define SOAP_ENV_NS "http://schemas.xmlsoap.org/soap/envelope/"
@@ -574,6 +575,26 @@ cleanup:
     }
     *body = buf;
     *len = blen;
+    *content_type = content_type_of(m);
+    return ESS_OK;
+}
+
+int ess_render_json_text(const struct ess_manifest *m, const char *text, size_t len, char **body,
+                         size_t *blen, const char **content_type)
+{
+    char *copy;
+
+    if (m == NULL || m->format != ESS_FORMAT_JSON || !ess_jsoncanon_compact(text, len)) {
+        return ESS_ENOTFOUND;
+    }
+    copy = malloc(len + 1);
+    if (copy == NULL) {
+        return ESS_ENOMEM;
+    }
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    *body = copy;
+    *blen = len;
     *content_type = content_type_of(m);
     return ESS_OK;
 }

@@ -53,6 +53,14 @@
 int ess_render_body(const struct ess_manifest *m, json_t *record, char **body, size_t *len,
                     const char **content_type, struct ess_err *err);
 
+/* A JSON text (len bytes) that ess_render_body would write back byte for byte
+ * -- format json and the text compact and canonical (ess_jsoncanon.h) -- as
+ * the body without parsing it: *body a malloc'd NUL-terminated copy, *len and
+ * *content_type as ess_render_body sets them. ESS_ENOTFOUND when that is not
+ * known (parse and render the record), ESS_ENOMEM. */
+int ess_render_json_text(const struct ess_manifest *m, const char *text, size_t len, char **body,
+                         size_t *blen, const char **content_type);
+
 /* The SOAPAction header value for a soap manifest, quotes included (SOAP 1.1):
  * an action holding ':' is absolute and used as given ("urn:x:Do" ->
  * "\"urn:x:Do\""); otherwise NAMESPACE "/" ACTION ("urn:dmv" + "UpdateAppt" ->

@@ -398,6 +398,15 @@ int ess_shape_render(const struct ess_manifest *m, json_t *shaped, char **body, 
     return ess_render_body(m, shaped, body, len, content_type, err);
 }
 
+int ess_shape_render_text(const struct ess_manifest *m, const char *text, size_t len, char **body,
+                          size_t *blen, const char **content_type)
+{
+    if (m == NULL || !shape_is_identity(m)) {
+        return ESS_ENOTFOUND;
+    }
+    return ess_render_json_text(m, text, len, body, blen, content_type);
+}
+
 /* ---- inverse: partner record -> HMS record (ess-pull, ess-webhook) ------- */
 
 /* Partner names back to source names: all partner values are read and removed

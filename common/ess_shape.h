@@ -40,6 +40,14 @@ int ess_shape_apply(const struct ess_manifest *m, json_t *data, json_t **out, st
 int ess_shape_render(const struct ess_manifest *m, json_t *shaped, char **body, size_t *len,
                      const char **content_type, struct ess_err *err);
 
+/* Shape and render an event's JSON text in one step when shaping changes
+ * nothing (no fields/drop/transforms/values/rename) and the text already is
+ * the body (ess_render_json_text): the same bytes as parsing it and calling
+ * ess_shape_apply + ess_shape_render, without the parse. ESS_ENOTFOUND when
+ * the shortcut does not apply (take the long way), ESS_ENOMEM. */
+int ess_shape_render_text(const struct ess_manifest *m, const char *text, size_t len, char **body,
+                          size_t *blen, const char **content_type);
+
 /* The way back, for records a partner sends (ess-pull, ess-webhook): inverse
  * `rename` (partner name -> source name, dotted sources re-nested), then
  * inverse `values` (partner code -> HMS code, looked up by the source field;

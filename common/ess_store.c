@@ -20,7 +20,10 @@
  * statement pending per session), sends a burst of up to 1000 events as one
  * prepared INSERT ... SELECT FROM unnest($2::text[], ...): five parameters in
  * PostgreSQL's binary array format, so the server neither parses nor plans a
- * statement per burst. journal_read_send pipelines the refill read the same way.
+ * statement per burst. It goes without ON CONFLICT (cheaper per row) until a
+ * burst meets a duplicate (SQLSTATE 23505: the statement inserted nothing);
+ * journal_finish then sends that burst again with ON CONFLICT DO NOTHING, as
+ * the next few. journal_read_send pipelines the refill read the same way.
  *
  * The session carries connect_timeout, TCP keepalives and a statement_timeout
  * so that a dead or stuck server turns into ESS_ESTORE, never a hang. Values
@@ -42,6 +45,7 @@
 #define APPEND_CHUNK ESS_STORE_SEND_MAX
 #define APPEND_COLS 5          /* event_id, key, topic, body, received_ms ($1 is connector) */
 #define APPEND_ARRS 6          /* the same as arrays, and each key's partition (replicas) */
+#define TICKET_ARRAYS 8        /* seq, event_id, key, outcome, attempts, status, error, first_ms */
 #define NUM_MAX 24             /* a long long in decimal, with sign and NUL */
 #define MIGRATE_LOCK "4539501" /* pg_advisory_lock key: "ESS" schema migrations */
 
@@ -223,6 +227,7 @@ enum stmt_id {
     ST_APPEND_ARRAYS,
     ST_APPEND_PARTS,
     ST_APPEND_LOCKED,
+    ST_APPEND_FAST,
     ST_READ,
     ST_READ_PARTS,
     ST_OFFSET_GET,
@@ -231,6 +236,7 @@ enum stmt_id {
     ST_BACKLOG,
     ST_RETAIN,
     ST_RETAIN_TICKETS,
+    ST_TICKETS,
     ST__COUNT
 };
 
@@ -258,6 +264,15 @@ static const char *const stmt_sql[ST__COUNT] = {
         " SELECT $1, e, k, t, b, r, p FROM l, unnest($2::text[], $3::text[], $4::text[],"
         " $5::text[], $6::int8[], $7::int2[]) AS u(e, k, t, b, r, p)"
         " ON CONFLICT (connector, event_id) DO NOTHING RETURNING seq, event_id",
+    /* The same without ON CONFLICT: a speculative insertion per row (the
+     * pre-check, its token, the confirmation, each WAL-logged) was ~25% of
+     * the INSERT's Postgres CPU. A duplicate -- a redelivery after a restart,
+     * a producer re-sending -- fails the statement as a whole (nothing is
+     * inserted) and journal_finish sends the burst again as ST_APPEND_ARRAYS. */
+    [ST_APPEND_FAST] =
+        "INSERT INTO ess_journal (connector, event_id, key, topic, body, received_ms)"
+        " SELECT $1, e, k, t, b, r FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::int8[]) AS u(e, k, t, b, r) RETURNING seq, event_id",
     [ST_READ] = "SELECT seq, event_id, key, body, received_ms FROM ess_journal"
                 " WHERE connector = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int",
     /* A replica's refill: the span is the next $3 rows by seq (an index-only
@@ -306,6 +321,13 @@ static const char *const stmt_sql[ST__COUNT] = {
                           " done_at FROM ess_tickets WHERE connector = $1 ORDER BY id"
                           " LIMIT $3::int) head"
                           " WHERE done_at < now() - $2::bigint * interval '1 second')",
+    /* All of a flush's tickets in one statement over eight binary arrays
+     * (a VALUES list was parsed and planned per 500 rows). */
+    [ST_TICKETS] =
+        "INSERT INTO ess_tickets (connector, seq, event_id, key, outcome, attempts, last_status,"
+        " last_error, first_at, done_at) SELECT $1, s, e, k, o, a, l, x, to_timestamp(f / 1000.0),"
+        " now() FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[],"
+        " $7::int8[], $8::text[], $9::int8[]) AS u(s, e, k, o, a, l, x, f)",
 };
 
 struct store_buf { /* a growing byte buffer */
@@ -323,9 +345,10 @@ struct ess_store {
     char (*nums)[NUM_MAX]; /* received_ms as text, one per row */
     char *head;            /* INSERT head and APPEND_CHUNK row tuples, built once */
     size_t head_cap;
-    size_t *row_end;                   /* row_end[k]: length of head through row k+1's tuple */
-    char *sql;                         /* INSERT text for up to APPEND_CHUNK rows */
-    struct store_buf arr[APPEND_ARRS]; /* journal_send's binary array parameters */
+    size_t *row_end;                      /* row_end[k]: length of head through row k+1's tuple */
+    char *sql;                            /* INSERT text for up to APPEND_CHUNK rows */
+    struct store_buf arr[APPEND_ARRS];    /* journal_send's binary array parameters */
+    struct store_buf tarr[TICKET_ARRAYS]; /* tickets_append's */
     /* the statement sent by journal_send / read_send until its finish takes the result */
     bool pend;           /* sent, result not taken yet */
     bool pend_read;      /* it is a journal read (read_send), not an append */
@@ -335,10 +358,17 @@ struct ess_store {
     bool pend_lost;      /* the session failed while reading it: outcome unknown */
     PGresult *pend_res;  /* its first result (NULL until read, or none came) */
     PGresult *pend_fail; /* a later error result (the COMMIT failed) */
+    bool pend_fast;      /* the pending append is ST_APPEND_FAST (no ON CONFLICT) */
+    char *pend_conn;     /* the pending append's connector: a resend needs it */
+    int append_safe;     /* appends still sent with ON CONFLICT after a duplicate */
 
     /* replicas: fills ess_journal.part with each key's partition; NULL: left NULL */
     ess_store_part_fn part_fn;
 };
+
+/* After a duplicate, this many appends go with ON CONFLICT at once: a
+ * restart's redeliveries come in a run, and each would cost two statements. */
+#define APPEND_SAFE_AFTER_DUP 16
 
 static void store_settle(struct ess_store *s);
 static void build_append_head(struct ess_store *s);
@@ -410,6 +440,7 @@ static void store_pend_clear(struct ess_store *s)
     s->pend_read = false;
     s->pend_scan = 0;
     s->pend_limit = 0;
+    s->pend_fast = false;
     s->pend_done = false;
     s->pend_lost = false;
 }
@@ -654,8 +685,12 @@ void ess_store_free(struct ess_store *s)
     free(s->head);
     free(s->row_end);
     free(s->sql);
+    free(s->pend_conn);
     for (i = 0; i < APPEND_ARRS; i++) {
         free(s->arr[i].p);
+    }
+    for (i = 0; i < TICKET_ARRAYS; i++) {
+        free(s->tarr[i].p);
     }
     free(s);
 }
@@ -1084,24 +1119,19 @@ static int fill_append_arrays(struct ess_store *s, const struct ess_store_event 
                         : ess_err_set(err, ESS_ENOMEM, "store: out of memory (%zu events)", n);
 }
 
-/* The burst as one prepared INSERT of binary arrays: sent (res NULL: the
- * caller takes the result later) or run (*res, the caller PQclear()s it). */
-static int append_arrays(struct ess_store *s, const char *connector,
-                         const struct ess_store_event *ev, size_t n, PGresult **res,
-                         struct ess_err *err)
+/* The arrays in s->arr as statement id with cols arrays after the
+ * connector: run (*res, the caller PQclear()s it), or sent (res NULL: the
+ * append is then pending and journal_finish takes its result). */
+static int append_exec(struct ess_store *s, enum stmt_id id, int cols, const char *connector,
+                       PGresult **res, struct ess_err *err)
 {
-    int cols;
-    enum stmt_id id = append_stmt(s, &cols);
     const char *vals[1 + APPEND_ARRS];
     int lens[1 + APPEND_ARRS];
     int fmts[1 + APPEND_ARRS];
     char name[32];
-    int rc = fill_append_arrays(s, ev, n, cols, err);
+    int rc = prepare(s, id, stmt_sql[id], 1 + cols, err);
     int i;
 
-    if (rc == ESS_OK) {
-        rc = prepare(s, id, stmt_sql[id], 1 + cols, err);
-    }
     if (rc != ESS_OK) {
         return rc;
     }
@@ -1124,17 +1154,34 @@ static int append_arrays(struct ess_store *s, const char *connector,
         return check_result(s, res, PGRES_TUPLES_OK, "journal insert", err);
     }
     /* libpq copies the parameters into its output buffer and, in blocking
-     * mode, flushes it before returning: ev is not needed after this. */
+     * mode, flushes it before returning: ev is not needed after this (a
+     * resend uses s->arr, kept until the next journal_send). */
     if (PQsendQueryPrepared(s->conn, name, 1 + cols, vals, lens, fmts, 0) == 0) {
         return store_fail(s, NULL, "journal insert", err);
     }
     s->pend = true;
+    s->pend_fast = id == ST_APPEND_FAST;
     return ESS_OK;
+}
+
+/* The burst as one prepared INSERT of binary arrays, run now (*res, the
+ * caller PQclear()s it): journal_append's chunks for replicas. */
+static int append_arrays(struct ess_store *s, const char *connector,
+                         const struct ess_store_event *ev, size_t n, PGresult **res,
+                         struct ess_err *err)
+{
+    int cols;
+    enum stmt_id id = append_stmt(s, &cols);
+    int rc = fill_append_arrays(s, ev, n, cols, err);
+
+    return rc == ESS_OK ? append_exec(s, id, cols, connector, res, err) : rc;
 }
 
 int ess_store_journal_send(struct ess_store *s, const char *connector,
                            const struct ess_store_event *ev, size_t n, struct ess_err *err)
 {
+    enum stmt_id id = ST_APPEND_ARRAYS;
+    int cols = APPEND_COLS;
     int rc = check_args(s, connector, err);
 
     if (rc == ESS_OK && (ev == NULL || n == 0 || n > ESS_STORE_SEND_MAX)) {
@@ -1145,26 +1192,76 @@ int ess_store_journal_send(struct ess_store *s, const char *connector,
         rc = ess_err_set(err, ESS_EINVAL, "store: a statement is already pending");
     }
     if (rc == ESS_OK) {
-        rc = append_arrays(s, connector, ev, n, NULL, err);
+        id = append_stmt(s, &cols);
+        rc = fill_append_arrays(s, ev, n, cols, err);
     }
-    return rc;
+    if (rc == ESS_OK && (s->pend_conn == NULL || strcmp(s->pend_conn, connector) != 0)) {
+        free(s->pend_conn);
+        s->pend_conn = strdup(connector);
+        if (s->pend_conn == NULL) {
+            rc = ess_err_set(err, ESS_ENOMEM, "store: out of memory");
+        }
+    }
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    /* One worker goes without ON CONFLICT (ST_APPEND_FAST) unless a duplicate
+     * came lately; replicas' statements (partitions, lock) always have it. */
+    if (id == ST_APPEND_ARRAYS) {
+        if (s->append_safe > 0) {
+            s->append_safe--;
+        } else {
+            id = ST_APPEND_FAST;
+        }
+    }
+    return append_exec(s, id, cols, s->pend_conn, NULL, err);
 }
 
-static int store_pend_take(struct ess_store *s, int block, int *done, ExecStatusType want,
-                           const char *what, PGresult **res, struct ess_err *err);
+static int store_pend_result(struct ess_store *s, int block, int *done, const char *what,
+                             PGresult **res, struct ess_err *err);
+
+/* An error result saying a unique index refused a row (SQLSTATE 23505). */
+static int unique_violation(const PGresult *res)
+{
+    const char *state = res != NULL && PQresultStatus(res) == PGRES_FATAL_ERROR
+                            ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+                            : NULL;
+
+    return state != NULL && strcmp(state, "23505") == 0;
+}
 
 int ess_store_journal_finish(struct ess_store *s, const struct ess_store_event *ev, size_t n,
                              int block, int *done, size_t *inserted, long long *seqs,
                              struct ess_err *err)
 {
     PGresult *res = NULL;
+    bool fast;
     int rc;
 
     *done = 0;
     if (s == NULL || s->conn == NULL || !s->pend || s->pend_read) {
         return ess_err_set(err, ESS_EINVAL, "store: no append is pending");
     }
-    rc = store_pend_take(s, block, done, PGRES_TUPLES_OK, "journal insert", &res, err);
+    for (;;) {
+        fast = s->pend_fast;
+        rc = store_pend_result(s, block, done, "journal insert", &res, err);
+        if (rc != ESS_OK || !fast || !unique_violation(res)) {
+            break;
+        }
+        /* A duplicate (unique_violation): nothing was inserted; the same
+         * arrays again, with ON CONFLICT DO NOTHING. */
+        PQclear(res);
+        res = NULL;
+        *done = 0;
+        s->append_safe = APPEND_SAFE_AFTER_DUP;
+        rc = append_exec(s, ST_APPEND_ARRAYS, APPEND_COLS, s->pend_conn, NULL, err);
+        if (rc != ESS_OK || !block) {
+            return rc;
+        }
+    }
+    if (rc == ESS_OK && *done) {
+        rc = check_result(s, &res, PGRES_TUPLES_OK, "journal insert", err);
+    }
     if (rc == ESS_OK && res != NULL) {
         if (inserted != NULL) {
             *inserted = (size_t)PQntuples(res);
@@ -1183,9 +1280,9 @@ int ess_store_journal_pending(const struct ess_store *s)
 }
 
 /* The pending statement's result, once every result of it is in: *res (the
- * caller PQclear()s it) checked against want; 0 with *done 0 before. */
-static int store_pend_take(struct ess_store *s, int block, int *done, ExecStatusType want,
-                           const char *what, PGresult **res, struct ess_err *err)
+ * caller PQclear()s it), not yet checked; 0 with *done 0 before. */
+static int store_pend_result(struct ess_store *s, int block, int *done, const char *what,
+                             PGresult **res, struct ess_err *err)
 {
     int rc;
 
@@ -1207,6 +1304,19 @@ static int store_pend_take(struct ess_store *s, int block, int *done, ExecStatus
         s->pend_fail = NULL;
     }
     store_pend_clear(s);
+    return ESS_OK;
+}
+
+/* The pending statement's result, once every result of it is in: *res (the
+ * caller PQclear()s it) checked against want; 0 with *done 0 before. */
+static int store_pend_take(struct ess_store *s, int block, int *done, ExecStatusType want,
+                           const char *what, PGresult **res, struct ess_err *err)
+{
+    int rc = store_pend_result(s, block, done, what, res, err);
+
+    if (rc != ESS_OK || !*done) {
+        return rc;
+    }
     return check_result(s, res, want, what, err);
 }
 
@@ -1753,99 +1863,90 @@ int ess_store_heartbeat_put(struct ess_store *s, const char *connector, const ch
     return rc;
 }
 
-#define TICKET_COLS 9
-#define TICKET_CHUNK 500
+#define TICKET_COLS (1 + TICKET_ARRAYS) /* the connector, then the arrays */
 
-/* "($1,$2,...,$9::bigint...),(...)" for rows tickets; $1 is the connector. */
-static int tickets_sql(char *sql, size_t cap, size_t rows)
+/* The tickets as eight binary arrays in s->tarr (its own buffers: s->arr may
+ * hold a pending append that journal_finish could still have to resend). */
+static int tickets_arrays(struct ess_store *s, const struct ess_store_ticket *t, size_t n)
 {
-    size_t o;
-    size_t r;
-    int b;
-
-    o = (size_t)snprintf(sql, cap,
-                         "INSERT INTO ess_tickets (connector, seq, event_id, key, outcome,"
-                         " attempts, last_status, last_error, first_at, done_at) VALUES ");
-    for (r = 0; r < rows && o < cap; r++) {
-        b = 2 + (int)r * (TICKET_COLS - 1);
-        o += (size_t)snprintf(sql + o, cap - o,
-                              "%s($1,$%d::bigint,$%d,$%d,$%d,$%d::int,$%d::int,$%d,"
-                              "to_timestamp($%d::bigint / 1000.0),now())",
-                              r > 0 ? "," : "", b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7);
-    }
-    return o < cap ? ESS_OK : ESS_EINVAL;
-}
-
-/* One chunk's text parameters, in a scratch block freed by the caller. */
-static const char **tickets_params(const char *connector, const struct ess_store_ticket *t,
-                                   size_t n, char (*nums)[NUM_MAX])
-{
-    const char **vals = calloc(1 + n * (TICKET_COLS - 1), sizeof(*vals));
-    const char **v;
+    struct store_buf *a = s->tarr;
+    int rc = ESS_OK;
     size_t i;
 
-    if (vals == NULL) {
-        return NULL;
+    rc |= buf_array_start(&a[0], OID_INT8, n, 0);
+    rc |= buf_array_start(&a[1], OID_TEXT, n, 0);
+    rc |= buf_array_start(&a[2], OID_TEXT, n, 0);
+    rc |= buf_array_start(&a[3], OID_TEXT, n, 0);
+    rc |= buf_array_start(&a[4], OID_INT8, n, 0);
+    rc |= buf_array_start(&a[5], OID_INT8, n, 1);
+    rc |= buf_array_start(&a[6], OID_TEXT, n, 1);
+    rc |= buf_array_start(&a[7], OID_INT8, n, 1);
+    for (i = 0; rc == ESS_OK && i < n; i++) {
+        if (t[i].event_id == NULL || t[i].key == NULL || t[i].outcome == NULL) {
+            return ESS_EINVAL;
+        }
+        rc |= buf_array_int8(&a[0], t[i].seq);
+        rc |= buf_array_text(&a[1], t[i].event_id);
+        rc |= buf_array_text(&a[2], t[i].key);
+        rc |= buf_array_text(&a[3], t[i].outcome);
+        rc |= buf_array_int8(&a[4], t[i].attempts);
+        rc |= t[i].last_status > 0 ? buf_array_int8(&a[5], t[i].last_status)
+                                   : buf_array_text(&a[5], NULL);
+        rc |= buf_array_text(
+            &a[6], t[i].last_error != NULL && t[i].last_error[0] != '\0' ? t[i].last_error : NULL);
+        rc |=
+            t[i].first_ms > 0 ? buf_array_int8(&a[7], t[i].first_ms) : buf_array_text(&a[7], NULL);
     }
-    vals[0] = connector;
-    for (i = 0; i < n; i++) {
-        v = &vals[1 + i * (TICKET_COLS - 1)];
-        snprintf(nums[4 * i], NUM_MAX, "%lld", t[i].seq);
-        snprintf(nums[4 * i + 1], NUM_MAX, "%d", t[i].attempts);
-        snprintf(nums[4 * i + 2], NUM_MAX, "%ld", t[i].last_status);
-        snprintf(nums[4 * i + 3], NUM_MAX, "%lld", t[i].first_ms);
-        v[0] = nums[4 * i];
-        v[1] = t[i].event_id;
-        v[2] = t[i].key;
-        v[3] = t[i].outcome;
-        v[4] = nums[4 * i + 1];
-        v[5] = t[i].last_status > 0 ? nums[4 * i + 2] : NULL;
-        v[6] = t[i].last_error != NULL && t[i].last_error[0] != '\0' ? t[i].last_error : NULL;
-        v[7] = t[i].first_ms > 0 ? nums[4 * i + 3] : NULL;
-    }
-    return vals;
-}
-
-static int tickets_chunk(struct ess_store *s, const char *connector,
-                         const struct ess_store_ticket *t, size_t n, struct ess_err *err)
-{
-    /* A row's placeholder text is under 110 characters with 5-digit $numbers. */
-    size_t cap = 256 + n * 160;
-    char *sql = malloc(cap);
-    char(*nums)[NUM_MAX] = calloc(4 * n, NUM_MAX);
-    const char **vals = nums != NULL ? tickets_params(connector, t, n, nums) : NULL;
-    PGresult *res = NULL;
-    int rc;
-
-    if (sql == NULL || vals == NULL) {
-        rc = ess_err_set(err, ESS_ENOMEM, "store: tickets: out of memory");
-        goto out;
-    }
-    if (tickets_sql(sql, cap, n) != ESS_OK) {
-        rc = ess_err_set(err, ESS_EINVAL, "store: tickets: statement longer than %zu", cap);
-        goto out;
-    }
-    rc = exec_params(s, sql, (int)(1 + n * (TICKET_COLS - 1)), vals, PGRES_COMMAND_OK, "tickets",
-                     &res, err);
-    PQclear(res);
-out:
-    free(sql);
-    free(nums);
-    free(vals);
-    return rc;
+    return rc == ESS_OK ? ESS_OK : ESS_ENOMEM;
 }
 
 int ess_store_tickets_append(struct ess_store *s, const char *connector,
                              const struct ess_store_ticket *t, size_t n, struct ess_err *err)
 {
-    size_t done = 0;
-    size_t chunk;
+    const char *vals[TICKET_COLS];
+    int lens[TICKET_COLS];
+    int fmts[TICKET_COLS];
+    char name[32];
+    PGresult *res;
     int rc = check_args(s, connector, err);
+    int i;
 
-    while (rc == ESS_OK && done < n) {
-        chunk = n - done < TICKET_CHUNK ? n - done : TICKET_CHUNK;
-        rc = tickets_chunk(s, connector, t + done, chunk, err);
-        done += chunk;
+    if (rc != ESS_OK || n == 0) {
+        return rc;
+    }
+    if (t == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "store: tickets: NULL tickets");
+    }
+    rc = tickets_arrays(s, t, n);
+    if (rc != ESS_OK) {
+        return ess_err_set(err, rc,
+                           rc == ESS_EINVAL
+                               ? "store: tickets: a ticket without event_id, key or outcome"
+                               : "store: tickets: out of memory");
+    }
+    rc = prepare(s, ST_TICKETS, stmt_sql[ST_TICKETS], TICKET_COLS, err);
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    vals[0] = connector;
+    lens[0] = 0;
+    fmts[0] = 0;
+    for (i = 0; i < TICKET_ARRAYS; i++) {
+        if (s->tarr[i].len > (size_t)INT32_MAX) {
+            return ess_err_set(err, ESS_EINVAL, "store: tickets: %zu tickets are too large", n);
+        }
+        vals[1 + i] = s->tarr[i].p;
+        lens[1 + i] = (int)s->tarr[i].len;
+        fmts[1 + i] = 1; /* binary */
+    }
+    snprintf(name, sizeof(name), "ess_st%d", (int)ST_TICKETS);
+    store_settle(s);
+    res = PQexecPrepared(s->conn, name, TICKET_COLS, vals, lens, fmts, 0);
+    rc = check_result(s, &res, PGRES_COMMAND_OK, "tickets", err);
+    PQclear(res);
+    for (i = 0; i < TICKET_ARRAYS; i++) { /* a flush every 500 ms: not worth holding */
+        free(s->tarr[i].p);
+        s->tarr[i] = (struct store_buf){NULL, 0, 0};
     }
     return rc;
 }

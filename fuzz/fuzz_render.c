@@ -3,7 +3,10 @@
  * event body (ess_event_parse, JSON or CloudEvents) are shaped and rendered
  * with one fixed manifest per format: the shipped examples (json, soap, xml,
  * csv, fixed; their transforms, values and columns) and an inline form one.
- * Either a body or an error with a reason, never a crash.
+ * Either a body or an error with a reason, never a crash. The one-pass
+ * shortcuts are held to what they stand for: ess_jsoncanon_compact accepts
+ * only what jansson writes back byte for byte, and ess_event_identify gives
+ * ess_event_parse's outcome, id and key.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -12,6 +15,7 @@
 #include <string.h>
 
 #include "ess_event.h"
+#include "ess_jsoncanon.h"
 #include "ess_manifest.h"
 #include "ess_shape.h"
 
@@ -87,6 +91,37 @@ static void fuzz_one(const struct ess_manifest *m, const char *body, size_t len)
     ess_event_fini(&ev);
 }
 
+static void fuzz_shortcuts(const char *body, size_t len)
+{
+    struct ess_event a;
+    struct ess_event b;
+    struct ess_err ea;
+    struct ess_err eb;
+    json_t *v;
+    char *out;
+    int ra, rb;
+
+    if (ess_jsoncanon_compact(body, len)) {
+        v = json_loadb(body, len, 0, NULL);
+        out = json_is_object(v) ? json_dumps(v, JSON_COMPACT) : NULL;
+        if (out == NULL || strlen(out) != len || memcmp(out, body, len) != 0) {
+            abort(); /* accepted, yet jansson writes something else */
+        }
+        free(out);
+        json_decref(v);
+    }
+    ess_err_clear(&ea);
+    ess_err_clear(&eb);
+    ra = ess_event_parse(body, len, "m-1", "permit_id", &a, &ea);
+    rb = ess_event_identify(body, len, "m-1", "permit_id", &b, &eb);
+    if (ra != rb || (ra == ESS_OK && (strcmp(a.id, b.id) != 0 || strcmp(a.key, b.key) != 0)) ||
+        (ra != ESS_OK && strcmp(ea.msg, eb.msg) != 0)) {
+        abort(); /* the one-pass reading disagrees with the parse */
+    }
+    ess_event_fini(&a);
+    ess_event_fini(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t i;
@@ -99,5 +134,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (i = 0; i < FUZZ_N; i++) {
         fuzz_one(fuzz_m[i], (const char *)data, size);
     }
+    fuzz_shortcuts((const char *)data, size);
     return 0;
 }

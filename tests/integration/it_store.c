@@ -358,6 +358,47 @@ static void test_offsets(void **state)
     assert_int_equal(seq, 7);
 }
 
+/* Tickets: one statement for all of them; NULL where nothing was recorded
+ * (no status, no error, never attempted), values byte for byte otherwise. */
+static void test_tickets(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    const struct ess_store_ticket t[3] = {
+        {7, "e7", "k\"1", "delivered", 1, 200, NULL, 1795729200123LL},
+        {8, "e8", "k2", "parked", 8, 503, "HTTP 503: 'busy' \\ \"again\"", 1795729200000LL},
+        {9, "e9", "k3", "skipped", 0, 0, "", 0},
+    };
+    const char *vals[1];
+    PGresult *res;
+
+    name(c, sizeof(c), "tickets");
+    vals[0] = c;
+    assert_int_equal(ess_store_tickets_append(f->store, c, t, 3, &err), ESS_OK);
+    assert_int_equal(ess_store_tickets_append(f->store, c, t, 0, &err), ESS_OK);
+    res = PQexecParams(f->check,
+                       "SELECT seq, event_id, key, outcome, attempts, last_status, last_error,"
+                       " (extract(epoch FROM first_at) * 1000)::bigint, done_at IS NOT NULL"
+                       " FROM ess_tickets WHERE connector = $1 ORDER BY seq",
+                       1, NULL, vals, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 3);
+    assert_string_equal(PQgetvalue(res, 0, 2), "k\"1");
+    assert_string_equal(PQgetvalue(res, 0, 5), "200");
+    assert_true(PQgetisnull(res, 0, 6));
+    assert_string_equal(PQgetvalue(res, 0, 7), "1795729200123");
+    assert_string_equal(PQgetvalue(res, 1, 3), "parked");
+    assert_string_equal(PQgetvalue(res, 1, 4), "8");
+    assert_string_equal(PQgetvalue(res, 1, 6), "HTTP 503: 'busy' \\ \"again\"");
+    assert_string_equal(PQgetvalue(res, 2, 1), "e9");
+    assert_true(PQgetisnull(res, 2, 5));
+    assert_true(PQgetisnull(res, 2, 6));
+    assert_true(PQgetisnull(res, 2, 7));
+    assert_string_equal(PQgetvalue(res, 2, 8), "t");
+    PQclear(res);
+}
+
 static void test_park(void **state)
 {
     struct fixture *f = *state;
@@ -747,6 +788,66 @@ static void test_send_locked(void **state)
     free_events(ev, 2);
 }
 
+/* Appends go without ON CONFLICT until one meets a duplicate: that statement
+ * inserts nothing, finish sends the burst again with ON CONFLICT (polled
+ * without blocking, as the worker does), and the outcome is what the
+ * conflict-tolerant INSERT gives: new rows in order, -1 for each duplicate,
+ * also two of one event inside one burst. A fresh store: the optimistic path. */
+static void test_send_duplicates(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    struct ess_store *s = ess_store_new(f->url, &err);
+    struct ess_store_event *ev = make_events(0, 40, 7);
+    struct ess_store_event burst[5];
+    long long seqs[5];
+    size_t inserted = 0;
+    int done = 0;
+    int i;
+
+    assert_non_null(s);
+    name(c, sizeof(c), "senddup");
+    assert_int_equal(ess_store_journal_send(s, c, ev, 10, &err), ESS_OK);
+    assert_int_equal(ess_store_journal_finish(s, ev, 10, 1, &done, &inserted, NULL, &err), ESS_OK);
+    assert_int_equal(inserted, 10);
+    /* e3 again, e10, e11, e10 again, e12 */
+    burst[0] = ev[3];
+    burst[1] = ev[10];
+    burst[2] = ev[11];
+    burst[3] = ev[10];
+    burst[4] = ev[12];
+    assert_int_equal(ess_store_journal_send(s, c, burst, 5, &err), ESS_OK);
+    done = 0;
+    for (i = 0; i < 10000 && !done; i++) {
+        if (ess_store_journal_finish(s, burst, 5, 0, &done, &inserted, seqs, &err) != ESS_OK) {
+            fail_msg("journal_finish: %s", err.msg);
+        }
+        if (!done) {
+            usleep(1000);
+        }
+    }
+    assert_int_equal(done, 1);
+    assert_int_equal(inserted, 3);
+    assert_int_equal(seqs[0], -1);
+    assert_true(seqs[1] > 0);
+    assert_true(seqs[2] > seqs[1]);
+    assert_int_equal(seqs[3], -1);
+    assert_true(seqs[4] > seqs[2]);
+    assert_int_equal(ess_store_journal_pending(s), 0);
+    /* later appends (with ON CONFLICT for a while, then without) go on */
+    for (i = 13; i < 40; i++) {
+        assert_int_equal(ess_store_journal_send(s, c, ev + i, 1, &err), ESS_OK);
+        assert_int_equal(ess_store_journal_finish(s, ev + i, 1, 1, &done, &inserted, NULL, &err),
+                         ESS_OK);
+        assert_int_equal(inserted, 1);
+    }
+    assert_int_equal(sql_ll(f, "SELECT count(*) FROM ess_journal WHERE connector = $1", c, NULL),
+                     40);
+    ess_store_free(s);
+    free_events(ev, 40);
+}
+
 /* The session dies with an append pending: finish reports ESS_ESTORE (never
  * done-and-OK), and a reset store works again. */
 static void test_send_connection_loss(void **state)
@@ -881,6 +982,8 @@ int main(void)
         cmocka_unit_test(test_read_send_finish),
         cmocka_unit_test(test_partition_read),
         cmocka_unit_test(test_send_locked),
+        cmocka_unit_test(test_send_duplicates),
+        cmocka_unit_test(test_tickets),
         cmocka_unit_test(test_send_connection_loss),
         cmocka_unit_test(test_connect_failure),
         cmocka_unit_test(test_connection_loss_and_reset),

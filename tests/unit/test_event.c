@@ -183,6 +183,92 @@ static void test_bad(void **state)
     }
 }
 
+/* ess_event_identify: the same id, key, outcome and message as
+ * ess_event_parse for every case above, with and without a message_id; the
+ * plain compact bodies with a message_id are read without a parse. */
+static void identify_as_parse(const char *body, size_t len, const char *message_id,
+                              const char *key_path)
+{
+    struct ess_event a;
+    struct ess_event b;
+    struct ess_err ea;
+    struct ess_err eb;
+    int ra, rb;
+
+    ess_err_clear(&ea);
+    ess_err_clear(&eb);
+    ra = ess_event_parse(body, len, message_id, key_path, &a, &ea);
+    rb = ess_event_identify(body, len, message_id, key_path, &b, &eb);
+    if (ra != rb || (ra != ESS_OK && strcmp(ea.msg, eb.msg) != 0)) {
+        fail_msg("%s: parse rc %d '%s', identify rc %d '%s'", body, ra, ea.msg, rb, eb.msg);
+    }
+    if (ra == ESS_OK) {
+        assert_string_equal(a.id, b.id);
+        assert_string_equal(a.key, b.key);
+        assert_int_equal(a.cloudevent, b.cloudevent);
+        assert_true(b.time_ms == a.time_ms);
+    }
+    ess_event_fini(&a);
+    ess_event_fini(&b);
+}
+
+static void test_identify(void **state)
+{
+    static const char *const fast[][2] = {
+        {"{\"permit_id\":\"K1\",\"n\":1,\"street\":\"Main St\",\"status\":\"PENDING\"}",
+         "permit_id"},
+        {"{\"n\":-42,\"permit_id\":\"x\"}", "n"},
+        {"{\"permit\":{\"a\":[1,{\"id\":2}],\"id\":\"P-2\"},\"id\":\"no\"}", "permit.id"},
+        {"{\"permit_id\":\"Stra\xc3\x9f"
+         "e\"}",
+         "permit_id"},
+    };
+    static const char *const slow[][2] = {
+        {"{\"permit_id\":\"a\\\"b\"}", "permit_id"},                     /* an escape in the key */
+        {"{\"permit_id\": \"K1\"}", "permit_id"},                        /* not compact */
+        {"{\"permit_id\":\"K1\",\"specversion\":\"1.0\"}", "permit_id"}, /* maybe a CloudEvent */
+        {"{\"permit_id\":\"K1\",\"x\":1.5}", "permit_id"},               /* a real */
+        {"{\"permit_id\":true}", "permit_id"},                           /* an error to explain */
+        {"{\"a\":{\"b\":1}}", "a.c"},                                    /* missing */
+        {"{\"a\":{\"b\":1}}", "a..b"},                                   /* an empty segment */
+    };
+    struct ess_event ev;
+    struct ess_err err;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(good_cases) / sizeof(good_cases[0]); i++) {
+        identify_as_parse(good_cases[i].body, strlen(good_cases[i].body), good_cases[i].message_id,
+                          good_cases[i].key_path);
+        identify_as_parse(good_cases[i].body, strlen(good_cases[i].body), "m-1",
+                          good_cases[i].key_path);
+    }
+    for (i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        size_t len = bad_cases[i].len != 0 ? bad_cases[i].len : strlen(bad_cases[i].body);
+
+        identify_as_parse(bad_cases[i].body, len, NULL, bad_cases[i].key_path);
+        identify_as_parse(bad_cases[i].body, len, "m-1", bad_cases[i].key_path);
+    }
+    for (i = 0; i < sizeof(fast) / sizeof(fast[0]); i++) {
+        identify_as_parse(fast[i][0], strlen(fast[i][0]), "m-1", fast[i][1]);
+        ess_err_clear(&err);
+        assert_int_equal(
+            ess_event_identify(fast[i][0], strlen(fast[i][0]), "m-1", fast[i][1], &ev, &err),
+            ESS_OK);
+        assert_null(ev.root); /* read without a parse */
+        ess_event_fini(&ev);
+    }
+    for (i = 0; i < sizeof(slow) / sizeof(slow[0]); i++) {
+        identify_as_parse(slow[i][0], strlen(slow[i][0]), "m-1", slow[i][1]);
+        ess_err_clear(&err);
+        if (ess_event_identify(slow[i][0], strlen(slow[i][0]), "m-1", slow[i][1], &ev, &err) ==
+            ESS_OK) {
+            assert_non_null(ev.root); /* parsed */
+            ess_event_fini(&ev);
+        }
+    }
+}
+
 static void test_not_json_has_position(void **state)
 {
     struct ess_event ev;
@@ -295,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_same_body_same_hash),
         cmocka_unit_test(test_huge_nesting),
         cmocka_unit_test(test_path_get),
+        cmocka_unit_test(test_identify),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
