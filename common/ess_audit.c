@@ -32,6 +32,10 @@ struct ess_audit {
     int have_head;
     long long head_n;
     char head[ESS_AUDIT_HASH_HEX];
+    /* ess_audit_send: the first sent records are in a pipeline not yet
+     * committed, chained up to sent_head; they stay queued until then */
+    size_t sent;
+    char sent_head[ESS_AUDIT_HASH_HEX];
 };
 
 /* v in decimal into buf (at least AUDIT_NUM bytes), NUL-terminated; its length. */
@@ -189,9 +193,10 @@ static int audit_room(struct ess_audit *a)
     struct audit_rec *grown;
     size_t cap;
 
-    if (a->n == ESS_AUDIT_QUEUE_MAX) {
-        rec_fini(&a->q[0]);
-        memmove(a->q, a->q + 1, (a->n - 1) * sizeof(*a->q));
+    if (a->n == ESS_AUDIT_QUEUE_MAX && a->sent < a->n) {
+        /* the oldest not being sent: sent rows may still commit */
+        rec_fini(&a->q[a->sent]);
+        memmove(a->q + a->sent, a->q + a->sent + 1, (a->n - a->sent - 1) * sizeof(*a->q));
         a->n--;
         a->lost++;
     }
@@ -392,9 +397,14 @@ static int audit_note_lost(struct ess_audit *a)
     return ESS_OK;
 }
 
-/* INSERT the first k queued records chained after the cached head. */
-static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, struct ess_err *err)
+/* INSERT queued records from..from+k-1 chained after row head_n + from, whose
+ * hash is prev; out gets the last one's. send: queue it in s's pipeline. */
+static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t from, size_t k,
+                        const char *prev, int send, char out[ESS_AUDIT_HASH_HEX],
+                        struct ess_err *err)
 {
+    long long n0 = a->head_n + (long long)from;
+    const struct audit_rec *q = a->q + from;
     size_t cap = 128 + k * 64;
     char *sql = malloc(cap);
     const char **vals = calloc(1 + k * (AUDIT_COLS - 1), sizeof(*vals));
@@ -418,17 +428,17 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, stru
                            "INSERT INTO ess_audit (chain, n, kind, at_ms, content,"
                            " prev_hash, hash) VALUES ");
     vals[0] = a->chain;
-    memcpy(hashes[0], a->head, sizeof(hashes[0]));
+    memcpy(hashes[0], prev, sizeof(hashes[0]));
     for (i = 0; i < k && rc == ESS_OK; i++) {
         p = 1 + i * (AUDIT_COLS - 1);
-        audit_dec(nums[2 * i], a->head_n + 1 + (long long)i);
-        audit_dec(nums[2 * i + 1], a->q[i].at_ms);
-        rc = audit_hash_with(ctx, sha, hashes[i], a->head_n + 1 + (long long)i, a->chain,
-                             a->q[i].kind, a->q[i].at_ms, a->q[i].content, hashes[i + 1]);
+        audit_dec(nums[2 * i], n0 + 1 + (long long)i);
+        audit_dec(nums[2 * i + 1], q[i].at_ms);
+        rc = audit_hash_with(ctx, sha, hashes[i], n0 + 1 + (long long)i, a->chain, q[i].kind,
+                             q[i].at_ms, q[i].content, hashes[i + 1]);
         vals[p] = nums[2 * i];
-        vals[p + 1] = a->q[i].kind;
+        vals[p + 1] = q[i].kind;
         vals[p + 2] = nums[2 * i + 1];
-        vals[p + 3] = a->q[i].content;
+        vals[p + 3] = q[i].content;
         vals[p + 4] = hashes[i];
         vals[p + 5] = hashes[i + 1];
         /* "($1,$a::bigint,$b,$c::bigint,$d,$e,$f)", written without snprintf per row */
@@ -453,11 +463,11 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, stru
         rc = ess_err_set(err, ESS_EINVAL, "audit: statement longer than %zu", cap);
     }
     if (rc == ESS_OK) {
-        rc = ess_store_exec(s, sql, (int)(1 + k * (AUDIT_COLS - 1)), vals, NULL, err);
+        rc = send ? ess_store_pipe_exec(s, sql, (int)(1 + k * (AUDIT_COLS - 1)), vals, err)
+                  : ess_store_exec(s, sql, (int)(1 + k * (AUDIT_COLS - 1)), vals, NULL, err);
     }
     if (rc == ESS_OK) {
-        a->head_n += (long long)k;
-        memcpy(a->head, hashes[k], sizeof(a->head));
+        memcpy(out, hashes[k], ESS_AUDIT_HASH_HEX);
     }
 done:
     EVP_MD_CTX_free(ctx);
@@ -488,8 +498,8 @@ int ess_audit_flush(struct ess_audit *a, struct ess_store *s, struct ess_err *er
     int tries = 0;
     int rc = ESS_OK;
 
-    if (a == NULL || s == NULL) {
-        return ess_err_set(err, ESS_EINVAL, "audit: NULL log or store");
+    if (a == NULL || s == NULL || a->sent > 0) {
+        return ess_err_set(err, ESS_EINVAL, "audit: NULL log or store, or a send under way");
     }
     if (a->lost > 0 && audit_note_lost(a) != ESS_OK) {
         return ess_err_set(err, ESS_ENOMEM, "audit: out of memory");
@@ -498,7 +508,7 @@ int ess_audit_flush(struct ess_audit *a, struct ess_store *s, struct ess_err *er
         k = a->n < AUDIT_CHUNK ? a->n : AUDIT_CHUNK;
         rc = a->have_head ? ESS_OK : audit_read_head(a, s, err);
         if (rc == ESS_OK) {
-            rc = audit_insert(a, s, k, err);
+            rc = audit_insert(a, s, 0, k, a->head, 0, a->head, err);
         }
         if (rc != ESS_OK) {
             a->have_head = 0; /* another writer, or a lost connection: read it again */
@@ -508,9 +518,58 @@ int ess_audit_flush(struct ess_audit *a, struct ess_store *s, struct ess_err *er
             }
             continue;
         }
+        a->head_n += (long long)k;
         audit_drop_front(a, k);
     }
     return rc;
+}
+
+int ess_audit_head(struct ess_audit *a, struct ess_store *s, struct ess_err *err)
+{
+    if (a == NULL || s == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "audit: NULL log or store");
+    }
+    if (a->lost > 0 && a->sent == 0 && audit_note_lost(a) != ESS_OK) {
+        return ess_err_set(err, ESS_ENOMEM, "audit: out of memory");
+    }
+    return a->have_head ? ESS_OK : audit_read_head(a, s, err);
+}
+
+int ess_audit_send(struct ess_audit *a, struct ess_store *s, size_t max, size_t *sent,
+                   struct ess_err *err)
+{
+    size_t k;
+    int rc = ESS_OK;
+
+    *sent = 0;
+    if (a == NULL || s == NULL || a->sent > 0 || !a->have_head) {
+        return ess_err_set(err, ESS_EINVAL, "audit: send: a send under way, or no head read");
+    }
+    memcpy(a->sent_head, a->head, sizeof(a->sent_head));
+    while (rc == ESS_OK && a->sent < a->n && a->sent < max) {
+        k = a->n - a->sent < AUDIT_CHUNK ? a->n - a->sent : AUDIT_CHUNK;
+        rc = audit_insert(a, s, a->sent, k, a->sent_head, 1, a->sent_head, err);
+        if (rc == ESS_OK) {
+            a->sent += k;
+        }
+    }
+    *sent = a->sent;
+    return rc;
+}
+
+void ess_audit_sent(struct ess_audit *a, int committed)
+{
+    if (a == NULL || a->sent == 0) {
+        return;
+    }
+    if (committed) {
+        a->head_n += (long long)a->sent;
+        memcpy(a->head, a->sent_head, sizeof(a->head));
+        audit_drop_front(a, a->sent);
+    } else {
+        a->have_head = 0; /* another writer, or a lost connection: read it again */
+    }
+    a->sent = 0;
 }
 
 /* ---------------------------------------------------------- verifying -- */

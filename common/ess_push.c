@@ -153,6 +153,11 @@ struct ess_push {
     struct push_ticket *tickets;
     size_t n_tickets;
     size_t cap_tickets;
+    /* side writes (audit rows, tickets, offset) on a session of their own */
+    struct ess_store *side;
+    size_t side_tickets;     /* the first tickets are in its transaction */
+    long long side_mark;     /* the offset in it; -1: none */
+    long long side_retry_ms; /* monotonic: open it again no earlier */
     /* batch delivery (file drops): the file being built or uploaded */
     struct ess_batch *batch; /* NULL for http(s) partners */
     int batch_in_flight;     /* its upload is running */
@@ -203,6 +208,10 @@ static int push_refill_due(const struct ess_push *p);
 static void push_refill_poll(struct ess_push *p, int block);
 static void push_replay_filter(struct ess_push *p, const struct ess_store_controls *c,
                                long long offset);
+/* Side writes (audit rows, tickets, offset), defined further down. */
+static void push_side_poll(struct ess_push *p, int block);
+static int push_side_ready(struct ess_push *p, long long now);
+static int push_side_start(struct ess_push *p, int with_offset);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -1017,16 +1026,20 @@ static void push_ticket(struct ess_push *p, long long seq, const char *event_id,
     p->n_tickets++;
 }
 
-static void push_tickets_clear(struct ess_push *p)
+/* Forget the oldest k tickets (written). */
+static void push_tickets_drop(struct ess_push *p, size_t k)
 {
     size_t i;
 
-    for (i = 0; i < p->n_tickets; i++) {
+    for (i = 0; i < k && i < p->n_tickets; i++) {
         free(p->tickets[i].event_id);
         free(p->tickets[i].key);
         free(p->tickets[i].last_error);
     }
-    p->n_tickets = 0;
+    if (i > 0) {
+        memmove(p->tickets, p->tickets + i, (p->n_tickets - i) * sizeof(*p->tickets));
+    }
+    p->n_tickets -= i;
 }
 
 /* One audit row per attempt result: the event, or each event of a file. */
@@ -1053,13 +1066,21 @@ static void push_audit(struct ess_push *p, const struct ess_partner_result *r,
 
 /* Audit rows are written with the tickets every 500 ms; at drain rates that
  * is thousands of rows held in memory, so a full chunk goes as soon as the
- * session is free (never behind a pending journal append). */
+ * side session is free (else the loop's, never behind a pending append). */
 static void push_audit_early(struct ess_push *p)
 {
     struct ess_err err;
 
-    if (p->store == NULL || ess_audit_pending(p->audit) < PUSH_AUDIT_EARLY_ROWS ||
-        ess_store_journal_pending(p->store)) {
+    if (ess_audit_pending(p->audit) < PUSH_AUDIT_EARLY_ROWS) {
+        return;
+    }
+    if (push_side_ready(p, ess_worker_mono_ms())) {
+        if (!ess_store_pipe_busy(p->side)) {
+            push_side_start(p, 0);
+        }
+        return;
+    }
+    if (p->store == NULL || ess_store_journal_pending(p->store)) {
         return;
     }
     ess_err_clear(&err);
@@ -1068,13 +1089,29 @@ static void push_audit_early(struct ess_push *p)
     }
 }
 
+/* The oldest n tickets as the store takes them (borrowed strings); free() it. */
+static struct ess_store_ticket *push_ticket_rows(const struct ess_push *p, size_t n)
+{
+    struct ess_store_ticket *t = calloc(n > 0 ? n : 1, sizeof(*t));
+    size_t i;
+
+    for (i = 0; t != NULL && i < n; i++) {
+        const struct push_ticket *pt = &p->tickets[i];
+
+        t[i] =
+            (struct ess_store_ticket){pt->seq,      pt->event_id,    pt->key,        pt->outcome,
+                                      pt->attempts, pt->last_status, pt->last_error, pt->first_ms};
+    }
+    return t;
+}
+
 static int push_tickets_flush(struct ess_push *p)
 {
     struct ess_store_ticket *t;
     struct ess_err err;
-    size_t i;
     int rc;
 
+    push_side_poll(p, 1); /* the side session's records first: they are older */
     ess_err_clear(&err);
     if (p->store != NULL && ess_audit_pending(p->audit) > 0 &&
         ess_audit_flush(p->audit, p->store, &err) != ESS_OK) {
@@ -1084,16 +1121,9 @@ static int push_tickets_flush(struct ess_push *p)
     if (p->n_tickets == 0 || p->store == NULL) {
         return p->store == NULL ? ESS_ESTORE : ESS_OK;
     }
-    t = calloc(p->n_tickets, sizeof(*t));
+    t = push_ticket_rows(p, p->n_tickets);
     if (t == NULL) {
         return ESS_ENOMEM;
-    }
-    for (i = 0; i < p->n_tickets; i++) {
-        const struct push_ticket *pt = &p->tickets[i];
-
-        t[i] =
-            (struct ess_store_ticket){pt->seq,      pt->event_id,    pt->key,        pt->outcome,
-                                      pt->attempts, pt->last_status, pt->last_error, pt->first_ms};
     }
     ess_err_clear(&err);
     rc = ess_store_tickets_append(p->store, p->m->id, t, p->n_tickets, &err);
@@ -1102,8 +1132,156 @@ static int push_tickets_flush(struct ess_push *p)
         push_store_lost(p, &err);
         return rc;
     }
-    push_tickets_clear(p);
+    push_tickets_drop(p, p->n_tickets);
     return ESS_OK;
+}
+
+/* ---- side writes: audit rows, tickets and the offset, off the loop's path --
+ *
+ * The loop's session journals and reads; written there, the records and the
+ * offset made the loop wait for their COMMIT every 500 ms while events
+ * queued behind it (the p99 at 1,000 events/s). They go on a second session
+ * as one pipelined transaction the loop does not wait for, in this order:
+ * audit rows, tickets, then the offset -- committed together or not at all.
+ * So the offset never passes an event whose ticket and audit rows are not
+ * committed (they were queued when the event finished, before the mark was
+ * taken, and are in this transaction or an earlier one), and a failure loses
+ * nothing: records leave memory only once their COMMIT has been read.
+ * Without the side session (replicas: their offsets go by partition; or it
+ * cannot be opened) the synchronous path on the loop's session does it. */
+
+#define PUSH_SIDE_ROWS 1000 /* audit rows and tickets per transaction: bounded buffers */
+#define PUSH_SIDE_RETRY_MS 1000
+
+static int push_side_busy(const struct ess_push *p)
+{
+    return ess_store_pipe_busy(p->side);
+}
+
+static void push_side_lost(struct ess_push *p, const struct ess_err *e)
+{
+    char line[600];
+
+    ess_log_warn("side session (audit, tickets, offset) lost: %s; they stay queued",
+                 ess_err_format(e, line, sizeof(line)));
+    push_error(p, "store", e);
+    ess_audit_sent(p->audit, 0);
+    p->side_tickets = 0;
+    p->side_mark = -1;
+    ess_store_free(p->side);
+    p->side = NULL;
+    p->side_retry_ms = ess_worker_mono_ms() + PUSH_SIDE_RETRY_MS;
+}
+
+/* The side session, opened when the loop's session is up; 0: use the loop's. */
+static int push_side_ready(struct ess_push *p, long long now)
+{
+    struct ess_err err;
+
+    if (p->side != NULL || p->replica != NULL) {
+        return p->side != NULL;
+    }
+    if (p->store == NULL || now < p->side_retry_ms) {
+        return 0;
+    }
+    ess_err_clear(&err);
+    p->side = ess_store_new(p->env.pg_url, &err);
+    if (p->side == NULL) {
+        ess_log_warn("side session (audit, tickets, offset): %s; writing them on the journal's",
+                     err.msg);
+        p->side_retry_ms = now + PUSH_SIDE_RETRY_MS;
+    }
+    return p->side != NULL;
+}
+
+/* The transaction under way, if it is over (block: wait for it). */
+static void push_side_poll(struct ess_push *p, int block)
+{
+    struct ess_err err;
+    int done = 0;
+
+    if (!push_side_busy(p)) {
+        return;
+    }
+    ess_err_clear(&err);
+    if (ess_store_pipe_poll(p->side, block, &done, &err) != ESS_OK) {
+        push_side_lost(p, &err);
+        return;
+    }
+    if (!done) {
+        return;
+    }
+    ess_audit_sent(p->audit, 1);
+    push_tickets_drop(p, p->side_tickets);
+    p->side_tickets = 0;
+    if (p->side_mark >= 0) {
+        p->offset_saved = p->side_mark;
+        p->side_mark = -1;
+    }
+}
+
+/* Send the oldest audit rows and tickets (at most PUSH_SIDE_ROWS of each)
+ * and, when with_offset and that is all of them, the offset. 1: all sent. */
+static int push_side_start(struct ess_push *p, int with_offset)
+{
+    long long mark = ess_keyq_low_water(p->window);
+    size_t n_audit = ess_audit_pending(p->audit);
+    size_t n_tickets = p->n_tickets < PUSH_SIDE_ROWS ? p->n_tickets : PUSH_SIDE_ROWS;
+    size_t sent = 0;
+    struct ess_store_ticket *t;
+    struct ess_err err;
+    int all;
+    int rc = ESS_OK;
+
+    if (n_audit == 0 && n_tickets == 0 && (!with_offset || mark == p->offset_saved)) {
+        return 1;
+    }
+    ess_err_clear(&err);
+    if (n_audit > 0) {
+        rc = ess_audit_head(p->audit, p->side, &err); /* a query when not known */
+        n_audit = ess_audit_pending(p->audit);        /* with a gap record */
+    }
+    rc = rc == ESS_OK ? ess_store_pipe_begin(p->side, &err) : rc;
+    if (rc == ESS_OK && n_audit > 0) {
+        rc = ess_audit_send(p->audit, p->side, PUSH_SIDE_ROWS, &sent, &err);
+    }
+    if (rc == ESS_OK && n_tickets > 0) {
+        t = push_ticket_rows(p, n_tickets);
+        rc = t != NULL ? ess_store_tickets_send(p->side, p->m->id, t, n_tickets, &err)
+                       : ess_err_set(&err, ESS_ENOMEM, "tickets: out of memory");
+        free(t);
+    }
+    all = sent == n_audit && n_tickets == p->n_tickets;
+    p->side_mark = -1;
+    if (rc == ESS_OK && with_offset && all && mark != p->offset_saved) {
+        rc = ess_store_pipe_offset(p->side, p->m->id, mark, &err);
+        p->side_mark = mark;
+    }
+    rc = rc == ESS_OK ? ess_store_pipe_commit(p->side, &err) : rc;
+    if (rc != ESS_OK) {
+        push_side_lost(p, &err);
+        return 0;
+    }
+    p->side_tickets = n_tickets;
+    push_side_poll(p, 0); /* libpq may have read the answer while sending */
+    return all;
+}
+
+/* SIGTERM: everything queued written and the offset saved by the side
+ * session; 0 when it could not (the caller falls back to the loop's). */
+static int push_side_drain(struct ess_push *p)
+{
+    int all = 0;
+
+    push_side_poll(p, 1);
+    while (!all && push_side_ready(p, ess_worker_mono_ms()) && push_delta_flush(p) == ESS_OK) {
+        all = push_side_start(p, 1);
+        push_side_poll(p, 1);
+        if (p->side == NULL) {
+            return 0;
+        }
+    }
+    return all;
 }
 
 /* Nothing changed for the partner: recorded, not sent (a ticket "skipped"). */
@@ -2219,9 +2397,16 @@ static void push_cron(struct ess_push *p, long long now)
                                           : 10 * PUSH_CONTROL_EVERY_MS);
     }
     if (p->replay_pending && ess_partner_in_flight(p->partner) == 0 && push_batch_idle(p)) {
+        push_side_poll(p, 1); /* its offset must not land after the rewound one */
         push_replay_apply(p);
     }
-    if (now >= p->next_offset_ms) {
+    if (now >= p->next_offset_ms && push_side_ready(p, now)) {
+        /* Stays due while a transaction is under way or more is left. */
+        if (!ess_store_pipe_busy(p->side) && push_delta_flush(p) == ESS_OK &&
+            push_side_start(p, 1)) {
+            p->next_offset_ms = now + PUSH_OFFSET_EVERY_MS;
+        }
+    } else if (now >= p->next_offset_ms) {
         /* Tickets first: an event the offset passed always has its record. */
         if (push_tickets_flush(p) == ESS_OK && push_delta_flush(p) == ESS_OK) {
             push_save_offset(p);
@@ -2563,6 +2748,9 @@ static int push_timeout(struct ess_push *p, long long now)
     if (p->store == NULL) {
         t = min_positive(t, p->store_retry.next_ms - now);
     }
+    if (ess_store_pipe_writing(p->side)) {
+        t = min_positive(t, 1); /* the side session's socket was full: write the rest soon */
+    }
     if (p->store != NULL && !ess_store_journal_pending(p->store) &&
         (push_refill_due(p) || (p->bus != NULL && (p->burst.n > 0 || p->burst.has_tag)))) {
         t = 0; /* a read or a burst can go now; nothing else would wake us */
@@ -2630,13 +2818,15 @@ static void push_reload(struct ess_push *p)
 static void push_turn(struct ess_push *p)
 {
     long long now = ess_worker_mono_ms();
-    int fds[2];
-    int ready[2];
+    int fds[3];
+    int ready[3];
 
     push_connect(p, now);
     fds[0] = p->bus != NULL ? ess_bus_fd(p->bus) : -1;
     fds[1] = ess_store_journal_pending(p->store) ? ess_store_fd(p->store) : -1;
-    ess_partner_wait_fds(p->partner, fds, ready, 2, push_timeout(p, now));
+    fds[2] = ess_store_pipe_busy(p->side) ? ess_store_fd(p->side) : -1;
+    ess_partner_wait_fds(p->partner, fds, ready, 3, push_timeout(p, now));
+    push_side_poll(p, 0);
     push_take(p);
     push_refill(p);
     now = ess_worker_mono_ms();
@@ -2673,7 +2863,7 @@ static void push_drain(struct ess_push *p)
         push_collect(p);
         now = ess_worker_mono_ms();
     }
-    if (push_tickets_flush(p) == ESS_OK && push_delta_flush(p) == ESS_OK) {
+    if (!push_side_drain(p) && push_tickets_flush(p) == ESS_OK && push_delta_flush(p) == ESS_OK) {
         push_save_offset(p);
     }
     if (p->replica != NULL) {
@@ -2762,6 +2952,7 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
     p->rng = p->bus_retry.rng | 1;
     p->started_ms = ess_worker_mono_ms();
     p->next_heartbeat_ms = p->started_ms;
+    p->side_mark = -1;
     if (push_ops_new(p, err) != ESS_OK) {
         ess_push_free(p);
         return NULL;
@@ -2778,7 +2969,7 @@ void ess_push_free(struct ess_push *p)
     }
     burst_free(&p->burst);
     burst_free(&p->journaling);
-    push_tickets_clear(p);
+    push_tickets_drop(p, p->n_tickets);
     free(p->tickets);
     ess_audit_free(p->audit);
     for (i = 0; i < PUSH_REDELIVER_MAX; i++) {
@@ -2795,6 +2986,7 @@ void ess_push_free(struct ess_push *p)
     ess_partner_free(p->partner);
     ess_keyq_free(p->window);
     ess_bus_free(p->bus);
+    ess_store_free(p->side);
     ess_store_free(p->store);
     ess_manifest_free(p->m);
     free(p);

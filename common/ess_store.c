@@ -33,6 +33,7 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -289,6 +290,10 @@ struct ess_store {
     bool pend_lost;      /* the session failed while reading it: outcome unknown */
     PGresult *pend_res;  /* its first result (NULL until read, or none came) */
     PGresult *pend_fail; /* a later error result (the COMMIT failed) */
+    /* a pipeline of side writes (ess_store_pipe_*): one implicit transaction */
+    bool pipe;        /* begun, its sync point's result not read yet */
+    bool pipe_failed; /* one of its statements failed: nothing of it committed */
+    char pipe_err[ESS_ERR_MSG_MAX];
 };
 
 static void store_settle(struct ess_store *s);
@@ -1589,7 +1594,7 @@ static const char **tickets_params(const char *connector, const struct ess_store
 }
 
 static int tickets_chunk(struct ess_store *s, const char *connector,
-                         const struct ess_store_ticket *t, size_t n, struct ess_err *err)
+                         const struct ess_store_ticket *t, size_t n, bool send, struct ess_err *err)
 {
     /* A row's placeholder text is under 110 characters with 5-digit $numbers. */
     size_t cap = 256 + n * 160;
@@ -1607,6 +1612,10 @@ static int tickets_chunk(struct ess_store *s, const char *connector,
         rc = ess_err_set(err, ESS_EINVAL, "store: tickets: statement longer than %zu", cap);
         goto out;
     }
+    if (send) {
+        rc = ess_store_pipe_exec(s, sql, (int)(1 + n * (TICKET_COLS - 1)), vals, err);
+        goto out;
+    }
     rc = exec_params(s, sql, (int)(1 + n * (TICKET_COLS - 1)), vals, PGRES_COMMAND_OK, "tickets",
                      &res, err);
     PQclear(res);
@@ -1617,8 +1626,8 @@ out:
     return rc;
 }
 
-int ess_store_tickets_append(struct ess_store *s, const char *connector,
-                             const struct ess_store_ticket *t, size_t n, struct ess_err *err)
+static int tickets_each(struct ess_store *s, const char *connector,
+                        const struct ess_store_ticket *t, size_t n, bool send, struct ess_err *err)
 {
     size_t done = 0;
     size_t chunk;
@@ -1626,10 +1635,22 @@ int ess_store_tickets_append(struct ess_store *s, const char *connector,
 
     while (rc == ESS_OK && done < n) {
         chunk = n - done < TICKET_CHUNK ? n - done : TICKET_CHUNK;
-        rc = tickets_chunk(s, connector, t + done, chunk, err);
+        rc = tickets_chunk(s, connector, t + done, chunk, send, err);
         done += chunk;
     }
     return rc;
+}
+
+int ess_store_tickets_append(struct ess_store *s, const char *connector,
+                             const struct ess_store_ticket *t, size_t n, struct ess_err *err)
+{
+    return tickets_each(s, connector, t, n, false, err);
+}
+
+int ess_store_tickets_send(struct ess_store *s, const char *connector,
+                           const struct ess_store_ticket *t, size_t n, struct ess_err *err)
+{
+    return tickets_each(s, connector, t, n, true, err);
 }
 
 /* ------------------------------------------------ dead-letter workflow -- */
@@ -2065,4 +2086,148 @@ int ess_store_latest_each(struct ess_store *s, const char *connector, ess_store_
     }
     rollback_quietly(s); /* read only: nothing to keep */
     return rc;
+}
+
+/* ------------------------------------------------ pipelined side writes -- */
+
+int ess_store_pipe_begin(struct ess_store *s, struct ess_err *err)
+{
+    if (s == NULL || s->conn == NULL || s->pend || s->pipe) {
+        return ess_err_set(err, ESS_EINVAL, "store: pipe_begin: no session, or one is under way");
+    }
+    /* Non-blocking: a large pipeline is written out by ess_store_pipe_poll
+     * as the socket takes it, never with the caller waiting. */
+    if (PQsetnonblocking(s->conn, 1) != 0 || PQenterPipelineMode(s->conn) != 1) {
+        PQsetnonblocking(s->conn, 0);
+        return store_fail(s, NULL, "pipeline", err);
+    }
+    s->pipe = true;
+    s->pipe_failed = false;
+    s->pipe_err[0] = '\0';
+    return ESS_OK;
+}
+
+int ess_store_pipe_exec(struct ess_store *s, const char *sql, int nparams, const char *const *vals,
+                        struct ess_err *err)
+{
+    if (s == NULL || s->conn == NULL || !s->pipe || sql == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "store: pipe_exec outside a pipeline");
+    }
+    if (PQsendQueryParams(s->conn, sql, nparams, NULL, vals, NULL, NULL, 0) == 0) {
+        return store_fail(s, NULL, "pipeline send", err);
+    }
+    return ESS_OK;
+}
+
+int ess_store_pipe_offset(struct ess_store *s, const char *connector, long long seq,
+                          struct ess_err *err)
+{
+    char num[NUM_MAX];
+    const char *vals[2] = {connector, num};
+    int rc = check_args(s, connector, err);
+
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    snprintf(num, sizeof(num), "%lld", seq);
+    /* Unlike ST_OFFSET_SET, synchronous_commit stays on: the transaction
+     * also holds the audit and ticket rows, and nobody waits for it. */
+    return ess_store_pipe_exec(s,
+                               "INSERT INTO ess_offsets (connector, delivered_seq, updated_at)"
+                               " VALUES ($1, $2::bigint, now()) ON CONFLICT (connector) DO UPDATE"
+                               " SET delivered_seq = EXCLUDED.delivered_seq, updated_at = now()",
+                               2, vals, err);
+}
+
+int ess_store_pipe_commit(struct ess_store *s, struct ess_err *err)
+{
+    if (s == NULL || s->conn == NULL || !s->pipe) {
+        return ess_err_set(err, ESS_EINVAL, "store: pipe_commit outside a pipeline");
+    }
+    if (PQpipelineSync(s->conn) != 1 || PQflush(s->conn) < 0) {
+        return store_fail(s, NULL, "pipeline sync", err);
+    }
+    return ESS_OK;
+}
+
+int ess_store_pipe_busy(const struct ess_store *s)
+{
+    return s != NULL && s->pipe;
+}
+
+int ess_store_pipe_writing(const struct ess_store *s)
+{
+    return s != NULL && s->pipe && s->conn != NULL && PQflush(s->conn) == 1;
+}
+
+/* Read every result that is in; true once the sync point's came. */
+static bool pipe_read(struct ess_store *s)
+{
+    PGresult *r;
+    ExecStatusType st;
+    bool nothing = false;
+
+    while (!PQisBusy(s->conn)) {
+        r = PQgetResult(s->conn);
+        if (r == NULL) {
+            if (nothing) {
+                return false; /* no statement left in the queue */
+            }
+            nothing = true; /* the end of one statement's results */
+            continue;
+        }
+        nothing = false;
+        st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            return true;
+        }
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !s->pipe_failed) {
+            struct ess_err e;
+
+            store_fail(s, st == PGRES_PIPELINE_ABORTED ? NULL : r, "side write", &e);
+            snprintf(s->pipe_err, sizeof(s->pipe_err), "%s", e.msg);
+            s->pipe_failed = true;
+        }
+        PQclear(r);
+    }
+    return false;
+}
+
+int ess_store_pipe_poll(struct ess_store *s, int block, int *done, struct ess_err *err)
+{
+    struct pollfd pfd;
+    int flushed;
+
+    *done = 0;
+    if (s == NULL || s->conn == NULL || !s->pipe) {
+        return ess_err_set(err, ESS_EINVAL, "store: no pipeline under way");
+    }
+    for (;;) {
+        flushed = PQflush(s->conn);
+        if (flushed < 0 || PQconsumeInput(s->conn) == 0) {
+            s->pipe = false; /* the session is gone: the caller drops the store */
+            return store_fail(s, NULL, "side write", err);
+        }
+        if (pipe_read(s)) {
+            break;
+        }
+        if (!block) {
+            return ESS_OK;
+        }
+        pfd = (struct pollfd){PQsocket(s->conn), POLLIN | (flushed == 1 ? POLLOUT : 0), 0};
+        if (poll(&pfd, 1, 1000) < 0) {
+            s->pipe = false;
+            return ess_err_set(err, ESS_ESTORE, "postgres: side write: poll failed");
+        }
+    }
+    *done = 1;
+    s->pipe = false;
+    if (PQexitPipelineMode(s->conn) != 1 || PQsetnonblocking(s->conn, 0) != 0) {
+        return store_fail(s, NULL, "pipeline end", err);
+    }
+    if (s->pipe_failed) {
+        return ess_err_set(err, ESS_ESTORE, "%s", s->pipe_err);
+    }
+    return ESS_OK;
 }
