@@ -158,6 +158,10 @@ struct ess_push {
     size_t side_tickets;     /* the first tickets are in its transaction */
     long long side_mark;     /* the offset in it; -1: none */
     long long side_retry_ms; /* monotonic: open it again no earlier */
+    int side_job;            /* the transaction under way: 0 the records, else a SIDE_* */
+    int side_want;           /* SIDE_* jobs due */
+    char *side_hb;           /* a heartbeat to record (SIDE_HEARTBEAT) */
+    const char *side_hb_state;
     /* batch delivery (file drops): the file being built or uploaded */
     struct ess_batch *batch; /* NULL for http(s) partners */
     int batch_in_flight;     /* its upload is running */
@@ -208,6 +212,12 @@ static int push_refill_due(const struct ess_push *p);
 static void push_refill_poll(struct ess_push *p, int block);
 static void push_replay_filter(struct ess_push *p, const struct ess_store_controls *c,
                                long long offset);
+static void push_controls_apply(struct ess_push *p, const struct ess_store_controls *c);
+static const char *push_state(const struct ess_push *p, long long now);
+static char *push_heartbeat_text(struct ess_push *p, long long now, const char *state,
+                                 long long backlog);
+static void push_heartbeat_send(struct ess_push *p, const char *state, const char *text,
+                                struct ess_store *store);
 /* Side writes (audit rows, tickets, offset), defined further down. */
 static void push_side_poll(struct ess_push *p, int block);
 static int push_side_ready(struct ess_push *p, long long now);
@@ -1151,6 +1161,13 @@ static int push_tickets_flush(struct ess_push *p)
  * cannot be opened) the synchronous path on the loop's session does it. */
 
 #define PUSH_SIDE_ROWS 1000 /* audit rows and tickets per transaction: bounded buffers */
+/* Other periodic work the loop must not wait for either, each a short
+ * transaction of its own on the side session, in this order of priority
+ * (the records go first whenever they are due). */
+#define SIDE_CONTROLS 1  /* the operator's controls (pause, replay) */
+#define SIDE_HEARTBEAT 2 /* record the heartbeat published after SIDE_BACKLOG */
+#define SIDE_BACKLOG 4   /* count the backlog for the next heartbeat */
+#define SIDE_RETAIN 8    /* one retention step */
 #define PUSH_SIDE_RETRY_MS 1000
 
 static int push_side_busy(const struct ess_push *p)
@@ -1168,6 +1185,13 @@ static void push_side_lost(struct ess_push *p, const struct ess_err *e)
     ess_audit_sent(p->audit, 0);
     p->side_tickets = 0;
     p->side_mark = -1;
+    p->side_job = 0;
+    p->side_want = 0; /* the loop's session does them until this one is back */
+    if (p->side_hb != NULL) {
+        push_heartbeat_send(p, p->side_hb_state, p->side_hb, NULL); /* not recorded: published */
+        free(p->side_hb);
+        p->side_hb = NULL;
+    }
     ess_store_free(p->side);
     p->side = NULL;
     p->side_retry_ms = ess_worker_mono_ms() + PUSH_SIDE_RETRY_MS;
@@ -1194,6 +1218,90 @@ static int push_side_ready(struct ess_push *p, long long now)
     return p->side != NULL;
 }
 
+/* A SIDE_* job's transaction committed: use what it read. */
+static void push_side_job_done(struct ess_push *p)
+{
+    struct ess_store_controls c;
+    long long now = ess_worker_mono_ms();
+    long long deleted;
+    long long v;
+
+    switch (p->side_job) {
+    case SIDE_CONTROLS:
+        ess_store_pipe_controls_take(p->side, &c);
+        push_controls_apply(p, &c);
+        break;
+    case SIDE_BACKLOG:
+        v = ess_store_pipe_count(p->side, 0);
+        free(p->side_hb);
+        p->side_hb_state = push_state(p, now);
+        p->side_hb = push_heartbeat_text(p, now, p->side_hb_state,
+                                         v >= 0 ? v : (long long)ess_keyq_pending(p->window));
+        if (p->side_hb != NULL) {
+            p->side_want |= SIDE_HEARTBEAT;
+        }
+        break;
+    case SIDE_HEARTBEAT: /* recorded: now published, in that order as on the loop's session */
+        push_heartbeat_send(p, p->side_hb_state, p->side_hb, NULL);
+        free(p->side_hb);
+        p->side_hb = NULL;
+        break;
+    case SIDE_RETAIN:
+        deleted = ess_store_pipe_count(p->side, 0);
+        v = ess_store_pipe_count(p->side, 2);
+        deleted = v > deleted ? v : deleted;
+        if (deleted > 0) {
+            ess_log_debug("retention: swept %lld rows past replay_window / ticket_retention",
+                          deleted);
+        }
+        if (deleted >= PUSH_RETAIN_BATCH) {
+            p->next_retain_ms = now + PUSH_RETAIN_MORE_MS;
+        }
+        break;
+    default:
+        break;
+    }
+    p->side_job = 0;
+}
+
+/* Start the next SIDE_* job due, if the side session is free. */
+static void push_side_next(struct ess_push *p)
+{
+    static const int order[] = {SIDE_CONTROLS, SIDE_HEARTBEAT, SIDE_BACKLOG, SIDE_RETAIN};
+    struct ess_err err;
+    size_t i;
+    int job = 0;
+    int rc;
+
+    if (p->side == NULL || push_side_busy(p) || p->side_want == 0) {
+        return;
+    }
+    for (i = 0; i < sizeof(order) / sizeof(order[0]) && job == 0; i++) {
+        job = p->side_want & order[i];
+    }
+    p->side_want &= ~job;
+    ess_err_clear(&err);
+    rc = ess_store_pipe_begin(p->side, &err);
+    if (rc == ESS_OK && job == SIDE_CONTROLS) {
+        rc = ess_store_pipe_controls(p->side, p->m->id, &err);
+    } else if (rc == ESS_OK && job == SIDE_BACKLOG) {
+        rc = ess_store_pipe_backlog(p->side, p->m->id, p->offset_saved, &err);
+    } else if (rc == ESS_OK && job == SIDE_HEARTBEAT) {
+        rc = ess_store_pipe_heartbeat(p->side, p->m->id, ess_worker_instance(), p->side_hb_state,
+                                      p->m->heartbeat_sec, p->side_hb, &err);
+    } else if (rc == ESS_OK && job == SIDE_RETAIN) {
+        rc = ess_store_pipe_retain(p->side, p->m->id, p->offset_saved, p->m->replay_window_sec,
+                                   p->m->ticket_retention_sec, PUSH_RETAIN_BATCH, &err);
+    }
+    rc = rc == ESS_OK ? ess_store_pipe_commit(p->side, &err) : rc;
+    if (rc != ESS_OK) {
+        push_side_lost(p, &err);
+        return;
+    }
+    p->side_job = job;
+    push_side_poll(p, 0);
+}
+
 /* The transaction under way, if it is over (block: wait for it). */
 static void push_side_poll(struct ess_push *p, int block)
 {
@@ -1209,6 +1317,10 @@ static void push_side_poll(struct ess_push *p, int block)
         return;
     }
     if (!done) {
+        return;
+    }
+    if (p->side_job != 0) {
+        push_side_job_done(p);
         return;
     }
     ess_audit_sent(p->audit, 1);
@@ -2189,6 +2301,22 @@ static void push_replay_apply(struct ess_push *p)
         p->ctl.has_replay_key ? ", key " : "", p->ctl.has_replay_key ? p->ctl.replay_key : "");
 }
 
+static void push_controls_apply(struct ess_push *p, const struct ess_store_controls *cp)
+{
+    struct ess_store_controls c = *cp;
+
+    if (c.paused != p->ctl.paused) {
+        ess_log_info("%s by the operator", c.paused ? "paused" : "resumed");
+    }
+    if (c.replay_id >
+            (p->replica != NULL ? ess_replica_replay_seen(p->replica) : c.replay_done_id) &&
+        !p->replay_pending) {
+        ess_log_info("replay #%lld requested: finishing in-flight deliveries first", c.replay_id);
+        p->replay_pending = 1;
+    }
+    p->ctl = c;
+}
+
 static void push_controls(struct ess_push *p)
 {
     struct ess_store_controls c;
@@ -2202,16 +2330,7 @@ static void push_controls(struct ess_push *p)
         push_store_lost(p, &err);
         return;
     }
-    if (c.paused != p->ctl.paused) {
-        ess_log_info("%s by the operator", c.paused ? "paused" : "resumed");
-    }
-    if (c.replay_id >
-            (p->replica != NULL ? ess_replica_replay_seen(p->replica) : c.replay_done_id) &&
-        !p->replay_pending) {
-        ess_log_info("replay #%lld requested: finishing in-flight deliveries first", c.replay_id);
-        p->replay_pending = 1;
-    }
-    p->ctl = c;
+    push_controls_apply(p, &c);
 }
 
 /* ---- the partner's schedule: delivery_windows, blackouts ------------------ */
@@ -2299,27 +2418,20 @@ static const char *push_state(const struct ess_push *p, long long now)
 
 /* Publish on hms.ops and record in Postgres (for `hms ess ps`); state NULL
  * means the current one ("stopped" is passed on the way out). */
-static void push_heartbeat(struct ess_push *p, long long now, const char *state)
+/* A heartbeat's text (free() it; NULL when out of memory). */
+static char *push_heartbeat_text(struct ess_push *p, long long now, const char *state,
+                                 long long backlog)
 {
     struct ess_heartbeat hb;
-    struct ess_err err, berr;
     json_t *extra;
-    long long backlog = (long long)ess_keyq_pending(p->window);
     char *text;
-    int failed;
 
-    ess_err_clear(&err);
-    if (p->store != NULL &&
-        ess_store_backlog(p->store, p->m->id, p->offset_saved, &backlog, &err) != ESS_OK) {
-        push_store_lost(p, &err);
-        ess_err_clear(&err);
-    }
     p->backlog = backlog;
     hb = (struct ess_heartbeat){p->m->id,
                                 ess_worker_instance(),
                                 ess_worker_host(),
                                 ESS_VERSION,
-                                state != NULL ? state : push_state(p, now),
+                                state,
                                 p->last_error,
                                 (long)getpid(),
                                 ess_worker_wall_ms(),
@@ -2328,15 +2440,46 @@ static void push_heartbeat(struct ess_push *p, long long now, const char *state)
     extra = push_ops_extra(p);
     text = ess_stats_heartbeat_json_with(&p->stats, &hb, extra);
     json_decref(extra);
+    return text;
+}
+
+/* Record it in store (for `hms ess ps`, the dashboard; NULL: recorded
+ * already) and then publish it on hms.ops. */
+static void push_heartbeat_send(struct ess_push *p, const char *state, const char *text,
+                                struct ess_store *store)
+{
+    struct ess_err err, berr;
+    int failed;
+
+    ess_err_clear(&err);
     ess_err_clear(&berr);
-    failed = ess_worker_heartbeat_send(p->bus, p->store, p->env.ops_exchange, p->m->id, hb.instance,
-                                       hb.state, p->m->heartbeat_sec, text, &err, &berr);
+    failed = ess_worker_heartbeat_send(p->bus, store, p->env.ops_exchange, p->m->id,
+                                       ess_worker_instance(), state, p->m->heartbeat_sec, text,
+                                       &err, &berr);
     if (failed & ESS_WORKER_HB_STORE_FAILED) {
         push_store_lost(p, &err);
     }
     if (failed & ESS_WORKER_HB_BUS_FAILED) {
         push_bus_lost(p, &berr);
     }
+}
+
+/* Publish and record; state NULL means the current one ("stopped" is passed
+ * on the way out). */
+static void push_heartbeat(struct ess_push *p, long long now, const char *state)
+{
+    struct ess_err err;
+    long long backlog = (long long)ess_keyq_pending(p->window);
+    char *text;
+
+    ess_err_clear(&err);
+    if (p->store != NULL &&
+        ess_store_backlog(p->store, p->m->id, p->offset_saved, &backlog, &err) != ESS_OK) {
+        push_store_lost(p, &err);
+    }
+    state = state != NULL ? state : push_state(p, now);
+    text = push_heartbeat_text(p, now, state, backlog);
+    push_heartbeat_send(p, state, text, p->store);
     free(text);
 }
 
@@ -2384,7 +2527,11 @@ static void push_cron(struct ess_push *p, long long now)
 {
     push_replica_cron(p, now);
     if (now >= p->next_control_ms) {
-        push_controls(p);
+        if (push_side_ready(p, now)) {
+            p->side_want |= SIDE_CONTROLS;
+        } else {
+            push_controls(p);
+        }
         p->next_control_ms = now + PUSH_CONTROL_EVERY_MS;
     }
     if (now >= p->next_redeliver_ms) {
@@ -2414,12 +2561,22 @@ static void push_cron(struct ess_push *p, long long now)
         p->next_offset_ms = now + PUSH_OFFSET_EVERY_MS;
     }
     if (now >= p->next_heartbeat_ms) {
-        push_heartbeat(p, now, NULL);
+        if (push_side_ready(p, now)) {
+            p->side_want |= SIDE_BACKLOG; /* then published, then SIDE_HEARTBEAT */
+        } else {
+            push_heartbeat(p, now, NULL);
+        }
         p->next_heartbeat_ms = now + (long long)p->m->heartbeat_sec * 1000;
     }
     if (now >= p->next_retain_ms && p->store != NULL) {
-        push_retain(p, now);
+        if (push_side_ready(p, now)) {
+            p->side_want |= SIDE_RETAIN;
+            p->next_retain_ms = now + PUSH_RETAIN_EVERY_MS; /* sooner when a batch was full */
+        } else {
+            push_retain(p, now);
+        }
     }
+    push_side_next(p);
     if (now >= p->next_alert_ms) {
         push_alerts(p, now);
         p->next_alert_ms = now + PUSH_ALERT_EVERY_MS;
@@ -2986,6 +3143,7 @@ void ess_push_free(struct ess_push *p)
     ess_partner_free(p->partner);
     ess_keyq_free(p->window);
     ess_bus_free(p->bus);
+    free(p->side_hb);
     ess_store_free(p->side);
     ess_store_free(p->store);
     ess_manifest_free(p->m);

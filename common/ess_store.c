@@ -44,6 +44,7 @@
 #define APPEND_COLS 5          /* event_id, key, topic, body, received_ms ($1 is connector) */
 #define NUM_MAX 24             /* a long long in decimal, with sign and NUL */
 #define MIGRATE_LOCK "4539501" /* pg_advisory_lock key: "ESS" schema migrations */
+#define PIPE_COUNTED 4         /* statements of a pipeline whose row counts are kept */
 
 /* ------------------------------------------------------------ migrations -- */
 
@@ -294,6 +295,9 @@ struct ess_store {
     bool pipe;        /* begun, its sync point's result not read yet */
     bool pipe_failed; /* one of its statements failed: nothing of it committed */
     char pipe_err[ESS_ERR_MSG_MAX];
+    PGresult *pipe_rows;                   /* its first statement's rows, when it returned rows */
+    int pipe_stmt;                         /* results read so far */
+    long long pipe_affected[PIPE_COUNTED]; /* the row count of each of the first statements */
 };
 
 static void store_settle(struct ess_store *s);
@@ -600,6 +604,7 @@ void ess_store_free(struct ess_store *s)
     }
     PQclear(s->pend_res);
     PQclear(s->pend_fail);
+    PQclear(s->pipe_rows);
     free(s->vals);
     free(s->nums);
     free(s->head);
@@ -1340,6 +1345,10 @@ static int delete_count(struct ess_store *s, enum stmt_id id, int nparams, const
     return rc;
 }
 
+/* Instances (host:pid) gone for a day are history, not fleet state. */
+#define RETAIN_HEARTBEATS_SQL \
+    "DELETE FROM ess_heartbeats WHERE connector = $1 AND ts < now() - interval '1 day'"
+
 int ess_store_retain_batch(struct ess_store *s, const char *connector, long long upto_seq,
                            long journal_sec, long tickets_sec, int limit, long long *deleted,
                            struct ess_err *err)
@@ -1364,11 +1373,8 @@ int ess_store_retain_batch(struct ess_store *s, const char *connector, long long
         rc = delete_count(s, ST_RETAIN_TICKETS, 3, tvals, "retain tickets", &nt, err);
     }
     if (rc == ESS_OK) {
-        /* Instances (host:pid) gone for a day are history, not fleet state. */
-        rc = exec_params(s,
-                         "DELETE FROM ess_heartbeats WHERE connector = $1"
-                         " AND ts < now() - interval '1 day'",
-                         1, jvals, PGRES_COMMAND_OK, "retain heartbeats", &res, err);
+        rc = exec_params(s, RETAIN_HEARTBEATS_SQL, 1, jvals, PGRES_COMMAND_OK, "retain heartbeats",
+                         &res, err);
         PQclear(res);
     }
     *deleted = nj > nt ? nj : nt;
@@ -1458,6 +1464,25 @@ static long long col_ll(const PGresult *res, int c, long long dflt)
     return v;
 }
 
+#define CONTROLS_SQL                                                                 \
+    "SELECT paused::int, replay_id, replay_done_id, replay_from_seq, replay_to_seq," \
+    " replay_resume_seq, replay_key FROM ess_controls WHERE connector = $1"
+
+static void controls_from(const PGresult *res, struct ess_store_controls *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->paused = (int)col_ll(res, 0, 0);
+    c->replay_id = col_ll(res, 1, 0);
+    c->replay_done_id = col_ll(res, 2, 0);
+    c->replay_from_seq = col_ll(res, 3, -1);
+    c->replay_to_seq = col_ll(res, 4, -1);
+    c->replay_resume_seq = col_ll(res, 5, -1);
+    if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 6)) {
+        snprintf(c->replay_key, sizeof(c->replay_key), "%s", PQgetvalue(res, 0, 6));
+        c->has_replay_key = 1;
+    }
+}
+
 int ess_store_controls_get(struct ess_store *s, const char *connector, struct ess_store_controls *c,
                            struct ess_err *err)
 {
@@ -1469,22 +1494,9 @@ int ess_store_controls_get(struct ess_store *s, const char *connector, struct es
     if (rc != ESS_OK) {
         return rc;
     }
-    rc = exec_params(s,
-                     "SELECT paused::int, replay_id, replay_done_id, replay_from_seq,"
-                     " replay_to_seq, replay_resume_seq, replay_key FROM ess_controls"
-                     " WHERE connector = $1",
-                     1, vals, PGRES_TUPLES_OK, "controls", &res, err);
+    rc = exec_params(s, CONTROLS_SQL, 1, vals, PGRES_TUPLES_OK, "controls", &res, err);
     if (rc == ESS_OK) {
-        c->paused = (int)col_ll(res, 0, 0);
-        c->replay_id = col_ll(res, 1, 0);
-        c->replay_done_id = col_ll(res, 2, 0);
-        c->replay_from_seq = col_ll(res, 3, -1);
-        c->replay_to_seq = col_ll(res, 4, -1);
-        c->replay_resume_seq = col_ll(res, 5, -1);
-        if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 6)) {
-            snprintf(c->replay_key, sizeof(c->replay_key), "%s", PQgetvalue(res, 0, 6));
-            c->has_replay_key = 1;
-        }
+        controls_from(res, c);
     }
     PQclear(res);
     return rc;
@@ -1516,6 +1528,13 @@ int ess_store_replay_apply(struct ess_store *s, const char *connector, long long
     return rc;
 }
 
+#define HEARTBEAT_SQL                                                                  \
+    "INSERT INTO ess_heartbeats (connector, instance, state, heartbeat_sec, body, ts)" \
+    " VALUES ($1, $2, $3, $4::int, $5, now()) ON CONFLICT (connector, instance) DO"    \
+    " UPDATE SET prev_body = ess_heartbeats.body, prev_ts = ess_heartbeats.ts,"        \
+    " state = EXCLUDED.state, heartbeat_sec = EXCLUDED.heartbeat_sec,"                 \
+    " body = EXCLUDED.body, ts = now()"
+
 int ess_store_heartbeat_put(struct ess_store *s, const char *connector, const char *instance,
                             const char *state, int heartbeat_sec, const char *body,
                             struct ess_err *err)
@@ -1527,14 +1546,7 @@ int ess_store_heartbeat_put(struct ess_store *s, const char *connector, const ch
 
     snprintf(hb, sizeof(hb), "%d", heartbeat_sec);
     if (rc == ESS_OK) {
-        rc = exec_params(s,
-                         "INSERT INTO ess_heartbeats (connector, instance, state, heartbeat_sec,"
-                         " body, ts) VALUES ($1, $2, $3, $4::int, $5, now())"
-                         " ON CONFLICT (connector, instance) DO UPDATE SET"
-                         " prev_body = ess_heartbeats.body, prev_ts = ess_heartbeats.ts,"
-                         " state = EXCLUDED.state, heartbeat_sec = EXCLUDED.heartbeat_sec,"
-                         " body = EXCLUDED.body, ts = now()",
-                         5, vals, PGRES_COMMAND_OK, "heartbeat", &res, err);
+        rc = exec_params(s, HEARTBEAT_SQL, 5, vals, PGRES_COMMAND_OK, "heartbeat", &res, err);
     }
     PQclear(res);
     return rc;
@@ -2104,6 +2116,10 @@ int ess_store_pipe_begin(struct ess_store *s, struct ess_err *err)
     s->pipe = true;
     s->pipe_failed = false;
     s->pipe_err[0] = '\0';
+    PQclear(s->pipe_rows);
+    s->pipe_rows = NULL;
+    s->pipe_stmt = 0;
+    memset(s->pipe_affected, 0, sizeof(s->pipe_affected));
     return ESS_OK;
 }
 
@@ -2182,6 +2198,14 @@ static bool pipe_read(struct ess_store *s)
             PQclear(r);
             return true;
         }
+        if (st == PGRES_COMMAND_OK && s->pipe_stmt < PIPE_COUNTED) {
+            parse_ll(PQcmdTuples(r), &s->pipe_affected[s->pipe_stmt]);
+        }
+        s->pipe_stmt++;
+        if (st == PGRES_TUPLES_OK && s->pipe_stmt == 1) {
+            s->pipe_rows = r; /* kept for pipe_controls_take / pipe_count */
+            continue;
+        }
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !s->pipe_failed) {
             struct ess_err e;
 
@@ -2230,4 +2254,80 @@ int ess_store_pipe_poll(struct ess_store *s, int block, int *done, struct ess_er
         return ess_err_set(err, ESS_ESTORE, "%s", s->pipe_err);
     }
     return ESS_OK;
+}
+
+int ess_store_pipe_controls(struct ess_store *s, const char *connector, struct ess_err *err)
+{
+    const char *vals[1] = {connector};
+    int rc = check_args(s, connector, err);
+
+    return rc == ESS_OK ? ess_store_pipe_exec(s, CONTROLS_SQL, 1, vals, err) : rc;
+}
+
+int ess_store_pipe_backlog(struct ess_store *s, const char *connector, long long after_seq,
+                           struct ess_err *err)
+{
+    char after[NUM_MAX];
+    const char *vals[2] = {connector, after};
+    int rc = check_args(s, connector, err);
+
+    snprintf(after, sizeof(after), "%lld", after_seq);
+    return rc == ESS_OK ? ess_store_pipe_exec(s, stmt_sql[ST_BACKLOG], 2, vals, err) : rc;
+}
+
+int ess_store_pipe_heartbeat(struct ess_store *s, const char *connector, const char *instance,
+                             const char *state, int heartbeat_sec, const char *body,
+                             struct ess_err *err)
+{
+    char hb[NUM_MAX];
+    const char *vals[5] = {connector, instance, state, hb, body};
+    int rc = check_args(s, connector, err);
+
+    snprintf(hb, sizeof(hb), "%d", heartbeat_sec);
+    return rc == ESS_OK ? ess_store_pipe_exec(s, HEARTBEAT_SQL, 5, vals, err) : rc;
+}
+
+int ess_store_pipe_retain(struct ess_store *s, const char *connector, long long upto_seq,
+                          long journal_sec, long tickets_sec, int limit, struct ess_err *err)
+{
+    char upto[NUM_MAX], jwin[NUM_MAX], twin[NUM_MAX], lim[NUM_MAX];
+    const char *jvals[4] = {connector, upto, jwin, lim};
+    const char *tvals[3] = {connector, twin, lim};
+    int rc = check_args(s, connector, err);
+
+    snprintf(upto, sizeof(upto), "%lld", upto_seq);
+    snprintf(jwin, sizeof(jwin), "%ld", journal_sec < 0 ? 0L : journal_sec);
+    snprintf(twin, sizeof(twin), "%ld", tickets_sec);
+    snprintf(lim, sizeof(lim), "%d", limit < 1 ? 1 : limit);
+    rc = rc == ESS_OK ? ess_store_pipe_exec(s, stmt_sql[ST_RETAIN], 4, jvals, err) : rc;
+    rc = rc == ESS_OK ? ess_store_pipe_exec(s, RETAIN_HEARTBEATS_SQL, 1, jvals, err) : rc;
+    if (rc == ESS_OK && tickets_sec > 0) {
+        rc = ess_store_pipe_exec(s, stmt_sql[ST_RETAIN_TICKETS], 3, tvals, err);
+    }
+    return rc;
+}
+
+void ess_store_pipe_controls_take(const struct ess_store *s, struct ess_store_controls *c)
+{
+    if (s == NULL || s->pipe_rows == NULL) {
+        memset(c, 0, sizeof(*c));
+        return;
+    }
+    controls_from(s->pipe_rows, c);
+}
+
+long long ess_store_pipe_count(const struct ess_store *s, int stmt)
+{
+    long long v = -1;
+
+    if (s == NULL || stmt < 0 || stmt >= PIPE_COUNTED) {
+        return -1;
+    }
+    if (stmt == 0 && s->pipe_rows != NULL) {
+        if (PQntuples(s->pipe_rows) < 1 || parse_ll(PQgetvalue(s->pipe_rows, 0, 0), &v) != ESS_OK) {
+            return -1;
+        }
+        return v;
+    }
+    return s->pipe_affected[stmt];
 }

@@ -219,6 +219,23 @@ int ess_store_pipe_commit(struct ess_store *s, struct ess_err *err);
 int ess_store_pipe_poll(struct ess_store *s, int block, int *done, struct ess_err *err);
 int ess_store_pipe_busy(const struct ess_store *s);
 int ess_store_pipe_writing(const struct ess_store *s);
+/* More side work, each its own pipeline: the operator's controls (as
+ * ess_store_controls_get: pipe_controls_take once done), the backlog (as
+ * ess_store_backlog: pipe_count(s, 0) once done), a heartbeat (as
+ * ess_store_heartbeat_put), a retention step (as ess_store_retain_batch:
+ * pipe_count(s, 0) journal rows, pipe_count(s, 2) tickets). pipe_count:
+ * statement stmt's row count (its value when it returned one row), -1 none. */
+struct ess_store_controls;
+int ess_store_pipe_controls(struct ess_store *s, const char *connector, struct ess_err *err);
+void ess_store_pipe_controls_take(const struct ess_store *s, struct ess_store_controls *c);
+int ess_store_pipe_backlog(struct ess_store *s, const char *connector, long long after_seq,
+                           struct ess_err *err);
+int ess_store_pipe_heartbeat(struct ess_store *s, const char *connector, const char *instance,
+                             const char *state, int heartbeat_sec, const char *body,
+                             struct ess_err *err);
+int ess_store_pipe_retain(struct ess_store *s, const char *connector, long long upto_seq,
+                          long journal_sec, long tickets_sec, int limit, struct ess_err *err);
+long long ess_store_pipe_count(const struct ess_store *s, int stmt);
 
 /* Keys with an open dead letter (parked, held, retry), as a JSON object used
  * as a set (key -> true); a new reference. */
