@@ -82,6 +82,7 @@ struct push_burst {
 #define PUSH_CONTROL_EVERY_MS 1000
 #define PUSH_REDELIVER_MAX 8
 #define PUSH_AUDIT_EARLY_ROWS 1000 /* audit rows held before they go ahead of the 500 ms flush */
+#define PUSH_SIDE_EARLY_ROWS 64    /* the same on the side session */
 
 struct push_replay { /* events at or below resume_seq outside [.., to_seq] / key are skipped */
     int active;
@@ -1075,22 +1076,23 @@ static void push_audit(struct ess_push *p, const struct ess_partner_result *r,
 }
 
 /* Audit rows are written with the tickets every 500 ms; at drain rates that
- * is thousands of rows held in memory, so a full chunk goes as soon as the
- * side session is free (else the loop's, never behind a pending append). */
+ * is thousands of rows held in memory, so they go as soon as the side session
+ * is free: a few at a time, as hashing and sending 500 of them at once held
+ * the loop for a millisecond or more (past it, the rate sets the batch). On
+ * the loop's session, a full chunk, never behind a pending append. */
 static void push_audit_early(struct ess_push *p)
 {
     struct ess_err err;
+    size_t pending = ess_audit_pending(p->audit);
 
-    if (ess_audit_pending(p->audit) < PUSH_AUDIT_EARLY_ROWS) {
-        return;
-    }
-    if (push_side_ready(p, ess_worker_mono_ms())) {
+    if (pending >= PUSH_SIDE_EARLY_ROWS && p->side != NULL) {
         if (!ess_store_pipe_busy(p->side)) {
             push_side_start(p, 0);
         }
         return;
     }
-    if (p->store == NULL || ess_store_journal_pending(p->store)) {
+    if (pending < PUSH_AUDIT_EARLY_ROWS || push_side_ready(p, ess_worker_mono_ms()) ||
+        p->store == NULL || ess_store_journal_pending(p->store)) {
         return;
     }
     ess_err_clear(&err);
