@@ -2209,6 +2209,7 @@ static bool pipe_read(struct ess_store *s)
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !s->pipe_failed) {
             struct ess_err e;
 
+            ess_err_clear(&e);
             store_fail(s, st == PGRES_PIPELINE_ABORTED ? NULL : r, "side write", &e);
             snprintf(s->pipe_err, sizeof(s->pipe_err), "%s", e.msg);
             s->pipe_failed = true;
