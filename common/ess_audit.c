@@ -32,6 +32,10 @@ struct ess_audit {
     int have_head;
     long long head_n;
     char head[ESS_AUDIT_HASH_HEX];
+    /* ess_audit_send: the first sent records are in a pipeline not yet
+     * committed, chained up to sent_head; they stay queued until then */
+    size_t sent;
+    char sent_head[ESS_AUDIT_HASH_HEX];
 };
 
 /* v in decimal into buf (at least AUDIT_NUM bytes), NUL-terminated; its length. */
@@ -189,9 +193,10 @@ static int audit_room(struct ess_audit *a)
     struct audit_rec *grown;
     size_t cap;
 
-    if (a->n == ESS_AUDIT_QUEUE_MAX) {
-        rec_fini(&a->q[0]);
-        memmove(a->q, a->q + 1, (a->n - 1) * sizeof(*a->q));
+    if (a->n == ESS_AUDIT_QUEUE_MAX && a->sent < a->n) {
+        /* the oldest not being sent: sent rows may still commit */
+        rec_fini(&a->q[a->sent]);
+        memmove(a->q + a->sent, a->q + a->sent + 1, (a->n - a->sent - 1) * sizeof(*a->q));
         a->n--;
         a->lost++;
     }
@@ -457,9 +462,14 @@ static void audit_arr_end(struct audit_arr *a)
     a->p[a->len] = '\0';
 }
 
-/* INSERT the first k queued records chained after the cached head. */
-static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, struct ess_err *err)
+/* INSERT queued records from..from+k-1 chained after row head_n + from, whose
+ * hash is prev; out gets the last one's. send: queue it in s's pipeline. */
+static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t from, size_t k,
+                        const char *prev, int send, char out[ESS_AUDIT_HASH_HEX],
+                        struct ess_err *err)
 {
+    long long n0 = a->head_n + (long long)from;
+    const struct audit_rec *q = a->q + from;
     struct audit_arr arr[AUDIT_COLS - 1] = {{NULL, 0}}; /* n, kind, at_ms, content, prev, hash */
     const char *vals[AUDIT_COLS];
     char(*hashes)[ESS_AUDIT_HASH_HEX] = calloc(k + 1, sizeof(*hashes));
@@ -474,7 +484,7 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, stru
 #endif
     sha = fetched != NULL ? fetched : EVP_sha256();
     for (i = 0; i < k; i++) {
-        size_t kl = strlen(a->q[i].kind), cl = strlen(a->q[i].content);
+        size_t kl = strlen(q[i].kind), cl = strlen(q[i].content);
 
         kind_max = kl > kind_max ? kl : kind_max;
         content_max = cl > content_max ? cl : content_max;
@@ -488,14 +498,14 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, stru
         rc = ess_err_set(err, ESS_ENOMEM, "audit: out of memory");
         goto done;
     }
-    memcpy(hashes[0], a->head, sizeof(hashes[0]));
+    memcpy(hashes[0], prev, sizeof(hashes[0]));
     for (i = 0; i < k && rc == ESS_OK; i++) {
-        rc = audit_hash_with(ctx, sha, hashes[i], a->head_n + 1 + (long long)i, a->chain,
-                             a->q[i].kind, a->q[i].at_ms, a->q[i].content, hashes[i + 1]);
-        audit_arr_num(&arr[0], a->head_n + 1 + (long long)i);
-        audit_arr_text(&arr[1], a->q[i].kind);
-        audit_arr_num(&arr[2], a->q[i].at_ms);
-        audit_arr_text(&arr[3], a->q[i].content);
+        rc = audit_hash_with(ctx, sha, hashes[i], n0 + 1 + (long long)i, a->chain, q[i].kind,
+                             q[i].at_ms, q[i].content, hashes[i + 1]);
+        audit_arr_num(&arr[0], n0 + 1 + (long long)i);
+        audit_arr_text(&arr[1], q[i].kind);
+        audit_arr_num(&arr[2], q[i].at_ms);
+        audit_arr_text(&arr[3], q[i].content);
         audit_arr_text(&arr[4], hashes[i]);
         audit_arr_text(&arr[5], hashes[i + 1]);
     }
@@ -505,11 +515,12 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t k, stru
             audit_arr_end(&arr[i]);
             vals[1 + i] = arr[i].p;
         }
-        rc = ess_store_exec(s, audit_insert_sql, AUDIT_COLS, vals, NULL, err);
+        /* libpq copies the parameters as it sends: the arrays go below */
+        rc = send ? ess_store_pipe_exec(s, audit_insert_sql, AUDIT_COLS, vals, err)
+                  : ess_store_exec(s, audit_insert_sql, AUDIT_COLS, vals, NULL, err);
     }
     if (rc == ESS_OK) {
-        a->head_n += (long long)k;
-        memcpy(a->head, hashes[k], sizeof(a->head));
+        memcpy(out, hashes[k], ESS_AUDIT_HASH_HEX);
     }
 done:
     EVP_MD_CTX_free(ctx);
@@ -540,8 +551,8 @@ int ess_audit_flush(struct ess_audit *a, struct ess_store *s, struct ess_err *er
     int tries = 0;
     int rc = ESS_OK;
 
-    if (a == NULL || s == NULL) {
-        return ess_err_set(err, ESS_EINVAL, "audit: NULL log or store");
+    if (a == NULL || s == NULL || a->sent > 0) {
+        return ess_err_set(err, ESS_EINVAL, "audit: NULL log or store, or a send under way");
     }
     if (a->lost > 0 && audit_note_lost(a) != ESS_OK) {
         return ess_err_set(err, ESS_ENOMEM, "audit: out of memory");
@@ -550,7 +561,7 @@ int ess_audit_flush(struct ess_audit *a, struct ess_store *s, struct ess_err *er
         k = a->n < AUDIT_CHUNK ? a->n : AUDIT_CHUNK;
         rc = a->have_head ? ESS_OK : audit_read_head(a, s, err);
         if (rc == ESS_OK) {
-            rc = audit_insert(a, s, k, err);
+            rc = audit_insert(a, s, 0, k, a->head, 0, a->head, err);
         }
         if (rc != ESS_OK) {
             a->have_head = 0; /* another writer, or a lost connection: read it again */
@@ -560,9 +571,58 @@ int ess_audit_flush(struct ess_audit *a, struct ess_store *s, struct ess_err *er
             }
             continue;
         }
+        a->head_n += (long long)k;
         audit_drop_front(a, k);
     }
     return rc;
+}
+
+int ess_audit_head(struct ess_audit *a, struct ess_store *s, struct ess_err *err)
+{
+    if (a == NULL || s == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "audit: NULL log or store");
+    }
+    if (a->lost > 0 && a->sent == 0 && audit_note_lost(a) != ESS_OK) {
+        return ess_err_set(err, ESS_ENOMEM, "audit: out of memory");
+    }
+    return a->have_head ? ESS_OK : audit_read_head(a, s, err);
+}
+
+int ess_audit_send(struct ess_audit *a, struct ess_store *s, size_t max, size_t *sent,
+                   struct ess_err *err)
+{
+    size_t k;
+    int rc = ESS_OK;
+
+    *sent = 0;
+    if (a == NULL || s == NULL || a->sent > 0 || !a->have_head) {
+        return ess_err_set(err, ESS_EINVAL, "audit: send: a send under way, or no head read");
+    }
+    memcpy(a->sent_head, a->head, sizeof(a->sent_head));
+    while (rc == ESS_OK && a->sent < a->n && a->sent < max) {
+        k = a->n - a->sent < AUDIT_CHUNK ? a->n - a->sent : AUDIT_CHUNK;
+        rc = audit_insert(a, s, a->sent, k, a->sent_head, 1, a->sent_head, err);
+        if (rc == ESS_OK) {
+            a->sent += k;
+        }
+    }
+    *sent = a->sent;
+    return rc;
+}
+
+void ess_audit_sent(struct ess_audit *a, int committed)
+{
+    if (a == NULL || a->sent == 0) {
+        return;
+    }
+    if (committed) {
+        a->head_n += (long long)a->sent;
+        memcpy(a->head, a->sent_head, sizeof(a->head));
+        audit_drop_front(a, a->sent);
+    } else {
+        a->have_head = 0; /* another writer, or a lost connection: read it again */
+    }
+    a->sent = 0;
 }
 
 /* ---------------------------------------------------------- verifying -- */

@@ -91,6 +91,18 @@ size_t ess_audit_pending(const struct ess_audit *a);
  * failure the unwritten records stay queued and the cached head is dropped. */
 int ess_audit_flush(struct ess_audit *a, struct ess_store *s, struct ess_err *err);
 
+/* The same without waiting, in a pipeline of s (ess_store_pipe_begin):
+ * ess_audit_head (before the pipeline: it may read the chain's head) then
+ * ess_audit_send queues INSERTs for the oldest records, at least max of
+ * them when there are (whole chunks), *sent of them. They stay queued
+ * until ess_audit_sent(a, 1) after the pipeline committed; ess_audit_sent(a, 0)
+ * when it did not (the head is read again next time). One send at a time;
+ * records added meanwhile queue behind it. */
+int ess_audit_head(struct ess_audit *a, struct ess_store *s, struct ess_err *err);
+int ess_audit_send(struct ess_audit *a, struct ess_store *s, size_t max, size_t *sent,
+                   struct ess_err *err);
+void ess_audit_sent(struct ess_audit *a, int committed);
+
 /* ---- verifying ---------------------------------------------------------- */
 
 struct ess_audit_row { /* one stored row, borrowed strings */

@@ -83,6 +83,10 @@ struct push_burst {
 #define PUSH_CONTROL_EVERY_MS 1000
 #define PUSH_REDELIVER_MAX 8
 #define PUSH_AUDIT_EARLY_ROWS 1000 /* audit rows held before they go ahead of the 500 ms flush */
+/* The same on the side session: more often than the 500 ms save at drain
+ * rates, not at 1,000/s (each is a WAL flush the journal's COMMITs may wait
+ * behind; 64 at a time made 15 a second). */
+#define PUSH_SIDE_EARLY_ROWS 500
 
 struct push_replay { /* events at or below resume_seq outside [.., to_seq] / key are skipped */
     int active;
@@ -154,6 +158,15 @@ struct ess_push {
     struct push_ticket *tickets;
     size_t n_tickets;
     size_t cap_tickets;
+    /* side writes (audit rows, tickets, offset) on a session of their own */
+    struct ess_store *side;
+    size_t side_tickets;     /* the first tickets are in its transaction */
+    long long side_mark;     /* the offset in it; -1: none */
+    long long side_retry_ms; /* monotonic: open it again no earlier */
+    int side_job;            /* the transaction under way: 0 the records, else a SIDE_* */
+    int side_want;           /* SIDE_* jobs due */
+    char *side_hb;           /* a heartbeat to record (SIDE_HEARTBEAT) */
+    const char *side_hb_state;
     /* batch delivery (file drops): the file being built or uploaded */
     struct ess_batch *batch; /* NULL for http(s) partners */
     int batch_in_flight;     /* its upload is running */
@@ -212,6 +225,16 @@ static int push_refill_due(const struct ess_push *p);
 static void push_refill_poll(struct ess_push *p, int block);
 static void push_replay_filter(struct ess_push *p, const struct ess_store_controls *c,
                                long long offset);
+static void push_controls_apply(struct ess_push *p, const struct ess_store_controls *c);
+static const char *push_state(const struct ess_push *p, long long now);
+static char *push_heartbeat_text(struct ess_push *p, long long now, const char *state,
+                                 long long backlog);
+static void push_heartbeat_send(struct ess_push *p, const char *state, const char *text,
+                                struct ess_store *store);
+/* Side writes (audit rows, tickets, offset), defined further down. */
+static void push_side_poll(struct ess_push *p, int block);
+static int push_side_ready(struct ess_push *p, long long now);
+static int push_side_start(struct ess_push *p, int with_offset);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -1063,16 +1086,20 @@ static void push_ticket(struct ess_push *p, long long seq, const char *event_id,
     p->n_tickets++;
 }
 
-static void push_tickets_clear(struct ess_push *p)
+/* Forget the oldest k tickets (written). */
+static void push_tickets_drop(struct ess_push *p, size_t k)
 {
     size_t i;
 
-    for (i = 0; i < p->n_tickets; i++) {
+    for (i = 0; i < k && i < p->n_tickets; i++) {
         free(p->tickets[i].event_id);
         free(p->tickets[i].key);
         free(p->tickets[i].last_error);
     }
-    p->n_tickets = 0;
+    if (i > 0) {
+        memmove(p->tickets, p->tickets + i, (p->n_tickets - i) * sizeof(*p->tickets));
+    }
+    p->n_tickets -= i;
 }
 
 /* One audit row per attempt result: the event, or each event of a file. */
@@ -1098,14 +1125,22 @@ static void push_audit(struct ess_push *p, const struct ess_partner_result *r,
 }
 
 /* Audit rows are written with the tickets every 500 ms; at drain rates that
- * is thousands of rows held in memory, so a full chunk goes as soon as the
- * session is free (never behind a pending journal append). */
+ * is thousands of rows held in memory, so they go as soon as the side session
+ * is free once PUSH_SIDE_EARLY_ROWS wait (past it, the rate sets the batch).
+ * On the loop's session, a full chunk, never behind a pending append. */
 static void push_audit_early(struct ess_push *p)
 {
     struct ess_err err;
+    size_t pending = ess_audit_pending(p->audit);
 
-    if (p->store == NULL || ess_audit_pending(p->audit) < PUSH_AUDIT_EARLY_ROWS ||
-        ess_store_journal_pending(p->store)) {
+    if (pending >= PUSH_SIDE_EARLY_ROWS && p->side != NULL) {
+        if (!ess_store_pipe_busy(p->side)) {
+            push_side_start(p, 0);
+        }
+        return;
+    }
+    if (pending < PUSH_AUDIT_EARLY_ROWS || push_side_ready(p, ess_worker_mono_ms()) ||
+        p->store == NULL || ess_store_journal_pending(p->store)) {
         return;
     }
     ess_err_clear(&err);
@@ -1114,13 +1149,29 @@ static void push_audit_early(struct ess_push *p)
     }
 }
 
+/* The oldest n tickets as the store takes them (borrowed strings); free() it. */
+static struct ess_store_ticket *push_ticket_rows(const struct ess_push *p, size_t n)
+{
+    struct ess_store_ticket *t = calloc(n > 0 ? n : 1, sizeof(*t));
+    size_t i;
+
+    for (i = 0; t != NULL && i < n; i++) {
+        const struct push_ticket *pt = &p->tickets[i];
+
+        t[i] =
+            (struct ess_store_ticket){pt->seq,      pt->event_id,    pt->key,        pt->outcome,
+                                      pt->attempts, pt->last_status, pt->last_error, pt->first_ms};
+    }
+    return t;
+}
+
 static int push_tickets_flush(struct ess_push *p)
 {
     struct ess_store_ticket *t;
     struct ess_err err;
-    size_t i;
     int rc;
 
+    push_side_poll(p, 1); /* the side session's records first: they are older */
     ess_err_clear(&err);
     if (p->store != NULL && ess_audit_pending(p->audit) > 0 &&
         ess_audit_flush(p->audit, p->store, &err) != ESS_OK) {
@@ -1130,16 +1181,9 @@ static int push_tickets_flush(struct ess_push *p)
     if (p->n_tickets == 0 || p->store == NULL) {
         return p->store == NULL ? ESS_ESTORE : ESS_OK;
     }
-    t = calloc(p->n_tickets, sizeof(*t));
+    t = push_ticket_rows(p, p->n_tickets);
     if (t == NULL) {
         return ESS_ENOMEM;
-    }
-    for (i = 0; i < p->n_tickets; i++) {
-        const struct push_ticket *pt = &p->tickets[i];
-
-        t[i] =
-            (struct ess_store_ticket){pt->seq,      pt->event_id,    pt->key,        pt->outcome,
-                                      pt->attempts, pt->last_status, pt->last_error, pt->first_ms};
     }
     ess_err_clear(&err);
     rc = ess_store_tickets_append(p->store, p->m->id, t, p->n_tickets, &err);
@@ -1148,8 +1192,258 @@ static int push_tickets_flush(struct ess_push *p)
         push_store_lost(p, &err);
         return rc;
     }
-    push_tickets_clear(p);
+    push_tickets_drop(p, p->n_tickets);
     return ESS_OK;
+}
+
+/* ---- side writes: audit rows, tickets and the offset, off the loop's path --
+ *
+ * The loop's session journals and reads; written there, the records and the
+ * offset made the loop wait for their COMMIT every 500 ms while events
+ * queued behind it (the p99 at 1,000 events/s). They go on a second session
+ * as one pipelined transaction the loop does not wait for, in this order:
+ * audit rows, tickets, then the offset -- committed together or not at all.
+ * So the offset never passes an event whose ticket and audit rows are not
+ * committed (they were queued when the event finished, before the mark was
+ * taken, and are in this transaction or an earlier one), and a failure loses
+ * nothing: records leave memory only once their COMMIT has been read.
+ * Without the side session (replicas: their offsets go by partition; or it
+ * cannot be opened) the synchronous path on the loop's session does it. */
+
+#define PUSH_SIDE_ROWS 1000 /* audit rows and tickets per transaction: bounded buffers */
+/* Other periodic work the loop must not wait for either, each a short
+ * transaction of its own on the side session, in this order of priority
+ * (the records go first whenever they are due). */
+#define SIDE_CONTROLS 1  /* the operator's controls (pause, replay) */
+#define SIDE_HEARTBEAT 2 /* record the heartbeat published after SIDE_BACKLOG */
+#define SIDE_BACKLOG 4   /* count the backlog for the next heartbeat */
+#define SIDE_RETAIN 8    /* one retention step */
+#define PUSH_SIDE_RETRY_MS 1000
+
+static int push_side_busy(const struct ess_push *p)
+{
+    return ess_store_pipe_busy(p->side);
+}
+
+static void push_side_lost(struct ess_push *p, const struct ess_err *e)
+{
+    char line[600];
+
+    ess_log_warn("side session (audit, tickets, offset) lost: %s; they stay queued",
+                 ess_err_format(e, line, sizeof(line)));
+    push_error(p, "store", e);
+    ess_audit_sent(p->audit, 0);
+    p->side_tickets = 0;
+    p->side_mark = -1;
+    p->side_job = 0;
+    p->side_want = 0; /* the loop's session does them until this one is back */
+    if (p->side_hb != NULL) {
+        push_heartbeat_send(p, p->side_hb_state, p->side_hb, NULL); /* not recorded: published */
+        free(p->side_hb);
+        p->side_hb = NULL;
+    }
+    ess_store_free(p->side);
+    p->side = NULL;
+    p->side_retry_ms = ess_worker_mono_ms() + PUSH_SIDE_RETRY_MS;
+}
+
+/* The side session, opened when the loop's session is up; 0: use the loop's. */
+static int push_side_ready(struct ess_push *p, long long now)
+{
+    struct ess_err err;
+
+    if (p->side != NULL || p->replica != NULL) {
+        return p->side != NULL;
+    }
+    if (p->store == NULL || now < p->side_retry_ms) {
+        return 0;
+    }
+    ess_err_clear(&err);
+    p->side = ess_store_new(p->env.pg_url, &err);
+    if (p->side == NULL) {
+        ess_log_warn("side session (audit, tickets, offset): %s; writing them on the journal's",
+                     err.msg);
+        p->side_retry_ms = now + PUSH_SIDE_RETRY_MS;
+    }
+    return p->side != NULL;
+}
+
+/* A SIDE_* job's transaction committed: use what it read. */
+static void push_side_job_done(struct ess_push *p)
+{
+    struct ess_store_controls c;
+    long long now = ess_worker_mono_ms();
+    long long deleted;
+    long long v;
+
+    switch (p->side_job) {
+    case SIDE_CONTROLS:
+        ess_store_pipe_controls_take(p->side, &c);
+        push_controls_apply(p, &c);
+        break;
+    case SIDE_BACKLOG:
+        v = ess_store_pipe_count(p->side, 0);
+        free(p->side_hb);
+        p->side_hb_state = push_state(p, now);
+        p->side_hb = push_heartbeat_text(p, now, p->side_hb_state,
+                                         v >= 0 ? v : (long long)ess_keyq_pending(p->window));
+        if (p->side_hb != NULL) {
+            p->side_want |= SIDE_HEARTBEAT;
+        }
+        break;
+    case SIDE_HEARTBEAT: /* recorded: now published, in that order as on the loop's session */
+        push_heartbeat_send(p, p->side_hb_state, p->side_hb, NULL);
+        free(p->side_hb);
+        p->side_hb = NULL;
+        break;
+    case SIDE_RETAIN:
+        deleted = ess_store_pipe_count(p->side, 0);
+        v = ess_store_pipe_count(p->side, 2);
+        deleted = v > deleted ? v : deleted;
+        if (deleted > 0) {
+            ess_log_debug("retention: swept %lld rows past replay_window / ticket_retention",
+                          deleted);
+        }
+        if (deleted >= PUSH_RETAIN_BATCH) {
+            p->next_retain_ms = now + PUSH_RETAIN_MORE_MS;
+        }
+        break;
+    default:
+        break;
+    }
+    p->side_job = 0;
+}
+
+/* Start the next SIDE_* job due, if the side session is free. */
+static void push_side_next(struct ess_push *p)
+{
+    static const int order[] = {SIDE_CONTROLS, SIDE_HEARTBEAT, SIDE_BACKLOG, SIDE_RETAIN};
+    struct ess_err err;
+    size_t i;
+    int job = 0;
+    int rc;
+
+    if (p->side == NULL || push_side_busy(p) || p->side_want == 0) {
+        return;
+    }
+    for (i = 0; i < sizeof(order) / sizeof(order[0]) && job == 0; i++) {
+        job = p->side_want & order[i];
+    }
+    p->side_want &= ~job;
+    ess_err_clear(&err);
+    rc = ess_store_pipe_begin(p->side, &err);
+    if (rc == ESS_OK && job == SIDE_CONTROLS) {
+        rc = ess_store_pipe_controls(p->side, p->m->id, &err);
+    } else if (rc == ESS_OK && job == SIDE_BACKLOG) {
+        rc = ess_store_pipe_backlog(p->side, p->m->id, p->offset_saved, &err);
+    } else if (rc == ESS_OK && job == SIDE_HEARTBEAT) {
+        rc = ess_store_pipe_heartbeat(p->side, p->m->id, ess_worker_instance(), p->side_hb_state,
+                                      p->m->heartbeat_sec, p->side_hb, &err);
+    } else if (rc == ESS_OK && job == SIDE_RETAIN) {
+        rc = ess_store_pipe_retain(p->side, p->m->id, p->offset_saved, p->m->replay_window_sec,
+                                   p->m->ticket_retention_sec, PUSH_RETAIN_BATCH, &err);
+    }
+    rc = rc == ESS_OK ? ess_store_pipe_commit(p->side, &err) : rc;
+    if (rc != ESS_OK) {
+        push_side_lost(p, &err);
+        return;
+    }
+    p->side_job = job;
+    push_side_poll(p, 0);
+}
+
+/* The transaction under way, if it is over (block: wait for it). */
+static void push_side_poll(struct ess_push *p, int block)
+{
+    struct ess_err err;
+    int done = 0;
+
+    if (!push_side_busy(p)) {
+        return;
+    }
+    ess_err_clear(&err);
+    if (ess_store_pipe_poll(p->side, block, &done, &err) != ESS_OK) {
+        push_side_lost(p, &err);
+        return;
+    }
+    if (!done) {
+        return;
+    }
+    if (p->side_job != 0) {
+        push_side_job_done(p);
+        return;
+    }
+    ess_audit_sent(p->audit, 1);
+    push_tickets_drop(p, p->side_tickets);
+    p->side_tickets = 0;
+    if (p->side_mark >= 0) {
+        p->offset_saved = p->side_mark;
+        p->side_mark = -1;
+    }
+}
+
+/* Send the oldest audit rows and tickets (at most PUSH_SIDE_ROWS of each)
+ * and, when with_offset and that is all of them, the offset. 1: all sent. */
+static int push_side_start(struct ess_push *p, int with_offset)
+{
+    long long mark = ess_keyq_low_water(p->window);
+    size_t n_audit = ess_audit_pending(p->audit);
+    size_t n_tickets = p->n_tickets < PUSH_SIDE_ROWS ? p->n_tickets : PUSH_SIDE_ROWS;
+    size_t sent = 0;
+    struct ess_store_ticket *t;
+    struct ess_err err;
+    int all;
+    int rc = ESS_OK;
+
+    if (n_audit == 0 && n_tickets == 0 && (!with_offset || mark == p->offset_saved)) {
+        return 1;
+    }
+    ess_err_clear(&err);
+    if (n_audit > 0) {
+        rc = ess_audit_head(p->audit, p->side, &err); /* a query when not known */
+        n_audit = ess_audit_pending(p->audit);        /* with a gap record */
+    }
+    rc = rc == ESS_OK ? ess_store_pipe_begin(p->side, &err) : rc;
+    if (rc == ESS_OK && n_audit > 0) {
+        rc = ess_audit_send(p->audit, p->side, PUSH_SIDE_ROWS, &sent, &err);
+    }
+    if (rc == ESS_OK && n_tickets > 0) {
+        t = push_ticket_rows(p, n_tickets);
+        rc = t != NULL ? ess_store_tickets_send(p->side, p->m->id, t, n_tickets, &err)
+                       : ess_err_set(&err, ESS_ENOMEM, "tickets: out of memory");
+        free(t);
+    }
+    all = sent == n_audit && n_tickets == p->n_tickets;
+    p->side_mark = -1;
+    if (rc == ESS_OK && with_offset && all && mark != p->offset_saved) {
+        rc = ess_store_pipe_offset(p->side, p->m->id, mark, &err);
+        p->side_mark = mark;
+    }
+    rc = rc == ESS_OK ? ess_store_pipe_commit(p->side, &err) : rc;
+    if (rc != ESS_OK) {
+        push_side_lost(p, &err);
+        return 0;
+    }
+    p->side_tickets = n_tickets;
+    push_side_poll(p, 0); /* libpq may have read the answer while sending */
+    return all;
+}
+
+/* SIGTERM: everything queued written and the offset saved by the side
+ * session; 0 when it could not (the caller falls back to the loop's). */
+static int push_side_drain(struct ess_push *p)
+{
+    int all = 0;
+
+    push_side_poll(p, 1);
+    while (!all && push_side_ready(p, ess_worker_mono_ms()) && push_delta_flush(p) == ESS_OK) {
+        all = push_side_start(p, 1);
+        push_side_poll(p, 1);
+        if (p->side == NULL) {
+            return 0;
+        }
+    }
+    return all;
 }
 
 /* Nothing changed for the partner: recorded, not sent (a ticket "skipped"). */
@@ -2057,6 +2351,22 @@ static void push_replay_apply(struct ess_push *p)
         p->ctl.has_replay_key ? ", key " : "", p->ctl.has_replay_key ? p->ctl.replay_key : "");
 }
 
+static void push_controls_apply(struct ess_push *p, const struct ess_store_controls *cp)
+{
+    struct ess_store_controls c = *cp;
+
+    if (c.paused != p->ctl.paused) {
+        ess_log_info("%s by the operator", c.paused ? "paused" : "resumed");
+    }
+    if (c.replay_id >
+            (p->replica != NULL ? ess_replica_replay_seen(p->replica) : c.replay_done_id) &&
+        !p->replay_pending) {
+        ess_log_info("replay #%lld requested: finishing in-flight deliveries first", c.replay_id);
+        p->replay_pending = 1;
+    }
+    p->ctl = c;
+}
+
 static void push_controls(struct ess_push *p)
 {
     struct ess_store_controls c;
@@ -2070,16 +2380,7 @@ static void push_controls(struct ess_push *p)
         push_store_lost(p, &err);
         return;
     }
-    if (c.paused != p->ctl.paused) {
-        ess_log_info("%s by the operator", c.paused ? "paused" : "resumed");
-    }
-    if (c.replay_id >
-            (p->replica != NULL ? ess_replica_replay_seen(p->replica) : c.replay_done_id) &&
-        !p->replay_pending) {
-        ess_log_info("replay #%lld requested: finishing in-flight deliveries first", c.replay_id);
-        p->replay_pending = 1;
-    }
-    p->ctl = c;
+    push_controls_apply(p, &c);
 }
 
 /* ---- the partner's schedule: delivery_windows, blackouts ------------------ */
@@ -2167,27 +2468,20 @@ static const char *push_state(const struct ess_push *p, long long now)
 
 /* Publish on hms.ops and record in Postgres (for `hms ess ps`); state NULL
  * means the current one ("stopped" is passed on the way out). */
-static void push_heartbeat(struct ess_push *p, long long now, const char *state)
+/* A heartbeat's text (free() it; NULL when out of memory). */
+static char *push_heartbeat_text(struct ess_push *p, long long now, const char *state,
+                                 long long backlog)
 {
     struct ess_heartbeat hb;
-    struct ess_err err, berr;
     json_t *extra;
-    long long backlog = (long long)ess_keyq_pending(p->window);
     char *text;
-    int failed;
 
-    ess_err_clear(&err);
-    if (p->store != NULL &&
-        ess_store_backlog(p->store, p->m->id, p->offset_saved, &backlog, &err) != ESS_OK) {
-        push_store_lost(p, &err);
-        ess_err_clear(&err);
-    }
     p->backlog = backlog;
     hb = (struct ess_heartbeat){p->m->id,
                                 ess_worker_instance(),
                                 ess_worker_host(),
                                 ESS_VERSION,
-                                state != NULL ? state : push_state(p, now),
+                                state,
                                 p->last_error,
                                 (long)getpid(),
                                 ess_worker_wall_ms(),
@@ -2196,15 +2490,46 @@ static void push_heartbeat(struct ess_push *p, long long now, const char *state)
     extra = push_ops_extra(p);
     text = ess_stats_heartbeat_json_with(&p->stats, &hb, extra);
     json_decref(extra);
+    return text;
+}
+
+/* Record it in store (for `hms ess ps`, the dashboard; NULL: recorded
+ * already) and then publish it on hms.ops. */
+static void push_heartbeat_send(struct ess_push *p, const char *state, const char *text,
+                                struct ess_store *store)
+{
+    struct ess_err err, berr;
+    int failed;
+
+    ess_err_clear(&err);
     ess_err_clear(&berr);
-    failed = ess_worker_heartbeat_send(p->bus, p->store, p->env.ops_exchange, p->m->id, hb.instance,
-                                       hb.state, p->m->heartbeat_sec, text, &err, &berr);
+    failed = ess_worker_heartbeat_send(p->bus, store, p->env.ops_exchange, p->m->id,
+                                       ess_worker_instance(), state, p->m->heartbeat_sec, text,
+                                       &err, &berr);
     if (failed & ESS_WORKER_HB_STORE_FAILED) {
         push_store_lost(p, &err);
     }
     if (failed & ESS_WORKER_HB_BUS_FAILED) {
         push_bus_lost(p, &berr);
     }
+}
+
+/* Publish and record; state NULL means the current one ("stopped" is passed
+ * on the way out). */
+static void push_heartbeat(struct ess_push *p, long long now, const char *state)
+{
+    struct ess_err err;
+    long long backlog = (long long)ess_keyq_pending(p->window);
+    char *text;
+
+    ess_err_clear(&err);
+    if (p->store != NULL &&
+        ess_store_backlog(p->store, p->m->id, p->offset_saved, &backlog, &err) != ESS_OK) {
+        push_store_lost(p, &err);
+    }
+    state = state != NULL ? state : push_state(p, now);
+    text = push_heartbeat_text(p, now, state, backlog);
+    push_heartbeat_send(p, state, text, p->store);
     free(text);
 }
 
@@ -2252,7 +2577,11 @@ static void push_cron(struct ess_push *p, long long now)
 {
     push_replica_cron(p, now);
     if (now >= p->next_control_ms) {
-        push_controls(p);
+        if (push_side_ready(p, now)) {
+            p->side_want |= SIDE_CONTROLS;
+        } else {
+            push_controls(p);
+        }
         p->next_control_ms = now + PUSH_CONTROL_EVERY_MS;
     }
     if (now >= p->next_redeliver_ms) {
@@ -2265,9 +2594,16 @@ static void push_cron(struct ess_push *p, long long now)
                                           : 10 * PUSH_CONTROL_EVERY_MS);
     }
     if (p->replay_pending && ess_partner_in_flight(p->partner) == 0 && push_batch_idle(p)) {
+        push_side_poll(p, 1); /* its offset must not land after the rewound one */
         push_replay_apply(p);
     }
-    if (now >= p->next_offset_ms) {
+    if (now >= p->next_offset_ms && push_side_ready(p, now)) {
+        /* Stays due while a transaction is under way or more is left. */
+        if (!ess_store_pipe_busy(p->side) && push_delta_flush(p) == ESS_OK &&
+            push_side_start(p, 1)) {
+            p->next_offset_ms = now + PUSH_OFFSET_EVERY_MS;
+        }
+    } else if (now >= p->next_offset_ms) {
         /* Tickets first: an event the offset passed always has its record. */
         if (push_tickets_flush(p) == ESS_OK && push_delta_flush(p) == ESS_OK) {
             push_save_offset(p);
@@ -2275,12 +2611,22 @@ static void push_cron(struct ess_push *p, long long now)
         p->next_offset_ms = now + PUSH_OFFSET_EVERY_MS;
     }
     if (now >= p->next_heartbeat_ms) {
-        push_heartbeat(p, now, NULL);
+        if (push_side_ready(p, now)) {
+            p->side_want |= SIDE_BACKLOG; /* then published, then SIDE_HEARTBEAT */
+        } else {
+            push_heartbeat(p, now, NULL);
+        }
         p->next_heartbeat_ms = now + (long long)p->m->heartbeat_sec * 1000;
     }
     if (now >= p->next_retain_ms && p->store != NULL) {
-        push_retain(p, now);
+        if (push_side_ready(p, now)) {
+            p->side_want |= SIDE_RETAIN;
+            p->next_retain_ms = now + PUSH_RETAIN_EVERY_MS; /* sooner when a batch was full */
+        } else {
+            push_retain(p, now);
+        }
     }
+    push_side_next(p);
     if (now >= p->next_alert_ms) {
         push_alerts(p, now);
         p->next_alert_ms = now + PUSH_ALERT_EVERY_MS;
@@ -2609,6 +2955,9 @@ static int push_timeout(struct ess_push *p, long long now)
     if (p->store == NULL) {
         t = min_positive(t, p->store_retry.next_ms - now);
     }
+    if (ess_store_pipe_writing(p->side)) {
+        t = min_positive(t, 1); /* the side session's socket was full: write the rest soon */
+    }
     if (p->store != NULL && !ess_store_journal_pending(p->store) &&
         (push_refill_due(p) || (p->bus != NULL && (p->burst.n > 0 || p->burst.has_tag)))) {
         t = 0; /* a read or a burst can go now; nothing else would wake us */
@@ -2676,13 +3025,15 @@ static void push_reload(struct ess_push *p)
 static void push_turn(struct ess_push *p)
 {
     long long now = ess_worker_mono_ms();
-    int fds[2];
-    int ready[2];
+    int fds[3];
+    int ready[3];
 
     push_connect(p, now);
     fds[0] = p->bus != NULL ? ess_bus_fd(p->bus) : -1;
     fds[1] = ess_store_journal_pending(p->store) ? ess_store_fd(p->store) : -1;
-    ess_partner_wait_fds(p->partner, fds, ready, 2, push_timeout(p, now));
+    fds[2] = ess_store_pipe_busy(p->side) ? ess_store_fd(p->side) : -1;
+    ess_partner_wait_fds(p->partner, fds, ready, 3, push_timeout(p, now));
+    push_side_poll(p, 0);
     push_take(p);
     push_refill(p);
     now = ess_worker_mono_ms();
@@ -2735,7 +3086,7 @@ static void push_drain(struct ess_push *p)
         push_collect(p);
         now = ess_worker_mono_ms();
     }
-    if (push_tickets_flush(p) == ESS_OK && push_delta_flush(p) == ESS_OK) {
+    if (!push_side_drain(p) && push_tickets_flush(p) == ESS_OK && push_delta_flush(p) == ESS_OK) {
         push_save_offset(p);
     }
     if (p->replica != NULL) {
@@ -2825,6 +3176,7 @@ struct ess_push *ess_push_new(struct ess_manifest *m, const struct ess_worker_en
     p->rng = p->bus_retry.rng | 1;
     p->started_ms = ess_worker_mono_ms();
     p->next_heartbeat_ms = p->started_ms;
+    p->side_mark = -1;
     if (push_ops_new(p, err) != ESS_OK) {
         ess_push_free(p);
         return NULL;
@@ -2841,7 +3193,7 @@ void ess_push_free(struct ess_push *p)
     }
     burst_free(&p->burst);
     burst_free(&p->journaling);
-    push_tickets_clear(p);
+    push_tickets_drop(p, p->n_tickets);
     free(p->tickets);
     ess_audit_free(p->audit);
     for (i = 0; i < PUSH_REDELIVER_MAX; i++) {
@@ -2858,6 +3210,8 @@ void ess_push_free(struct ess_push *p)
     ess_partner_free(p->partner);
     ess_keyq_free(p->window);
     ess_bus_free(p->bus);
+    free(p->side_hb);
+    ess_store_free(p->side);
     ess_store_free(p->store);
     ess_manifest_free(p->m);
     free(p);

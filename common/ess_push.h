@@ -4,7 +4,7 @@
  *
  * DESIGN (DESIGN.md "Delivery semantics")
  * One thread, one loop; each turn waits once (curl_multi_poll over the partner
- * sockets plus the AMQP socket and, while a statement is pending, the journal's
+ * sockets plus the AMQP socket and, while a statement is pending, each Postgres
  * session; timeout = the earliest timer), then:
  *   take     drain what the broker delivered into a burst; unusable messages are
  *            rejected (-> ess.dlx -> ess.<id>.dead); the burst is journaled in
@@ -20,9 +20,12 @@
  *            schedule (ess_schedule: heartbeats say held; the journal fills).
  *   collect  finished transfers: OK -> done; RETRY -> back-off (or the breaker);
  *            DROP / max_retry -> dead-letter table -> done.
- *   cron     tickets and delta states, then the delivered offset (the
- *            window's low-water mark) to Postgres,
- *            heartbeats, retention, reconnects with back-off.
+ *   cron     delta states, then audit rows, tickets and the delivered offset
+ *            (the window's low-water mark) in one transaction, heartbeats,
+ *            controls, retention, reconnects with back-off. These go on a
+ *            second Postgres session, pipelined: the loop never waits for
+ *            their COMMIT (the loop's session journals and reads; replicas,
+ *            or no second session, write them there synchronously).
  * Nothing is acked before it is journaled and the offset never passes an event
  * that is not delivered or parked, so kill -9 anywhere loses nothing: at worst
  * a delivery is repeated with the same Idempotency-Key.

@@ -36,6 +36,7 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,6 +49,7 @@
 #define TICKET_ARRAYS 8        /* seq, event_id, key, outcome, attempts, status, error, first_ms */
 #define NUM_MAX 24             /* a long long in decimal, with sign and NUL */
 #define MIGRATE_LOCK "4539501" /* pg_advisory_lock key: "ESS" schema migrations */
+#define PIPE_COUNTED 4         /* statements of a pipeline whose row counts are kept */
 
 /* ------------------------------------------------------------ migrations -- */
 
@@ -364,6 +366,14 @@ struct ess_store {
 
     /* replicas: fills ess_journal.part with each key's partition; NULL: left NULL */
     ess_store_part_fn part_fn;
+
+    /* a pipeline of side writes (ess_store_pipe_*): one implicit transaction */
+    bool pipe;        /* begun, its sync point's result not read yet */
+    bool pipe_failed; /* one of its statements failed: nothing of it committed */
+    char pipe_err[ESS_ERR_MSG_MAX];
+    PGresult *pipe_rows;                   /* its first statement's rows, when it returned rows */
+    int pipe_stmt;                         /* results read so far */
+    long long pipe_affected[PIPE_COUNTED]; /* the row count of each of the first statements */
 };
 
 /* After a duplicate, this many appends go with ON CONFLICT at once: a
@@ -680,6 +690,7 @@ void ess_store_free(struct ess_store *s)
     }
     PQclear(s->pend_res);
     PQclear(s->pend_fail);
+    PQclear(s->pipe_rows);
     free(s->vals);
     free(s->nums);
     free(s->head);
@@ -1663,6 +1674,10 @@ static int delete_count(struct ess_store *s, enum stmt_id id, int nparams, const
     return rc;
 }
 
+/* Instances (host:pid) gone for a day are history, not fleet state. */
+#define RETAIN_HEARTBEATS_SQL \
+    "DELETE FROM ess_heartbeats WHERE connector = $1 AND ts < now() - interval '1 day'"
+
 int ess_store_retain_batch(struct ess_store *s, const char *connector, long long upto_seq,
                            long journal_sec, long tickets_sec, int limit, long long *deleted,
                            struct ess_err *err)
@@ -1687,11 +1702,8 @@ int ess_store_retain_batch(struct ess_store *s, const char *connector, long long
         rc = delete_count(s, ST_RETAIN_TICKETS, 3, tvals, "retain tickets", &nt, err);
     }
     if (rc == ESS_OK) {
-        /* Instances (host:pid) gone for a day are history, not fleet state. */
-        rc = exec_params(s,
-                         "DELETE FROM ess_heartbeats WHERE connector = $1"
-                         " AND ts < now() - interval '1 day'",
-                         1, jvals, PGRES_COMMAND_OK, "retain heartbeats", &res, err);
+        rc = exec_params(s, RETAIN_HEARTBEATS_SQL, 1, jvals, PGRES_COMMAND_OK, "retain heartbeats",
+                         &res, err);
         PQclear(res);
     }
     *deleted = nj > nt ? nj : nt;
@@ -1781,6 +1793,25 @@ static long long col_ll(const PGresult *res, int c, long long dflt)
     return v;
 }
 
+#define CONTROLS_SQL                                                                 \
+    "SELECT paused::int, replay_id, replay_done_id, replay_from_seq, replay_to_seq," \
+    " replay_resume_seq, replay_key FROM ess_controls WHERE connector = $1"
+
+static void controls_from(const PGresult *res, struct ess_store_controls *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->paused = (int)col_ll(res, 0, 0);
+    c->replay_id = col_ll(res, 1, 0);
+    c->replay_done_id = col_ll(res, 2, 0);
+    c->replay_from_seq = col_ll(res, 3, -1);
+    c->replay_to_seq = col_ll(res, 4, -1);
+    c->replay_resume_seq = col_ll(res, 5, -1);
+    if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 6)) {
+        snprintf(c->replay_key, sizeof(c->replay_key), "%s", PQgetvalue(res, 0, 6));
+        c->has_replay_key = 1;
+    }
+}
+
 int ess_store_controls_get(struct ess_store *s, const char *connector, struct ess_store_controls *c,
                            struct ess_err *err)
 {
@@ -1792,22 +1823,9 @@ int ess_store_controls_get(struct ess_store *s, const char *connector, struct es
     if (rc != ESS_OK) {
         return rc;
     }
-    rc = exec_params(s,
-                     "SELECT paused::int, replay_id, replay_done_id, replay_from_seq,"
-                     " replay_to_seq, replay_resume_seq, replay_key FROM ess_controls"
-                     " WHERE connector = $1",
-                     1, vals, PGRES_TUPLES_OK, "controls", &res, err);
+    rc = exec_params(s, CONTROLS_SQL, 1, vals, PGRES_TUPLES_OK, "controls", &res, err);
     if (rc == ESS_OK) {
-        c->paused = (int)col_ll(res, 0, 0);
-        c->replay_id = col_ll(res, 1, 0);
-        c->replay_done_id = col_ll(res, 2, 0);
-        c->replay_from_seq = col_ll(res, 3, -1);
-        c->replay_to_seq = col_ll(res, 4, -1);
-        c->replay_resume_seq = col_ll(res, 5, -1);
-        if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 6)) {
-            snprintf(c->replay_key, sizeof(c->replay_key), "%s", PQgetvalue(res, 0, 6));
-            c->has_replay_key = 1;
-        }
+        controls_from(res, c);
     }
     PQclear(res);
     return rc;
@@ -1839,6 +1857,13 @@ int ess_store_replay_apply(struct ess_store *s, const char *connector, long long
     return rc;
 }
 
+#define HEARTBEAT_SQL                                                                  \
+    "INSERT INTO ess_heartbeats (connector, instance, state, heartbeat_sec, body, ts)" \
+    " VALUES ($1, $2, $3, $4::int, $5, now()) ON CONFLICT (connector, instance) DO"    \
+    " UPDATE SET prev_body = ess_heartbeats.body, prev_ts = ess_heartbeats.ts,"        \
+    " state = EXCLUDED.state, heartbeat_sec = EXCLUDED.heartbeat_sec,"                 \
+    " body = EXCLUDED.body, ts = now()"
+
 int ess_store_heartbeat_put(struct ess_store *s, const char *connector, const char *instance,
                             const char *state, int heartbeat_sec, const char *body,
                             struct ess_err *err)
@@ -1850,14 +1875,7 @@ int ess_store_heartbeat_put(struct ess_store *s, const char *connector, const ch
 
     snprintf(hb, sizeof(hb), "%d", heartbeat_sec);
     if (rc == ESS_OK) {
-        rc = exec_params(s,
-                         "INSERT INTO ess_heartbeats (connector, instance, state, heartbeat_sec,"
-                         " body, ts) VALUES ($1, $2, $3, $4::int, $5, now())"
-                         " ON CONFLICT (connector, instance) DO UPDATE SET"
-                         " prev_body = ess_heartbeats.body, prev_ts = ess_heartbeats.ts,"
-                         " state = EXCLUDED.state, heartbeat_sec = EXCLUDED.heartbeat_sec,"
-                         " body = EXCLUDED.body, ts = now()",
-                         5, vals, PGRES_COMMAND_OK, "heartbeat", &res, err);
+        rc = exec_params(s, HEARTBEAT_SQL, 5, vals, PGRES_COMMAND_OK, "heartbeat", &res, err);
     }
     PQclear(res);
     return rc;
@@ -1900,8 +1918,15 @@ static int tickets_arrays(struct ess_store *s, const struct ess_store_ticket *t,
     return rc == ESS_OK ? ESS_OK : ESS_ENOMEM;
 }
 
-int ess_store_tickets_append(struct ess_store *s, const char *connector,
-                             const struct ess_store_ticket *t, size_t n, struct ess_err *err)
+static int pipe_send(struct ess_store *s, const char *sql, int nparams, const char *const *vals,
+                     const int *lens, const int *fmts, struct ess_err *err);
+
+/* All the tickets as one INSERT of eight binary arrays: run now (prepared),
+ * or sent into the side session's pipeline (send; the unnamed statement is
+ * parsed each time -- it is short -- since a pipeline cannot prepare
+ * synchronously). libpq copies the parameters when it sends them. */
+static int tickets_each(struct ess_store *s, const char *connector,
+                        const struct ess_store_ticket *t, size_t n, bool send, struct ess_err *err)
 {
     const char *vals[TICKET_COLS];
     int lens[TICKET_COLS];
@@ -1924,31 +1949,46 @@ int ess_store_tickets_append(struct ess_store *s, const char *connector,
                                ? "store: tickets: a ticket without event_id, key or outcome"
                                : "store: tickets: out of memory");
     }
-    rc = prepare(s, ST_TICKETS, stmt_sql[ST_TICKETS], TICKET_COLS, err);
-    if (rc != ESS_OK) {
-        return rc;
-    }
     vals[0] = connector;
     lens[0] = 0;
     fmts[0] = 0;
-    for (i = 0; i < TICKET_ARRAYS; i++) {
+    for (i = 0; i < TICKET_ARRAYS && rc == ESS_OK; i++) {
         if (s->tarr[i].len > (size_t)INT32_MAX) {
-            return ess_err_set(err, ESS_EINVAL, "store: tickets: %zu tickets are too large", n);
+            rc = ess_err_set(err, ESS_EINVAL, "store: tickets: %zu tickets are too large", n);
         }
         vals[1 + i] = s->tarr[i].p;
         lens[1 + i] = (int)s->tarr[i].len;
         fmts[1 + i] = 1; /* binary */
     }
-    snprintf(name, sizeof(name), "ess_st%d", (int)ST_TICKETS);
-    store_settle(s);
-    res = PQexecPrepared(s->conn, name, TICKET_COLS, vals, lens, fmts, 0);
-    rc = check_result(s, &res, PGRES_COMMAND_OK, "tickets", err);
-    PQclear(res);
+    if (rc == ESS_OK && send) {
+        rc = pipe_send(s, stmt_sql[ST_TICKETS], TICKET_COLS, vals, lens, fmts, err);
+    } else if (rc == ESS_OK) {
+        rc = prepare(s, ST_TICKETS, stmt_sql[ST_TICKETS], TICKET_COLS, err);
+        if (rc == ESS_OK) {
+            snprintf(name, sizeof(name), "ess_st%d", (int)ST_TICKETS);
+            store_settle(s);
+            res = PQexecPrepared(s->conn, name, TICKET_COLS, vals, lens, fmts, 0);
+            rc = check_result(s, &res, PGRES_COMMAND_OK, "tickets", err);
+            PQclear(res);
+        }
+    }
     for (i = 0; i < TICKET_ARRAYS; i++) { /* a flush every 500 ms: not worth holding */
         free(s->tarr[i].p);
         s->tarr[i] = (struct store_buf){NULL, 0, 0};
     }
     return rc;
+}
+
+int ess_store_tickets_append(struct ess_store *s, const char *connector,
+                             const struct ess_store_ticket *t, size_t n, struct ess_err *err)
+{
+    return tickets_each(s, connector, t, n, false, err);
+}
+
+int ess_store_tickets_send(struct ess_store *s, const char *connector,
+                           const struct ess_store_ticket *t, size_t n, struct ess_err *err)
+{
+    return tickets_each(s, connector, t, n, true, err);
 }
 
 /* ------------------------------------------------ dead-letter workflow -- */
@@ -2384,4 +2424,244 @@ int ess_store_latest_each(struct ess_store *s, const char *connector, ess_store_
     }
     rollback_quietly(s); /* read only: nothing to keep */
     return rc;
+}
+
+/* ------------------------------------------------ pipelined side writes -- */
+
+int ess_store_pipe_begin(struct ess_store *s, struct ess_err *err)
+{
+    if (s == NULL || s->conn == NULL || s->pend || s->pipe) {
+        return ess_err_set(err, ESS_EINVAL, "store: pipe_begin: no session, or one is under way");
+    }
+    /* Non-blocking: a large pipeline is written out by ess_store_pipe_poll
+     * as the socket takes it, never with the caller waiting. */
+    if (PQsetnonblocking(s->conn, 1) != 0 || PQenterPipelineMode(s->conn) != 1) {
+        PQsetnonblocking(s->conn, 0);
+        return store_fail(s, NULL, "pipeline", err);
+    }
+    s->pipe = true;
+    s->pipe_failed = false;
+    s->pipe_err[0] = '\0';
+    PQclear(s->pipe_rows);
+    s->pipe_rows = NULL;
+    s->pipe_stmt = 0;
+    memset(s->pipe_affected, 0, sizeof(s->pipe_affected));
+    return ESS_OK;
+}
+
+/* One statement into the open pipeline; lens/fmts NULL: text parameters. */
+static int pipe_send(struct ess_store *s, const char *sql, int nparams, const char *const *vals,
+                     const int *lens, const int *fmts, struct ess_err *err)
+{
+    if (s == NULL || s->conn == NULL || !s->pipe || sql == NULL) {
+        return ess_err_set(err, ESS_EINVAL, "store: pipe_exec outside a pipeline");
+    }
+    if (PQsendQueryParams(s->conn, sql, nparams, NULL, vals, lens, fmts, 0) == 0) {
+        return store_fail(s, NULL, "pipeline send", err);
+    }
+    return ESS_OK;
+}
+
+int ess_store_pipe_exec(struct ess_store *s, const char *sql, int nparams, const char *const *vals,
+                        struct ess_err *err)
+{
+    return pipe_send(s, sql, nparams, vals, NULL, NULL, err);
+}
+
+int ess_store_pipe_offset(struct ess_store *s, const char *connector, long long seq,
+                          struct ess_err *err)
+{
+    char num[NUM_MAX];
+    const char *vals[2] = {connector, num};
+    int rc = check_args(s, connector, err);
+
+    if (rc != ESS_OK) {
+        return rc;
+    }
+    snprintf(num, sizeof(num), "%lld", seq);
+    /* Unlike ST_OFFSET_SET, synchronous_commit stays on: the transaction
+     * also holds the audit and ticket rows, and nobody waits for it. */
+    return ess_store_pipe_exec(s,
+                               "INSERT INTO ess_offsets (connector, delivered_seq, updated_at)"
+                               " VALUES ($1, $2::bigint, now()) ON CONFLICT (connector) DO UPDATE"
+                               " SET delivered_seq = EXCLUDED.delivered_seq, updated_at = now()",
+                               2, vals, err);
+}
+
+int ess_store_pipe_commit(struct ess_store *s, struct ess_err *err)
+{
+    if (s == NULL || s->conn == NULL || !s->pipe) {
+        return ess_err_set(err, ESS_EINVAL, "store: pipe_commit outside a pipeline");
+    }
+    if (PQpipelineSync(s->conn) != 1 || PQflush(s->conn) < 0) {
+        return store_fail(s, NULL, "pipeline sync", err);
+    }
+    return ESS_OK;
+}
+
+int ess_store_pipe_busy(const struct ess_store *s)
+{
+    return s != NULL && s->pipe;
+}
+
+int ess_store_pipe_writing(const struct ess_store *s)
+{
+    return s != NULL && s->pipe && s->conn != NULL && PQflush(s->conn) == 1;
+}
+
+/* Read every result that is in; true once the sync point's came. */
+static bool pipe_read(struct ess_store *s)
+{
+    PGresult *r;
+    ExecStatusType st;
+    bool nothing = false;
+
+    while (!PQisBusy(s->conn)) {
+        r = PQgetResult(s->conn);
+        if (r == NULL) {
+            if (nothing) {
+                return false; /* no statement left in the queue */
+            }
+            nothing = true; /* the end of one statement's results */
+            continue;
+        }
+        nothing = false;
+        st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            return true;
+        }
+        if (st == PGRES_COMMAND_OK && s->pipe_stmt < PIPE_COUNTED) {
+            parse_ll(PQcmdTuples(r), &s->pipe_affected[s->pipe_stmt]);
+        }
+        s->pipe_stmt++;
+        if (st == PGRES_TUPLES_OK && s->pipe_stmt == 1) {
+            s->pipe_rows = r; /* kept for pipe_controls_take / pipe_count */
+            continue;
+        }
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !s->pipe_failed) {
+            struct ess_err e;
+
+            ess_err_clear(&e);
+            store_fail(s, st == PGRES_PIPELINE_ABORTED ? NULL : r, "side write", &e);
+            snprintf(s->pipe_err, sizeof(s->pipe_err), "%s", e.msg);
+            s->pipe_failed = true;
+        }
+        PQclear(r);
+    }
+    return false;
+}
+
+int ess_store_pipe_poll(struct ess_store *s, int block, int *done, struct ess_err *err)
+{
+    struct pollfd pfd;
+    int flushed;
+
+    *done = 0;
+    if (s == NULL || s->conn == NULL || !s->pipe) {
+        return ess_err_set(err, ESS_EINVAL, "store: no pipeline under way");
+    }
+    for (;;) {
+        flushed = PQflush(s->conn);
+        if (flushed < 0 || PQconsumeInput(s->conn) == 0) {
+            s->pipe = false; /* the session is gone: the caller drops the store */
+            return store_fail(s, NULL, "side write", err);
+        }
+        if (pipe_read(s)) {
+            break;
+        }
+        if (!block) {
+            return ESS_OK;
+        }
+        pfd = (struct pollfd){PQsocket(s->conn), POLLIN | (flushed == 1 ? POLLOUT : 0), 0};
+        if (poll(&pfd, 1, 1000) < 0) {
+            s->pipe = false;
+            return ess_err_set(err, ESS_ESTORE, "postgres: side write: poll failed");
+        }
+    }
+    *done = 1;
+    s->pipe = false;
+    if (PQexitPipelineMode(s->conn) != 1 || PQsetnonblocking(s->conn, 0) != 0) {
+        return store_fail(s, NULL, "pipeline end", err);
+    }
+    if (s->pipe_failed) {
+        return ess_err_set(err, ESS_ESTORE, "%s", s->pipe_err);
+    }
+    return ESS_OK;
+}
+
+int ess_store_pipe_controls(struct ess_store *s, const char *connector, struct ess_err *err)
+{
+    const char *vals[1] = {connector};
+    int rc = check_args(s, connector, err);
+
+    return rc == ESS_OK ? ess_store_pipe_exec(s, CONTROLS_SQL, 1, vals, err) : rc;
+}
+
+int ess_store_pipe_backlog(struct ess_store *s, const char *connector, long long after_seq,
+                           struct ess_err *err)
+{
+    char after[NUM_MAX];
+    const char *vals[2] = {connector, after};
+    int rc = check_args(s, connector, err);
+
+    snprintf(after, sizeof(after), "%lld", after_seq);
+    return rc == ESS_OK ? ess_store_pipe_exec(s, stmt_sql[ST_BACKLOG], 2, vals, err) : rc;
+}
+
+int ess_store_pipe_heartbeat(struct ess_store *s, const char *connector, const char *instance,
+                             const char *state, int heartbeat_sec, const char *body,
+                             struct ess_err *err)
+{
+    char hb[NUM_MAX];
+    const char *vals[5] = {connector, instance, state, hb, body};
+    int rc = check_args(s, connector, err);
+
+    snprintf(hb, sizeof(hb), "%d", heartbeat_sec);
+    return rc == ESS_OK ? ess_store_pipe_exec(s, HEARTBEAT_SQL, 5, vals, err) : rc;
+}
+
+int ess_store_pipe_retain(struct ess_store *s, const char *connector, long long upto_seq,
+                          long journal_sec, long tickets_sec, int limit, struct ess_err *err)
+{
+    char upto[NUM_MAX], jwin[NUM_MAX], twin[NUM_MAX], lim[NUM_MAX];
+    const char *jvals[4] = {connector, upto, jwin, lim};
+    const char *tvals[3] = {connector, twin, lim};
+    int rc = check_args(s, connector, err);
+
+    snprintf(upto, sizeof(upto), "%lld", upto_seq);
+    snprintf(jwin, sizeof(jwin), "%ld", journal_sec < 0 ? 0L : journal_sec);
+    snprintf(twin, sizeof(twin), "%ld", tickets_sec);
+    snprintf(lim, sizeof(lim), "%d", limit < 1 ? 1 : limit);
+    rc = rc == ESS_OK ? ess_store_pipe_exec(s, stmt_sql[ST_RETAIN], 4, jvals, err) : rc;
+    rc = rc == ESS_OK ? ess_store_pipe_exec(s, RETAIN_HEARTBEATS_SQL, 1, jvals, err) : rc;
+    if (rc == ESS_OK && tickets_sec > 0) {
+        rc = ess_store_pipe_exec(s, stmt_sql[ST_RETAIN_TICKETS], 3, tvals, err);
+    }
+    return rc;
+}
+
+void ess_store_pipe_controls_take(const struct ess_store *s, struct ess_store_controls *c)
+{
+    if (s == NULL || s->pipe_rows == NULL) {
+        memset(c, 0, sizeof(*c));
+        return;
+    }
+    controls_from(s->pipe_rows, c);
+}
+
+long long ess_store_pipe_count(const struct ess_store *s, int stmt)
+{
+    long long v = -1;
+
+    if (s == NULL || stmt < 0 || stmt >= PIPE_COUNTED) {
+        return -1;
+    }
+    if (stmt == 0 && s->pipe_rows != NULL) {
+        if (PQntuples(s->pipe_rows) < 1 || parse_ll(PQgetvalue(s->pipe_rows, 0, 0), &v) != ESS_OK) {
+            return -1;
+        }
+        return v;
+    }
+    return s->pipe_affected[stmt];
 }

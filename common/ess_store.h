@@ -223,6 +223,45 @@ struct ess_store_ticket { /* one final outcome of a change; borrowed strings */
 int ess_store_tickets_append(struct ess_store *s, const char *connector,
                              const struct ess_store_ticket *t, size_t n, struct ess_err *err);
 
+/* Side writes that the caller does not wait for (ess-push's audit rows,
+ * tickets and offset, on a second session): pipe_begin opens a libpq
+ * pipeline, pipe_exec / tickets_send / pipe_offset queue statements,
+ * pipe_commit ends them with a sync point, and every statement up to it is
+ * one implicit transaction: all of it commits, or none of it (one failure
+ * aborts the rest). pipe_poll (block != 0 waits) writes out what the socket
+ * did not take yet and reads results; *done once the transaction is over,
+ * ESS_OK only when it committed. pipe_writing: output still waits for the
+ * socket (poll again soon). No other call on the store while pipe_busy. */
+int ess_store_pipe_begin(struct ess_store *s, struct ess_err *err);
+int ess_store_pipe_exec(struct ess_store *s, const char *sql, int nparams, const char *const *vals,
+                        struct ess_err *err);
+int ess_store_tickets_send(struct ess_store *s, const char *connector,
+                           const struct ess_store_ticket *t, size_t n, struct ess_err *err);
+/* The delivered offset, as ess_store_offset_set (synchronous commit). */
+int ess_store_pipe_offset(struct ess_store *s, const char *connector, long long seq,
+                          struct ess_err *err);
+int ess_store_pipe_commit(struct ess_store *s, struct ess_err *err);
+int ess_store_pipe_poll(struct ess_store *s, int block, int *done, struct ess_err *err);
+int ess_store_pipe_busy(const struct ess_store *s);
+int ess_store_pipe_writing(const struct ess_store *s);
+/* More side work, each its own pipeline: the operator's controls (as
+ * ess_store_controls_get: pipe_controls_take once done), the backlog (as
+ * ess_store_backlog: pipe_count(s, 0) once done), a heartbeat (as
+ * ess_store_heartbeat_put), a retention step (as ess_store_retain_batch:
+ * pipe_count(s, 0) journal rows, pipe_count(s, 2) tickets). pipe_count:
+ * statement stmt's row count (its value when it returned one row), -1 none. */
+struct ess_store_controls;
+int ess_store_pipe_controls(struct ess_store *s, const char *connector, struct ess_err *err);
+void ess_store_pipe_controls_take(const struct ess_store *s, struct ess_store_controls *c);
+int ess_store_pipe_backlog(struct ess_store *s, const char *connector, long long after_seq,
+                           struct ess_err *err);
+int ess_store_pipe_heartbeat(struct ess_store *s, const char *connector, const char *instance,
+                             const char *state, int heartbeat_sec, const char *body,
+                             struct ess_err *err);
+int ess_store_pipe_retain(struct ess_store *s, const char *connector, long long upto_seq,
+                          long journal_sec, long tickets_sec, int limit, struct ess_err *err);
+long long ess_store_pipe_count(const struct ess_store *s, int stmt);
+
 /* Keys with an open dead letter (parked, held, retry), as a JSON object used
  * as a set (key -> true); a new reference. */
 int ess_store_dlq_open_keys(struct ess_store *s, const char *connector, json_t **keys,

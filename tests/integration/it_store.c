@@ -1,7 +1,8 @@
 /*
  * it_store -- ess_store against the stack's real Postgres (ESS_PG_URL):
  * migrations (idempotent, concurrent), journal append/dedupe/read, offsets,
- * dead letters, backlog, retention, connection loss + reset, append rate.
+ * dead letters, backlog, retention, pipelined side writes (all or nothing),
+ * connection loss + reset, append rate.
  *
  * Connector names carry the pid so a rerun against the same stack starts clean.
  */
@@ -453,6 +454,97 @@ static void test_backlog_and_retain(void **state)
     assert_int_equal(backlog(f, c, rows.v[2].seq), 2);
     ess_store_rows_fini(&rows);
     free_events(ev, 5);
+}
+
+/* ------------------------------------------------ pipelined side writes -- */
+
+/* Poll pipe_poll without blocking until done (bounded), as a loop would. */
+static int pipe_polling(struct fixture *f, struct ess_err *err)
+{
+    double deadline = now_s() + 10;
+    int done = 0;
+    int rc;
+
+    for (;;) {
+        rc = ess_store_pipe_poll(f->store, 0, &done, err);
+        if (rc != ESS_OK || done) {
+            assert_false(ess_store_pipe_busy(f->store));
+            return rc;
+        }
+        if (now_s() > deadline) {
+            fail_msg("pipe_poll: not done after 10 s");
+        }
+        usleep(1000);
+    }
+}
+
+/* Tickets and the offset in one pipeline commit together, or not at all. */
+static void test_pipe_all_or_nothing(void **state)
+{
+    struct fixture *f = *state;
+    char c[64];
+    struct ess_err err = {0};
+    struct ess_store_controls ctl;
+    struct ess_store_ticket t[2] = {{1, "ev-1", "k1", "delivered", 1, 200, NULL, 1700000000000LL},
+                                    {2, "ev-2", "k2", "parked", 3, 400, "HTTP 400", 0}};
+    long long seq = -1;
+    int done = 0;
+
+    name(c, sizeof(c), "pipe");
+    assert_int_equal(ess_store_pipe_begin(f->store, &err), ESS_OK);
+    assert_true(ess_store_pipe_busy(f->store));
+    assert_int_equal(ess_store_pipe_begin(f->store, &err), ESS_EINVAL); /* one at a time */
+    ess_err_clear(&err);
+    assert_int_equal(ess_store_tickets_send(f->store, c, t, 2, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_offset(f->store, c, 9, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_commit(f->store, &err), ESS_OK);
+    assert_int_equal(pipe_polling(f, &err), ESS_OK);
+    assert_int_equal(sql_ll(f, "SELECT count(*) FROM ess_tickets WHERE connector = $1", c, NULL),
+                     2);
+    assert_int_equal(ess_store_offset_get(f->store, c, &seq, &err), ESS_OK);
+    assert_int_equal(seq, 9);
+
+    /* A failing statement in the middle: the ticket before it and the offset
+     * after it are not committed either. */
+    assert_int_equal(ess_store_pipe_begin(f->store, &err), ESS_OK);
+    assert_int_equal(ess_store_tickets_send(f->store, c, t, 1, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_exec(f->store, "SELECT 1 / 0", 0, NULL, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_offset(f->store, c, 20, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_commit(f->store, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_poll(f->store, 1, &done, &err), ESS_ESTORE);
+    assert_int_equal(done, 1);
+    assert_non_null(strstr(err.msg, "division by zero"));
+    assert_int_equal(sql_ll(f, "SELECT count(*) FROM ess_tickets WHERE connector = $1", c, NULL),
+                     2);
+    assert_int_equal(ess_store_offset_get(f->store, c, &seq, &err), ESS_OK); /* usable again */
+    assert_int_equal(seq, 9);
+
+    /* Reads: the backlog's count, the controls (none: all zero). */
+    assert_int_equal(ess_store_pipe_begin(f->store, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_backlog(f->store, c, 0, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_commit(f->store, &err), ESS_OK);
+    assert_int_equal(pipe_polling(f, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_count(f->store, 0), 0);
+    assert_int_equal(ess_store_pipe_begin(f->store, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_controls(f->store, c, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_commit(f->store, &err), ESS_OK);
+    assert_int_equal(pipe_polling(f, &err), ESS_OK);
+    ess_store_pipe_controls_take(f->store, &ctl);
+    assert_int_equal(ctl.paused, 0);
+    assert_int_equal(ctl.replay_id, 0);
+    /* A retention step: window 0 and a ticket retention of 1 s sweep nothing
+     * younger; the counts are per statement. */
+    assert_int_equal(ess_store_pipe_begin(f->store, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_retain(f->store, c, 9, 0, 3600, 100, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_commit(f->store, &err), ESS_OK);
+    assert_int_equal(pipe_polling(f, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_count(f->store, 0), 0);
+    assert_int_equal(ess_store_pipe_count(f->store, 2), 0);
+    assert_int_equal(ess_store_pipe_count(f->store, 9), -1);
+    /* Outside a pipeline */
+    assert_int_equal(ess_store_pipe_exec(f->store, "SELECT 1", 0, NULL, &err), ESS_EINVAL);
+    assert_int_equal(ess_store_pipe_commit(f->store, &err), ESS_EINVAL);
+    assert_int_equal(ess_store_pipe_poll(f->store, 0, &done, &err), ESS_EINVAL);
 }
 
 /* ---------------------------------------------------- pipelined append -- */
@@ -976,6 +1068,7 @@ int main(void)
         cmocka_unit_test(test_offsets),
         cmocka_unit_test(test_park),
         cmocka_unit_test(test_backlog_and_retain),
+        cmocka_unit_test(test_pipe_all_or_nothing),
         cmocka_unit_test(test_send_finish),
         cmocka_unit_test(test_send_round_trip),
         cmocka_unit_test(test_send_then_other_call),

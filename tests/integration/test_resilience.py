@@ -155,6 +155,53 @@ def test_postgres_restart_mid_stream():
     restart_mid_stream("it-pg", "restart-pg")
 
 
+def test_refused_records_hold_the_offset():
+    """Audit rows, tickets and the offset commit together (one transaction on
+    the worker's side session): while Postgres refuses the tickets, the offset
+    stays behind the delivered events; once it takes them, all of it lands."""
+    cid, topic, partner, worker = connector("it-side", "tickets: all\n")
+    fn = "ess_it_refuse_" + cid.replace("-", "_")
+    bus = Bus()
+    worker.start()
+    wait_until(lambda: sql("SELECT to_regclass('ess_tickets')")[0][0], 30, "the worker's migrations")
+    sql("CREATE FUNCTION " + fn + "() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+        " IF NEW.connector = '" + cid + "' THEN RAISE EXCEPTION 'tickets refused (test)';"
+        " END IF; RETURN NEW; END $f$")
+    sql("CREATE TRIGGER " + fn + " BEFORE INSERT ON ess_tickets FOR EACH ROW"
+        " EXECUTE FUNCTION " + fn + "()")
+    try:
+        wait_for_queue(cid, worker=worker)
+        publish_range(bus, topic, 0, 20, 5)
+        wait_until(lambda: all_delivered(partner, 20), 30, "20 events delivered")
+        worker.wait_log("tickets refused (test)")
+        first = sql("SELECT min(seq), max(seq) FROM ess_journal WHERE connector = %s", cid)[0]
+        offset = sql("SELECT delivered_seq FROM ess_offsets WHERE connector = %s", cid)
+        check(not offset or offset[0][0] < first[0],
+              "offset %r passed events whose tickets were refused (seqs %r)" % (offset, first))
+        check(sql("SELECT count(*) FROM ess_tickets WHERE connector = %s", cid)[0][0] == 0,
+              "a ticket of the refused transaction landed")
+        sql("DROP TRIGGER " + fn + " ON ess_tickets")
+        wait_until(lambda: sql("SELECT delivered_seq FROM ess_offsets WHERE connector = %s",
+                               cid) == [(first[1],)], 30, "offset at %d" % first[1], 0.1)
+        tickets = sql("SELECT count(DISTINCT event_id) FROM ess_tickets WHERE connector = %s",
+                      cid)[0][0]
+        attempts = sql("SELECT count(*) FROM ess_audit WHERE chain = %s AND kind = 'attempt'",
+                       cid)[0][0]
+        check(tickets == 20 and attempts >= 20,
+              "after the refusal: %d tickets, %d audit attempts, want 20 and >= 20"
+              % (tickets, attempts))
+        code = worker.stop()
+        check(code == 0, "SIGTERM exit code %r\n%s" % (code, worker.log_text()))
+    finally:
+        sql("DROP TRIGGER IF EXISTS " + fn + " ON ess_tickets")
+        sql("DROP FUNCTION IF EXISTS " + fn + "()")
+        if worker.alive():
+            worker.kill9()
+        bus.close()
+        partner.stop()
+
+
 if __name__ == "__main__":
     run([test_partner_outage_drains_in_order_nothing_parked, test_sigkill_mid_stream_loses_nothing,
-         test_broker_restart_mid_stream, test_postgres_restart_mid_stream])
+         test_broker_restart_mid_stream, test_postgres_restart_mid_stream,
+         test_refused_records_hold_the_offset])
