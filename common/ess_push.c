@@ -2611,7 +2611,10 @@ static void push_cron(struct ess_push *p, long long now)
         p->next_offset_ms = now + PUSH_OFFSET_EVERY_MS;
     }
     if (now >= p->next_heartbeat_ms) {
-        if (push_side_ready(p, now)) {
+        /* The run's first heartbeat is recorded on the loop's session before
+         * the loop goes on: a worker that consumes is known to `hms ess ps`,
+         * pause and replay at once, not after the side session is opened. */
+        if (p->next_heartbeat_ms != p->started_ms && push_side_ready(p, now)) {
             p->side_want |= SIDE_BACKLOG; /* then published, then SIDE_HEARTBEAT */
         } else {
             push_heartbeat(p, now, NULL);

@@ -432,6 +432,7 @@ def test_replay_window_after_undelivered_backlog_loses_nothing():
     """A replay whose window starts past events not yet delivered (here: held
     by a pause) must not move the offset over them."""
     with Setup("it-ops-gap") as s:
+        wait_until(lambda: ps_rows(s.cid), 10, "the worker's first heartbeat to be recorded")
         hms_ok("ess", "pause", s.cid)
         wait_until(lambda: ps_state(s.cid) == "paused", 10, "the worker to heartbeat paused")
         s.publish("G1", 1)
