@@ -124,25 +124,33 @@ static int canon_word(struct canon *c, const char *word)
     return 1;
 }
 
+/* After a member or element: the closing bracket (1, taken), a comma (0,
+ * taken: another follows) or anything else (-1). */
+static int canon_next(struct canon *c, unsigned char close)
+{
+    if (c->p >= c->end || (*c->p != close && *c->p != ',')) {
+        return -1;
+    }
+    return *c->p++ == close;
+}
+
 static int canon_array(struct canon *c, int depth)
 {
+    int next;
+
     c->p++; /* [ */
     if (c->p < c->end && *c->p == ']') {
         c->p++;
         return 1;
     }
     for (;;) {
-        if (!canon_value(c, depth + 1) || c->p >= c->end) {
+        if (!canon_value(c, depth + 1)) {
             return 0;
         }
-        if (*c->p == ']') {
-            c->p++;
-            return 1;
+        next = canon_next(c, ']');
+        if (next != 0) {
+            return next > 0;
         }
-        if (*c->p != ',') {
-            return 0;
-        }
-        c->p++;
     }
 }
 
@@ -150,6 +158,7 @@ static int canon_object(struct canon *c, int depth)
 {
     struct span keys[ESS_JSONCANON_MAX_KEYS];
     size_t n = 0, i;
+    int next;
 
     c->p++; /* { */
     if (c->p < c->end && *c->p == '}') {
@@ -171,17 +180,13 @@ static int canon_object(struct canon *c, int depth)
             return 0;
         }
         c->p++;
-        if (!canon_value(c, depth + 1) || c->p >= c->end) {
+        if (!canon_value(c, depth + 1)) {
             return 0;
         }
-        if (*c->p == '}') {
-            c->p++;
-            return 1;
+        next = canon_next(c, '}');
+        if (next != 0) {
+            return next > 0;
         }
-        if (*c->p != ',') {
-            return 0;
-        }
-        c->p++;
     }
 }
 
