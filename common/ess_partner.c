@@ -97,6 +97,11 @@ struct ess_partner {
     char *ssh_known_hosts;
     unsigned tls_gen; /* bumped by set_tls */
     int no_proxy_env; /* no *_proxy variable is set: tell curl not to look, per transfer */
+    /* A transfer failed below HTTP since the last one that got an answer: the
+     * next ones connect afresh. curl 7.88 sometimes keeps a TLS connection the
+     * partner refused in its cache; a transfer reusing it fails at once
+     * ("bad write retry") with no handshake of its own to blame. */
+    int reconnect;
 };
 
 static size_t partner_on_body(char *data, size_t size, size_t nmemb, void *ud)
@@ -554,6 +559,7 @@ int ess_partner_send(struct ess_partner *p, uint64_t token, const char *url,
     x->upload = 0;
     partner_reset_result(x, token);
     if (partner_setup(p, x, url, len) != CURLE_OK ||
+        curl_easy_setopt(x->easy, CURLOPT_FRESH_CONNECT, (long)p->reconnect) != CURLE_OK ||
         curl_multi_add_handle(p->multi, x->easy) != CURLM_OK) {
         rc = ess_err_set(err, ESS_EPARTNER, "libcurl refused the transfer setup");
         goto fail;
@@ -739,6 +745,7 @@ int ess_partner_upload(struct ess_partner *p, uint64_t token,
     x->timeout_ms = p->timeout_ms;
     partner_reset_result(x, token);
     if (x->quote == NULL || partner_setup_upload(x, file_url, req) != CURLE_OK ||
+        curl_easy_setopt(x->easy, CURLOPT_FRESH_CONNECT, (long)p->reconnect) != CURLE_OK ||
         partner_setup_tls(p, x->easy) != CURLE_OK || partner_setup_ssh(p, x->easy) != CURLE_OK ||
         curl_multi_add_handle(p->multi, x->easy) != CURLM_OK) {
         rc = ess_err_set(err, ESS_EPARTNER, "libcurl refused the upload setup");
@@ -848,6 +855,7 @@ static void partner_finish(struct ess_partner *p, struct partner_xfer *x, CURLco
     curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &total_us);
     x->res.total_ms = (double)total_us / 1000.0;
     x->res.transport_failed = res != CURLE_OK;
+    p->reconnect = x->res.transport_failed;
     partner_error_line(x, res);
     partner_tls_hint(p, x, res);
     curl_slist_free_all(x->headers);
