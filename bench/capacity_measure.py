@@ -27,7 +27,7 @@ import urllib.request
 import psycopg2
 
 TABLES = ("ess_journal", "ess_offsets", "ess_heartbeats", "ess_tickets", "ess_controls",
-          "ess_dead_letters")
+          "ess_dead_letters", "ess_audit")
 
 
 def q(sql, *args):
@@ -43,8 +43,9 @@ def snapshot():
         "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables"
         " WHERE relname = ANY(%s)", list(TABLES)))
     xact = q("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")[0][0]
-    size = q("SELECT pg_total_relation_size('ess_journal')")[0][0]
-    return {"lsn": lsn, "rows": rows, "xact": xact, "journal_bytes": size}
+    size, audit = q("SELECT pg_total_relation_size('ess_journal'),"
+                    " pg_total_relation_size('ess_audit')")[0]
+    return {"lsn": lsn, "rows": rows, "xact": xact, "journal_bytes": size, "audit_bytes": audit}
 
 
 def diff(a, b):
@@ -54,7 +55,8 @@ def diff(a, b):
         x, y = a["rows"].get(t, (0, 0, 0)), b["rows"].get(t, (0, 0, 0))
         rows[t] = tuple(y[k] - x[k] for k in range(3))
     return {"wal": float(wal), "rows": rows, "xact": b["xact"] - a["xact"],
-            "journal_bytes": b["journal_bytes"] - a["journal_bytes"]}
+            "journal_bytes": b["journal_bytes"] - a["journal_bytes"],
+            "audit_bytes": b["audit_bytes"] - a["audit_bytes"]}
 
 
 class Sink:
@@ -81,6 +83,14 @@ def wait(cond, timeout, what):
     sys.exit("capacity_measure: timed out waiting for %s" % what)
 
 
+def heartbeats(cid):
+    """The worker's heartbeat rows; 0 before its migrations created the table."""
+    try:
+        return q("SELECT count(*) FROM ess_heartbeats WHERE connector = %s", cid)[0][0]
+    except psycopg2.errors.UndefinedTable:
+        return 0
+
+
 def scenario(args, sink, name, n, rate):
     cid = "cap-%s-%d" % (name, os.getpid())
     tmp = tempfile.mkdtemp(prefix="ess-capacity-")
@@ -93,8 +103,7 @@ def scenario(args, sink, name, n, rate):
     worker = subprocess.Popen([os.path.join(args.bin_dir, "workers", "push", "ess-push"),
                                "--manifest", path], stdout=log, stderr=log)
     try:
-        wait(lambda: q("SELECT count(*) FROM ess_heartbeats WHERE connector = %s", cid)[0][0] > 0,
-             30, "the worker's first heartbeat")
+        wait(lambda: heartbeats(cid) > 0, 30, "the worker's first heartbeat")
         base = sink.count()
         time.sleep(2)  # let the statistics of the start-up settle
         before = snapshot()
@@ -109,7 +118,9 @@ def scenario(args, sink, name, n, rate):
         wait(lambda: q("SELECT coalesce((SELECT delivered_seq FROM ess_offsets WHERE connector"
                        " = %s), -1) >= (SELECT max(seq) FROM ess_journal WHERE connector = %s)",
                        cid, cid)[0][0], 30, "the offset past the last event")
-        time.sleep(2)  # statistics are flushed by each backend at most once a second
+        # A busy backend flushes its statistics at most once a second, an idle
+        # one within 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL).
+        time.sleep(11)
         d = diff(before, snapshot())
         d.update({"scenario": name, "events": n, "rate": rate, "seconds": seconds,
                   "journal_rows": q("SELECT count(*) FROM ess_journal WHERE connector = %s",
@@ -136,16 +147,18 @@ def main():
                         args.paced_rate)]
     finally:
         sink.stop()
-    print("| scenario | events | WAL bytes/event | journal bytes/event | transactions/event |"
-          " rows written/event (journal ins, offsets upd, heartbeats upd, tickets ins) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| scenario | events | WAL bytes/event | journal bytes/event | audit bytes/event |"
+          " transactions/event | rows written/event (journal ins, audit ins, offsets upd,"
+          " heartbeats upd, tickets ins) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in res:
         n = r["events"]
         rw = r["rows"]
-        print("| %s%s | %d | %.0f | %.0f | %.3f | %.3f (%.3f, %.4f, %.4f, %.4f) |" % (
+        print("| %s%s | %d | %.0f | %.0f | %.0f | %.3f | %.3f (%.3f, %.3f, %.4f, %.4f, %.4f) |" % (
             r["scenario"], " %d/s" % r["rate"] if r["rate"] else "", n, r["wal"] / n,
-            r["journal_bytes"] / n, r["xact"] / n, sum(sum(v) for v in rw.values()) / n,
-            rw["ess_journal"][0] / n, rw["ess_offsets"][1] / n, rw["ess_heartbeats"][1] / n,
+            r["journal_bytes"] / n, r["audit_bytes"] / n, r["xact"] / n,
+            sum(sum(v) for v in rw.values()) / n, rw["ess_journal"][0] / n,
+            rw["ess_audit"][0] / n, rw["ess_offsets"][1] / n, rw["ess_heartbeats"][1] / n,
             rw["ess_tickets"][0] / n))
     if args.json:
         with open(args.json, "w") as f:

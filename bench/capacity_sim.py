@@ -32,9 +32,10 @@ MODEL = {  # docs/capacity.md, "Measured"
     "cpu_us": 39.0,            # CPU µs per delivered event
     "rss_mib": 12.4,           # peak RSS per worker
     "pg_eps": 12100.0,         # journal fill, events/s (one Postgres)
-    "wal_bytes": 810.0,        # WAL per event, paced (about one commit per event)
-    "wal_bytes_burst": 715.0,  # WAL per event in bursts (backlog)
+    "wal_bytes": 1185.0,       # WAL per event, paced (about one commit per event)
+    "wal_bytes_burst": 1093.0,  # WAL per event in bursts (backlog)
     "journal_bytes": 455.0,    # ess_journal on disk per event (70-byte body, with indexes)
+    "audit_bytes": 356.0,      # ess_audit on disk per delivery attempt (kept: no retention)
     "replay_window_days": 7.0,
 }
 
@@ -65,7 +66,7 @@ def simulate(points, connectors=1, replicas=1, tail=60.0, dt=1.0, model=None):
     cap = min(connectors * replicas * m["worker_eps"], m["pg_eps"])
     workers = connectors * replicas
     ends = [p[0] for p in points[1:]] + [points[-1][0] + tail]
-    backlog = peak_backlog = queued_s = journal_events = 0.0
+    backlog = peak_backlog = queued_s = journal_events = delivered = 0.0
     peak_cpu = peak_wal = 0.0
     drained = None
     peak_at = points[0][0]
@@ -85,6 +86,7 @@ def simulate(points, connectors=1, replicas=1, tail=60.0, dt=1.0, model=None):
             cpu = done * m["cpu_us"] / 1e6 / step
             kept.append((t, done))
             journal_events += done
+            delivered += done  # one audit row per attempt: at least one per event
             while kept and kept[0][0] < t - m["replay_window_days"] * 86400:
                 journal_events -= kept.popleft()[1]
             if before > 0 or bursting:
@@ -112,6 +114,7 @@ def simulate(points, connectors=1, replicas=1, tail=60.0, dt=1.0, model=None):
         "peak_cores": peak_cpu,
         "peak_wal_mib_s": peak_wal / 2**20,
         "journal_gib_at_end": journal_events * m["journal_bytes"] / 2**30,
+        "audit_gib_at_end": delivered * m["audit_bytes"] / 2**30,
     }
     return summary, steps
 
