@@ -41,6 +41,7 @@
 #include "ess_store.h"
 #include "ess_twoway.h"
 #include "ess_version.h"
+#include "push_internal.h"
 
 #define PUSH_BREAKER_THRESHOLD 5
 /* While the partner is down one request at a time probes it, at most every
@@ -51,159 +52,14 @@
 #define PUSH_PROBE_MAX_MS 250
 #define PUSH_RETRY_BASE_MS 200
 #define PUSH_RETRY_CAP_MS 30000
-#define PUSH_OFFSET_EVERY_MS 500   /* a crash repeats at most this much of deliveries */
-#define PUSH_RETAIN_EVERY_MS 15000 /* a sweep step a few times a minute ... */
-#define PUSH_RETAIN_MORE_MS 1000   /* ... every second while a step found a full batch */
-#define PUSH_RETAIN_BATCH 1000     /* rows per DELETE: each step stays short */
+#define PUSH_OFFSET_EVERY_MS 500 /* a crash repeats at most this much of deliveries */
 #define PUSH_ALERT_EVERY_MS 1000
 #define PUSH_DRAIN_MAX_MS 15000
 /* The window reads no more while it holds this many times window_max events
  * (delivered ones stay until the oldest undelivered one is done): memory
  * stays bounded behind a slow key, the backlog stays in Postgres. */
 #define PUSH_HELD_MAX 4
-
-struct burst_msg { /* a consumed message waiting for its journal COMMIT */
-    char *event_id;
-    char *key;
-    char *topic;
-    char *body;
-    long long received_ms;
-};
-
-struct push_burst {
-    struct burst_msg *v;
-    struct ess_store_event *ev; /* v as the store reads it (borrowed strings), cap entries */
-    long long *seqs;            /* journal seqs of v once journaled, cap entries */
-    size_t n;
-    size_t cap;
-    uint64_t last_tag; /* ack up to this once journaled */
-    int has_tag;
-};
-
 #define PUSH_CONTROL_EVERY_MS 1000
-#define PUSH_REDELIVER_MAX 8
-#define PUSH_AUDIT_EARLY_ROWS 1000 /* audit rows held before they go ahead of the 500 ms flush */
-/* The same on the side session: more often than the 500 ms save at drain
- * rates, not at 1,000/s (each is a WAL flush the journal's COMMITs may wait
- * behind; 64 at a time made 15 a second). */
-#define PUSH_SIDE_EARLY_ROWS 500
-
-struct push_replay { /* events at or below resume_seq outside [.., to_seq] / key are skipped */
-    int active;
-    long long to_seq; /* -1: open-ended */
-    long long resume_seq;
-    int has_key;
-    char key[256];
-};
-
-struct push_redelivery { /* a dead letter being re-sent (dlq retry / held behind it) */
-    int in_use;
-    struct ess_store_row row;
-    long long first_ms;
-};
-
-struct push_ticket { /* owned copies */
-    long long seq;
-    char *event_id;
-    char *key;
-    const char *outcome;
-    int attempts;
-    long last_status;
-    char *last_error;
-    long long first_ms;
-};
-
-struct ess_push {
-    struct ess_manifest *m;
-    struct ess_worker_env env;
-    char queue[80];
-    struct ess_bus *bus;
-    struct ess_store *store;
-    struct ess_partner *partner;
-    struct ess_keyq *window;
-    struct ess_breaker breaker;
-    struct ess_stats stats;
-    struct push_burst burst;      /* being filled from the broker */
-    struct push_burst journaling; /* its INSERT is pending (ess_store_journal_send) */
-    struct ess_worker_retry bus_retry;
-    struct ess_worker_retry store_retry;
-    uint64_t rng;
-    size_t window_max;
-    int journal_more;     /* the journal may hold rows past the window */
-    int reading;          /* a refill read is pending (ess_store_journal_read_send) */
-    long long read_after; /* its seq cursor: the window's last seq when sent */
-    int read_want;        /* its limit */
-    int offset_known;     /* the stored offset was read into the window */
-    long long offset_saved;
-    long long next_offset_ms;
-    long long next_heartbeat_ms;
-    long long next_retain_ms;
-    long long started_ms;
-    long long last_error_ms;
-    long long last_ok_ms; /* monotonic time of the latest 2xx */
-    char last_error[256];
-    /* the operator's controls (deploy/hms.h), polled every PUSH_CONTROL_EVERY_MS */
-    struct ess_store_controls ctl;
-    long long next_control_ms;
-    long long next_redeliver_ms;
-    int replay_pending;        /* a replay request waits for in-flight to finish */
-    struct push_replay replay; /* the filter of an applied replay */
-    /* dead-letter workflow */
-    json_t *quarantine;   /* keys held behind a parked event (a set) */
-    int quarantine_known; /* loaded from the store since it (re)connected */
-    struct push_redelivery redeliveries[PUSH_REDELIVER_MAX];
-    /* every delivery attempt, for the audit chain; written with the tickets */
-    struct ess_audit *audit;
-    /* tickets waiting for the next offset save */
-    struct push_ticket *tickets;
-    size_t n_tickets;
-    size_t cap_tickets;
-    /* side writes (audit rows, tickets, offset) on a session of their own */
-    struct ess_store *side;
-    size_t side_tickets;     /* the first tickets are in its transaction */
-    long long side_mark;     /* the offset in it; -1: none */
-    long long side_retry_ms; /* monotonic: open it again no earlier */
-    int side_job;            /* the transaction under way: 0 the records, else a SIDE_* */
-    int side_want;           /* SIDE_* jobs due */
-    char *side_hb;           /* a heartbeat to record (SIDE_HEARTBEAT) */
-    const char *side_hb_state;
-    /* batch delivery (file drops): the file being built or uploaded */
-    struct ess_batch *batch; /* NULL for http(s) partners */
-    int batch_in_flight;     /* its upload is running */
-    int batch_attempts;      /* failed uploads counted towards max_retry */
-    long long batch_due_ms;  /* a sealed batch's next upload (monotonic) */
-    /* ops visibility: metrics endpoint, alert rules, canary */
-    struct ess_metrics *metrics; /* NULL: metrics_listen off */
-    struct ess_alert *alerts;
-    long long next_alert_ms;
-    long long backlog;                    /* as of the last heartbeat */
-    unsigned long long parked_at_refresh; /* stats.parked when the quarantine was read */
-    struct push_canary {
-        int in_flight;
-        long long next_ms;  /* monotonic */
-        long long sent_ms;  /* monotonic, of the one in flight */
-        long long failures; /* consecutive */
-        int has_result;
-        int last_ok;
-        long last_rtt_ms;
-        long last_status;
-        long long last_ts_ms; /* wall clock of the last result */
-        char last_error[256];
-    } canary;
-    struct ess_delta_book *delta; /* delta: true -- per key, what the partner has */
-    /* delivery_windows / blackouts: outside them everything is journaled and held */
-    int held;
-    long long sched_check_ms;    /* monotonic: when to look at the schedule again */
-    struct ess_replica *replica; /* replicas > 1 (ess_replica.h); NULL: the only worker */
-
-    /* replicas: the partitions the pending read asked for; journal rows read */
-    uint64_t read_parts;
-    struct push_reads {
-        unsigned long long looked;   /* the reads' spans: what one reader alone would read */
-        unsigned long long returned; /* sent by Postgres (own partitions or unpartitioned) */
-        unsigned long long kept;     /* of those, this replica's to deliver */
-    } reads;
-};
 
 /* Ops visibility (metrics, alerts, canary, retention), defined further down. */
 static json_t *push_ops_extra(const struct ess_push *p);
@@ -225,20 +81,10 @@ static int push_refill_due(const struct ess_push *p);
 static void push_refill_poll(struct ess_push *p, int block);
 static void push_replay_filter(struct ess_push *p, const struct ess_store_controls *c,
                                long long offset);
-static void push_controls_apply(struct ess_push *p, const struct ess_store_controls *c);
-static const char *push_state(const struct ess_push *p, long long now);
-static char *push_heartbeat_text(struct ess_push *p, long long now, const char *state,
-                                 long long backlog);
-static void push_heartbeat_send(struct ess_push *p, const char *state, const char *text,
-                                struct ess_store *store);
-/* Side writes (audit rows, tickets, offset), defined further down. */
-static void push_side_poll(struct ess_push *p, int block);
-static int push_side_ready(struct ess_push *p, long long now);
-static int push_side_start(struct ess_push *p, int with_offset);
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static void push_error(struct ess_push *p, const char *what, const struct ess_err *e)
+void push_error(struct ess_push *p, const char *what, const struct ess_err *e)
 {
     char line[600];
 
@@ -352,7 +198,7 @@ static void push_bus_lost(struct ess_push *p, const struct ess_err *e)
     ess_worker_retry_failed(&p->bus_retry, ess_worker_mono_ms());
 }
 
-static void push_store_lost(struct ess_push *p, const struct ess_err *e)
+void push_store_lost(struct ess_push *p, const struct ess_err *e)
 {
     char line[600];
 
@@ -988,7 +834,7 @@ static int push_delta_apply(struct ess_push *p, const char *key, json_t **shaped
 
 /* Written before the offset passes the events they stand for. A crash in
  * between only makes the next change of a key send more than it needed. */
-static int push_delta_flush(struct ess_push *p)
+int push_delta_flush(struct ess_push *p)
 {
     json_t *unsaved = ess_delta_book_unsaved(p->delta);
     struct ess_err err;
@@ -1049,401 +895,6 @@ static int push_render_item(struct ess_push *p, struct ess_keyq_item *it, char *
                             const char **ctype, struct ess_err *err)
 {
     return push_render(p, it->body, it->key, body, len, ctype, err);
-}
-
-/* ---- tickets: one per final outcome, written with the next offset save ---- */
-
-static void push_ticket(struct ess_push *p, long long seq, const char *event_id, const char *key,
-                        const char *outcome, int attempts, long last_status, const char *error,
-                        long long first_ms)
-{
-    struct push_ticket *grown;
-    struct push_ticket *t;
-    size_t cap;
-
-    if (p->m->tickets == ESS_TICKETS_NONE || (p->m->tickets == ESS_TICKETS_FAILURES &&
-                                              strcmp(outcome, "delivered") == 0 && attempts <= 1)) {
-        return;
-    }
-    if (p->n_tickets == p->cap_tickets) {
-        cap = p->cap_tickets ? p->cap_tickets * 2 : 256;
-        grown = realloc(p->tickets, cap * sizeof(*grown));
-        if (grown == NULL) {
-            return; /* a ticket is a record, not the delivery: never worth stalling for */
-        }
-        p->tickets = grown;
-        p->cap_tickets = cap;
-    }
-    t = &p->tickets[p->n_tickets];
-    *t = (struct push_ticket){seq,
-                              strdup(event_id),
-                              strdup(key),
-                              outcome,
-                              attempts,
-                              last_status,
-                              error != NULL && error[0] != '\0' ? strdup(error) : NULL,
-                              first_ms};
-    p->n_tickets++;
-}
-
-/* Forget the oldest k tickets (written). */
-static void push_tickets_drop(struct ess_push *p, size_t k)
-{
-    size_t i;
-
-    for (i = 0; i < k && i < p->n_tickets; i++) {
-        free(p->tickets[i].event_id);
-        free(p->tickets[i].key);
-        free(p->tickets[i].last_error);
-    }
-    if (i > 0) {
-        memmove(p->tickets, p->tickets + i, (p->n_tickets - i) * sizeof(*p->tickets));
-    }
-    p->n_tickets -= i;
-}
-
-/* One audit row per attempt result: the event, or each event of a file. */
-static void push_audit(struct ess_push *p, const struct ess_partner_result *r,
-                       const struct ess_store_row *row)
-{
-    const char *error =
-        r->status >= 200 && r->status < 300 && !r->transport_failed ? NULL : r->error;
-    const struct ess_keyq_item *it;
-    size_t i;
-
-    if (row != NULL) {
-        ess_audit_attempt(p->audit, row->seq, row->event_id, row->key, r->status, error);
-    } else if (p->batch != NULL && r->token == (uint64_t)(uintptr_t)p->batch) {
-        for (i = 0; i < ess_batch_count(p->batch); i++) {
-            it = ess_batch_item(p->batch, i);
-            ess_audit_attempt(p->audit, it->seq, it->event_id, it->key, r->status, error);
-        }
-    } else {
-        it = (const struct ess_keyq_item *)(uintptr_t)r->token;
-        ess_audit_attempt(p->audit, it->seq, it->event_id, it->key, r->status, error);
-    }
-}
-
-/* Audit rows are written with the tickets every 500 ms; at drain rates that
- * is thousands of rows held in memory, so they go as soon as the side session
- * is free once PUSH_SIDE_EARLY_ROWS wait (past it, the rate sets the batch).
- * On the loop's session, a full chunk, never behind a pending append. */
-static void push_audit_early(struct ess_push *p)
-{
-    struct ess_err err;
-    size_t pending = ess_audit_pending(p->audit);
-
-    if (pending >= PUSH_SIDE_EARLY_ROWS && p->side != NULL) {
-        if (!ess_store_pipe_busy(p->side)) {
-            push_side_start(p, 0);
-        }
-        return;
-    }
-    if (pending < PUSH_AUDIT_EARLY_ROWS || push_side_ready(p, ess_worker_mono_ms()) ||
-        p->store == NULL || ess_store_journal_pending(p->store)) {
-        return;
-    }
-    ess_err_clear(&err);
-    if (ess_audit_flush(p->audit, p->store, &err) != ESS_OK) {
-        push_store_lost(p, &err);
-    }
-}
-
-/* The oldest n tickets as the store takes them (borrowed strings); free() it. */
-static struct ess_store_ticket *push_ticket_rows(const struct ess_push *p, size_t n)
-{
-    struct ess_store_ticket *t = calloc(n > 0 ? n : 1, sizeof(*t));
-    size_t i;
-
-    for (i = 0; t != NULL && i < n; i++) {
-        const struct push_ticket *pt = &p->tickets[i];
-
-        t[i] =
-            (struct ess_store_ticket){pt->seq,      pt->event_id,    pt->key,        pt->outcome,
-                                      pt->attempts, pt->last_status, pt->last_error, pt->first_ms};
-    }
-    return t;
-}
-
-static int push_tickets_flush(struct ess_push *p)
-{
-    struct ess_store_ticket *t;
-    struct ess_err err;
-    int rc;
-
-    push_side_poll(p, 1); /* the side session's records first: they are older */
-    ess_err_clear(&err);
-    if (p->store != NULL && ess_audit_pending(p->audit) > 0 &&
-        ess_audit_flush(p->audit, p->store, &err) != ESS_OK) {
-        push_store_lost(p, &err);
-        return ESS_ESTORE;
-    }
-    if (p->n_tickets == 0 || p->store == NULL) {
-        return p->store == NULL ? ESS_ESTORE : ESS_OK;
-    }
-    t = push_ticket_rows(p, p->n_tickets);
-    if (t == NULL) {
-        return ESS_ENOMEM;
-    }
-    ess_err_clear(&err);
-    rc = ess_store_tickets_append(p->store, p->m->id, t, p->n_tickets, &err);
-    free(t);
-    if (rc != ESS_OK) {
-        push_store_lost(p, &err);
-        return rc;
-    }
-    push_tickets_drop(p, p->n_tickets);
-    return ESS_OK;
-}
-
-/* ---- side writes: audit rows, tickets and the offset, off the loop's path --
- *
- * The loop's session journals and reads; written there, the records and the
- * offset made the loop wait for their COMMIT every 500 ms while events
- * queued behind it (the p99 at 1,000 events/s). They go on a second session
- * as one pipelined transaction the loop does not wait for, in this order:
- * audit rows, tickets, then the offset -- committed together or not at all.
- * So the offset never passes an event whose ticket and audit rows are not
- * committed (they were queued when the event finished, before the mark was
- * taken, and are in this transaction or an earlier one), and a failure loses
- * nothing: records leave memory only once their COMMIT has been read.
- * Without the side session (replicas: their offsets go by partition; or it
- * cannot be opened) the synchronous path on the loop's session does it. */
-
-#define PUSH_SIDE_ROWS 1000 /* audit rows and tickets per transaction: bounded buffers */
-/* Other periodic work the loop must not wait for either, each a short
- * transaction of its own on the side session, in this order of priority
- * (the records go first whenever they are due). */
-#define SIDE_CONTROLS 1  /* the operator's controls (pause, replay) */
-#define SIDE_HEARTBEAT 2 /* record the heartbeat published after SIDE_BACKLOG */
-#define SIDE_BACKLOG 4   /* count the backlog for the next heartbeat */
-#define SIDE_RETAIN 8    /* one retention step */
-#define PUSH_SIDE_RETRY_MS 1000
-
-static int push_side_busy(const struct ess_push *p)
-{
-    return ess_store_pipe_busy(p->side);
-}
-
-static void push_side_lost(struct ess_push *p, const struct ess_err *e)
-{
-    char line[600];
-
-    ess_log_warn("side session (audit, tickets, offset) lost: %s; they stay queued",
-                 ess_err_format(e, line, sizeof(line)));
-    push_error(p, "store", e);
-    ess_audit_sent(p->audit, 0);
-    p->side_tickets = 0;
-    p->side_mark = -1;
-    p->side_job = 0;
-    p->side_want = 0; /* the loop's session does them until this one is back */
-    if (p->side_hb != NULL) {
-        push_heartbeat_send(p, p->side_hb_state, p->side_hb, NULL); /* not recorded: published */
-        free(p->side_hb);
-        p->side_hb = NULL;
-    }
-    ess_store_free(p->side);
-    p->side = NULL;
-    p->side_retry_ms = ess_worker_mono_ms() + PUSH_SIDE_RETRY_MS;
-}
-
-/* The side session, opened when the loop's session is up; 0: use the loop's. */
-static int push_side_ready(struct ess_push *p, long long now)
-{
-    struct ess_err err;
-
-    if (p->side != NULL || p->replica != NULL) {
-        return p->side != NULL;
-    }
-    if (p->store == NULL || now < p->side_retry_ms) {
-        return 0;
-    }
-    ess_err_clear(&err);
-    p->side = ess_store_new(p->env.pg_url, &err);
-    if (p->side == NULL) {
-        ess_log_warn("side session (audit, tickets, offset): %s; writing them on the journal's",
-                     err.msg);
-        p->side_retry_ms = now + PUSH_SIDE_RETRY_MS;
-    }
-    return p->side != NULL;
-}
-
-/* A SIDE_* job's transaction committed: use what it read. */
-static void push_side_job_done(struct ess_push *p)
-{
-    struct ess_store_controls c;
-    long long now = ess_worker_mono_ms();
-    long long deleted;
-    long long v;
-
-    switch (p->side_job) {
-    case SIDE_CONTROLS:
-        ess_store_pipe_controls_take(p->side, &c);
-        push_controls_apply(p, &c);
-        break;
-    case SIDE_BACKLOG:
-        v = ess_store_pipe_count(p->side, 0);
-        free(p->side_hb);
-        p->side_hb_state = push_state(p, now);
-        p->side_hb = push_heartbeat_text(p, now, p->side_hb_state,
-                                         v >= 0 ? v : (long long)ess_keyq_pending(p->window));
-        if (p->side_hb != NULL) {
-            p->side_want |= SIDE_HEARTBEAT;
-        }
-        break;
-    case SIDE_HEARTBEAT: /* recorded: now published, in that order as on the loop's session */
-        push_heartbeat_send(p, p->side_hb_state, p->side_hb, NULL);
-        free(p->side_hb);
-        p->side_hb = NULL;
-        break;
-    case SIDE_RETAIN:
-        deleted = ess_store_pipe_count(p->side, 0);
-        v = ess_store_pipe_count(p->side, 2);
-        deleted = v > deleted ? v : deleted;
-        if (deleted > 0) {
-            ess_log_debug("retention: swept %lld rows past replay_window / ticket_retention",
-                          deleted);
-        }
-        if (deleted >= PUSH_RETAIN_BATCH) {
-            p->next_retain_ms = now + PUSH_RETAIN_MORE_MS;
-        }
-        break;
-    default:
-        break;
-    }
-    p->side_job = 0;
-}
-
-/* Start the next SIDE_* job due, if the side session is free. */
-static void push_side_next(struct ess_push *p)
-{
-    static const int order[] = {SIDE_CONTROLS, SIDE_HEARTBEAT, SIDE_BACKLOG, SIDE_RETAIN};
-    struct ess_err err;
-    size_t i;
-    int job = 0;
-    int rc;
-
-    if (p->side == NULL || push_side_busy(p) || p->side_want == 0) {
-        return;
-    }
-    for (i = 0; i < sizeof(order) / sizeof(order[0]) && job == 0; i++) {
-        job = p->side_want & order[i];
-    }
-    p->side_want &= ~job;
-    ess_err_clear(&err);
-    rc = ess_store_pipe_begin(p->side, &err);
-    if (rc == ESS_OK && job == SIDE_CONTROLS) {
-        rc = ess_store_pipe_controls(p->side, p->m->id, &err);
-    } else if (rc == ESS_OK && job == SIDE_BACKLOG) {
-        rc = ess_store_pipe_backlog(p->side, p->m->id, p->offset_saved, &err);
-    } else if (rc == ESS_OK && job == SIDE_HEARTBEAT) {
-        rc = ess_store_pipe_heartbeat(p->side, p->m->id, ess_worker_instance(), p->side_hb_state,
-                                      p->m->heartbeat_sec, p->side_hb, &err);
-    } else if (rc == ESS_OK && job == SIDE_RETAIN) {
-        rc = ess_store_pipe_retain(p->side, p->m->id, p->offset_saved, p->m->replay_window_sec,
-                                   p->m->ticket_retention_sec, PUSH_RETAIN_BATCH, &err);
-    }
-    rc = rc == ESS_OK ? ess_store_pipe_commit(p->side, &err) : rc;
-    if (rc != ESS_OK) {
-        push_side_lost(p, &err);
-        return;
-    }
-    p->side_job = job;
-    push_side_poll(p, 0);
-}
-
-/* The transaction under way, if it is over (block: wait for it). */
-static void push_side_poll(struct ess_push *p, int block)
-{
-    struct ess_err err;
-    int done = 0;
-
-    if (!push_side_busy(p)) {
-        return;
-    }
-    ess_err_clear(&err);
-    if (ess_store_pipe_poll(p->side, block, &done, &err) != ESS_OK) {
-        push_side_lost(p, &err);
-        return;
-    }
-    if (!done) {
-        return;
-    }
-    if (p->side_job != 0) {
-        push_side_job_done(p);
-        return;
-    }
-    ess_audit_sent(p->audit, 1);
-    push_tickets_drop(p, p->side_tickets);
-    p->side_tickets = 0;
-    if (p->side_mark >= 0) {
-        p->offset_saved = p->side_mark;
-        p->side_mark = -1;
-    }
-}
-
-/* Send the oldest audit rows and tickets (at most PUSH_SIDE_ROWS of each)
- * and, when with_offset and that is all of them, the offset. 1: all sent. */
-static int push_side_start(struct ess_push *p, int with_offset)
-{
-    long long mark = ess_keyq_low_water(p->window);
-    size_t n_audit = ess_audit_pending(p->audit);
-    size_t n_tickets = p->n_tickets < PUSH_SIDE_ROWS ? p->n_tickets : PUSH_SIDE_ROWS;
-    size_t sent = 0;
-    struct ess_store_ticket *t;
-    struct ess_err err;
-    int all;
-    int rc = ESS_OK;
-
-    if (n_audit == 0 && n_tickets == 0 && (!with_offset || mark == p->offset_saved)) {
-        return 1;
-    }
-    ess_err_clear(&err);
-    if (n_audit > 0) {
-        rc = ess_audit_head(p->audit, p->side, &err); /* a query when not known */
-        n_audit = ess_audit_pending(p->audit);        /* with a gap record */
-    }
-    rc = rc == ESS_OK ? ess_store_pipe_begin(p->side, &err) : rc;
-    if (rc == ESS_OK && n_audit > 0) {
-        rc = ess_audit_send(p->audit, p->side, PUSH_SIDE_ROWS, &sent, &err);
-    }
-    if (rc == ESS_OK && n_tickets > 0) {
-        t = push_ticket_rows(p, n_tickets);
-        rc = t != NULL ? ess_store_tickets_send(p->side, p->m->id, t, n_tickets, &err)
-                       : ess_err_set(&err, ESS_ENOMEM, "tickets: out of memory");
-        free(t);
-    }
-    all = sent == n_audit && n_tickets == p->n_tickets;
-    p->side_mark = -1;
-    if (rc == ESS_OK && with_offset && all && mark != p->offset_saved) {
-        rc = ess_store_pipe_offset(p->side, p->m->id, mark, &err);
-        p->side_mark = mark;
-    }
-    rc = rc == ESS_OK ? ess_store_pipe_commit(p->side, &err) : rc;
-    if (rc != ESS_OK) {
-        push_side_lost(p, &err);
-        return 0;
-    }
-    p->side_tickets = n_tickets;
-    push_side_poll(p, 0); /* libpq may have read the answer while sending */
-    return all;
-}
-
-/* SIGTERM: everything queued written and the offset saved by the side
- * session; 0 when it could not (the caller falls back to the loop's). */
-static int push_side_drain(struct ess_push *p)
-{
-    int all = 0;
-
-    push_side_poll(p, 1);
-    while (!all && push_side_ready(p, ess_worker_mono_ms()) && push_delta_flush(p) == ESS_OK) {
-        all = push_side_start(p, 1);
-        push_side_poll(p, 1);
-        if (p->side == NULL) {
-            return 0;
-        }
-    }
-    return all;
 }
 
 /* Nothing changed for the partner: recorded, not sent (a ticket "skipped"). */
@@ -2351,7 +1802,7 @@ static void push_replay_apply(struct ess_push *p)
         p->ctl.has_replay_key ? ", key " : "", p->ctl.has_replay_key ? p->ctl.replay_key : "");
 }
 
-static void push_controls_apply(struct ess_push *p, const struct ess_store_controls *cp)
+void push_controls_apply(struct ess_push *p, const struct ess_store_controls *cp)
 {
     struct ess_store_controls c = *cp;
 
@@ -2448,7 +1899,7 @@ static void push_save_offset(struct ess_push *p)
     p->offset_saved = mark;
 }
 
-static const char *push_state(const struct ess_push *p, long long now)
+const char *push_state(const struct ess_push *p, long long now)
 {
     if (p->ctl.paused) {
         return "paused";
@@ -2469,8 +1920,7 @@ static const char *push_state(const struct ess_push *p, long long now)
 /* Publish on hms.ops and record in Postgres (for `hms ess ps`); state NULL
  * means the current one ("stopped" is passed on the way out). */
 /* A heartbeat's text (free() it; NULL when out of memory). */
-static char *push_heartbeat_text(struct ess_push *p, long long now, const char *state,
-                                 long long backlog)
+char *push_heartbeat_text(struct ess_push *p, long long now, const char *state, long long backlog)
 {
     struct ess_heartbeat hb;
     json_t *extra;
@@ -2495,8 +1945,8 @@ static char *push_heartbeat_text(struct ess_push *p, long long now, const char *
 
 /* Record it in store (for `hms ess ps`, the dashboard; NULL: recorded
  * already) and then publish it on hms.ops. */
-static void push_heartbeat_send(struct ess_push *p, const char *state, const char *text,
-                                struct ess_store *store)
+void push_heartbeat_send(struct ess_push *p, const char *state, const char *text,
+                         struct ess_store *store)
 {
     struct ess_err err, berr;
     int failed;
