@@ -7,6 +7,7 @@
  * ess_push_new/free/run. Each other concern is a file of its own working on
  * the one struct ess_push:
  *   push_side.c   tickets, audit rows and the side session (push_side_*)
+ *   push_batch.c  batch delivery: ftp://, ftps://, sftp:// file drops
  * Functions called across these files keep their push_ prefix and are
  * declared here; everything else stays static in its file. Ownership is as
  * ess_push.c's header comment says: the pipeline owns everything below.
@@ -35,6 +36,12 @@
 #include "ess_stats.h"
 #include "ess_store.h"
 #include "ess_worker.h"
+
+#define PUSH_BREAKER_THRESHOLD 5
+#define PUSH_RETRY_BASE_MS 200
+#define PUSH_RETRY_CAP_MS 30000
+
+#define PUSH_DELTA_NOTHING 1 /* push_render_item: no field changed, nothing to send */
 
 #define PUSH_RETAIN_EVERY_MS 15000 /* a sweep step a few times a minute ... */
 #define PUSH_RETAIN_MORE_MS 1000   /* ... every second while a step found a full batch */
@@ -194,6 +201,13 @@ const char *push_state(const struct ess_push *p, long long now);
 char *push_heartbeat_text(struct ess_push *p, long long now, const char *state, long long backlog);
 void push_heartbeat_send(struct ess_push *p, const char *state, const char *text,
                          struct ess_store *store);
+int push_render_item(struct ess_push *p, struct ess_keyq_item *it, char **body, size_t *len,
+                     const char **ctype, struct ess_err *err);
+void push_delta_skipped(struct ess_push *p, struct ess_keyq_item *it);
+int push_quarantined(const struct ess_push *p, const char *key);
+void push_park(struct ess_push *p, struct ess_keyq_item *it, const char *reason,
+               const char *status);
+int push_may_dispatch(const struct ess_push *p);
 
 /* push_side.c: tickets, audit rows, the side session */
 void push_ticket(struct ess_push *p, long long seq, const char *event_id, const char *key,
@@ -209,5 +223,19 @@ void push_side_next(struct ess_push *p);
 void push_side_poll(struct ess_push *p, int block);
 int push_side_start(struct ess_push *p, int with_offset);
 int push_side_drain(struct ess_push *p);
+
+/* push_batch.c: batch delivery (ftp://, ftps://, sftp:// file drops) */
+int push_url_is_drop(const char *url);
+int push_batching(const struct ess_push *p);
+int push_batch_busy(const struct ess_push *p);
+int push_batch_idle(const struct ess_push *p);
+int push_batch_reload_refused(const struct ess_push *p, const struct ess_manifest *m);
+void push_batch_dispatch(struct ess_push *p, long long now);
+int push_batch_result(struct ess_push *p, const struct ess_partner_result *r, long long now);
+void push_batch_flush(struct ess_push *p);
+int push_batch_redeliver(struct ess_push *p, struct push_redelivery *rd, char *body, size_t len,
+                         struct ess_err *err);
+enum ess_outcome push_batch_outcome(const struct ess_partner_result *r);
+long long push_batch_timeout(const struct ess_push *p, long long now);
 
 #endif
