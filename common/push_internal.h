@@ -8,6 +8,7 @@
  * the one struct ess_push:
  *   push_side.c   tickets, audit rows and the side session (push_side_*)
  *   push_batch.c  batch delivery: ftp://, ftps://, sftp:// file drops
+ *   push_ops.c    ops visibility: metrics, alerts, canary, retention
  * Functions called across these files keep their push_ prefix and are
  * declared here; everything else stays static in its file. Ownership is as
  * ess_push.c's header comment says: the pipeline owns everything below.
@@ -18,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "ess_alert.h"
@@ -208,6 +210,11 @@ int push_quarantined(const struct ess_push *p, const char *key);
 void push_park(struct ess_push *p, struct ess_keyq_item *it, const char *reason,
                const char *status);
 int push_may_dispatch(const struct ess_push *p);
+void push_bus_lost(struct ess_push *p, const struct ess_err *e);
+struct curl_slist *push_headers(struct ess_push *p, const char *event_id, const char *content_type,
+                                const char *body, size_t len, struct ess_err *err);
+int push_render(struct ess_push *p, const char *journaled, const char *delta_key, char **body,
+                size_t *len, const char **ctype, struct ess_err *err);
 
 /* push_side.c: tickets, audit rows, the side session */
 void push_ticket(struct ess_push *p, long long seq, const char *event_id, const char *key,
@@ -237,5 +244,16 @@ int push_batch_redeliver(struct ess_push *p, struct push_redelivery *rd, char *b
                          struct ess_err *err);
 enum ess_outcome push_batch_outcome(const struct ess_partner_result *r);
 long long push_batch_timeout(const struct ess_push *p, long long now);
+
+/* push_ops.c: ops visibility (metrics, alerts, canary, retention) */
+json_t *push_ops_extra(const struct ess_push *p);
+void push_retain(struct ess_push *p, long long now);
+void push_alerts(struct ess_push *p, long long now);
+void push_canary_send(struct ess_push *p, long long now);
+int push_canary_waits(const struct ess_push *p);
+int push_canary_result(struct ess_push *p, const struct ess_partner_result *r, long long now);
+void push_metrics_update(struct ess_push *p);
+void push_ops_reload(struct ess_push *p, const struct ess_manifest *m);
+int push_ops_new(struct ess_push *p, struct ess_err *err);
 
 #endif
