@@ -9,6 +9,7 @@
  *   push_side.c   tickets, audit rows and the side session (push_side_*)
  *   push_batch.c  batch delivery: ftp://, ftps://, sftp:// file drops
  *   push_ops.c    ops visibility: metrics, alerts, canary, retention
+ *   push_dlq.c    the dead-letter workflow: re-send what `hms ess dlq` released
  * Functions called across these files keep their push_ prefix and are
  * declared here; everything else stays static in its file. Ownership is as
  * ess_push.c's header comment says: the pipeline owns everything below.
@@ -24,6 +25,7 @@
 
 #include "ess_alert.h"
 #include "ess_audit.h"
+#include "ess_backoff.h"
 #include "ess_batch.h"
 #include "ess_breaker.h"
 #include "ess_bus.h"
@@ -255,5 +257,11 @@ int push_canary_result(struct ess_push *p, const struct ess_partner_result *r, l
 void push_metrics_update(struct ess_push *p);
 void push_ops_reload(struct ess_push *p, const struct ess_manifest *m);
 int push_ops_new(struct ess_push *p, struct ess_err *err);
+
+/* push_dlq.c: the dead-letter workflow (re-send what `hms ess dlq` released) */
+void push_redelivery_end(struct push_redelivery *rd);
+void push_redelivery_result(struct ess_push *p, struct push_redelivery *rd,
+                            const struct ess_partner_result *r);
+void push_redeliver(struct ess_push *p, long long now);
 
 #endif
