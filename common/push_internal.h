@@ -6,6 +6,7 @@
  * collect, the operator's controls, the schedule, cron and
  * ess_push_new/free/run. Each other concern is a file of its own working on
  * the one struct ess_push:
+ *   push_delta.c  delta: true, within the shape -> delta -> render step
  *   push_side.c   tickets, audit rows and the side session (push_side_*)
  *   push_batch.c  batch delivery: ftp://, ftps://, sftp:// file drops
  *   push_ops.c    ops visibility: metrics, alerts, canary, retention
@@ -199,15 +200,11 @@ struct ess_push {
 /* ess_push.c */
 void push_error(struct ess_push *p, const char *what, const struct ess_err *e);
 void push_store_lost(struct ess_push *p, const struct ess_err *e);
-int push_delta_flush(struct ess_push *p);
 void push_controls_apply(struct ess_push *p, const struct ess_store_controls *cp);
 const char *push_state(const struct ess_push *p, long long now);
 char *push_heartbeat_text(struct ess_push *p, long long now, const char *state, long long backlog);
 void push_heartbeat_send(struct ess_push *p, const char *state, const char *text,
                          struct ess_store *store);
-int push_render_item(struct ess_push *p, struct ess_keyq_item *it, char **body, size_t *len,
-                     const char **ctype, struct ess_err *err);
-void push_delta_skipped(struct ess_push *p, struct ess_keyq_item *it);
 int push_quarantined(const struct ess_push *p, const char *key);
 void push_park(struct ess_push *p, struct ess_keyq_item *it, const char *reason,
                const char *status);
@@ -215,8 +212,14 @@ int push_may_dispatch(const struct ess_push *p);
 void push_bus_lost(struct ess_push *p, const struct ess_err *e);
 struct curl_slist *push_headers(struct ess_push *p, const char *event_id, const char *content_type,
                                 const char *body, size_t len, struct ess_err *err);
+
+/* push_delta.c: shape, delta (only what changed), render */
+int push_delta_flush(struct ess_push *p);
 int push_render(struct ess_push *p, const char *journaled, const char *delta_key, char **body,
                 size_t *len, const char **ctype, struct ess_err *err);
+int push_render_item(struct ess_push *p, struct ess_keyq_item *it, char **body, size_t *len,
+                     const char **ctype, struct ess_err *err);
+void push_delta_skipped(struct ess_push *p, struct ess_keyq_item *it);
 
 /* push_side.c: tickets, audit rows, the side session */
 void push_ticket(struct ess_push *p, long long seq, const char *event_id, const char *key,
