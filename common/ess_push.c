@@ -5,6 +5,13 @@
  * and the window. A burst holds copies of what it will journal until COMMIT.
  * An in-flight delivery is identified by its window item (the transfer token);
  * the item stays valid until ess_keyq_done/retry.
+ *
+ * This file is the loop: connections, take, refill, dispatch, collect, the
+ * operator's controls, the schedule, cron. The other concerns are files of
+ * their own behind push_internal.h: push_delta.c (shape, delta, render),
+ * push_side.c (tickets, audit rows, the side session), push_batch.c (file
+ * drops), push_ops.c (metrics, alerts, canary, retention), push_dlq.c (the
+ * dead-letter re-send workflow).
  */
 #include "ess_push.h"
 
@@ -12,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,7 +41,6 @@
 #include "ess_render.h"
 #include "ess_schedule.h"
 #include "ess_replica.h"
-#include "ess_shape.h"
 #include "ess_sign.h"
 #include "ess_stats.h"
 #include "ess_store.h"
