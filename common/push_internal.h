@@ -155,6 +155,7 @@ struct ess_push {
     size_t side_tickets;     /* the first tickets are in its transaction */
     long long side_mark;     /* the offset in it; -1: none */
     long long side_retry_ms; /* monotonic: open it again no earlier */
+    long long side_early_ms; /* monotonic: no early audit transaction before */
     int side_job;            /* the transaction under way: 0 the records, else a SIDE_* */
     int side_want;           /* SIDE_* jobs due */
     char *side_hb;           /* a heartbeat to record (SIDE_HEARTBEAT) */
