@@ -30,7 +30,7 @@ import sys
 MODEL = {  # docs/capacity.md, "Measured"
     "worker_eps": 12500.0,     # ess-push drain, events/s per worker
     "cpu_us": 39.0,            # CPU µs per delivered event
-    "rss_mib": 12.4,           # peak RSS per worker
+    "rss_mib": 13.8,           # peak RSS per worker
     "pg_eps": 12100.0,         # journal fill, events/s (one Postgres)
     "wal_bytes": 1185.0,       # WAL per event, paced (about one commit per event)
     "wal_bytes_burst": 1093.0,  # WAL per event in bursts (backlog)

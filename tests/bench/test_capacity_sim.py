@@ -30,7 +30,7 @@ def test_under_capacity_never_queues():
     s, steps = capacity_sim.simulate(pts, connectors=10, tail=10)
     check(s["peak_backlog"] == 0 and s["queued_seconds"] == 0, s)
     check(abs(s["peak_cores"] - 2000 * 39e-6) < 1e-9, s)
-    check(abs(s["memory_mib"] - 10 * 12.4) < 1e-9, s)
+    check(abs(s["memory_mib"] - 10 * 13.8) < 1e-9, s)
     check(len(steps) == 20 and steps[-1]["delivered_eps"] == 2000, steps[-1])
 
 
