@@ -127,6 +127,18 @@ static int read_confirm(struct pub *p, int64_t deadline_ns)
     return 1;
 }
 
+/* Handles every frame rabbitmq-c already holds, without reading the socket.
+ * 0, or -1 fatal. */
+static int read_buffered(struct pub *p)
+{
+    while (amqp_frames_enqueued(p->conn) || amqp_data_in_buffer(p->conn)) {
+        if (read_confirm(p, 0) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Until due_ns (monotonic): read confirms as they come, sleep otherwise.
  * rabbitmq-c waits in whole milliseconds (poll()), so a wait shorter than
  * one -- every slot at 1,000/s and above -- became a busy loop that kept a
@@ -139,10 +151,8 @@ static int wait_slot(struct pub *p, int64_t due_ns)
     int64_t left;
 
     for (;;) {
-        while (amqp_frames_enqueued(p->conn) || amqp_data_in_buffer(p->conn)) {
-            if (read_confirm(p, 0) < 0) {
-                return -1;
-            }
+        if (read_buffered(p) != 0) {
+            return -1;
         }
         left = due_ns - bench_mono_ns();
         if (left <= 0) {
@@ -300,13 +310,9 @@ int main(int argc, char **argv)
                 goto out;
             }
         }
-        if (wait_window(&p, window) != 0 || publish_one(&p, rk, prefix, i, stamp) != 0) {
+        if (wait_window(&p, window) != 0 || publish_one(&p, rk, prefix, i, stamp) != 0 ||
+            read_buffered(&p) != 0) {
             goto out;
-        }
-        while (amqp_frames_enqueued(p.conn) || amqp_data_in_buffer(p.conn)) {
-            if (read_confirm(&p, 0) < 0) {
-                goto out;
-            }
         }
     }
     if (wait_window(&p, 1) != 0) {
