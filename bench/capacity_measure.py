@@ -119,8 +119,12 @@ def scenario(args, sink, name, n, rate):
                        " = %s), -1) >= (SELECT max(seq) FROM ess_journal WHERE connector = %s)",
                        cid, cid)[0][0], 30, "the offset past the last event")
         # A busy backend flushes its statistics at most once a second, an idle
-        # one within 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL).
-        time.sleep(11)
+        # one within 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL): wait until
+        # they count every journal and audit insert of the run.
+        def counted():
+            rows = diff(before, snapshot())["rows"]
+            return rows["ess_journal"][0] >= n and rows["ess_audit"][0] >= n
+        wait(counted, 20, "the statistics to count %d journal and audit inserts" % n)
         d = diff(before, snapshot())
         d.update({"scenario": name, "events": n, "rate": rate, "seconds": seconds,
                   "journal_rows": q("SELECT count(*) FROM ess_journal WHERE connector = %s",
