@@ -10,8 +10,9 @@
 
 #include <openssl/evp.h>
 
-#define AUDIT_CHUNK 500 /* rows per INSERT */
-#define AUDIT_PAGE 5000 /* rows per SELECT while verifying */
+#define AUDIT_CHUNK 500        /* records per INSERT */
+#define AUDIT_ROW_ATTEMPTS 100 /* consecutive attempts one "attempts" row carries */
+#define AUDIT_PAGE 500         /* rows per SELECT while verifying (up to ~100 attempts each) */
 #define AUDIT_COLS 7
 #define AUDIT_NUM 24
 
@@ -22,6 +23,7 @@ struct audit_rec {
     char *kind;
     long long at_ms;
     char *content;
+    int attempt; /* a delivery attempt: goes in an "attempts" row with its neighbours */
 };
 
 struct ess_audit {
@@ -30,11 +32,12 @@ struct ess_audit {
     size_t n, cap;
     unsigned long long lost; /* dropped from a full queue, not yet recorded */
     int have_head;
-    long long head_n;
+    long long head_n; /* the chain's newest row: its n and hash */
     char head[ESS_AUDIT_HASH_HEX];
     /* ess_audit_send: the first sent records are in a pipeline not yet
      * committed, chained up to sent_head; they stay queued until then */
     size_t sent;
+    long long sent_n;
     char sent_head[ESS_AUDIT_HASH_HEX];
 };
 
@@ -216,7 +219,7 @@ static int audit_room(struct ess_audit *a)
 /* Queue a record whose content text is already rendered (taken over, freed on failure). */
 static int audit_push(struct ess_audit *a, const char *kind, long long at_ms, char *content)
 {
-    struct audit_rec r = {NULL, at_ms, content};
+    struct audit_rec r = {NULL, at_ms, content, 0};
 
     if (audit_room(a) != ESS_OK) {
         free(content);
@@ -235,7 +238,7 @@ static int audit_push(struct ess_audit *a, const char *kind, long long at_ms, ch
 
 int ess_audit_add(struct ess_audit *a, const char *kind, long long at_ms, json_t *content)
 {
-    struct audit_rec r = {NULL, at_ms, NULL};
+    struct audit_rec r = {NULL, at_ms, NULL, 0};
 
     if (a == NULL || kind == NULL || !json_is_object(content)) {
         return ESS_EINVAL;
@@ -342,7 +345,12 @@ int ess_audit_attempt(struct ess_audit *a, long long seq, const char *event_id, 
         return ESS_ENOMEM;
     }
     clock_gettime(CLOCK_REALTIME, &ts);
-    return audit_push(a, "attempt", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, text);
+    if (audit_push(a, "attempt", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, text) !=
+        ESS_OK) {
+        return ESS_ENOMEM;
+    }
+    a->q[a->n - 1].attempt = 1;
+    return ESS_OK;
 }
 
 /* The chain's newest row from the store (n 0 and the zero hash when empty). */
@@ -375,7 +383,7 @@ static int audit_read_head(struct ess_audit *a, struct ess_store *s, struct ess_
 /* A full queue dropped records: the first one written says how many. */
 static int audit_note_lost(struct ess_audit *a)
 {
-    struct audit_rec r = {NULL, 0, NULL};
+    struct audit_rec r = {NULL, 0, NULL, 0};
     json_t *c;
 
     if (audit_room(a) != ESS_OK) { /* first: making room may drop one more */
@@ -462,50 +470,119 @@ static void audit_arr_end(struct audit_arr *a)
     a->p[a->len] = '\0';
 }
 
-/* INSERT queued records from..from+k-1 chained after row head_n + from, whose
- * hash is prev; out gets the last one's. send: queue it in s's pipeline. */
-static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t from, size_t k,
-                        const char *prev, int send, char out[ESS_AUDIT_HASH_HEX],
-                        struct ess_err *err)
+/* One stored row: a queued record, or consecutive attempts in one "attempts" row. */
+struct audit_out {
+    const char *kind;
+    long long at_ms;
+    const char *content;
+    char *owned; /* content built here, freed with the row */
+};
+
+/* The content of an "attempts" row: the k attempt records as a JSON array,
+ * each object with its own time first ({"at_ms":..,"error":..,"event_id":..}:
+ * sorted keys, as every content is). NULL when out of memory. */
+static char *audit_attempts_content(const struct audit_rec *q, size_t k)
 {
-    long long n0 = a->head_n + (long long)from;
-    const struct audit_rec *q = a->q + from;
+    size_t i, cap = 3;
+    char *out;
+    char *o;
+
+    for (i = 0; i < k; i++) {
+        cap += strlen(q[i].content) + AUDIT_NUM + 12;
+    }
+    out = malloc(cap);
+    if (out == NULL) {
+        return NULL;
+    }
+    o = out;
+    *o++ = '[';
+    for (i = 0; i < k; i++) {
+        o = stpcpy(o, i > 0 ? ",{\"at_ms\":" : "{\"at_ms\":");
+        o += audit_dec(o, q[i].at_ms);
+        *o++ = ',';
+        o = stpcpy(o, q[i].content + 1); /* an attempt's object, without its '{' */
+    }
+    stpcpy(o, "]");
+    return out;
+}
+
+/* The rows records q[0..k-1] are stored as, into rows (room for k); how many,
+ * or 0 when out of memory. An "attempts" row takes up to AUDIT_ROW_ATTEMPTS
+ * consecutive attempts (its at_ms is the first one's); any other record is a
+ * row of its own. Rows, not attempts, are what the table and its index pay for. */
+static size_t audit_rows(const struct audit_rec *q, size_t k, struct audit_out *rows)
+{
+    size_t i = 0, j, nrows = 0;
+
+    while (i < k) {
+        j = i + 1;
+        if (q[i].attempt) {
+            while (j < k && j - i < AUDIT_ROW_ATTEMPTS && q[j].attempt) {
+                j++;
+            }
+            rows[nrows] = (struct audit_out){"attempts", q[i].at_ms, NULL,
+                                             audit_attempts_content(q + i, j - i)};
+            if (rows[nrows].owned == NULL) {
+                for (j = 0; j < nrows; j++) {
+                    free(rows[j].owned);
+                }
+                return 0;
+            }
+            rows[nrows].content = rows[nrows].owned;
+        } else {
+            rows[nrows] = (struct audit_out){q[i].kind, q[i].at_ms, q[i].content, NULL};
+        }
+        nrows++;
+        i = j;
+    }
+    return nrows;
+}
+
+/* INSERT queued records from..from+k-1 chained after row *n, whose hash is
+ * head; on success *n and head become the last row's. send: queue the INSERT
+ * in s's pipeline, else run it now. */
+static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t from, size_t k,
+                        long long *n, char head[ESS_AUDIT_HASH_HEX], int send, struct ess_err *err)
+{
     struct audit_arr arr[AUDIT_COLS - 1] = {{NULL, 0}}; /* n, kind, at_ms, content, prev, hash */
     const char *vals[AUDIT_COLS];
+    struct audit_out *rows = calloc(k, sizeof(*rows));
     char(*hashes)[ESS_AUDIT_HASH_HEX] = calloc(k + 1, sizeof(*hashes));
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     EVP_MD *fetched = NULL;
     const EVP_MD *sha;
-    size_t i, kind_max = 0, content_max = 0;
+    size_t i, nrows = 0, kind_max = 0, content_max = 0;
     int rc = ESS_OK;
 
 #if OPENSSL_VERSION_MAJOR >= 3
     fetched = EVP_MD_fetch(NULL, "SHA256", NULL); /* once per chunk, not per row */
 #endif
     sha = fetched != NULL ? fetched : EVP_sha256();
-    for (i = 0; i < k; i++) {
-        size_t kl = strlen(q[i].kind), cl = strlen(q[i].content);
+    nrows = rows != NULL ? audit_rows(a->q + from, k, rows) : 0;
+    for (i = 0; i < nrows; i++) {
+        size_t kl = strlen(rows[i].kind), cl = strlen(rows[i].content);
 
         kind_max = kl > kind_max ? kl : kind_max;
         content_max = cl > content_max ? cl : content_max;
     }
-    if (hashes == NULL || ctx == NULL || audit_arr_new(&arr[0], k, AUDIT_NUM) != ESS_OK ||
-        audit_arr_new(&arr[1], k, 2 * kind_max + 2) != ESS_OK ||
-        audit_arr_new(&arr[2], k, AUDIT_NUM) != ESS_OK ||
-        audit_arr_new(&arr[3], k, 2 * content_max + 2) != ESS_OK ||
-        audit_arr_new(&arr[4], k, ESS_AUDIT_HASH_HEX + 2) != ESS_OK ||
-        audit_arr_new(&arr[5], k, ESS_AUDIT_HASH_HEX + 2) != ESS_OK) {
+    if (nrows == 0 || hashes == NULL || ctx == NULL ||
+        audit_arr_new(&arr[0], nrows, AUDIT_NUM) != ESS_OK ||
+        audit_arr_new(&arr[1], nrows, 2 * kind_max + 2) != ESS_OK ||
+        audit_arr_new(&arr[2], nrows, AUDIT_NUM) != ESS_OK ||
+        audit_arr_new(&arr[3], nrows, 2 * content_max + 2) != ESS_OK ||
+        audit_arr_new(&arr[4], nrows, ESS_AUDIT_HASH_HEX + 2) != ESS_OK ||
+        audit_arr_new(&arr[5], nrows, ESS_AUDIT_HASH_HEX + 2) != ESS_OK) {
         rc = ess_err_set(err, ESS_ENOMEM, "audit: out of memory");
         goto done;
     }
-    memcpy(hashes[0], prev, sizeof(hashes[0]));
-    for (i = 0; i < k && rc == ESS_OK; i++) {
-        rc = audit_hash_with(ctx, sha, hashes[i], n0 + 1 + (long long)i, a->chain, q[i].kind,
-                             q[i].at_ms, q[i].content, hashes[i + 1]);
-        audit_arr_num(&arr[0], n0 + 1 + (long long)i);
-        audit_arr_text(&arr[1], q[i].kind);
-        audit_arr_num(&arr[2], q[i].at_ms);
-        audit_arr_text(&arr[3], q[i].content);
+    memcpy(hashes[0], head, sizeof(hashes[0]));
+    for (i = 0; i < nrows && rc == ESS_OK; i++) {
+        rc = audit_hash_with(ctx, sha, hashes[i], *n + 1 + (long long)i, a->chain, rows[i].kind,
+                             rows[i].at_ms, rows[i].content, hashes[i + 1]);
+        audit_arr_num(&arr[0], *n + 1 + (long long)i);
+        audit_arr_text(&arr[1], rows[i].kind);
+        audit_arr_num(&arr[2], rows[i].at_ms);
+        audit_arr_text(&arr[3], rows[i].content);
         audit_arr_text(&arr[4], hashes[i]);
         audit_arr_text(&arr[5], hashes[i + 1]);
     }
@@ -520,7 +597,8 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t from, s
                   : ess_store_exec(s, audit_insert_sql, AUDIT_COLS, vals, NULL, err);
     }
     if (rc == ESS_OK) {
-        memcpy(out, hashes[k], ESS_AUDIT_HASH_HEX);
+        *n += (long long)nrows;
+        memcpy(head, hashes[nrows], ESS_AUDIT_HASH_HEX);
     }
 done:
     EVP_MD_CTX_free(ctx);
@@ -530,6 +608,10 @@ done:
     for (i = 0; i < AUDIT_COLS - 1; i++) {
         free(arr[i].p);
     }
+    for (i = 0; i < nrows; i++) {
+        free(rows[i].owned);
+    }
+    free(rows);
     free(hashes);
     return rc;
 }
@@ -561,7 +643,7 @@ int ess_audit_flush(struct ess_audit *a, struct ess_store *s, struct ess_err *er
         k = a->n < AUDIT_CHUNK ? a->n : AUDIT_CHUNK;
         rc = a->have_head ? ESS_OK : audit_read_head(a, s, err);
         if (rc == ESS_OK) {
-            rc = audit_insert(a, s, 0, k, a->head, 0, a->head, err);
+            rc = audit_insert(a, s, 0, k, &a->head_n, a->head, 0, err);
         }
         if (rc != ESS_OK) {
             a->have_head = 0; /* another writer, or a lost connection: read it again */
@@ -571,7 +653,6 @@ int ess_audit_flush(struct ess_audit *a, struct ess_store *s, struct ess_err *er
             }
             continue;
         }
-        a->head_n += (long long)k;
         audit_drop_front(a, k);
     }
     return rc;
@@ -598,10 +679,11 @@ int ess_audit_send(struct ess_audit *a, struct ess_store *s, size_t max, size_t 
     if (a == NULL || s == NULL || a->sent > 0 || !a->have_head) {
         return ess_err_set(err, ESS_EINVAL, "audit: send: a send under way, or no head read");
     }
+    a->sent_n = a->head_n;
     memcpy(a->sent_head, a->head, sizeof(a->sent_head));
     while (rc == ESS_OK && a->sent < a->n && a->sent < max) {
         k = a->n - a->sent < AUDIT_CHUNK ? a->n - a->sent : AUDIT_CHUNK;
-        rc = audit_insert(a, s, a->sent, k, a->sent_head, 1, a->sent_head, err);
+        rc = audit_insert(a, s, a->sent, k, &a->sent_n, a->sent_head, 1, err);
         if (rc == ESS_OK) {
             a->sent += k;
         }
@@ -616,7 +698,7 @@ void ess_audit_sent(struct ess_audit *a, int committed)
         return;
     }
     if (committed) {
-        a->head_n += (long long)a->sent;
+        a->head_n = a->sent_n;
         memcpy(a->head, a->sent_head, sizeof(a->head));
         audit_drop_front(a, a->sent);
     } else {

@@ -298,6 +298,19 @@ def sql(query, *args):
                 return None
 
 
+def audit_attempts(chain):
+    """Every delivery attempt on a connector's audit chain, oldest first, as
+    (row n, the attempt's object): rows of kind "attempts" carry a JSON array
+    of them (each with its own at_ms), rows of kind "attempt" (chains written
+    before) one object each."""
+    out = []
+    for n, kind, content in sql("SELECT n, kind, content FROM ess_audit WHERE chain = %s AND"
+                                " kind IN ('attempt', 'attempts') ORDER BY n", chain):
+        value = json.loads(content)
+        out.extend((n, v) for v in (value if kind == "attempts" else [value]))
+    return out
+
+
 def stack(cmd):
     """stack.sh restart-rabbit / restart-pg / ... on the test stack."""
     subprocess.run([os.path.join(SRC, "deploy", "dev", "stack.sh"), cmd, STACK_DIR], check=True,

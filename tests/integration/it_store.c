@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ess_audit.h"
 #include "ess_store.h"
 
 #define BODY_FMT                                                             \
@@ -1017,6 +1018,94 @@ static void test_einval(void **state)
     ess_store_free(NULL);
 }
 
+/* --------------------------------------------------------------- audit -- */
+
+/* n attempts queued for events first.. (statuses 200, one 503 in ten). */
+static void queue_attempts(struct ess_audit *a, int first, int n)
+{
+    char id[32];
+    int i;
+
+    for (i = first; i < first + n; i++) {
+        snprintf(id, sizeof(id), "e%d", i);
+        assert_int_equal(ess_audit_attempt(a, i, id, "k1", i % 10 == 0 ? 503 : 200,
+                                           i % 10 == 0 ? "HTTP 503 from partner" : NULL),
+                         ESS_OK);
+    }
+}
+
+/* Attempts share rows: up to 100 consecutive ones in an "attempts" row, a
+ * manifest record between them a row of its own; the flush and the pipelined
+ * send number the rows alike and the chain verifies. */
+static void test_audit_rows(void **state)
+{
+    struct fixture *f = *state;
+    struct ess_err err = {0};
+    char chain[64];
+    struct ess_audit *a;
+    json_t *man = json_pack("{s:s}", "sha", "abc");
+    long long rows = 0;
+    size_t sent = 0;
+    int done = 0;
+
+    name(chain, sizeof(chain), "audit-rows");
+    a = ess_audit_new(chain);
+    assert_non_null(a);
+    queue_attempts(a, 1, 250);
+    assert_int_equal(ess_audit_add(a, "manifest", 1700000000000LL, man), ESS_OK);
+    queue_attempts(a, 251, 3);
+    assert_int_equal(ess_audit_pending(a), 254);
+    assert_int_equal(ess_audit_flush(a, f->store, &err), ESS_OK);
+    assert_int_equal(ess_audit_pending(a), 0);
+    assert_int_equal(sql_ll(f, "SELECT count(*) FROM ess_audit WHERE chain = $1", chain, NULL), 5);
+    assert_int_equal(sql_ll(f,
+                            "SELECT count(*) FROM ess_audit WHERE chain = $1 AND kind = 'attempts'"
+                            " AND n IN (1, 2, 3, 5)",
+                            chain, NULL),
+                     4);
+    assert_int_equal(
+        sql_ll(f, "SELECT n FROM ess_audit WHERE chain = $1 AND kind = 'manifest'", chain, NULL),
+        4);
+    assert_int_equal(sql_ll(f,
+                            "SELECT sum(json_array_length(content::json)) FROM ess_audit"
+                            " WHERE chain = $1 AND kind = 'attempts'",
+                            chain, NULL),
+                     253);
+    /* each attempt with its own time and what it was; the row's time is its first's */
+    assert_int_equal(sql_ll(f,
+                            "SELECT count(*) FROM ess_audit, json_array_elements(content::json) e"
+                            " WHERE chain = $1 AND kind = 'attempts' AND (e->>'at_ms')::bigint"
+                            " >= at_ms AND e->>'event_id' LIKE 'e%' AND e->>'key' = 'k1'",
+                            chain, NULL),
+                     253);
+    assert_int_equal(sql_ll(f,
+                            "SELECT (content::json->0->>'status')::int FROM ess_audit"
+                            " WHERE chain = $1 AND n = 2",
+                            chain, NULL),
+                     200);
+    /* 700 more through the side session's path: two INSERTs, 7 rows after row 5 */
+    queue_attempts(a, 254, 700);
+    assert_int_equal(ess_store_pipe_begin(f->store, &err), ESS_OK);
+    assert_int_equal(ess_audit_head(a, f->store, &err), ESS_OK);
+    assert_int_equal(ess_audit_send(a, f->store, 1000, &sent, &err), ESS_OK);
+    assert_int_equal(sent, 700);
+    assert_int_equal(ess_store_pipe_commit(f->store, &err), ESS_OK);
+    assert_int_equal(ess_store_pipe_poll(f->store, 1, &done, &err), ESS_OK);
+    assert_true(done);
+    ess_audit_sent(a, 1);
+    assert_int_equal(ess_audit_pending(a), 0);
+    assert_int_equal(sql_ll(f, "SELECT max(n) FROM ess_audit WHERE chain = $1", chain, NULL), 12);
+    assert_int_equal(ess_audit_verify(f->store, chain, &rows, &err), ESS_OK);
+    assert_int_equal(rows, 12);
+    /* and the next flush chains after the sent rows */
+    queue_attempts(a, 954, 1);
+    assert_int_equal(ess_audit_flush(a, f->store, &err), ESS_OK);
+    assert_int_equal(ess_audit_verify(f->store, chain, &rows, &err), ESS_OK);
+    assert_int_equal(rows, 13);
+    json_decref(man);
+    ess_audit_free(a);
+}
+
 /* -------------------------------------------------------------- timing -- */
 
 static void time_append(struct fixture *f, const char *what, int total, int burst)
@@ -1072,6 +1161,7 @@ int main(void)
         cmocka_unit_test(test_connect_failure),
         cmocka_unit_test(test_connection_loss_and_reset),
         cmocka_unit_test(test_einval),
+        cmocka_unit_test(test_audit_rows),
         cmocka_unit_test(test_append_rate),
     };
 

@@ -12,8 +12,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from esslib import (AMQP_URL, PG_URL, Bus, Partner, Worker, check, hms, manifest, run, sql,  # noqa: E402
-                    state_dir, unique_id, wait_for_queue, wait_until)
+from esslib import (AMQP_URL, PG_URL, Bus, Partner, Worker, audit_attempts,  # noqa: E402
+                    check, hms, manifest, run, sql, state_dir, unique_id, wait_for_queue,
+                    wait_until)
 
 import psycopg2  # noqa: E402
 
@@ -78,9 +79,8 @@ def test_audit_chain_names_altered_and_removed_rows():
         wait_until(lambda: len({r["headers"].get("x-ess-event-id") for r in partner.received()
                                 if r["status"] == 200}) == 5, 30, "five deliveries")
         attempts0 = partner.count()
-        wait_until(lambda: sql("SELECT count(*) FROM ess_audit WHERE chain = %s AND kind ="
-                               " 'attempt'", cid)[0][0] == partner.count(), 15,
-                   "an attempt row per request")
+        wait_until(lambda: len(audit_attempts(cid)) == partner.count(), 15,
+                   "an audited attempt per request")
         # a second version recorded while the worker holds the chain head: its
         # next append collides, re-reads the head and chains after the manifest
         with open(path, "a") as g:
@@ -90,18 +90,23 @@ def test_audit_chain_names_altered_and_removed_rows():
             bus.publish(topic, {"permit_id": "K%d" % i}, message_id="a-%d" % i)
         wait_until(lambda: partner.count() >= attempts0 + 2, 30, "two more deliveries")
         attempts = partner.count()
-        wait_until(lambda: sql("SELECT count(*) FROM ess_audit WHERE chain = %s AND kind ="
-                               " 'attempt'", cid)[0][0] == attempts, 15,
-                   "%d attempt rows in ess_audit" % attempts)
+        wait_until(lambda: len(audit_attempts(cid)) == attempts, 15,
+                   "%d attempts in ess_audit" % attempts)
         check(sql("SELECT count(*) FROM ess_audit WHERE chain = %s AND kind = 'manifest'",
                   cid)[0][0] == 2, "two manifest versions on the chain")
         kinds = [r[0] for r in sql("SELECT kind FROM ess_audit WHERE chain = %s ORDER BY n", cid)]
         check(kinds[0] == "manifest", "the manifest version is row 1: %r" % kinds)
-        rows = sql("SELECT content FROM ess_audit WHERE chain = %s AND kind = 'attempt'"
-                   " ORDER BY n", cid)
-        first = json.loads(rows[0][0])
+        check(set(kinds) == {"manifest", "attempts"}, "row kinds: %r" % kinds)
+        got = audit_attempts(cid)
+        first = got[0][1]
         check(first["event_id"] == "a-1" and first["status"] == 503 and "error" in first,
-              "first attempt row: %r" % first)
+              "first attempt: %r" % first)
+        check(all(isinstance(a.get("at_ms"), int) for _, a in got)
+              and [a["at_ms"] for _, a in got] == sorted(a["at_ms"] for _, a in got),
+              "every attempt carries its own time, in order: %r" % got)
+        # the rows tampered with below: an attempts row, and a later row
+        edit_n = got[-1][0]
+        check(edit_n > 1 and len(kinds) >= edit_n, "rows: %r" % kinds)
         r = verify(state, cid)
         check(r.returncode == 0 and "chain intact" in r.stdout,
               "verify of an intact chain: %d %r %r" % (r.returncode, r.stdout, r.stderr))
@@ -113,14 +118,14 @@ def test_audit_chain_names_altered_and_removed_rows():
         except psycopg2.Error as e:
             check("append-only" in str(e), "trigger message: %s" % e)
 
-        # edit row 3 past the trigger: named
-        (orig,) = sql("SELECT content FROM ess_audit WHERE chain = %s AND n = 3", cid)[0]
-        tamper("UPDATE ess_audit SET content = replace(content, '\"status\":', '\"status\":1')"
-               " WHERE chain = %s AND n = 3", cid)
+        # edit one attempt of an attempts row past the trigger: its row is named
+        (orig,) = sql("SELECT content FROM ess_audit WHERE chain = %s AND n = %s", cid, edit_n)[0]
+        tamper("UPDATE ess_audit SET content = regexp_replace(content, '\"status\":',"
+               " '\"status\":1') WHERE chain = %s AND n = %s", cid, edit_n)
         r = verify(state, cid)
-        check(r.returncode == 65 and "row 3 altered" in r.stderr,
-              "verify after an edit: %d %r" % (r.returncode, r.stderr))
-        tamper("UPDATE ess_audit SET content = %s WHERE chain = %s AND n = 3", orig, cid)
+        check(r.returncode == 65 and ("row %d altered" % edit_n) in r.stderr,
+              "verify after an edit of row %d: %d %r" % (edit_n, r.returncode, r.stderr))
+        tamper("UPDATE ess_audit SET content = %s WHERE chain = %s AND n = %s", orig, cid, edit_n)
         check(verify(state, cid).returncode == 0, "verify after undoing the edit")
 
         # the recorded manifest body edited (ess_manifests is not chained itself,
@@ -136,10 +141,10 @@ def test_audit_chain_names_altered_and_removed_rows():
             sha)
         check(verify(state, cid).returncode == 0, "verify after undoing the manifest edit")
 
-        # remove row 4: named
-        tamper("DELETE FROM ess_audit WHERE chain = %s AND n = 4", cid)
+        # remove row 2 (an attempts row; the chain has at least 4): named
+        tamper("DELETE FROM ess_audit WHERE chain = %s AND n = 2", cid)
         r = verify(state, cid)
-        check(r.returncode == 65 and "row 4 removed" in r.stderr,
+        check(r.returncode == 65 and "row 2 removed" in r.stderr,
               "verify after a delete: %d %r" % (r.returncode, r.stderr))
         r = hms(state, "ess", "audit", "verify", "no-such-connector")
         check(r.returncode == 66, "verify of an unknown chain: %d" % r.returncode)
