@@ -120,11 +120,15 @@ def scenario(args, sink, name, n, rate):
                        cid, cid)[0][0], 30, "the offset past the last event")
         # A busy backend flushes its statistics at most once a second, an idle
         # one within 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL): wait until
-        # they count every journal and audit insert of the run.
+        # they count every journal and audit insert of the run (the offset
+        # above commits with the audit rows: those of the run are all in).
+        audit_rows = q("SELECT count(*) FROM ess_audit WHERE chain = %s", cid)[0][0]
+
         def counted():
             rows = diff(before, snapshot())["rows"]
-            return rows["ess_journal"][0] >= n and rows["ess_audit"][0] >= n
-        wait(counted, 20, "the statistics to count %d journal and audit inserts" % n)
+            return rows["ess_journal"][0] >= n and rows["ess_audit"][0] >= audit_rows
+        wait(counted, 20, "the statistics to count %d journal and %d audit inserts"
+             % (n, audit_rows))
         d = diff(before, snapshot())
         d.update({"scenario": name, "events": n, "rate": rate, "seconds": seconds,
                   "journal_rows": q("SELECT count(*) FROM ess_journal WHERE connector = %s",

@@ -32,10 +32,10 @@ MODEL = {  # docs/capacity.md, "Measured"
     "cpu_us": 39.0,            # CPU µs per delivered event
     "rss_mib": 13.8,           # peak RSS per worker
     "pg_eps": 12100.0,         # journal fill, events/s (one Postgres)
-    "wal_bytes": 1185.0,       # WAL per event, paced (about one commit per event)
-    "wal_bytes_burst": 1093.0,  # WAL per event in bursts (backlog)
+    "wal_bytes": 750.0,        # WAL per event, paced (697 measured + ~50 for random event ids)
+    "wal_bytes_burst": 710.0,  # WAL per event in bursts (backlog; 659 measured + ~50)
     "journal_bytes": 455.0,    # ess_journal on disk per event (70-byte body, with indexes)
-    "audit_bytes": 356.0,      # ess_audit on disk per delivery attempt (kept: no retention)
+    "audit_bytes": 66.0,       # ess_audit per delivery attempt, random UUID event ids (kept)
     "replay_window_days": 7.0,
 }
 
