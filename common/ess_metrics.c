@@ -5,6 +5,7 @@
 #include "ess_metrics.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -17,6 +18,63 @@
 
 #define METRICS_MAX_CONNECTIONS 16 /* scrapers are few; a flood gets refused, not queued */
 #define METRICS_TIMEOUT_SEC 10
+
+/* libmicrohttpd is loaded only when a manifest sets metrics_listen. Linked
+ * into every worker, its library constructor initialised GnuTLS (Debian's
+ * build serves HTTPS with it) in workers that never serve /metrics: 0.6 MiB
+ * of library pages and 0.1 MiB of heap in each (measured on ess-push). The
+ * soname is the one the headers we build against belong to (Debian 12:
+ * libmicrohttpd12); ess-webhook links it directly and finds it loaded. */
+#define METRICS_MHD_SONAME "libmicrohttpd.so.12"
+
+static struct {
+    pthread_once_t once;
+    char error[256]; /* why loading failed */
+    /* the header's own prototypes (typeof does not reference the symbols) */
+    __typeof__(&MHD_start_daemon) start_daemon;
+    __typeof__(&MHD_stop_daemon) stop_daemon;
+    __typeof__(&MHD_create_response_from_buffer) create_response_from_buffer;
+    __typeof__(&MHD_add_response_header) add_response_header;
+    __typeof__(&MHD_queue_response) queue_response;
+    __typeof__(&MHD_destroy_response) destroy_response;
+} mhd = {PTHREAD_ONCE_INIT, "", NULL, NULL, NULL, NULL, NULL, NULL};
+
+/* dlsym's void * as a function pointer (POSIX guarantees the conversion). */
+static int mhd_sym(void *lib, const char *name, void *fn, size_t size)
+{
+    void *p = dlsym(lib, name);
+
+    if (p == NULL) {
+        snprintf(mhd.error, sizeof(mhd.error), "%s has no %s", METRICS_MHD_SONAME, name);
+        return -1;
+    }
+    memcpy(fn, &p, size);
+    return 0;
+}
+
+static void mhd_load(void)
+{
+    const char *why;
+    void *lib = dlopen(METRICS_MHD_SONAME, RTLD_NOW | RTLD_LOCAL);
+
+    if (lib == NULL) {
+        why = dlerror();
+        snprintf(mhd.error, sizeof(mhd.error), "%s", why != NULL ? why : METRICS_MHD_SONAME);
+        return;
+    }
+    /* kept loaded for the process's life: its daemon thread runs its code */
+    if (mhd_sym(lib, "MHD_start_daemon", &mhd.start_daemon, sizeof(mhd.start_daemon)) != 0 ||
+        mhd_sym(lib, "MHD_stop_daemon", &mhd.stop_daemon, sizeof(mhd.stop_daemon)) != 0 ||
+        mhd_sym(lib, "MHD_create_response_from_buffer", &mhd.create_response_from_buffer,
+                sizeof(mhd.create_response_from_buffer)) != 0 ||
+        mhd_sym(lib, "MHD_add_response_header", &mhd.add_response_header,
+                sizeof(mhd.add_response_header)) != 0 ||
+        mhd_sym(lib, "MHD_queue_response", &mhd.queue_response, sizeof(mhd.queue_response)) != 0 ||
+        mhd_sym(lib, "MHD_destroy_response", &mhd.destroy_response, sizeof(mhd.destroy_response)) !=
+            0) {
+        mhd.start_daemon = NULL;
+    }
+}
 
 struct ess_metrics {
     struct MHD_Daemon *daemon;
@@ -156,16 +214,16 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int status, c
                              const char *ctype)
 {
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+        mhd.create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     enum MHD_Result rc;
 
     if (r == NULL) {
         free(body);
         return MHD_NO;
     }
-    MHD_add_response_header(r, "Content-Type", ctype);
-    rc = MHD_queue_response(conn, status, r);
-    MHD_destroy_response(r);
+    mhd.add_response_header(r, "Content-Type", ctype);
+    rc = mhd.queue_response(conn, status, r);
+    mhd.destroy_response(r);
     return rc;
 }
 
@@ -212,6 +270,11 @@ struct ess_metrics *ess_metrics_new(const char *listen, const char *connector, s
                     listen != NULL ? listen : "");
         return NULL;
     }
+    pthread_once(&mhd.once, mhd_load);
+    if (mhd.start_daemon == NULL) {
+        ess_err_set(err, ESS_ECONFIG, "metrics_listen: cannot load libmicrohttpd (%s)", mhd.error);
+        return NULL;
+    }
     m = calloc(1, sizeof(*m));
     if (m == NULL) {
         ess_err_set(err, ESS_ENOMEM, "metrics: out of memory");
@@ -219,7 +282,7 @@ struct ess_metrics *ess_metrics_new(const char *listen, const char *connector, s
     }
     pthread_mutex_init(&m->mu, NULL);
     snprintf(m->connector, sizeof(m->connector), "%s", connector);
-    m->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL,
+    m->daemon = mhd.start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL,
                                  on_request, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)METRICS_MAX_CONNECTIONS,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)METRICS_TIMEOUT_SEC,
@@ -239,7 +302,7 @@ void ess_metrics_free(struct ess_metrics *m)
     if (m == NULL) {
         return;
     }
-    MHD_stop_daemon(m->daemon);
+    mhd.stop_daemon(m->daemon);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }

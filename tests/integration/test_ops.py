@@ -234,6 +234,32 @@ def test_metrics_scrape():
         partner.stop()
 
 
+def mapped(pid, name):
+    with open("/proc/%d/maps" % pid) as f:
+        return name in f.read()
+
+
+def test_metrics_library_loaded_when_asked():
+    """libmicrohttpd (whose constructor initialises GnuTLS) is loaded only
+    once a manifest asks for metrics: at start or on SIGHUP."""
+    partner = Partner()
+    cid = unique_id("metrics-lib")
+    w = Worker(manifest(cid, partner.url())).start()
+    try:
+        wait_for_queue(cid, worker=w)
+        check(not mapped(w.proc.pid, "libmicrohttpd"),
+              "a worker without metrics_listen mapped libmicrohttpd")
+        port = free_port()
+        w.write_manifest(manifest(cid, partner.url(), "metrics_listen: 127.0.0.1:%d\n" % port))
+        w.signal(signal.SIGHUP)
+        wait_until(lambda: _scrapes(port), 10, "/metrics on port %d after SIGHUP" % port)
+        check(mapped(w.proc.pid, "libmicrohttpd"), "serving /metrics without libmicrohttpd?")
+        check(w.stop() == 0, "worker exit code")
+    finally:
+        w.stop()
+        partner.stop()
+
+
 def test_alerts_fire_and_clear():
     partner = Partner()
     cid = unique_id("alerts")
@@ -364,5 +390,6 @@ def test_retention_sweeps_back_dated_rows():
 
 
 if __name__ == "__main__":
-    run([test_metrics_scrape, test_alerts_fire_and_clear, test_canary,
+    run([test_metrics_scrape, test_metrics_library_loaded_when_asked, test_alerts_fire_and_clear,
+         test_canary,
          test_retention_sweeps_back_dated_rows])
