@@ -716,10 +716,13 @@ def machine_info(ctx):
 
 def floor_probe(ctx):
     """ess-bench-floor: RSS of an empty program linked like ess-push after
-    curl_global_init(), i.e. what its shared libraries cost before any work."""
+    curl_global_init(), i.e. what its shared libraries cost before any work.
+    Started as ess-push runs (it re-executes itself with GNUTLS_NO_IMPLICIT_INIT=1,
+    so that GnuTLS, which libcurl's LDAP support loads, is not initialised)."""
+    env = dict(os.environ, GNUTLS_NO_IMPLICIT_INIT="1")
     try:
         out = subprocess.run([os.path.join(ctx.args.build, "bench", "ess-bench-floor")],
-                             capture_output=True, text=True, timeout=30)
+                             capture_output=True, text=True, timeout=30, env=env)
         return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
     except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
         return None
@@ -730,7 +733,8 @@ def floor_note(info):
     if not f:
         return "(ess-bench-floor did not run: no shared-library floor measured.)"
     return ("Shared-library floor: an empty program linked like ess-push (ess-bench-floor: "
-            "every library libess needs, then `curl_global_init()`) is resident at %.1f MiB "
+            "every library libess needs, GnuTLS not initialised, then `curl_global_init()`) "
+            "is resident at %.1f MiB "
             "(%.1f MiB of it library pages, %.1f MiB private) before doing anything."
             % (f["rss_kib"] / 1024.0, f["rss_file_kib"] / 1024.0, f["rss_anon_kib"] / 1024.0))
 

@@ -1,8 +1,10 @@
 /* ess-bench-floor: what the shared libraries of ess-push cost before any work.
  *
  * Linked like ess-push (libess and everything it needs: libcurl with its TLS, GSSAPI,
- * LDAP and RTMP dependencies, libpq, rabbitmq-c, jansson, libyaml, libmicrohttpd,
- * OpenSSL), it calls curl_global_init() as ess-push does and prints its resident memory
+ * LDAP and RTMP dependencies, libpq, rabbitmq-c, jansson, libyaml, OpenSSL; not
+ * libmicrohttpd, which ess_metrics loads only for metrics_listen) and started as ess-push
+ * runs (bench.py sets GNUTLS_NO_IMPLICIT_INIT=1, as ess-push's re-exec does), it calls
+ * curl_global_init() as ess-push does and prints its resident memory
  * as one JSON line. bench/bench.py reports it next to ess-push's peak RSS: most of that
  * peak is these pages, shared with every other process that maps the same libraries. */
 #include <curl/curl.h>
