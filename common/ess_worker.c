@@ -3,6 +3,7 @@
  */
 #include "ess_worker.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,9 +144,31 @@ int ess_worker_args(int argc, char **argv, const char *prog, const char *summary
     return -1;
 }
 
+/* The running binary's own path, to re-execute: the kernel names a process
+ * (comm: ps -C, pgrep -x, top, journald's _COMM) after the file it executes,
+ * so exec'ing "/proc/self/exe" would rename every worker "exe". That link
+ * itself is the fallback when it cannot be read or names a file since
+ * replaced (" (deleted)": an upgrade in place), which still runs this binary. */
+static const char *self_exe(char *buf, size_t len)
+{
+    static const char deleted[] = " (deleted)";
+    const size_t dlen = sizeof(deleted) - 1;
+    ssize_t n = readlink("/proc/self/exe", buf, len);
+
+    if (n <= 0 || (size_t)n >= len || buf[0] != '/') {
+        return "/proc/self/exe";
+    }
+    buf[n] = '\0';
+    if ((size_t)n >= dlen && strcmp(buf + n - dlen, deleted) == 0) {
+        return "/proc/self/exe";
+    }
+    return buf;
+}
+
 void ess_worker_lean_exec(char **argv)
 {
     const char *preload = getenv("LD_PRELOAD");
+    char path[PATH_MAX];
 
     /* Under valgrind /proc/self/exe is valgrind's tool, not us: stay put. */
     if (getenv("GNUTLS_NO_IMPLICIT_INIT") != NULL || getenv("ESS_NO_REEXEC") != NULL ||
@@ -155,7 +178,7 @@ void ess_worker_lean_exec(char **argv)
     if (setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1) != 0) {
         return;
     }
-    execv("/proc/self/exe", argv);
+    execv(self_exe(path, sizeof(path)), argv);
     /* Still here: exec failed (no /proc?). Nothing is lost but the memory. */
 }
 

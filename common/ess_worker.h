@@ -42,7 +42,8 @@ int ess_worker_args(int argc, char **argv, const char *prog, const char *summary
  * modules) in a library constructor, about 1 MiB of resident memory per
  * worker for a TLS stack ESS never uses (libcurl and libpq use OpenSSL). When
  * GNUTLS_NO_IMPLICIT_INIT is unset this sets it and re-executes the binary
- * once, before any work; if that fails it simply carries on. */
+ * once (by its own path, so the process keeps its name: comm is "ess-push",
+ * not "exe"), before any work; if that fails it simply carries on. */
 void ess_worker_lean_exec(char **argv);
 
 /* A worker's own manifest checks beyond the key table (kind-specific needs):

@@ -192,6 +192,16 @@ class Worker:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def check_comm(self):
+        """The process name (comm: ps -C, pgrep -x, journald's _COMM) is the
+        binary's own, also after its lean re-exec (not "exe")."""
+        if os.environ.get("ESS_TEST_VALGRIND"):
+            return  # the process is valgrind's tool
+        with open("/proc/%d/comm" % self.proc.pid) as f:
+            comm = f.read().strip()
+        want = os.path.basename(self.binary)[:15]
+        check(comm == want, "/proc/%d/comm is %r, want %r" % (self.proc.pid, comm, want))
+
     def log_text(self):
         try:
             with open(self.log, errors="replace") as f:

@@ -58,6 +58,7 @@ def test_shaped_delivery_with_headers():
         check(h.get("idempotency-key") == '"%s:m-1"' % cid,
               "Idempotency-Key %r" % h.get("idempotency-key"))
         check(h.get("content-type") == "application/json", "Content-Type %r" % h)
+        worker.check_comm()
     with_worker(SHAPING, body)
 
 

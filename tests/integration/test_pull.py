@@ -187,6 +187,7 @@ def test_changes_only_and_resume_from_cursor():
         check(all(p.message_id.startswith("%s:P-" % pull.cid) for p, _ in msgs),
               "message_id: %r" % [p.message_id for p, _ in msgs])
         check(any(q_.get("page") == ["2"] for q_ in stub.seen()), "next link followed")
+        pull.w.check_comm()
         wait_until(lambda: pull.cursor() == "2026-01-01T00:00:03Z", 10, "cursor stored")
         wait_polls(pull, stub, 4)
         check(get_all(bus, q) == [], "unchanged records were republished")
