@@ -642,16 +642,23 @@ static int alloc_scratch(struct ess_store *s)
 
 struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err)
 {
-    /* Defaults first, dbname (expanded) last: the caller's conninfo wins. */
+    /* Defaults first, dbname (expanded) last: the caller's conninfo wins.
+     * gssencmode: libpq's default (prefer) acquires Kerberos credentials on
+     * every connect (krb5.conf, the ccache; ~0.6 MiB of libkrb5/libgssapi
+     * pages) for GSSAPI encryption ESS deployments do not use. Disabled
+     * unless the conninfo or PGGSSENCMODE asks for it (an empty value is
+     * skipped by libpq, so the environment then applies). */
     const char *keys[] = {"connect_timeout",  "keepalives",
                           "keepalives_idle",  "keepalives_interval",
                           "keepalives_count", "application_name",
                           "client_encoding",  "options",
-                          "dbname",           NULL};
+                          "gssencmode",       "dbname",
+                          NULL};
+    const char *gss_env = getenv("PGGSSENCMODE");
     const char *vals[] = {
         "5",      "1",   "30",   "10",
         "3",      "ess", "UTF8", "-c statement_timeout=30000 -c client_min_messages=warning",
-        conninfo, NULL};
+        gss_env != NULL && gss_env[0] != '\0' ? "" : "disable", conninfo, NULL};
     struct ess_store *s;
 
     if (conninfo == NULL) {

@@ -63,7 +63,9 @@ struct ess_store_rows {
     size_t scanned; /* journal rows the read looked at (a plain read: n) */
 };
 
-/* Connect with a libpq conninfo string or URI. NULL with err on failure. */
+/* Connect with a libpq conninfo string or URI. NULL with err on failure.
+ * Timeouts, keepalives and gssencmode=disable (unless PGGSSENCMODE is set)
+ * are defaults: the conninfo's own values win. */
 struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err);
 void ess_store_free(struct ess_store *s);
 

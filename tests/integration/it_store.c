@@ -982,6 +982,82 @@ static void test_connect_failure(void **state)
     assert_null(strchr(err.msg, '\n'));
 }
 
+/* The session's gssencmode as libpq uses it (the conninfo, defaults applied). */
+static char *session_gssencmode(struct ess_store *s)
+{
+    PQconninfoOption *opts = PQconninfo(ess_store_pg(s));
+    PQconninfoOption *o;
+    char *v = NULL;
+
+    assert_non_null(opts);
+    for (o = opts; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "gssencmode") == 0 && o->val != NULL) {
+            v = strdup(o->val);
+        }
+    }
+    PQconninfoFree(opts);
+    assert_non_null(v);
+    return v;
+}
+
+/* ess_store_new disables libpq's GSSAPI-encryption probe (a Kerberos
+ * credential lookup per connect) unless the URL or PGGSSENCMODE asks for a
+ * mode: the URL wins over the environment, the environment over the default. */
+static void test_gssencmode_default(void **state)
+{
+    static const struct {
+        const char *query; /* appended to ESS_PG_URL */
+        const char *env;   /* PGGSSENCMODE, NULL: unset */
+        const char *want;
+    } cases[] = {
+        {"", NULL, "disable"},
+        {"gssencmode=prefer", NULL, "prefer"},
+        {"", "prefer", "prefer"},
+        {"gssencmode=disable", "prefer", "disable"},
+    };
+    struct fixture *f = *state;
+    const char *saved = getenv("PGGSSENCMODE");
+    char *keep = saved != NULL ? strdup(saved) : NULL;
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ess_err err = {0};
+        char url[1024];
+        struct ess_store *s;
+        char *mode;
+
+        snprintf(url, sizeof(url), "%s%s%s", f->url,
+                 cases[i].query[0] == '\0'     ? ""
+                 : strchr(f->url, '?') != NULL ? "&"
+                                               : "?",
+                 cases[i].query);
+        if (cases[i].env != NULL) {
+            setenv("PGGSSENCMODE", cases[i].env, 1);
+        } else {
+            unsetenv("PGGSSENCMODE");
+        }
+        s = ess_store_new(url, &err);
+        if (s == NULL) {
+            fail_msg("case %zu (%s, PGGSSENCMODE=%s): %s", i, url,
+                     cases[i].env != NULL ? cases[i].env : "unset", err.msg);
+        }
+        mode = session_gssencmode(s);
+        if (strcmp(mode, cases[i].want) != 0) {
+            fail_msg("case %zu (%s, PGGSSENCMODE=%s): gssencmode %s, want %s", i, url,
+                     cases[i].env != NULL ? cases[i].env : "unset", mode, cases[i].want);
+        }
+        assert_int_equal(PQgssEncInUse(ess_store_pg(s)), 0); /* the stack has no Kerberos */
+        free(mode);
+        ess_store_free(s);
+    }
+    if (keep != NULL) {
+        setenv("PGGSSENCMODE", keep, 1);
+    } else {
+        unsetenv("PGGSSENCMODE");
+    }
+    free(keep);
+}
+
 static void test_connection_loss_and_reset(void **state)
 {
     struct fixture *f = *state;
@@ -1159,6 +1235,7 @@ int main(void)
         cmocka_unit_test(test_tickets),
         cmocka_unit_test(test_send_connection_loss),
         cmocka_unit_test(test_connect_failure),
+        cmocka_unit_test(test_gssencmode_default),
         cmocka_unit_test(test_connection_loss_and_reset),
         cmocka_unit_test(test_einval),
         cmocka_unit_test(test_audit_rows),
