@@ -342,7 +342,7 @@ struct ess_store {
     PGconn *conn;
     bool append_lock; /* journal appends serialised per connector (replicas) */
     bool prepared[ST__COUNT];
-    /* journal_append scratch, reused across calls (sized for one chunk) */
+    /* journal_append scratch, made on first use, reused (sized for one chunk) */
     const char **vals;     /* 1 + APPEND_COLS * APPEND_CHUNK parameter values */
     char (*nums)[NUM_MAX]; /* received_ms as text, one per row */
     char *head;            /* INSERT head and APPEND_CHUNK row tuples, built once */
@@ -623,19 +623,43 @@ const char *ess_store_peer(const struct ess_store *s, char *buf, size_t len)
     return buf;
 }
 
+static void free_scratch(struct ess_store *s)
+{
+    free(s->vals);
+    free(s->nums);
+    free(s->head);
+    free(s->row_end);
+    free(s->sql);
+    s->vals = NULL;
+    s->nums = NULL;
+    s->head = NULL;
+    s->row_end = NULL;
+    s->sql = NULL;
+    s->head_cap = 0;
+}
+
+/* journal_append's text INSERT scratch (~190 KiB), made on its first use:
+ * the worker's bursts go through journal_send, so a session that never
+ * appends (the side session, a normal drain) never pays for it. */
 static int alloc_scratch(struct ess_store *s)
 {
+    /* "($1,$nnnnn,$nnnnn,$nnnnn,$nnnnn,$nnnnn::bigint)," is < 64 chars a row */
+    size_t cap = 256 + (size_t)APPEND_CHUNK * 64;
+
+    if (s->head_cap != 0) {
+        return ESS_OK;
+    }
     s->vals = calloc(1 + (size_t)APPEND_COLS * APPEND_CHUNK, sizeof(*s->vals));
     s->nums = calloc(APPEND_CHUNK, sizeof(*s->nums));
-    /* "($1,$nnnnn,$nnnnn,$nnnnn,$nnnnn,$nnnnn::bigint)," is < 64 chars a row */
-    s->head_cap = 256 + (size_t)APPEND_CHUNK * 64;
-    s->head = malloc(s->head_cap);
-    s->sql = malloc(s->head_cap);
+    s->head = malloc(cap);
+    s->sql = malloc(cap);
     s->row_end = calloc(APPEND_CHUNK, sizeof(*s->row_end));
     if (s->vals == NULL || s->nums == NULL || s->head == NULL || s->sql == NULL ||
         s->row_end == NULL) {
+        free_scratch(s);
         return ESS_ENOMEM;
     }
+    s->head_cap = cap;
     build_append_head(s);
     return ESS_OK;
 }
@@ -666,7 +690,7 @@ struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err)
         return NULL;
     }
     s = calloc(1, sizeof(*s));
-    if (s == NULL || alloc_scratch(s) != ESS_OK) {
+    if (s == NULL) {
         ess_err_set(err, ESS_ENOMEM, "store: out of memory");
         ess_store_free(s);
         return NULL;
@@ -698,11 +722,7 @@ void ess_store_free(struct ess_store *s)
     PQclear(s->pend_res);
     PQclear(s->pend_fail);
     PQclear(s->pipe_rows);
-    free(s->vals);
-    free(s->nums);
-    free(s->head);
-    free(s->row_end);
-    free(s->sql);
+    free_scratch(s);
     free(s->pend_conn);
     for (i = 0; i < APPEND_ARRS; i++) {
         free(s->arr[i].p);
@@ -888,7 +908,8 @@ static int append_chunk(struct ess_store *s, const char *connector,
     if (s->part_fn != NULL || s->append_lock) { /* replicas: as binary arrays, with partitions */
         rc = append_arrays(s, connector, ev, rows, &res, err);
     } else {
-        rc = fill_append_params(s, connector, ev, rows, err);
+        rc = alloc_scratch(s) == ESS_OK ? fill_append_params(s, connector, ev, rows, err)
+                                        : ess_err_set(err, ESS_ENOMEM, "store: out of memory");
         if (rc == ESS_OK) {
             build_append_sql(s, rows);
             rc = rows == APPEND_CHUNK ? exec_prepared(s, ST_APPEND_CHUNK, s->sql, nparams, s->vals,
