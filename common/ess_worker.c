@@ -169,6 +169,7 @@ void ess_worker_lean_exec(char **argv)
 {
     const char *preload = getenv("LD_PRELOAD");
     char path[PATH_MAX];
+    const char *exe;
 
     /* Under valgrind /proc/self/exe is valgrind's tool, not us: stay put. */
     if (getenv("GNUTLS_NO_IMPLICIT_INIT") != NULL || getenv("ESS_NO_REEXEC") != NULL ||
@@ -178,7 +179,12 @@ void ess_worker_lean_exec(char **argv)
     if (setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1) != 0) {
         return;
     }
-    execv(self_exe(path, sizeof(path)), argv);
+    exe = self_exe(path, sizeof(path));
+    execv(exe, argv);
+    if (exe == path) {
+        /* the path refused (a directory we may not search?): lean, if not named */
+        execv("/proc/self/exe", argv);
+    }
     /* Still here: exec failed (no /proc?). Nothing is lost but the memory. */
 }
 
