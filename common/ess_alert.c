@@ -4,7 +4,11 @@
  * The failure rate is counted over a sliding window from samples of the
  * failed-attempts counter, at most one a second: failures within the window
  * = the counter now minus the counter as it was window seconds ago (the
- * latest sample at or before then; 0 when the worker is younger).
+ * latest sample at or before then; 0 when the worker is younger). A sample
+ * is only kept when the counter moved: between two samples it was constant,
+ * so the counts are as exact as one sample a second, and a worker that is not
+ * failing keeps a few bytes of ring instead of an hour's worth (58 KiB). The
+ * ring grows (doubling) up to ALERT_SAMPLES as failures come.
  */
 #include "ess_alert.h"
 
@@ -15,6 +19,7 @@
 
 #define ALERT_SAMPLES 3700 /* one a second covers within_sec up to 3600 */
 #define ALERT_SAMPLE_MS 1000
+#define ALERT_SAMPLES_FIRST 16
 
 struct alert_sample {
     long long ms;
@@ -28,7 +33,8 @@ struct ess_alert {
     double value[ESS_ALERT__COUNT];
     double threshold[ESS_ALERT__COUNT];
     long long down_since_ms;                    /* -1 while the partner is up */
-    struct alert_sample samples[ALERT_SAMPLES]; /* ring, oldest at head */
+    struct alert_sample *samples; /* ring of cap, oldest at head */
+    size_t cap;
     size_t head;
     size_t n;
 };
@@ -53,11 +59,20 @@ struct ess_alert *ess_alert_new(const struct ess_alerts *rules)
     }
     a->rules = *rules;
     a->down_since_ms = -1;
+    a->cap = ALERT_SAMPLES_FIRST;
+    a->samples = malloc(a->cap * sizeof(*a->samples));
+    if (a->samples == NULL) {
+        free(a);
+        return NULL;
+    }
     return a;
 }
 
 void ess_alert_free(struct ess_alert *a)
 {
+    if (a != NULL) {
+        free(a->samples);
+    }
     free(a);
 }
 
@@ -66,19 +81,44 @@ void ess_alert_set_rules(struct ess_alert *a, const struct ess_alerts *rules)
     a->rules = *rules;
 }
 
+/* A full ring of less than ALERT_SAMPLES doubles (oldest first again); 0
+ * when it cannot (the oldest sample then makes room, as at the limit). */
+static int ring_grow(struct ess_alert *a)
+{
+    size_t cap = a->cap * 2 < ALERT_SAMPLES ? a->cap * 2 : ALERT_SAMPLES;
+    struct alert_sample *v;
+    size_t i;
+
+    if (cap <= a->cap) {
+        return 0;
+    }
+    v = malloc(cap * sizeof(*v));
+    if (v == NULL) {
+        return 0;
+    }
+    for (i = 0; i < a->n; i++) {
+        v[i] = a->samples[(a->head + i) % a->cap];
+    }
+    free(a->samples);
+    a->samples = v;
+    a->cap = cap;
+    a->head = 0;
+    return 1;
+}
+
 static void sample_add(struct ess_alert *a, long long now, unsigned long long failed)
 {
     const struct alert_sample *last =
-        a->n > 0 ? &a->samples[(a->head + a->n - 1) % ALERT_SAMPLES] : NULL;
+        a->n > 0 ? &a->samples[(a->head + a->n - 1) % a->cap] : NULL;
 
-    if (last != NULL && now - last->ms < ALERT_SAMPLE_MS) {
+    if (last != NULL && (now - last->ms < ALERT_SAMPLE_MS || last->failed == failed)) {
         return;
     }
-    if (a->n == ALERT_SAMPLES) {
-        a->head = (a->head + 1) % ALERT_SAMPLES;
+    if (a->n == a->cap && !ring_grow(a)) {
+        a->head = (a->head + 1) % a->cap;
         a->n--;
     }
-    a->samples[(a->head + a->n) % ALERT_SAMPLES] = (struct alert_sample){now, failed};
+    a->samples[(a->head + a->n) % a->cap] = (struct alert_sample){now, failed};
     a->n++;
 }
 
@@ -91,7 +131,7 @@ static unsigned long long failures_within(const struct ess_alert *a, long long n
     size_t i;
 
     for (i = 0; i < a->n; i++) {
-        s = &a->samples[(a->head + i) % ALERT_SAMPLES];
+        s = &a->samples[(a->head + i) % a->cap];
         if (s->ms > now - window_ms) {
             break;
         }

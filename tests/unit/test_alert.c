@@ -76,6 +76,67 @@ static void test_failures_window(void **state)
     ess_alert_free(a);
 }
 
+/* One evaluation a second from t0 to t1 (seconds) with the failed counter at
+ * failed; the failures rule's changes: +1 per firing, -1 per clearing. */
+static int run_secs(struct ess_alert *a, long long t0, long long t1, unsigned long long failed)
+{
+    struct ess_alert_change ch[ESS_ALERT__COUNT];
+    struct ess_alert_input in = quiet(0);
+    int changes = 0;
+    size_t i, n;
+
+    in.failed = failed;
+    for (in.now_ms = t0 * 1000; in.now_ms <= t1 * 1000; in.now_ms += 1000) {
+        n = step(a, &in, ch);
+        for (i = 0; i < n; i++) {
+            changes += ch[i].rule == ESS_ALERT_FAILURES ? (ch[i].fired ? 1 : -1) : 0;
+        }
+    }
+    return changes;
+}
+
+/* Samples are kept only when the counter moves, in a ring that grows with
+ * them: counts stay exact as it grows, after a reload that widens the window,
+ * and at the hour's limit (where the oldest give way). */
+static void test_failures_window_ring(void **state)
+{
+    struct ess_alerts r = defaults();
+    struct ess_alert *a;
+    unsigned long long failed = 0;
+    long long t;
+
+    (void)state;
+    r.failures.count = 5;
+    r.failures.within_sec = 10;
+    a = ess_alert_new(&r);
+    assert_non_null(a);
+    assert_int_equal(run_secs(a, 1, 60, failed), 0); /* nothing moves: one sample */
+    /* 2 failures per 10 s for 100 s (20 samples: the ring grows), never above 5 */
+    for (t = 61; t <= 160; t += 5) {
+        assert_int_equal(run_secs(a, t, t + 4, ++failed), 0);
+    }
+    failed += 6; /* 6 at once: above 5 */
+    assert_int_equal(run_secs(a, 161, 161, failed), 1);
+    assert_int_equal(run_secs(a, 162, 180, failed), -1); /* out of the window */
+    /* widened to 60 s: what happened 20-60 s ago counts at once (6 + 8 + 3) */
+    r.failures.within_sec = 60;
+    ess_alert_set_rules(a, &r);
+    failed += 3;
+    assert_int_equal(run_secs(a, 181, 181, failed), 1);
+    ess_alert_free(a);
+
+    /* one failure a second for longer than the ring's hour: 3,600 a window */
+    r.failures.count = 3650;
+    r.failures.within_sec = 3600;
+    a = ess_alert_new(&r);
+    for (t = 1; t <= 4000; t++) {
+        assert_int_equal(run_secs(a, t, t, ++failed), 0);
+    }
+    failed += 100;
+    assert_int_equal(run_secs(a, 4001, 4001, failed), 1);
+    ess_alert_free(a);
+}
+
 static void test_partner_down_after_threshold(void **state)
 {
     struct ess_alerts r = defaults();
@@ -218,6 +279,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failures_window),
+        cmocka_unit_test(test_failures_window_ring),
         cmocka_unit_test(test_partner_down_after_threshold),
         cmocka_unit_test(test_backlog_parked_canary),
         cmocka_unit_test(test_off_rules),
