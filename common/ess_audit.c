@@ -418,10 +418,10 @@ struct audit_arr { /* an array literal being written: "{e1,e2,...}" */
     size_t len;
 };
 
-/* Room for k elements of at most `each` bytes (text: quoted, every byte escaped). */
-static int audit_arr_new(struct audit_arr *a, size_t k, size_t each)
+/* Room for elements of `bytes` in all, each with its separator. */
+static int audit_arr_new(struct audit_arr *a, size_t bytes)
 {
-    a->p = malloc(k * (each + 1) + 3);
+    a->p = malloc(bytes + 3);
     a->len = 0;
     if (a->p == NULL) {
         return ESS_ENOMEM;
@@ -462,6 +462,24 @@ static void audit_arr_text(struct audit_arr *a, const char *s)
         a->p[a->len++] = *s++;
     }
     a->p[a->len++] = '"';
+}
+
+/* What audit_arr_text writes for s, with its separator. */
+static size_t audit_arr_text_len(const char *s)
+{
+    size_t n = 3; /* quotes and separator */
+    size_t run;
+
+    for (;;) {
+        run = strcspn(s, "\"\\");
+        n += run;
+        s += run;
+        if (*s == '\0') {
+            return n;
+        }
+        n += 2;
+        s++;
+    }
 }
 
 static void audit_arr_end(struct audit_arr *a)
@@ -547,11 +565,11 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t from, s
     struct audit_arr arr[AUDIT_COLS - 1] = {{NULL, 0}}; /* n, kind, at_ms, content, prev, hash */
     const char *vals[AUDIT_COLS];
     struct audit_out *rows = calloc(k, sizeof(*rows));
-    char(*hashes)[ESS_AUDIT_HASH_HEX] = calloc(k + 1, sizeof(*hashes));
+    char hash_prev[ESS_AUDIT_HASH_HEX], hash[ESS_AUDIT_HASH_HEX];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     EVP_MD *fetched = NULL;
     const EVP_MD *sha;
-    size_t i, nrows = 0, kind_max = 0, content_max = 0;
+    size_t i, nrows = 0, kind_bytes = 0, content_bytes = 0, num_bytes, hash_bytes;
     int rc = ESS_OK;
 
 #if OPENSSL_VERSION_MAJOR >= 3
@@ -559,32 +577,37 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t from, s
 #endif
     sha = fetched != NULL ? fetched : EVP_sha256();
     nrows = rows != NULL ? audit_rows(a->q + from, k, rows) : 0;
+    /* Arrays sized exactly (the contents are most of a chunk's bytes). */
     for (i = 0; i < nrows; i++) {
-        size_t kl = strlen(rows[i].kind), cl = strlen(rows[i].content);
-
-        kind_max = kl > kind_max ? kl : kind_max;
-        content_max = cl > content_max ? cl : content_max;
+        kind_bytes += audit_arr_text_len(rows[i].kind);
+        content_bytes += audit_arr_text_len(rows[i].content);
     }
-    if (nrows == 0 || hashes == NULL || ctx == NULL ||
-        audit_arr_new(&arr[0], nrows, AUDIT_NUM) != ESS_OK ||
-        audit_arr_new(&arr[1], nrows, 2 * kind_max + 2) != ESS_OK ||
-        audit_arr_new(&arr[2], nrows, AUDIT_NUM) != ESS_OK ||
-        audit_arr_new(&arr[3], nrows, 2 * content_max + 2) != ESS_OK ||
-        audit_arr_new(&arr[4], nrows, ESS_AUDIT_HASH_HEX + 2) != ESS_OK ||
-        audit_arr_new(&arr[5], nrows, ESS_AUDIT_HASH_HEX + 2) != ESS_OK) {
+    num_bytes = nrows * (AUDIT_NUM + 1);
+    hash_bytes = nrows * (ESS_AUDIT_HASH_HEX + 3);
+    if (nrows == 0 || ctx == NULL || audit_arr_new(&arr[0], num_bytes) != ESS_OK ||
+        audit_arr_new(&arr[1], kind_bytes) != ESS_OK ||
+        audit_arr_new(&arr[2], num_bytes) != ESS_OK ||
+        audit_arr_new(&arr[3], content_bytes) != ESS_OK ||
+        audit_arr_new(&arr[4], hash_bytes) != ESS_OK ||
+        audit_arr_new(&arr[5], hash_bytes) != ESS_OK) {
         rc = ess_err_set(err, ESS_ENOMEM, "audit: out of memory");
         goto done;
     }
-    memcpy(hashes[0], head, sizeof(hashes[0]));
+    /* Each row's hash is the next one's prev: two buffers, not one per row. */
+    memcpy(hash_prev, head, sizeof(hash_prev));
     for (i = 0; i < nrows && rc == ESS_OK; i++) {
-        rc = audit_hash_with(ctx, sha, hashes[i], *n + 1 + (long long)i, a->chain, rows[i].kind,
-                             rows[i].at_ms, rows[i].content, hashes[i + 1]);
+        rc = audit_hash_with(ctx, sha, hash_prev, *n + 1 + (long long)i, a->chain, rows[i].kind,
+                             rows[i].at_ms, rows[i].content, hash);
+        if (rc != ESS_OK) {
+            break;
+        }
         audit_arr_num(&arr[0], *n + 1 + (long long)i);
         audit_arr_text(&arr[1], rows[i].kind);
         audit_arr_num(&arr[2], rows[i].at_ms);
         audit_arr_text(&arr[3], rows[i].content);
-        audit_arr_text(&arr[4], hashes[i]);
-        audit_arr_text(&arr[5], hashes[i + 1]);
+        audit_arr_text(&arr[4], hash_prev);
+        audit_arr_text(&arr[5], hash);
+        memcpy(hash_prev, hash, sizeof(hash_prev));
     }
     if (rc == ESS_OK) {
         vals[0] = a->chain;
@@ -598,7 +621,7 @@ static int audit_insert(struct ess_audit *a, struct ess_store *s, size_t from, s
     }
     if (rc == ESS_OK) {
         *n += (long long)nrows;
-        memcpy(head, hashes[nrows], ESS_AUDIT_HASH_HEX);
+        memcpy(head, hash_prev, ESS_AUDIT_HASH_HEX);
     }
 done:
     EVP_MD_CTX_free(ctx);
@@ -612,7 +635,6 @@ done:
         free(rows[i].owned);
     }
     free(rows);
-    free(hashes);
     return rc;
 }
 

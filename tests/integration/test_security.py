@@ -253,6 +253,14 @@ def test_hostile_keys_and_fields_intact():
         msgs = wait_until(lambda: bus.drain(q), 15, "the NUL event on %s" % q)
         check([b for _, b in msgs] == [raw], "dead-lettered bytes %r, sent %r" % (msgs, raw))
         check(sql("SELECT count(*) FROM ess_journal")[0][0] > 0, "ess_journal still exists")
+        # the audit chain carries the keys (quoted and escaped in its array
+        # parameters, and inside an attempts row's JSON) intact, and verifies
+        wait_until(lambda: len(audit_attempts(cid)) >= n, 15, "an audited attempt per event")
+        audited = {a["key"] for _, a in audit_attempts(cid)}
+        check(audited == set(HOSTILE_KEYS), "audited keys %r" % sorted(audited))
+        r = verify(state_dir(), cid)
+        check(r.returncode == 0 and "chain intact" in r.stdout,
+              "verify with hostile keys: %d %r %r" % (r.returncode, r.stdout, r.stderr))
     with_worker("tickets: all\n", body)
 
 
