@@ -23,9 +23,13 @@
  * COMMITs wait for the CPU) put a 5-9 ms bump into deliveries every 500 ms
  * at 1,000/s; 100 at a time spread it. At most one such transaction per
  * PUSH_SIDE_EARLY_GAP_MS, though: while draining, 100-row transactions
- * (120 a second) cost 5-10 % of the drain rate; the gap lets them grow. */
+ * (120 a second) cost 5-10 % of the drain rate; the gap lets them grow --
+ * but not past a full transaction (PUSH_SIDE_ROWS): with that many waiting
+ * the next one goes as soon as the session is free, or a drain faster than
+ * PUSH_SIDE_ROWS per gap (20,000/s) grew the queue for as long as it lasted. */
 #define PUSH_SIDE_EARLY_ROWS 100
 #define PUSH_SIDE_EARLY_GAP_MS 50
+#define PUSH_SIDE_ROWS 1000 /* audit rows and tickets per transaction: bounded buffers */
 
 /* ---- tickets: one per final outcome, written with the next offset save ---- */
 
@@ -112,7 +116,8 @@ void push_audit_early(struct ess_push *p)
 
     if (pending >= PUSH_SIDE_EARLY_ROWS && p->side != NULL) {
         now = ess_worker_mono_ms();
-        if (!ess_store_pipe_busy(p->side) && now >= p->side_early_ms) {
+        if (!ess_store_pipe_busy(p->side) &&
+            (now >= p->side_early_ms || pending >= PUSH_SIDE_ROWS)) {
             p->side_early_ms = now + PUSH_SIDE_EARLY_GAP_MS;
             push_side_start(p, 0);
         }
@@ -189,7 +194,6 @@ int push_tickets_flush(struct ess_push *p)
  * Without the side session (replicas: their offsets go by partition; or it
  * cannot be opened) the synchronous path on the loop's session does it. */
 
-#define PUSH_SIDE_ROWS 1000 /* audit rows and tickets per transaction: bounded buffers */
 #define PUSH_SIDE_RETRY_MS 1000
 
 static int push_side_busy(const struct ess_push *p)
