@@ -29,7 +29,7 @@
  * PUSH_SIDE_ROWS per gap (20,000/s) grew the queue for as long as it lasted. */
 #define PUSH_SIDE_EARLY_ROWS 100
 #define PUSH_SIDE_EARLY_GAP_MS 50
-#define PUSH_SIDE_ROWS 1000 /* audit rows and tickets per transaction: bounded buffers */
+#define PUSH_SIDE_ROWS 500 /* audit rows and tickets per transaction: bounded buffers */
 
 /* ---- tickets: one per final outcome, written with the next offset save ---- */
 
