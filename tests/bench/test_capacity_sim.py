@@ -29,8 +29,8 @@ def test_under_capacity_never_queues():
     pts = capacity_sim.read_curve(curve("t_sec,events_per_sec\n0,1000\n10,2000\n"))
     s, steps = capacity_sim.simulate(pts, connectors=10, tail=10)
     check(s["peak_backlog"] == 0 and s["queued_seconds"] == 0, s)
-    check(abs(s["peak_cores"] - 2000 * 39e-6) < 1e-9, s)
-    check(abs(s["memory_mib"] - 10 * 13.8) < 1e-9, s)
+    check(abs(s["peak_cores"] - 2000 * 30e-6) < 1e-9, s)
+    check(abs(s["memory_mib"] - 10 * 11.7) < 1e-9, s)
     check(len(steps) == 20 and steps[-1]["delivered_eps"] == 2000, steps[-1])
 
 
