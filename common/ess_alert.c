@@ -32,7 +32,7 @@ struct ess_alert {
     int announced[ESS_ALERT__COUNT];
     double value[ESS_ALERT__COUNT];
     double threshold[ESS_ALERT__COUNT];
-    long long down_since_ms;                    /* -1 while the partner is up */
+    long long down_since_ms;      /* -1 while the partner is up */
     struct alert_sample *samples; /* ring of cap, oldest at head */
     size_t cap;
     size_t head;
@@ -108,9 +108,12 @@ static int ring_grow(struct ess_alert *a)
 
 static void sample_add(struct ess_alert *a, long long now, unsigned long long failed)
 {
-    const struct alert_sample *last =
-        a->n > 0 ? &a->samples[(a->head + a->n - 1) % a->cap] : NULL;
+    const struct alert_sample *last;
 
+    if (a->samples == NULL || a->cap == 0) {
+        return; /* never: ess_alert_new made the ring */
+    }
+    last = a->n > 0 ? &a->samples[(a->head + a->n - 1) % a->cap] : NULL;
     if (last != NULL && (now - last->ms < ALERT_SAMPLE_MS || last->failed == failed)) {
         return;
     }

@@ -672,17 +672,29 @@ struct ess_store *ess_store_new(const char *conninfo, struct ess_err *err)
      * pages) for GSSAPI encryption ESS deployments do not use. Disabled
      * unless the conninfo or PGGSSENCMODE asks for it (an empty value is
      * skipped by libpq, so the environment then applies). */
-    const char *keys[] = {"connect_timeout",  "keepalives",
-                          "keepalives_idle",  "keepalives_interval",
-                          "keepalives_count", "application_name",
-                          "client_encoding",  "options",
-                          "gssencmode",       "dbname",
+    const char *keys[] = {"connect_timeout",
+                          "keepalives",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "application_name",
+                          "client_encoding",
+                          "options",
+                          "gssencmode",
+                          "dbname",
                           NULL};
     const char *gss_env = getenv("PGGSSENCMODE");
-    const char *vals[] = {
-        "5",      "1",   "30",   "10",
-        "3",      "ess", "UTF8", "-c statement_timeout=30000 -c client_min_messages=warning",
-        gss_env != NULL && gss_env[0] != '\0' ? "" : "disable", conninfo, NULL};
+    const char *vals[] = {"5",
+                          "1",
+                          "30",
+                          "10",
+                          "3",
+                          "ess",
+                          "UTF8",
+                          "-c statement_timeout=30000 -c client_min_messages=warning",
+                          gss_env != NULL && gss_env[0] != '\0' ? "" : "disable",
+                          conninfo,
+                          NULL};
     struct ess_store *s;
 
     if (conninfo == NULL) {
