@@ -20,10 +20,9 @@ static const char audit_zero[ESS_AUDIT_HASH_HEX] =
     "0000000000000000000000000000000000000000000000000000000000000000";
 
 struct audit_rec {
-    char *kind;
+    char *kind; /* NULL: a delivery attempt, stored in an "attempts" row with its neighbours */
     long long at_ms;
     char *content;
-    int attempt; /* a delivery attempt: goes in an "attempts" row with its neighbours */
 };
 
 struct ess_audit {
@@ -216,29 +215,22 @@ static int audit_room(struct ess_audit *a)
     return ESS_OK;
 }
 
-/* Queue a record whose content text is already rendered (taken over, freed on failure). */
-static int audit_push(struct ess_audit *a, const char *kind, long long at_ms, char *content)
+/* Queue an attempt whose content text is already rendered (taken over, freed
+ * on failure). No kind is kept per attempt: its row's kind is "attempts". */
+static int audit_push_attempt(struct ess_audit *a, long long at_ms, char *content)
 {
-    struct audit_rec r = {NULL, at_ms, content, 0};
-
     if (audit_room(a) != ESS_OK) {
         free(content);
         a->lost++;
         return ESS_ENOMEM;
     }
-    r.kind = strdup(kind);
-    if (r.kind == NULL || r.content == NULL) {
-        rec_fini(&r);
-        a->lost++;
-        return ESS_ENOMEM;
-    }
-    a->q[a->n++] = r;
+    a->q[a->n++] = (struct audit_rec){NULL, at_ms, content};
     return ESS_OK;
 }
 
 int ess_audit_add(struct ess_audit *a, const char *kind, long long at_ms, json_t *content)
 {
-    struct audit_rec r = {NULL, at_ms, NULL, 0};
+    struct audit_rec r = {NULL, at_ms, NULL};
 
     if (a == NULL || kind == NULL || !json_is_object(content)) {
         return ESS_EINVAL;
@@ -345,12 +337,7 @@ int ess_audit_attempt(struct ess_audit *a, long long seq, const char *event_id, 
         return ESS_ENOMEM;
     }
     clock_gettime(CLOCK_REALTIME, &ts);
-    if (audit_push(a, "attempt", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, text) !=
-        ESS_OK) {
-        return ESS_ENOMEM;
-    }
-    a->q[a->n - 1].attempt = 1;
-    return ESS_OK;
+    return audit_push_attempt(a, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, text);
 }
 
 /* The chain's newest row from the store (n 0 and the zero hash when empty). */
@@ -383,7 +370,7 @@ static int audit_read_head(struct ess_audit *a, struct ess_store *s, struct ess_
 /* A full queue dropped records: the first one written says how many. */
 static int audit_note_lost(struct ess_audit *a)
 {
-    struct audit_rec r = {NULL, 0, NULL, 0};
+    struct audit_rec r = {NULL, 0, NULL};
     json_t *c;
 
     if (audit_room(a) != ESS_OK) { /* first: making room may drop one more */
@@ -534,8 +521,8 @@ static size_t audit_rows(const struct audit_rec *q, size_t k, struct audit_out *
 
     while (i < k) {
         j = i + 1;
-        if (q[i].attempt) {
-            while (j < k && j - i < AUDIT_ROW_ATTEMPTS && q[j].attempt) {
+        if (q[i].kind == NULL) {
+            while (j < k && j - i < AUDIT_ROW_ATTEMPTS && q[j].kind == NULL) {
                 j++;
             }
             rows[nrows] = (struct audit_out){"attempts", q[i].at_ms, NULL,
