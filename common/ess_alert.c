@@ -17,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "ess_ring.h"
+
 #define ALERT_SAMPLES 3700 /* one a second covers within_sec up to 3600 */
 #define ALERT_SAMPLE_MS 1000
 #define ALERT_SAMPLES_FIRST 16
@@ -87,17 +89,13 @@ static int ring_grow(struct ess_alert *a)
 {
     size_t cap = a->cap * 2 < ALERT_SAMPLES ? a->cap * 2 : ALERT_SAMPLES;
     struct alert_sample *v;
-    size_t i;
 
     if (cap <= a->cap) {
         return 0;
     }
-    v = malloc(cap * sizeof(*v));
+    v = ess_ring_unwrap(a->samples, sizeof(*a->samples), a->cap, a->head, a->n, cap);
     if (v == NULL) {
         return 0;
-    }
-    for (i = 0; i < a->n; i++) {
-        v[i] = a->samples[(a->head + i) % a->cap];
     }
     free(a->samples);
     a->samples = v;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ess_err.h"
+#include "ess_ring.h"
 
 struct kq_slot;
 
@@ -276,16 +277,13 @@ static int kq_ring_push(struct ess_keyq *q, struct kq_item *it)
 {
     struct kq_item **grown;
     size_t cap;
-    size_t i;
 
     if (q->ring_n == q->ring_cap) {
         cap = q->ring_cap ? q->ring_cap * 2 : 256;
-        grown = malloc(cap * sizeof(*grown));
+        grown =
+            ess_ring_unwrap(q->ring, sizeof(*q->ring), q->ring_cap, q->ring_head, q->ring_n, cap);
         if (grown == NULL) {
             return ESS_ENOMEM;
-        }
-        for (i = 0; i < q->ring_n; i++) {
-            grown[i] = q->ring[(q->ring_head + i) % q->ring_cap];
         }
         free(q->ring);
         q->ring = grown;
