@@ -9,7 +9,8 @@
  *
  * ess_journal(seq bigserial, connector, event_id, key, topic, body text,
  * received_ms bigint, journaled_at timestamptz, part smallint: the key's
- * partition with replicas, else NULL) UNIQUE (connector, event_id):
+ * partition with replicas, else NULL) PRIMARY KEY (connector, seq),
+ * UNIQUE (connector, event_id), an index on key (migration 10):
  * a burst of events is one multi-row INSERT ... ON CONFLICT DO NOTHING in one
  * transaction (parameters, never escaping by hand), and the caller acks the
  * burst only after that COMMIT. The worker pipelines it (journal_send /

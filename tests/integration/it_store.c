@@ -255,6 +255,87 @@ static void test_migrate_concurrent(void **state)
     PQclear(PQexec(f->check, sql));
 }
 
+/* Migration 10 on a journal written under version 9's indexes: rows kept,
+ * the primary key (connector, seq), the per-key index (key), nothing else
+ * but the event_id key; appends and dedupe as before. */
+static void exec_ok(PGconn *c, const char *sql)
+{
+    PGresult *res = PQexec(c, sql);
+
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    }
+    PQclear(res);
+}
+
+static void test_migrate_journal_keys(void **state)
+{
+    struct fixture *f = *state;
+    struct ess_err err = {0};
+    char db[64], sql[128], conninfo[1024];
+    struct ess_store *s;
+    struct ess_store_event *ev = make_events(0, 300, 7);
+    PGconn *c;
+    PGresult *res;
+    size_t inserted = 0;
+    long long seqs[300];
+
+    snprintf(db, sizeof(db), "ess_it_mig10_%ld", (long)getpid());
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db); /* identifier: our own digits */
+    PQclear(PQexec(f->check, sql));
+    scratch_conninfo(f->url, db, conninfo, sizeof(conninfo));
+    s = ess_store_new(conninfo, &err);
+    assert_non_null(s);
+    assert_int_equal(ess_store_migrate(s, &err), ESS_OK);
+    c = PQconnectdb(conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    /* back to version 9's journal indexes, then rows for two connectors */
+    exec_ok(c, "ALTER TABLE ess_journal DROP CONSTRAINT ess_journal_pkey,"
+               " ADD CONSTRAINT ess_journal_pkey PRIMARY KEY (seq);"
+               "CREATE INDEX ess_journal_connector_seq ON ess_journal (connector, seq);"
+               "CREATE INDEX ess_journal_connector_key_seq ON ess_journal (connector, key, seq);"
+               "DROP INDEX ess_journal_key;"
+               "DELETE FROM ess_schema_migrations WHERE version = 10");
+    assert_int_equal(ess_store_journal_append(s, "mig-a", ev, 300, &inserted, seqs, &err), ESS_OK);
+    assert_int_equal(inserted, 300);
+    assert_int_equal(ess_store_journal_append(s, "mig-b", ev, 300, &inserted, seqs, &err), ESS_OK);
+    assert_int_equal(inserted, 300);
+
+    assert_int_equal(ess_store_migrate(s, &err), ESS_OK);
+    res = PQexec(c, "SELECT string_agg(indexdef, ' | ' ORDER BY indexname) FROM pg_indexes"
+                    " WHERE tablename = 'ess_journal'");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_string_equal(
+        PQgetvalue(res, 0, 0),
+        "CREATE UNIQUE INDEX ess_journal_connector_event_id_key ON public.ess_journal USING btree"
+        " (connector, event_id) | CREATE INDEX ess_journal_key ON public.ess_journal USING btree"
+        " (key) | CREATE UNIQUE INDEX ess_journal_pkey ON public.ess_journal USING btree"
+        " (connector, seq)");
+    PQclear(res);
+    res = PQexec(c, "SELECT count(*), count(DISTINCT (connector, seq)) FROM ess_journal");
+    assert_string_equal(PQgetvalue(res, 0, 0), "600");
+    assert_string_equal(PQgetvalue(res, 0, 1), "600");
+    PQclear(res);
+    res = PQexec(c, "SELECT 1 FROM pg_constraint WHERE conname = 'ess_journal_pkey'"
+                    " AND contype = 'p'");
+    assert_int_equal(PQntuples(res), 1);
+    PQclear(res);
+    /* dedupe per connector still holds; a new event follows the old rows */
+    assert_int_equal(ess_store_journal_append(s, "mig-a", ev, 300, &inserted, seqs, &err), ESS_OK);
+    assert_int_equal(inserted, 0);
+    assert_int_equal(ess_store_journal_append(s, "mig-c", ev, 1, &inserted, seqs, &err), ESS_OK);
+    assert_int_equal(inserted, 1);
+    res = PQexec(c, "SELECT max(seq) FROM ess_journal WHERE connector <> 'mig-c'");
+    assert_true(seqs[0] > atoll(PQgetvalue(res, 0, 0)));
+    PQclear(res);
+
+    PQfinish(c);
+    ess_store_free(s);
+    free_events(ev, 300);
+    snprintf(sql, sizeof(sql), "DROP DATABASE %s", db);
+    PQclear(PQexec(f->check, sql));
+}
+
 /* ------------------------------------------------------------- journal -- */
 
 static void test_append_dedupe(void **state)
@@ -1218,6 +1299,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_migrate_idempotent),
         cmocka_unit_test(test_migrate_concurrent),
+        cmocka_unit_test(test_migrate_journal_keys),
         cmocka_unit_test(test_append_dedupe),
         cmocka_unit_test(test_append_chunks_atomic),
         cmocka_unit_test(test_read_order_limit),
