@@ -32,9 +32,10 @@ MODEL = {  # docs/capacity.md, "Measured"
     "cpu_us": 30.0,            # CPU µs per delivered event (27 measured)
     "rss_mib": 11.7,           # peak RSS per worker
     "pg_eps": 12100.0,         # journal fill, events/s (one Postgres)
-    "wal_bytes": 750.0,        # WAL per event, paced (697 measured + ~50 for random event ids)
-    "wal_bytes_burst": 710.0,  # WAL per event in bursts (backlog; 659 measured + ~50)
-    "journal_bytes": 455.0,    # ess_journal on disk per event (70-byte body, with indexes)
+    "wal_bytes": 650.0,        # WAL per event, paced (593 measured + ~50 for random event ids)
+    "wal_bytes_burst": 600.0,  # WAL per event in bursts (backlog; 542 measured + ~50)
+    "journal_bytes": 430.0,    # ess_journal on disk per event (70-byte body, indexes; 350
+                               # measured + ~80 for 36-character UUID event ids)
     "audit_bytes": 66.0,       # ess_audit per delivery attempt, random UUID event ids (kept)
     "replay_window_days": 7.0,
 }

@@ -41,8 +41,8 @@ def test_spike_backlog_and_drain():
     check(abs(s["peak_backlog"] - 500) < 1e-6 and s["peak_backlog_at"] == 20, s)
     check(s["drained_at"] == 30 and s["drain_seconds"] == 10 and s["queued_seconds"] == 20, s)
     check(s["backlog_at_end"] == 0, s)
-    # journal: every event kept (window of 7 days) at 455 bytes
-    check(abs(s["journal_gib_at_end"] * 2**30 - (50 * 10 + 150 * 10 + 50 * 100) * 455) < 1, s)
+    # journal: every event kept (window of 7 days) at 430 bytes
+    check(abs(s["journal_gib_at_end"] * 2**30 - (50 * 10 + 150 * 10 + 50 * 100) * 430) < 1, s)
     # audit: every delivery attempt kept, never removed (66 bytes each)
     check(abs(s["audit_gib_at_end"] * 2**30 - (50 * 10 + 150 * 10 + 50 * 100) * 66) < 1, s)
 
