@@ -255,9 +255,7 @@ static void test_migrate_concurrent(void **state)
     PQclear(PQexec(f->check, sql));
 }
 
-/* Migration 10 on a journal written under version 9's indexes: rows kept,
- * the primary key (connector, seq), the per-key index (key), nothing else
- * but the event_id key; appends and dedupe as before. */
+/* sql on c, which must succeed. */
 static void exec_ok(PGconn *c, const char *sql)
 {
     PGresult *res = PQexec(c, sql);
@@ -268,6 +266,9 @@ static void exec_ok(PGconn *c, const char *sql)
     PQclear(res);
 }
 
+/* Migration 10 on a journal written under version 9's indexes: rows kept,
+ * the primary key (connector, seq), the per-key index (key), nothing else
+ * but the event_id key; appends and dedupe as before. */
 static void test_migrate_journal_keys(void **state)
 {
     struct fixture *f = *state;
@@ -307,7 +308,8 @@ static void test_migrate_journal_keys(void **state)
     /* the index rebuild outlasts this session's statement_timeout (50 ms):
      * a migration is never cut off by it */
     ess_store_free(s);
-    snprintf(sql, sizeof(sql), "options='-c statement_timeout=50' "); /* before dbname: ours wins */
+    snprintf(sql, sizeof(sql), /* a conninfo's options win over the store's */
+             "options='-c statement_timeout=50 -c client_min_messages=warning' ");
     memmove(conninfo + strlen(sql), conninfo, strlen(conninfo) + 1);
     memcpy(conninfo, sql, strlen(sql));
     s = ess_store_new(conninfo, &err);
