@@ -229,7 +229,7 @@ static const struct migration migrations[] = {
      * sort by seq themselves. Measured on 60,000 bench-like inserts over
      * 200,000 rows: 20.2 -> 17.3 us of Postgres CPU per event, 85 -> 67 MB.
      * Rebuilds two indexes with journal writes waiting (events stay in the
-     * broker): 1.6 s per million rows here (docs/capacity.md, "Upgrading"). */
+     * broker): 1.9 s per million rows here (docs/capacity.md, "Upgrading"). */
     {10, "CREATE UNIQUE INDEX ess_journal_pkey_10 ON ess_journal (connector, seq);"
          "ALTER TABLE ess_journal DROP CONSTRAINT ess_journal_pkey,"
          "  ADD CONSTRAINT ess_journal_pkey PRIMARY KEY USING INDEX ess_journal_pkey_10;"
@@ -830,7 +830,7 @@ int ess_store_migrate(struct ess_store *s, struct ess_err *err)
     if (s == NULL || s->conn == NULL) {
         return ess_err_set(err, ESS_EINVAL, "store: NULL store");
     }
-    /* A migration that rebuilds an index takes ~1.6 s per million journal
+    /* A migration that rebuilds an index takes ~1.9 s per million journal
      * rows (migration 10), and a starter waiting for it as long: neither is
      * cut off by the session's statement_timeout, restored after. */
     rc = exec_simple(s, "SET statement_timeout = 0", "migrate: no statement timeout", err);
