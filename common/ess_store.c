@@ -824,6 +824,7 @@ int ess_store_migrate(struct ess_store *s, struct ess_err *err)
 {
     const char *lock[1] = {MIGRATE_LOCK};
     PGresult *res = NULL;
+    bool locked = false;
     size_t i;
     int rc;
 
@@ -839,22 +840,22 @@ int ess_store_migrate(struct ess_store *s, struct ess_err *err)
         rc = exec_params(s, "SELECT pg_advisory_lock($1::bigint)", 1, lock, PGRES_TUPLES_OK,
                          "migrate: lock", &res, err);
         PQclear(res);
+        locked = rc == ESS_OK;
     }
-    if (rc != ESS_OK) {
-        PQclear(PQexec(s->conn, "RESET statement_timeout"));
-        return rc;
+    if (rc == ESS_OK) {
+        rc = exec_simple(s,
+                         "CREATE TABLE IF NOT EXISTS ess_schema_migrations ("
+                         " version int PRIMARY KEY, applied_at timestamptz NOT NULL)",
+                         "migrate: create ess_schema_migrations", err);
     }
-    rc = exec_simple(s,
-                     "CREATE TABLE IF NOT EXISTS ess_schema_migrations ("
-                     " version int PRIMARY KEY, applied_at timestamptz NOT NULL)",
-                     "migrate: create ess_schema_migrations", err);
     for (i = 0; rc == ESS_OK && i < N_MIGRATIONS; i++) {
         rc = migrate_one(s, &migrations[i], err);
     }
     store_settle(s);
-    res = PQexecParams(s->conn, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, lock, NULL, NULL,
-                       0);
-    PQclear(res);
+    if (locked) {
+        PQclear(PQexecParams(s->conn, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, lock, NULL,
+                             NULL, 0));
+    }
     PQclear(PQexec(s->conn, "RESET statement_timeout"));
     return rc;
 }
