@@ -197,8 +197,30 @@ static void test_migrate_idempotent(void **state)
                      5);
 }
 
-/* conninfo for database db on the stack's server, from ESS_PG_URL. */
-static void scratch_conninfo(const char *url, const char *db, char *buf, size_t len)
+/* sql on c, which must succeed. */
+static void exec_ok(PGconn *c, const char *sql)
+{
+    PGresult *res = PQexec(c, sql);
+
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    }
+    PQclear(res);
+}
+
+/* CREATE or DROP (verb) the scratch database db: ess_it_<our pid>, no quoting. */
+static void scratch_db(struct fixture *f, const char *verb, const char *db)
+{
+    char sql[128];
+
+    snprintf(sql, sizeof(sql), "%s DATABASE %s", verb, db);
+    exec_ok(f->check, sql);
+}
+
+/* conninfo for database db on the stack's server, from ESS_PG_URL, with
+ * these session options (NULL: none; they win over the store's own). */
+static void scratch_conninfo(const char *url, const char *db, const char *options, char *buf,
+                             size_t len)
 {
     PQconninfoOption *opts = PQconninfoParse(url, NULL);
     PQconninfoOption *o;
@@ -209,6 +231,9 @@ static void scratch_conninfo(const char *url, const char *db, char *buf, size_t 
         if (o->val != NULL && strcmp(o->keyword, "dbname") != 0) {
             off += (size_t)snprintf(buf + off, len - off, "%s='%s' ", o->keyword, o->val);
         }
+    }
+    if (options != NULL) {
+        off += (size_t)snprintf(buf + off, len - off, "options='%s' ", options);
     }
     snprintf(buf + off, len - off, "dbname='%s'", db);
     PQconninfoFree(opts);
@@ -231,14 +256,13 @@ static int migrate_child(const char *conninfo)
 static void test_migrate_concurrent(void **state)
 {
     struct fixture *f = *state;
-    char db[64], sql[128], conninfo[1024];
+    char db[64], conninfo[1024];
     pid_t pids[4];
     int i, status;
 
     snprintf(db, sizeof(db), "ess_it_mig_%ld", (long)getpid());
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db); /* identifier: our own digits */
-    PQclear(PQexec(f->check, sql));
-    scratch_conninfo(f->url, db, conninfo, sizeof(conninfo));
+    scratch_db(f, "CREATE", db);
+    scratch_conninfo(f->url, db, NULL, conninfo, sizeof(conninfo));
     for (i = 0; i < 4; i++) {
         pids[i] = fork();
         assert_true(pids[i] >= 0);
@@ -251,19 +275,7 @@ static void test_migrate_concurrent(void **state)
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 0);
     }
-    snprintf(sql, sizeof(sql), "DROP DATABASE %s", db);
-    PQclear(PQexec(f->check, sql));
-}
-
-/* sql on c, which must succeed. */
-static void exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *res = PQexec(c, sql);
-
-    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    }
-    PQclear(res);
+    scratch_db(f, "DROP", db);
 }
 
 /* Migration 10 on a journal written under version 9's indexes: rows kept,
@@ -273,7 +285,7 @@ static void test_migrate_journal_keys(void **state)
 {
     struct fixture *f = *state;
     struct ess_err err = {0};
-    char db[64], sql[128], conninfo[1024];
+    char db[64], conninfo[1024];
     struct ess_store *s;
     struct ess_store_event *ev = make_events(0, 300, 7);
     PGconn *c;
@@ -282,9 +294,8 @@ static void test_migrate_journal_keys(void **state)
     long long seqs[300];
 
     snprintf(db, sizeof(db), "ess_it_mig10_%ld", (long)getpid());
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db); /* identifier: our own digits */
-    PQclear(PQexec(f->check, sql));
-    scratch_conninfo(f->url, db, conninfo, sizeof(conninfo));
+    scratch_db(f, "CREATE", db);
+    scratch_conninfo(f->url, db, NULL, conninfo, sizeof(conninfo));
     s = ess_store_new(conninfo, &err);
     assert_non_null(s);
     assert_int_equal(ess_store_migrate(s, &err), ESS_OK);
@@ -308,10 +319,8 @@ static void test_migrate_journal_keys(void **state)
     /* the index rebuild outlasts this session's statement_timeout (50 ms):
      * a migration is never cut off by it */
     ess_store_free(s);
-    snprintf(sql, sizeof(sql), /* a conninfo's options win over the store's */
-             "options='-c statement_timeout=50 -c client_min_messages=warning' ");
-    memmove(conninfo + strlen(sql), conninfo, strlen(conninfo) + 1);
-    memcpy(conninfo, sql, strlen(sql));
+    scratch_conninfo(f->url, db, "-c statement_timeout=50 -c client_min_messages=warning", conninfo,
+                     sizeof(conninfo));
     s = ess_store_new(conninfo, &err);
     assert_non_null(s);
     assert_int_equal(ess_store_migrate(s, &err), ESS_OK);
@@ -346,8 +355,7 @@ static void test_migrate_journal_keys(void **state)
     PQfinish(c);
     ess_store_free(s);
     free_events(ev, 300);
-    snprintf(sql, sizeof(sql), "DROP DATABASE %s", db);
-    PQclear(PQexec(f->check, sql));
+    scratch_db(f, "DROP", db);
 }
 
 /* ------------------------------------------------------------- journal -- */
